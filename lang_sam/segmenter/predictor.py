@@ -1,0 +1,158 @@
+"""Prompt SAM against one cached image embedding, with the API SAM users know."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lang_sam.errors import InvalidImageError, InvalidPromptError
+from lang_sam.segmenter import processing
+from lang_sam.segmenter.sam import Sam
+
+
+class SamPredictor:
+    """Encodes an image once (``set_image``) and answers any number of prompts against it.
+
+    A batch of prompts is decoded ``decoder_batch_size`` at a time and each chunk is taken to full
+    resolution before the next, so memory does not grow with the batch beyond the returned masks.
+    """
+
+    def __init__(self, sam: Sam, decoder_batch_size: int = 16) -> None:
+        self.model = sam
+        self.decoder_batch_size = decoder_batch_size
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.prompt_encoder.no_mask_embed.weight.device
+
+    def reset_image(self) -> None:
+        self.features: torch.Tensor | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    @property
+    def is_image_set(self) -> bool:
+        return self.features is not None
+
+    @torch.inference_mode()
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode an (H, W, 3) uint8 RGB image and cache its embedding."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image)
+            raise InvalidImageError(f"set_image takes an (H, W, 3) uint8 RGB array, got a {described}.")
+        if min(image.shape[:2]) < 1:
+            raise InvalidImageError(f"The image is empty (shape {image.shape}).")
+        resized = processing.resize_image(image)
+        pixels = torch.from_numpy(resized.copy()).to(self.device).permute(2, 0, 1)[None].float()
+        encoder = self.model.image_encoder
+        dtype = encoder.pos_embed.dtype
+        features = encoder(processing.normalize_and_pad(pixels).to(dtype))
+        self.features = features.float()
+        self.original_size = image.shape[:2]
+        self.input_size = resized.shape[:2]
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The cached (1, 256, 64, 64) embedding."""
+        return self._require_image()
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for one prompt given in original image pixels.
+
+        point_coords: (N, 2) xy; point_labels: (N,) 1 foreground, 0 background; box: (4,) xyxy;
+        mask_input: (1, 256, 256) low-res logits from an earlier call.
+        Returns masks (M, H, W) (bool, or float logits with return_logits), IoU scores (M,) and
+        low-res logits (M, 256, 256), with M = 3 when multimask_output else 1.
+        """
+        self._require_image()
+        if (point_coords is None) != (point_labels is None):
+            raise InvalidPromptError("point_coords and point_labels must be given together.")
+        coords = labels = boxes = masks = None
+        if point_coords is not None:
+            point_coords = np.asarray(point_coords, dtype=np.float64)
+            point_labels = np.asarray(point_labels)
+            if point_coords.ndim != 2 or point_coords.shape[1] != 2 or point_labels.shape != point_coords.shape[:1]:
+                raise InvalidPromptError(
+                    f"point_coords must be (N, 2) and point_labels (N,); got {point_coords.shape} and {point_labels.shape}."
+                )
+            coords = torch.as_tensor(point_coords, dtype=torch.float32, device=self.device)[None]
+            labels = torch.as_tensor(point_labels, dtype=torch.int64, device=self.device)[None]
+        if box is not None:
+            boxes = torch.as_tensor(np.asarray(box, dtype=np.float64).reshape(1, 4), dtype=torch.float32, device=self.device)
+        if mask_input is not None:
+            masks = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32, device=self.device)[None]
+        out_masks, iou, low_res = self.predict_torch(
+            coords, labels, boxes, masks, multimask_output, return_logits, prompts_in_image_pixels=True
+        )
+        return out_masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        prompts_in_image_pixels: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predict masks for a batch of B prompts, decoded in chunks.
+
+        point_coords: (B, N, 2); point_labels: (B, N); boxes: (B, 4) xyxy; mask_input: (B, 1, 256, 256).
+        Coordinates are in the resized 1024 frame, as in segment-anything, unless
+        prompts_in_image_pixels, when they are in original image pixels.
+        Returns masks (B, M, H, W), IoU predictions (B, M) and low-res logits (B, M, 256, 256).
+        """
+        self._require_image()
+        if prompts_in_image_pixels:
+            if point_coords is not None:
+                point_coords = processing.transform_coords(point_coords, self.original_size)
+            if boxes is not None:
+                boxes = processing.transform_boxes(boxes, self.original_size)
+        batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), 1)
+        results = [
+            self._decode_chunk(
+                _rows(point_coords, start, self.decoder_batch_size),
+                _rows(point_labels, start, self.decoder_batch_size),
+                _rows(boxes, start, self.decoder_batch_size),
+                _rows(mask_input, start, self.decoder_batch_size),
+                multimask_output,
+                return_logits,
+            )
+            for start in range(0, batch, self.decoder_batch_size)
+        ]
+        masks, iou, low_res = (torch.cat(parts) for parts in zip(*results))
+        return masks, iou, low_res
+
+    def _decode_chunk(self, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits):
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res, iou = self.model.mask_decoder(
+            image_embeddings=self.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        masks = processing.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > processing.MASK_THRESHOLD
+        return masks, iou, low_res
+
+    def _require_image(self) -> torch.Tensor:
+        if self.features is None:
+            raise InvalidImageError("No image is set: call set_image(image) before predicting.")
+        return self.features
+
+
+def _rows(tensor: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
+    return None if tensor is None else tensor[start : start + count]

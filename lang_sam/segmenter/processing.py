@@ -1,0 +1,64 @@
+"""SAM's pre- and post-processing, as pure functions of arrays and tensors.
+
+The model sees a 1024x1024 frame: the image is resized so its longest side is 1024, normalised
+and zero-padded at the bottom and right. Prompts are mapped into that frame; low-res mask logits
+are mapped back to the original image size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+IMAGE_SIZE = 1024
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+MASK_THRESHOLD = 0.0
+
+
+def resized_shape(original_size: tuple[int, int], long_side: int = IMAGE_SIZE) -> tuple[int, int]:
+    """(H, W) after scaling so that the longest side is long_side, rounded as the reference does."""
+    height, width = original_size
+    scale = long_side / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def resize_image(image: np.ndarray, long_side: int = IMAGE_SIZE) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 RGB array with PIL's bilinear filter, longest side to long_side."""
+    height, width = resized_shape(image.shape[:2], long_side)
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def normalize_and_pad(image: torch.Tensor, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """(B, 3, h, w) float pixels in 0..255 to normalised (B, 3, image_size, image_size), zero-padded."""
+    mean = torch.tensor(PIXEL_MEAN, device=image.device).view(1, 3, 1, 1)
+    std = torch.tensor(PIXEL_STD, device=image.device).view(1, 3, 1, 1)
+    image = (image - mean) / std
+    height, width = image.shape[-2:]
+    return F.pad(image, (0, image_size - width, 0, image_size - height))
+
+
+def transform_coords(coords: np.ndarray | torch.Tensor, original_size: tuple[int, int]):
+    """Map (..., 2) xy pixel coordinates of the original image into the resized frame."""
+    height, width = original_size
+    new_height, new_width = resized_shape(original_size)
+    coords = coords.clone().float() if isinstance(coords, torch.Tensor) else np.array(coords, dtype=np.float64)
+    coords[..., 0] = coords[..., 0] * (new_width / width)
+    coords[..., 1] = coords[..., 1] * (new_height / height)
+    return coords
+
+
+def transform_boxes(boxes: np.ndarray | torch.Tensor, original_size: tuple[int, int]):
+    """Map (..., 4) xyxy boxes of the original image into the resized frame."""
+    return transform_coords(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+
+def postprocess_masks(
+    low_res_masks: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> torch.Tensor:
+    """(B, M, 256, 256) logits to (B, M, H, W) logits: upscale to 1024, drop padding, resize."""
+    masks = F.interpolate(low_res_masks, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    masks = masks[..., : input_size[0], : input_size[1]]
+    return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
