@@ -53,9 +53,10 @@ def build_sam(
         raise ValueError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_ARCHITECTURES)}.")
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"Unsupported dtype {dtype}; use torch.float32 or torch.bfloat16.")
+    state_dict = load_sam_state_dict(checkpoint, sam_type) if checkpoint is not None else None
     sam = build_sam_from_architecture(SAM_ARCHITECTURES[sam_type])
-    if checkpoint is not None:
-        _load_strict(sam, load_sam_state_dict(checkpoint, sam_type), Path(checkpoint))
+    if state_dict is not None:
+        _load_strict(sam, state_dict, Path(checkpoint))
     sam.image_encoder.to(dtype)
     return sam.eval()
 
@@ -86,18 +87,21 @@ def load_sam_state_dict(checkpoint: str | Path, sam_type: str) -> dict[str, torc
             f"SAM checkpoint {path} does not exist or is not a file. Expected the {sam_type} weights "
             f"({expected_file}) from Meta's segment-anything release."
         )
+    corrupt = CheckpointError(
+        f"Could not read SAM checkpoint {path}: the file is corrupt or truncated. "
+        f"Delete it and download {expected_file} again."
+    )
+    if not zipfile.is_zipfile(path):  # every official checkpoint is a torch zip archive
+        raise corrupt
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError:
         raise CheckpointError(
             f"Refused to load {path}: it holds Python objects other than tensors, which could run code "
-            f"when unpickled. Use the official {expected_file}. ({error})"
+            f"when unpickled. Use the official {expected_file}."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"Could not read SAM checkpoint {path}: the file is corrupt or truncated ({error}). "
-            f"Delete it and download {expected_file} again."
-        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+        raise corrupt from None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path} is not a SAM state dict (a mapping of names to tensors).")
     _check_architecture(state_dict, path, sam_type)

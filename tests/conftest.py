@@ -1,0 +1,72 @@
+"""Shared test helpers: random SAM weights in the official format, test images, the shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lang_sam.segmenter.build import SamArchitecture, build_sam_from_architecture
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Width reduced for speed, but both a windowed (0) and a global (1) attention block.
+SMALL_ARCHITECTURE = SamArchitecture(
+    encoder_embed_dim=192, encoder_depth=2, encoder_num_heads=3, encoder_global_attn_indexes=(1,)
+)
+
+
+def random_sam_state_dict(architecture: SamArchitecture, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A SAM state dict with every tensor random, including those PyTorch initialises to constants.
+
+    Default inits leave positional embeddings and relative-position tables at zero and norms at
+    one, which would hide mistakes in the code that uses them.
+    """
+    torch.manual_seed(seed)
+    state_dict = build_sam_from_architecture(architecture).state_dict()
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and tensor.numel() > 0 and bool((tensor == tensor.flatten()[0]).all()):
+            state_dict[name] = tensor + 0.1 * torch.randn_like(tensor)
+    return state_dict
+
+
+def reference_sam(architecture: SamArchitecture, state_dict: dict[str, torch.Tensor]):
+    """Meta's segment-anything model of the same architecture, loaded with the same weights."""
+    from segment_anything.build_sam import _build_sam
+
+    model = _build_sam(
+        encoder_embed_dim=architecture.encoder_embed_dim,
+        encoder_depth=architecture.encoder_depth,
+        encoder_num_heads=architecture.encoder_num_heads,
+        encoder_global_attn_indexes=list(architecture.encoder_global_attn_indexes),
+    )
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth RGB image with a few flat shapes: structure for attention, no files needed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack(
+        [
+            127 + 100 * np.sin(xx / (7 + 5 * channel) + yy / (11 + 3 * channel) + rng.uniform(0, 6))
+            for channel in range(3)
+        ],
+        axis=-1,
+    )
+    for _ in range(4):
+        top, left = rng.integers(0, height), rng.integers(0, width)
+        image[top : top + height // 3, left : left + width // 3] = rng.uniform(0, 255, size=3)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def shared_image(name: str) -> np.ndarray:
+    """A photo from ../shared/data/demo-images as RGB uint8; skips the test when it is absent."""
+    path = SHARED_DATA / "demo-images" / name
+    if not path.is_file():
+        pytest.skip(f"shared test data not found at {path} (only present beside the project checkout)")
+    return np.asarray(Image.open(path).convert("RGB"))
