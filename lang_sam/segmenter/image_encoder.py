@@ -102,8 +102,9 @@ class Attention(nn.Module):
     a (tokens x tokens) matrix for all queries at once.
 
     The bias for query i and key j is ``q_i . Rh[h_i - h_j] + q_i . Rw[w_i - w_j]``, that is
-    ``rel_h[i, h_j] + rel_w[i, w_j]``. Queries are processed ``query_chunk_elements`` scores at a
-    time (the reference holds the full matrix per head, twice, in every global block):
+    ``rel_h[i, h_j] + rel_w[i, w_j]``. Queries are processed ``query_chunk`` at a time, a size
+    that keeps a slice's scores in cache (the reference holds the whole matrix per head, twice, in
+    every global block):
 
     - float32: the bias of a query slice is the mask of ``scaled_dot_product_attention``'s fused
       kernel (fastest here for float32).
@@ -112,7 +113,7 @@ class Attention(nn.Module):
       and a second matmul (3x faster here than the fused kernel in bfloat16).
     """
 
-    query_chunk_elements = 1 << 24
+    query_chunk = 128
 
     def __init__(self, dim: int, num_heads: int, input_size: tuple[int, int]) -> None:
         super().__init__()
@@ -138,6 +139,7 @@ class Attention(nn.Module):
         tokens = height * width
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, tokens, head_dim)
+        v = v.contiguous()  # read once per query slice
 
         grid_q = q.reshape(batch * self.num_heads, height, width, -1)
         rel_h = torch.einsum("bhwc,hkc->bhwk", grid_q, self.rel_pos_h[self.relative_h])
@@ -145,7 +147,6 @@ class Attention(nn.Module):
         rel_h = rel_h.reshape(batch, self.num_heads, tokens, height)
         rel_w = rel_w.reshape(batch, self.num_heads, tokens, width)
 
-        chunk = max(1, self.query_chunk_elements // (batch * self.num_heads * tokens))
         if x.dtype == torch.float32:
             out = torch.cat(
                 [
@@ -156,7 +157,7 @@ class Attention(nn.Module):
                         attn_mask=(rel_h[:, :, rows, :, None] + rel_w[:, :, rows, None, :]).flatten(3),
                         scale=self.scale,
                     )
-                    for rows in _slices(tokens, chunk)
+                    for rows in _slices(tokens, self.query_chunk)
                 ],
                 dim=2,
             )
@@ -165,7 +166,7 @@ class Attention(nn.Module):
             coded_k = torch.cat([k, self.key_position_code.to(k.dtype).expand(batch, self.num_heads, -1, -1)], dim=-1)
             coded_k_t = coded_k.transpose(-1, -2)
             out = torch.cat(
-                [torch.softmax(biased_q[:, :, rows] @ coded_k_t, dim=-1) @ v for rows in _slices(tokens, chunk)],
+                [torch.softmax(biased_q[:, :, rows] @ coded_k_t, dim=-1) @ v for rows in _slices(tokens, self.query_chunk)],
                 dim=2,
             )
         out = out.transpose(1, 2).reshape(batch, height, width, channels)
