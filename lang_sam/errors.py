@@ -15,3 +15,11 @@ class InvalidImageError(LangSAMError, ValueError):
 
 class InvalidPromptError(LangSAMError, ValueError):
     """A prompt that cannot be used (empty, malformed coordinates or shapes)."""
+
+
+class InvalidOptionError(LangSAMError, ValueError):
+    """An option out of range or of the wrong type (threshold, device, dtype, model size)."""
+
+
+class ModelLoadError(LangSAMError):
+    """A model could not be found or loaded (offline with nothing cached, a wrong folder)."""

