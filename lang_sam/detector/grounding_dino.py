@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import types
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from lang_sam.detector.deformable_attention import deformable_attention_forward
 from lang_sam.detector.original_checkpoint import DEFAULT_TOKENIZER, load_original_grounding_dino
 from lang_sam.detector.postprocess import BoxDetections, class_wise_nms, select_detections
 from lang_sam.detector.prompts import Caption, parse_classes, split_into_captions
@@ -137,26 +139,16 @@ class GroundingDinoDetector:
 
 
 def _prepare(model, device: torch.device, dtype: torch.dtype):
-    """Move the model to device and dtype, in eval mode.
+    """Move the model to device and dtype, in eval mode, with the gather-based deformable attention.
 
-    In bfloat16, the multi-scale deformable attention kernels run in float32: transformers'
-    PyTorch version (grid_sample) returns NaN in bfloat16 on CPU. Hooks on this model's own modules
-    do it, so nothing changes for other models in the process.
+    The swap is made on this model's own modules, so nothing changes for other models in the
+    process; see lang_sam.detector.deformable_attention for why (speed, and NaN in bfloat16).
     """
     model = model.to(device, dtype).eval()
-    if dtype != torch.float32:
-        for module in model.modules():
-            if type(module).__name__ == "MultiScaleDeformableAttention":
-                module.register_forward_pre_hook(_inputs_to_float32, with_kwargs=True)
-                module.register_forward_hook(lambda _module, _args, output, dtype=dtype: output.to(dtype))
+    for module in model.modules():
+        if type(module).__name__ == "MultiScaleDeformableAttention":
+            module.forward = types.MethodType(deformable_attention_forward, module)
     return model
-
-
-def _inputs_to_float32(_module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    def upcast(value):
-        return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
-
-    return tuple(upcast(value) for value in args), {key: upcast(value) for key, value in kwargs.items()}
 
 
 def _merge(parts, classes: list[str], nms_iou_threshold: float | None) -> BoxDetections:
