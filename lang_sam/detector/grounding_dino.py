@@ -41,32 +41,27 @@ class GroundingDinoDetector:
         dtype: torch.dtype | str | None = None,
         tokenizer: str | Path = DEFAULT_TOKENIZER,
     ) -> None:
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection
-
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        resolved_device = resolve_device(device)  # bad options fail before a model is loaded
+        resolved_dtype = resolve_dtype(dtype, resolved_device)
         source = DETECTOR_MODELS.get(str(model), str(model))
-        self.name = source
-        if source.endswith(".pth"):
-            network_model, self.processor = load_original_grounding_dino(source, tokenizer)
-        else:
-            try:
-                self.processor = AutoProcessor.from_pretrained(source)
-                network_model = GroundingDinoForObjectDetection.from_pretrained(source)
-            except OSError as error:
-                raise ModelLoadError(_missing_model_message(source, error)) from None
-        self.model = _prepare(network_model, self.device, self.dtype)
+        network_model, processor = _load(source, tokenizer)
+        self._attach(network_model, processor, resolved_device, resolved_dtype, source)
 
     @classmethod
     def from_parts(cls, model, processor, device: str | torch.device | None = None, dtype=None) -> GroundingDinoDetector:
-        """A detector around an already built model and processor (e.g. from an original checkpoint)."""
+        """A detector around an already built transformers model and processor."""
         detector = cls.__new__(cls)
-        detector.device = resolve_device(device)
-        detector.dtype = resolve_dtype(dtype, detector.device)
-        detector.name = getattr(model.config, "_name_or_path", "") or "grounding-dino"
-        detector.processor = processor
-        detector.model = _prepare(model, detector.device, detector.dtype)
+        resolved_device = resolve_device(device)
+        name = getattr(model.config, "_name_or_path", "") or "grounding-dino"
+        detector._attach(model, processor, resolved_device, resolve_dtype(dtype, resolved_device), name)
         return detector
+
+    def _attach(self, model, processor, device: torch.device, dtype: torch.dtype, name: str) -> None:
+        self.name = name
+        self.device = device
+        self.dtype = dtype
+        self.processor = processor
+        self.model = _prepare(model, device, dtype)
 
     @property
     def max_text_tokens(self) -> int:
@@ -136,6 +131,18 @@ class GroundingDinoDetector:
                     outputs.pred_boxes[row].float().cpu(),
                 )
         return results
+
+
+def _load(source: str, tokenizer: str | Path):
+    """Model and processor from a repo id, a transformers folder, or an original .pth file."""
+    from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+    if source.endswith(".pth"):
+        return load_original_grounding_dino(source, tokenizer)
+    try:
+        return GroundingDinoForObjectDetection.from_pretrained(source), AutoProcessor.from_pretrained(source)
+    except OSError as error:
+        raise ModelLoadError(_missing_model_message(source, error)) from None
 
 
 def _prepare(model, device: torch.device, dtype: torch.dtype):
