@@ -1,0 +1,1 @@
+"""Reading and writing what users keep: images, weights, exported results."""
