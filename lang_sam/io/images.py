@@ -1,0 +1,85 @@
+"""Images in: a PIL image, an RGB array or a file path, always out as (H, W, 3) uint8 RGB."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lang_sam.errors import InvalidImageError
+
+ImageInput = Image.Image | np.ndarray | str | Path
+
+
+def load_image(image: ImageInput) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a path, a PIL image or an array.
+
+    EXIF orientation is applied; grayscale, RGBA (on black), palette, CMYK and 16-bit images become
+    RGB; animated images give their first frame. Arrays may be (H, W), (H, W, 1), (H, W, 3) or
+    (H, W, 4), uint8, or float in [0, 1].
+    """
+    if isinstance(image, (str, Path)):
+        return _from_pil(_open(Path(image)))
+    if isinstance(image, Image.Image):
+        return _from_pil(image)
+    if isinstance(image, np.ndarray):
+        return _from_array(image)
+    raise InvalidImageError(f"Expected an image path, a PIL image or a numpy array, got {type(image).__name__}.")
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise InvalidImageError(f"Image {path} does not exist or is not a file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImageError(f"Image {path} declares more pixels than is safe to decode ({Image.MAX_IMAGE_PIXELS}).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise InvalidImageError(f"Could not read image {path}: it is not a readable image or it is truncated ({error}).") from None
+    return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says; as stored when the EXIF block is damaged."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError):
+        return image
+
+
+def _from_pil(image: Image.Image) -> np.ndarray:
+    image = _upright(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if pixels.max(initial=0) > 255 else 255.0
+        return _from_array((np.clip(pixels / scale, 0, 1) * 255 + 0.5).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
+    return _from_array(np.asarray(image.convert("RGB")))
+
+
+def _from_array(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise InvalidImageError(f"An image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {array.shape}.")
+    if min(array.shape[:2]) < 1:
+        raise InvalidImageError(f"The image is empty (shape {array.shape}).")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise InvalidImageError("A float image array must hold finite values in [0, 1].")
+        array = (array * 255 + 0.5).astype(np.uint8)
+    if array.dtype != np.uint8:
+        raise InvalidImageError(f"Unsupported image array dtype {array.dtype}; use uint8, or float in [0, 1].")
+    if array.shape[2] == 4:
+        return _from_pil(Image.fromarray(array, "RGBA"))
+    return np.ascontiguousarray(array)
