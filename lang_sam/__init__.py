@@ -8,6 +8,8 @@ from lang_sam.errors import (
     LangSAMError,
     ModelLoadError,
 )
+from lang_sam.io.weights import SAM_MODELS
+from lang_sam.pipeline import LangSAM, LangSAMResult
 from lang_sam.segmenter import SamPredictor, build_sam
 
 __all__ = [
@@ -15,8 +17,11 @@ __all__ = [
     "InvalidImageError",
     "InvalidOptionError",
     "InvalidPromptError",
+    "LangSAM",
     "LangSAMError",
+    "LangSAMResult",
     "ModelLoadError",
+    "SAM_MODELS",
     "SamPredictor",
     "build_sam",
 ]

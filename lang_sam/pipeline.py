@@ -1,0 +1,168 @@
+"""LangSAM: text prompt -> Grounding DINO boxes -> one batch of SAM box prompts -> masks."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import InvalidOptionError
+from lang_sam.io.images import ImageInput, load_image
+from lang_sam.io.weights import SAM_MODELS, find_sam_checkpoint
+from lang_sam.segmenter import SamPredictor, build_sam
+
+
+@dataclass
+class LangSAMResult:
+    """Detections and masks in one image, highest score first.
+
+    Unpacks like lang-segment-anything's ``masks, boxes, phrases, logits = model.predict(...)``.
+    masks: (N, H, W) bool; boxes: (N, 4) float32 pixel xyxy; phrases: N class names; logits: (N,)
+    detection scores; mask_scores: (N,) SAM's predicted mask IoU; class_ids: (N,) into classes.
+    """
+
+    masks: np.ndarray
+    boxes: np.ndarray
+    phrases: list[str]
+    logits: np.ndarray
+    mask_scores: np.ndarray
+    class_ids: np.ndarray
+    classes: list[str]
+    image_size: tuple[int, int] = field(default=(0, 0))
+
+    def __iter__(self):
+        return iter((self.masks, self.boxes, self.phrases, self.logits))
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+    def to_supervision(self):
+        """supervision.Detections with masks, class ids, confidences and class names."""
+        import supervision as sv
+
+        return sv.Detections(
+            xyxy=self.boxes.astype(np.float32).reshape(-1, 4),
+            mask=self.masks.astype(bool),
+            confidence=self.logits.astype(np.float32),
+            class_id=self.class_ids.astype(int),
+            data={"class_name": np.array(self.phrases, dtype=object), "mask_score": self.mask_scores},
+        )
+
+    def to_coco_rle(self) -> list[dict]:
+        """COCO RLE of each mask (size [H, W], counts as a string), as pycocotools reads them."""
+        from pycocotools import mask as mask_utils
+
+        encoded = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
+        return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+
+    def to_json(self) -> dict:
+        """Image size, then per detection: label, score, mask score, box and COCO RLE mask."""
+        height, width = self.image_size
+        return {
+            "image": {"height": height, "width": width},
+            "detections": [
+                {
+                    "label": label,
+                    "score": round(float(score), 6),
+                    "mask_score": round(float(mask_score), 6),
+                    "box": [round(float(v), 3) for v in box],
+                    "mask": rle,
+                }
+                for label, score, mask_score, box, rle in zip(
+                    self.phrases, self.logits, self.mask_scores, self.boxes, self.to_coco_rle()
+                )
+            ],
+        }
+
+
+class LangSAM:
+    """Text-prompted segmentation: ``LangSAM().predict(image, "car, wheel")``.
+
+    sam_type: "vit_h", "vit_l" or "vit_b"; sam_checkpoint: a path, else found or downloaded (see
+    lang_sam.io.weights); detector: a Grounding DINO repo id, folder or original .pth;
+    device: "cpu", "cuda", "mps" or None for the best available; dtype: float32 or bfloat16.
+    """
+
+    def __init__(
+        self,
+        sam_type: str = "vit_h",
+        sam_checkpoint: str | Path | None = None,
+        detector: str | Path = DEFAULT_DETECTOR,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
+        self.detector = GroundingDinoDetector(detector, device=self.device, dtype=self.dtype)
+
+    def set_sam(self, sam_type: str, sam_checkpoint: str | Path | None = None) -> None:
+        """Load another SAM size (or checkpoint) into this object."""
+        if sam_type not in SAM_MODELS:
+            raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
+        path = find_sam_checkpoint(sam_type, sam_checkpoint)
+        self.sam_type = sam_type
+        self.predictor = SamPredictor(build_sam(sam_type, path, dtype=self.dtype).to(self.device))
+        self._embedded_image: str | None = None
+
+    def predict(
+        self,
+        images: ImageInput | list[ImageInput],
+        prompts: str | list[str],
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        max_detections: int | None = None,
+    ) -> LangSAMResult | list[LangSAMResult]:
+        """Detect the prompt's classes, then segment every box in one batch of SAM box prompts.
+
+        images: one image (path, PIL image or RGB array) or a list; prompts: one for all images or
+        one per image. Returns one LangSAMResult per image (a single one for a single image).
+        max_detections keeps only the highest-scoring boxes.
+        """
+        single = not isinstance(images, list)
+        arrays = [load_image(image) for image in ([images] if single else images)]
+        if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
+            raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")
+        detections = self.detector.detect(
+            [Image.fromarray(array) for array in arrays], prompts, box_threshold=box_threshold, text_threshold=text_threshold
+        )
+        results = [self._segment(array, found, max_detections) for array, found in zip(arrays, detections)]
+        return results[0] if single else results
+
+    def _segment(self, image: np.ndarray, found, max_detections: int | None) -> LangSAMResult:
+        keep = slice(0, max_detections)
+        boxes = found.boxes[keep]
+        height, width = image.shape[:2]
+        if len(boxes) == 0:
+            masks = np.zeros((0, height, width), dtype=bool)
+            mask_scores = np.zeros(0, dtype=np.float32)
+        else:
+            self._embed(image)
+            mask_tensor, iou, _ = self.predictor.predict_torch(
+                boxes=boxes.to(self.device), multimask_output=False, prompts_in_image_pixels=True
+            )
+            masks = mask_tensor[:, 0].cpu().numpy()
+            mask_scores = iou[:, 0].float().cpu().numpy()
+        return LangSAMResult(
+            masks=masks,
+            boxes=boxes.numpy().astype(np.float32).reshape(-1, 4),
+            phrases=[found.classes[i] for i in found.class_ids[keep].tolist()],
+            logits=found.scores[keep].numpy().astype(np.float32),
+            mask_scores=mask_scores,
+            class_ids=found.class_ids[keep].numpy(),
+            classes=list(found.classes),
+            image_size=(height, width),
+        )
+
+    def _embed(self, image: np.ndarray) -> None:
+        """Run SAM's image encoder unless this exact image is the one already embedded."""
+        key = hashlib.blake2b(image.tobytes(), digest_size=16, key=repr(image.shape).encode()).hexdigest()
+        if key != self._embedded_image:
+            self.predictor.set_image(image)
+            self._embedded_image = key

@@ -1,0 +1,136 @@
+"""LangSAM end to end through the public API, with random models saved in the real formats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from lang_sam import InvalidOptionError
+from lang_sam.pipeline import LangSAM, LangSAMResult
+from lang_sam.segmenter import SAM_ARCHITECTURES
+from tests.conftest import random_sam_state_dict, shared_image
+from tests.test_grounding_dino import ASSETS
+
+LOOSE = dict(box_threshold=0.0, text_threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def vit_b_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sam")
+    paths = []
+    for seed in (0, 1):
+        path = folder / f"seed{seed}" / "sam_vit_b_01ec64.pth"
+        path.parent.mkdir()
+        torch.save(random_sam_state_dict(SAM_ARCHITECTURES["vit_b"], seed=seed), path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model(vit_b_files, tiny_detector_dir):
+    return LangSAM(sam_type="vit_b", sam_checkpoint=vit_b_files[0], detector=tiny_detector_dir, device="cpu")
+
+
+@pytest.fixture
+def encoder_calls(model, monkeypatch):
+    calls = []
+    encoder = model.predictor.model.image_encoder
+    original = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda x: calls.append(x.shape) or original(x))
+    return calls
+
+
+def assert_well_formed(result: LangSAMResult, height: int, width: int, classes: list[str]) -> None:
+    count = len(result)
+    assert result.masks.shape == (count, height, width) and result.masks.dtype == bool
+    assert result.boxes.shape == (count, 4) and result.boxes.dtype == np.float32
+    assert result.logits.shape == (count,) and result.mask_scores.shape == (count,)
+    assert set(result.phrases) <= set(classes) and result.classes == classes
+    assert np.all(result.logits[:-1] >= result.logits[1:])
+    assert np.all(result.boxes[:, [0, 2]] <= width) and np.all(result.boxes[:, [1, 3]] <= height) and np.all(result.boxes >= 0)
+
+
+def test_predict_unpacks_like_lang_segment_anything(model):
+    image = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
+    result = model.predict(image, "Person, flag", max_detections=6, **LOOSE)
+    assert_well_formed(result, 512, 512, ["person", "flag"])
+    assert len(result) == 6
+    masks, boxes, phrases, logits = result
+    assert masks is result.masks and phrases == result.phrases and logits is result.logits
+    assert masks.any(axis=(1, 2)).any(), "random SAM still draws some foreground"
+
+
+def test_nothing_detected_is_an_empty_result_without_running_sam(model, encoder_calls):
+    result = model.predict(ASSETS / "coffee.jpg", "cup", box_threshold=1.0)
+    assert len(result) == 0
+    assert result.masks.shape == (0, 400, 600) and result.boxes.shape == (0, 4)
+    assert result.to_json()["detections"] == [] and len(result.to_supervision()) == 0
+    assert encoder_calls == []
+
+
+def test_second_prompt_on_the_same_image_reuses_the_embedding(model, encoder_calls):
+    image = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
+    first = model.predict(image, "cat", max_detections=3, **LOOSE)
+    second = model.predict(image.copy(), "sofa, cushion", max_detections=3, **LOOSE)
+    assert len(first) == len(second) == 3
+    assert len(encoder_calls) == 1
+    model.predict(image[::-1].copy(), "cat", max_detections=1, **LOOSE)
+    assert len(encoder_calls) == 2, "another image is encoded"
+
+
+def test_batch_equals_singles(model):
+    images = [ASSETS / "coffee.jpg", ASSETS / "chelsea.jpg"]
+    prompts = ["cup", "cat, sofa"]
+    batch = model.predict(images, prompts, max_detections=4, **LOOSE)
+    for image, prompt, result in zip(images, prompts, batch):
+        single = model.predict(image, prompt, max_detections=4, **LOOSE)
+        assert single.phrases == result.phrases
+        np.testing.assert_allclose(single.boxes, result.boxes, atol=1e-3)
+        assert (single.masks == result.masks).mean() > 0.999
+
+
+def test_max_detections_keeps_the_best_scores(model):
+    everything = model.predict(ASSETS / "coffee.jpg", "cup, spoon", **LOOSE)
+    best = model.predict(ASSETS / "coffee.jpg", "cup, spoon", max_detections=5, **LOOSE)
+    np.testing.assert_allclose(best.logits, everything.logits[:5])
+    assert best.phrases == everything.phrases[:5]
+    with pytest.raises(InvalidOptionError, match="max_detections"):
+        model.predict(ASSETS / "coffee.jpg", "cup", max_detections=-1)
+
+
+def test_json_masks_decode_with_pycocotools(model):
+    result = model.predict(ASSETS / "astronaut.jpg", "person", max_detections=3, **LOOSE)
+    exported = result.to_json()
+    assert exported["image"] == {"height": 512, "width": 512}
+    assert [d["label"] for d in exported["detections"]] == result.phrases
+    for detection, mask in zip(exported["detections"], result.masks):
+        rle = {"size": detection["mask"]["size"], "counts": detection["mask"]["counts"].encode()}
+        np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
+
+
+def test_supervision_detections(model):
+    result = model.predict(ASSETS / "chelsea.jpg", "cat, sofa", max_detections=4, **LOOSE)
+    detections = result.to_supervision()
+    assert len(detections) == 4 and detections.mask.shape == (4, 300, 451)
+    assert list(detections.data["class_name"]) == result.phrases
+    np.testing.assert_array_equal(detections.class_id, result.class_ids)
+
+
+def test_set_sam_really_switches(model, vit_b_files):
+    model.set_sam("vit_b", vit_b_files[1])
+    expected = torch.load(vit_b_files[1], weights_only=True)["mask_decoder.iou_token.weight"]
+    torch.testing.assert_close(model.predictor.model.mask_decoder.iou_token.weight, expected)
+    result = model.predict(ASSETS / "coffee.jpg", "cup", max_detections=2, **LOOSE)
+    assert len(result) == 2
+    model.set_sam("vit_b", vit_b_files[0])
+    with pytest.raises(InvalidOptionError, match="Unknown SAM type"):
+        model.set_sam("vit_x")
+
+
+def test_real_photo_from_shared_data(model):
+    image = shared_image("dogs.jpg")
+    result = model.predict(image, "dog. person.", max_detections=5, **LOOSE)
+    assert_well_formed(result, *image.shape[:2], ["dog", "person"])
