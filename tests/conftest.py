@@ -115,3 +115,18 @@ def tiny_detector_dir(tmp_path_factory, bert_tokenizer):
     image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 240, "longest_edge": 400})
     GroundingDinoProcessor(image_processor=image_processor, tokenizer=bert_tokenizer).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def vit_b_files(tmp_path_factory):
+    """Two random vit_b checkpoints in the official format and file name (seeds 0 and 1)."""
+    from lang_sam.segmenter.build import SAM_ARCHITECTURES
+
+    folder = tmp_path_factory.mktemp("sam")
+    paths = []
+    for seed in (0, 1):
+        path = folder / f"seed{seed}" / "sam_vit_b_01ec64.pth"
+        path.parent.mkdir()
+        torch.save(random_sam_state_dict(SAM_ARCHITECTURES["vit_b"], seed=seed), path)
+        paths.append(path)
+    return paths

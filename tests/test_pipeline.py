@@ -10,23 +10,10 @@ from pycocotools import mask as mask_utils
 
 from lang_sam import InvalidOptionError
 from lang_sam.pipeline import LangSAM, LangSAMResult
-from lang_sam.segmenter import SAM_ARCHITECTURES
-from tests.conftest import random_sam_state_dict, shared_image
+from tests.conftest import shared_image
 from tests.test_grounding_dino import ASSETS
 
 LOOSE = dict(box_threshold=0.0, text_threshold=0.0)
-
-
-@pytest.fixture(scope="module")
-def vit_b_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sam")
-    paths = []
-    for seed in (0, 1):
-        path = folder / f"seed{seed}" / "sam_vit_b_01ec64.pth"
-        path.parent.mkdir()
-        torch.save(random_sam_state_dict(SAM_ARCHITECTURES["vit_b"], seed=seed), path)
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,105 @@
+"""The lang-sam command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from lang_sam.detector import DEFAULT_DETECTOR
+from lang_sam.errors import InvalidImageError, LangSAMError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lang-sam", description="Text-prompted segmentation: Grounding DINO + SAM.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser(
+        "predict",
+        help="segment what a text prompt names in images",
+        description="For each image, write a labelled drawing (NAME.png) and detections with COCO RLE masks "
+        "(NAME.json) into the output folder. Unreadable images are reported and skipped; the exit code is 1 "
+        "when any image failed.",
+    )
+    predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
+    predict.add_argument("--prompt", "-p", required=True, help='classes separated by commas, e.g. "car, wheel"')
+    predict.add_argument("--out", "-o", type=Path, default=Path("lang-sam-output"), help="output folder (default: %(default)s)")
+    predict.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"], help="SAM size (default: %(default)s)")
+    predict.add_argument("--sam-checkpoint", type=Path, help="SAM .pth file (default: searched, else downloaded)")
+    predict.add_argument("--detector", default=DEFAULT_DETECTOR, help="Grounding DINO repo id, folder or original .pth (default: %(default)s)")
+    predict.add_argument("--box-threshold", type=float, default=0.3, help="minimum box score (default: %(default)s)")
+    predict.add_argument("--text-threshold", type=float, default=0.25, help="minimum label score (default: %(default)s)")
+    predict.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
+    predict.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
+    predict.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision (default: float32)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _predict(args)
+    except LangSAMError as error:
+        print(f"lang-sam: {error}", file=sys.stderr)
+        return 2
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from lang_sam.drawing import draw_image
+    from lang_sam.pipeline import LangSAM
+
+    images = _collect_images(args.inputs)
+    if not images:
+        print("lang-sam: no images found in the given paths.", file=sys.stderr)
+        return 2
+    model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in tqdm(images, desc="lang-sam", unit="image", disable=len(images) < 2):
+        try:
+            result = model.predict(
+                path, args.prompt, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+                max_detections=args.max_detections,
+            )
+            drawing = draw_image(path, result)
+        except InvalidImageError as error:  # other errors (prompt, options) concern every image: stop
+            failures += 1
+            tqdm.write(f"lang-sam: skipped {path}: {error}", file=sys.stderr)
+            continue
+        _write_atomically(args.out / f"{path.stem}.png", lambda file: Image.fromarray(drawing).save(file, format="PNG"))
+        payload = {"file": path.name, **result.to_json()}
+        _write_atomically(args.out / f"{path.stem}.json", lambda file: file.write(json.dumps(payload, indent=1).encode()))
+    print(f"lang-sam: {len(images) - failures} of {len(images)} images written to {args.out}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _collect_images(inputs: list[Path]) -> list[Path]:
+    images: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            images.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+        else:
+            images.append(path)  # a missing or unreadable file is reported when it is read
+    return images
+
+
+def _write_atomically(destination: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.replace(temporary, destination)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""lang-sam predict: outputs per image, unreadable images skipped, clear errors, no partial files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from lang_sam.cli import main
+from tests.test_grounding_dino import ASSETS
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(ASSETS / "coffee.jpg", folder / "coffee.jpg")
+    shutil.copy(ASSETS / "chelsea.jpg", folder / "chelsea.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
+
+
+def run(args, vit_b_files, tiny_detector_dir) -> int:
+    return main(
+        ["predict", *map(str, args), "--sam-type", "vit_b", "--sam-checkpoint", str(vit_b_files[0]),
+         "--detector", str(tiny_detector_dir), "--device", "cpu", "--max-detections", "3",
+         "--box-threshold", "0", "--text-threshold", "0"]
+    )
+
+
+def test_folder_with_one_unreadable_image(inputs, tmp_path, vit_b_files, tiny_detector_dir, capsys):
+    out = tmp_path / "out"
+    code = run([inputs, "--prompt", "cup, cat", "--out", out], vit_b_files, tiny_detector_dir)
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "skipped" in error and "broken.jpg" in error and "2 of 3 images written" in error
+    assert sorted(p.name for p in out.iterdir()) == ["chelsea.json", "chelsea.png", "coffee.json", "coffee.png"]
+    for stem, (width, height) in {"coffee": (600, 400), "chelsea": (451, 300)}.items():
+        exported = json.loads((out / f"{stem}.json").read_text())
+        assert exported["file"] == f"{stem}.jpg" and exported["image"] == {"height": height, "width": width}
+        assert len(exported["detections"]) == 3
+        for detection in exported["detections"]:
+            assert detection["label"] in {"cup", "cat"} and 0 <= detection["score"] <= 1
+            mask = mask_utils.decode({"size": detection["mask"]["size"], "counts": detection["mask"]["counts"].encode()})
+            assert mask.shape == (height, width)
+        assert Image.open(out / f"{stem}.png").size == (width, height)
+
+
+def test_nothing_detected_writes_the_image_unchanged(tmp_path, vit_b_files, tiny_detector_dir):
+    out = tmp_path / "out"
+    image = tmp_path / "astronaut.png"
+    Image.open(ASSETS / "astronaut.jpg").save(image)
+    code = main(["predict", str(image), "--prompt", "person", "--out", str(out), "--sam-type", "vit_b",
+                 "--sam-checkpoint", str(vit_b_files[0]), "--detector", str(tiny_detector_dir), "--box-threshold", "1"])
+    assert code == 0
+    assert json.loads((out / "astronaut.json").read_text())["detections"] == []
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "astronaut.png")), np.asarray(Image.open(image).convert("RGB")))
+
+
+def test_bad_prompt_is_a_message_not_a_traceback(inputs, tmp_path, vit_b_files, tiny_detector_dir, capsys):
+    code = run([inputs / "coffee.jpg", "--prompt", " ,, ", "--out", tmp_path / "out"], vit_b_files, tiny_detector_dir)
+    error = capsys.readouterr().err
+    assert code == 2 and "names no class" in error and "Traceback" not in error
+
+
+def test_missing_weights_offline_is_a_message(tmp_path, tiny_detector_dir):
+    command = [sys.executable, "-m", "lang_sam.cli", "predict", str(ASSETS / "coffee.jpg"), "--prompt", "cup",
+               "--sam-type", "vit_b", "--detector", str(tiny_detector_dir), "--out", str(tmp_path / "out")]
+    env = {"TORCH_HOME": str(tmp_path / "torch"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
+           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert completed.returncode == 2
+    assert "sam_vit_b_01ec64.pth" in completed.stderr and "dl.fbaipublicfiles.com" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = capsys.readouterr().out
+    for option in ["--prompt", "--out", "--sam-type", "--sam-checkpoint", "--detector", "--box-threshold",
+                   "--text-threshold", "--max-detections", "--device", "--dtype"]:
+        assert option in text
