@@ -1,0 +1,127 @@
+"""The whole pipeline: lang-sam against lang-segment-anything v1's construction, same random weights.
+
+Reference: Meta's segment-anything SamPredictor plus transformers' Grounding DINO as shipped
+(float32), used as lang-segment-anything v1 does (detect, then set_image and decode the boxes, on
+every call). lang-sam: LangSAM loading the same weights from files in the official formats.
+With random weights the detector keeps almost every query, so both keep their top 16 boxes.
+Reports the first predict on a photo and a second prompt on the same image.
+
+    python bench/bench_pipeline.py --pairs vit_b:swin_t vit_h:swin_b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_detector import build as build_detector  # noqa: E402
+from bench_sam import test_image  # noqa: E402
+
+TOP_BOXES = 16
+PROMPTS = ("truck, wheel", "person, window")
+
+
+def sam_weights(sam_type: str) -> dict[str, torch.Tensor]:
+    from lang_sam.segmenter.build import SAM_ARCHITECTURES, build_sam_from_architecture
+
+    torch.manual_seed(0)
+    return build_sam_from_architecture(SAM_ARCHITECTURES[sam_type]).state_dict()
+
+
+def reference_run(sam_type: str, detector_size: str) -> dict:
+    from segment_anything import SamPredictor, sam_model_registry
+
+    sam = sam_model_registry[sam_type]()
+    sam.load_state_dict(sam_weights(sam_type))
+    predictor = SamPredictor(sam.eval())
+    model, processor = build_detector(detector_size)
+    image = test_image()
+
+    def predict(prompt: str):
+        caption = " . ".join(name.strip() for name in prompt.split(",")) + " ."
+        inputs = processor(images=Image.fromarray(image), text=caption, return_tensors="pt")
+        with torch.no_grad():
+            outputs = model(**inputs)
+        detected = processor.post_process_grounded_object_detection(
+            outputs, inputs["input_ids"], threshold=0.0, text_threshold=0.0, target_sizes=[image.shape[:2]]
+        )[0]
+        boxes = detected["boxes"][detected["scores"].argsort(descending=True)[:TOP_BOXES]]
+        predictor.set_image(image)
+        transformed = predictor.transform.apply_boxes_torch(boxes, image.shape[:2])
+        with torch.no_grad():
+            masks, _, _ = predictor.predict_torch(None, None, transformed, multimask_output=False)
+        return masks
+
+    return timed_prompts(predict)
+
+
+def lang_sam_run(sam_type: str, detector_size: str, dtype: str) -> dict:
+    from lang_sam import LangSAM
+
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(folder) / f"{sam_type}.pth"
+        torch.save(sam_weights(sam_type), checkpoint)
+        model, processor = build_detector(detector_size)
+        model.save_pretrained(Path(folder) / "detector")
+        processor.save_pretrained(Path(folder) / "detector")
+        pipeline = LangSAM(sam_type, checkpoint, Path(folder) / "detector", device="cpu", dtype=dtype)
+    image = test_image()
+    return timed_prompts(
+        lambda prompt: pipeline.predict(image, prompt, box_threshold=0.0, text_threshold=0.0, max_detections=TOP_BOXES)
+    )
+
+
+def timed_prompts(predict) -> dict:
+    predict(PROMPTS[0])  # warm-up on another prompt order: kernels chosen, first-touch allocations
+    predict(PROMPTS[1] + ", sky")
+    start = time.perf_counter()
+    predict(PROMPTS[0])
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    predict(PROMPTS[1])
+    return {"first_s": first, "second_s": time.perf_counter() - start}
+
+
+def run_worker(*args: str) -> dict:
+    output = subprocess.run([sys.executable, __file__, "--worker", *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=["vit_b:swin_t", "vit_h:swin_b"], help="SAM:detector pairs")
+    parser.add_argument("--worker", nargs=3, metavar=("IMPL", "PAIR", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        implementation, pair, dtype = args.worker
+        sam_type, detector_size = pair.split(":")
+        result = reference_run(sam_type, detector_size) if implementation == "reference" else lang_sam_run(sam_type, detector_size, dtype)
+        print(json.dumps(result))
+        return
+
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; top {TOP_BOXES} boxes")
+    for pair in args.pairs:
+        reference = run_worker("reference", pair, "float32")
+        ours = {dtype: run_worker("lang_sam", pair, dtype) for dtype in ("float32", "bfloat16")}
+        print(f"\n== {pair}: predict on a 1024x768 photo (s)")
+        print(f"{'':26}{'reference v1':>14}{'lang_sam fp32':>15}{'lang_sam bf16':>15}")
+        for key, label in (("first_s", "first prompt"), ("second_s", "second prompt, same image")):
+            row = [reference[key], ours["float32"][key], ours["bfloat16"][key]]
+            print(f"{label:26}" + "".join(f"{value:>14.2f}" if i == 0 else f"{value:>15.2f}" for i, value in enumerate(row)))
+        print(f"speed-up, first prompt: fp32 {reference['first_s'] / ours['float32']['first_s']:.2f}x, "
+              f"bf16 {reference['first_s'] / ours['bfloat16']['first_s']:.2f}x; second prompt: fp32 "
+              f"{reference['second_s'] / ours['float32']['second_s']:.2f}x, bf16 {reference['second_s'] / ours['bfloat16']['second_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
