@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from lang_sam.drawing import draw_image
+    from lang_sam.io.images import load_image
     from lang_sam.pipeline import LangSAM
 
     images = _collect_images(args.inputs)
@@ -64,11 +65,12 @@ def _predict(args: argparse.Namespace) -> int:
     failures = 0
     for path in tqdm(images, desc="lang-sam", unit="image", disable=len(images) < 2):
         try:
+            image = load_image(path)
             result = model.predict(
-                path, args.prompt, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+                image, args.prompt, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
                 max_detections=args.max_detections,
             )
-            drawing = draw_image(path, result)
+            drawing = draw_image(image, result)
         except InvalidImageError as error:  # other errors (prompt, options) concern every image: stop
             failures += 1
             tqdm.write(f"lang-sam: skipped {path}: {error}", file=sys.stderr)
