@@ -9,15 +9,14 @@ key used, apart from the few listed below that the detector never reads.
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from lang_sam.errors import CheckpointError, ModelLoadError
+from lang_sam.io.weights import read_weights_file
 
 ORIGINAL_CHECKPOINT_FILES = {"swin_t": "groundingdino_swint_ogc.pth", "swin_b": "groundingdino_swinb_cogcoor.pth"}
 ORIGINAL_CHECKPOINT_REPO = "ShilongLiu/GroundingDINO"
@@ -166,18 +165,8 @@ def convert_original_state_dict(
 def read_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict inside an IDEA checkpoint ({"model": state_dict}, or a bare state dict)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Grounding DINO checkpoint {path} does not exist or is not a file.")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"Could not read {path}: the file is corrupt or truncated. Download it again.")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"Refused to load {path}: it holds Python objects other than tensors, which could run code when unpickled."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
-        raise CheckpointError(f"Could not read {path}: the file is corrupt or truncated. Download it again.") from None
+    files = " or ".join(ORIGINAL_CHECKPOINT_FILES.values())
+    loaded = read_weights_file(path, "Grounding DINO checkpoint", f"Use {files}; download it again if it is damaged.")
     state_dict = loaded.get("model", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path} is not a Grounding DINO checkpoint (expected a state dict under 'model').")

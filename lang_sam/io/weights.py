@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import pickle
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,29 @@ SAM_MODELS: dict[str, OfficialCheckpoint] = {
         "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
     ),
 }
+
+
+def read_weights_file(path: str | Path, name: str, remedy: str):
+    """torch.load(..., weights_only=True) of a weights file, with errors that say what to do.
+
+    name says what the file should be ("SAM checkpoint"); remedy what to do about a bad one. Only
+    tensors and plain containers are unpickled: a file holding anything else is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{name} {path} does not exist or is not a file. {remedy}")
+    corrupt = CheckpointError(f"Could not read {name} {path}: the file is corrupt or truncated. {remedy}")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since PyTorch 1.6
+        raise corrupt
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"Refused to load {path}: it holds Python objects other than tensors, which could run code when "
+            f"unpickled. {remedy}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
+        raise corrupt from None
 
 
 def torch_hub_checkpoint_dir() -> Path:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from lang_sam.errors import CheckpointError
+from lang_sam.io.weights import read_weights_file
 from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
 from lang_sam.segmenter.prompt_encoder import PromptEncoder
@@ -81,27 +80,9 @@ def load_sam_state_dict(checkpoint: str | Path, sam_type: str) -> dict[str, torc
     Only tensors are unpickled (``weights_only=True``); a file that holds anything else is refused.
     """
     path = Path(checkpoint)
-    expected_file = SAM_CHECKPOINT_FILES[sam_type]
-    if not path.is_file():
-        raise CheckpointError(
-            f"SAM checkpoint {path} does not exist or is not a file. Expected the {sam_type} weights "
-            f"({expected_file}) from Meta's segment-anything release."
-        )
-    corrupt = CheckpointError(
-        f"Could not read SAM checkpoint {path}: the file is corrupt or truncated. "
-        f"Delete it and download {expected_file} again."
+    state_dict = read_weights_file(
+        path, "SAM checkpoint", f"Use Meta's {sam_type} file {SAM_CHECKPOINT_FILES[sam_type]}; download it again if it is damaged."
     )
-    if not zipfile.is_zipfile(path):  # every official checkpoint is a torch zip archive
-        raise corrupt
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"Refused to load {path}: it holds Python objects other than tensors, which could run code "
-            f"when unpickled. Use the official {expected_file}."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
-        raise corrupt from None
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path} is not a SAM state dict (a mapping of names to tensors).")
     _check_architecture(state_dict, path, sam_type)
