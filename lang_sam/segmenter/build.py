@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from lang_sam.errors import CheckpointError
+from lang_sam.devices import resolve_dtype
+from lang_sam.errors import CheckpointError, InvalidOptionError
 from lang_sam.io.weights import read_weights_file
 from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
@@ -49,9 +50,8 @@ def build_sam(
     encoder and mask decoder always run in float32, where they are cheap and exact.
     """
     if sam_type not in SAM_ARCHITECTURES:
-        raise ValueError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_ARCHITECTURES)}.")
-    if dtype not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"Unsupported dtype {dtype}; use torch.float32 or torch.bfloat16.")
+        raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_ARCHITECTURES)}.")
+    dtype = resolve_dtype(dtype, torch.device("cpu"))  # built on the CPU; moved by the caller
     state_dict = load_sam_state_dict(checkpoint, sam_type) if checkpoint is not None else None
     sam = build_sam_from_architecture(SAM_ARCHITECTURES[sam_type])
     if state_dict is not None:
