@@ -52,12 +52,14 @@ def test_checkpoint_loads_every_tensor(vit_b_checkpoint):
     assert not sam.training
 
 
-def test_bfloat16_build_casts_only_the_image_encoder(vit_b_checkpoint):
+def test_bfloat16_build_casts_encoder_and_decoder_but_not_prompt_positions(vit_b_checkpoint):
     path, state_dict = vit_b_checkpoint
     sam = build_sam("vit_b", checkpoint=path, dtype=torch.bfloat16)
     assert sam.image_encoder.pos_embed.dtype == torch.bfloat16
-    assert sam.mask_decoder.iou_token.weight.dtype == torch.float32
-    assert torch.equal(sam.mask_decoder.iou_token.weight, state_dict["mask_decoder.iou_token.weight"])
+    assert sam.mask_decoder.iou_token.weight.dtype == torch.bfloat16
+    gaussian = sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+    assert gaussian.dtype == torch.float32
+    assert torch.equal(gaussian, state_dict["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"])
 
 
 def test_wrong_size_names_the_file_and_both_sizes(vit_b_checkpoint):

@@ -159,7 +159,7 @@ def test_true_vit_b_from_checkpoint_file_matches(tmp_path):
     assert_same_outputs([t.numpy() for t in expected], [t.numpy() for t in actual])
 
 
-def test_bfloat16_encoder_stays_close_to_float32():
+def test_bfloat16_encoder_and_decoder_stay_close_to_float32():
     state_dict = random_sam_state_dict(SMALL_ARCHITECTURE, seed=6)
     predictors = {}
     image = synthetic_image(768, 1024, seed=7)
@@ -167,6 +167,7 @@ def test_bfloat16_encoder_stays_close_to_float32():
         model = build_sam_from_architecture(SMALL_ARCHITECTURE)
         model.load_state_dict(state_dict, strict=True)
         model.image_encoder.to(dtype)
+        model.mask_decoder.to(dtype)
         predictors[dtype] = SamPredictor(model.eval())
         predictors[dtype].set_image(image)
     exact, fast = predictors[torch.float32], predictors[torch.bfloat16]
@@ -179,3 +180,11 @@ def test_bfloat16_encoder_stays_close_to_float32():
     correlation = np.corrcoef(exact_low_res.ravel(), fast_low_res.ravel())[0, 1]
     assert correlation > 0.99
     assert (exact_masks == fast_masks).mean() > 0.97
+    boxes = torch.tensor([[100, 50, 600, 500], [0, 0, 1023, 767], [700, 300, 900, 760]], dtype=torch.float32)
+    exact_batch = exact.predict_torch(boxes=boxes, multimask_output=False, return_logits=True)
+    fast_batch = fast.predict_torch(boxes=boxes, multimask_output=False, return_logits=True)
+    assert all(tensor.dtype == torch.float32 for tensor in fast_batch)
+    for exact_logits, fast_logits in zip(exact_batch[2], fast_batch[2]):
+        assert np.corrcoef(exact_logits.ravel(), fast_logits.ravel())[0, 1] > 0.99
+    assert ((exact_batch[0] > 0) == (fast_batch[0] > 0)).float().mean() > 0.97
+    assert (exact_batch[1] - fast_batch[1]).abs().max() < 0.05

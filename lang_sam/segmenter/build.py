@@ -46,8 +46,9 @@ def build_sam(
     """Build SAM of size "vit_h", "vit_l" or "vit_b" in eval mode.
 
     With a checkpoint path, Meta's weights are loaded with strict key matching; without one the
-    weights are random. dtype is the image encoder's compute type (float32 or bfloat16); the prompt
-    encoder and mask decoder always run in float32, where they are cheap and exact.
+    weights are random. dtype is the compute type (float32 or bfloat16) of the image encoder and the
+    mask decoder; the prompt encoder stays float32 (bfloat16 would blur the Fourier features of point
+    and box positions), and the decoder's outputs come back as float32.
     """
     if sam_type not in SAM_ARCHITECTURES:
         raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_ARCHITECTURES)}.")
@@ -57,6 +58,7 @@ def build_sam(
     if state_dict is not None:
         _load_strict(sam, state_dict, Path(checkpoint))
     sam.image_encoder.to(dtype)
+    sam.mask_decoder.to(dtype)
     return sam.eval()
 
 

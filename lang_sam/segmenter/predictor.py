@@ -136,13 +136,15 @@ class SamPredictor:
     def _decode_chunk(self, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits):
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        dtype = self.model.mask_decoder.iou_token.weight.dtype
         low_res, iou = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
+            image_embeddings=self.features.to(dtype),
+            image_pe=self.model.prompt_encoder.get_dense_pe().to(dtype),
+            sparse_prompt_embeddings=sparse.to(dtype),
+            dense_prompt_embeddings=dense.to(dtype),
             multimask_output=multimask_output,
         )
+        low_res, iou = low_res.float(), iou.float()
         masks = processing.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > processing.MASK_THRESHOLD
