@@ -80,27 +80,57 @@ class LangSAMResult:
             ],
         }
 
+    @classmethod
+    def from_json(cls, payload: dict) -> LangSAMResult:
+        """The result that to_json wrote (as the CLI and the server send it), masks decoded from RLE."""
+        from pycocotools import mask as mask_utils
+
+        height, width = payload["image"]["height"], payload["image"]["width"]
+        detections = payload["detections"]
+        classes = list(dict.fromkeys(d["label"] for d in detections))
+        rles = [{"size": d["mask"]["size"], "counts": d["mask"]["counts"].encode("ascii")} for d in detections]
+        masks = mask_utils.decode(rles).transpose(2, 0, 1).astype(bool) if rles else np.zeros((0, height, width), bool)
+        return cls(
+            masks=masks,
+            boxes=np.array([d["box"] for d in detections], dtype=np.float32).reshape(-1, 4),
+            phrases=[d["label"] for d in detections],
+            logits=np.array([d["score"] for d in detections], dtype=np.float32),
+            mask_scores=np.array([d["mask_score"] for d in detections], dtype=np.float32),
+            class_ids=np.array([classes.index(d["label"]) for d in detections], dtype=np.int64),
+            classes=classes,
+            image_size=(height, width),
+        )
+
 
 class LangSAM:
     """Text-prompted segmentation: ``LangSAM().predict(image, "car, wheel")``.
 
     sam_type: "vit_h", "vit_l" or "vit_b"; sam_checkpoint: a path, else found or downloaded (see
-    lang_sam.io.weights); detector: a Grounding DINO repo id, folder or original .pth;
-    device: "cpu", "cuda", "mps" or None for the best available; dtype: float32 or bfloat16.
+    lang_sam.io.weights); detector: a Grounding DINO repo id, folder or original .pth, or a loaded
+    GroundingDinoDetector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
+    best available; dtype: float32 or bfloat16.
     """
 
     def __init__(
         self,
         sam_type: str = "vit_h",
         sam_checkpoint: str | Path | None = None,
-        detector: str | Path = DEFAULT_DETECTOR,
+        detector: str | Path | GroundingDinoDetector = DEFAULT_DETECTOR,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
-        self.detector = GroundingDinoDetector(detector, device=self.device, dtype=self.dtype)
+        if isinstance(detector, GroundingDinoDetector):
+            if (detector.device, detector.dtype) != (self.device, self.dtype):
+                raise InvalidOptionError(
+                    f"The detector runs on {detector.device} in {detector.dtype}, but this LangSAM uses "
+                    f"{self.device} in {self.dtype}; load both with the same device and dtype."
+                )
+            self.detector = detector
+        else:
+            self.detector = GroundingDinoDetector(detector, device=self.device, dtype=self.dtype)
 
     def set_sam(self, sam_type: str, sam_checkpoint: str | Path | None = None) -> None:
         """Load another SAM size (or checkpoint) into this object."""

@@ -98,6 +98,26 @@ def test_json_masks_decode_with_pycocotools(model):
         np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
 
 
+def test_json_reads_back_into_the_same_result(model):
+    result = model.predict(ASSETS / "chelsea.jpg", "cat, sofa", max_detections=4, **LOOSE)
+    restored = LangSAMResult.from_json(result.to_json())
+    np.testing.assert_array_equal(restored.masks, result.masks)
+    np.testing.assert_allclose(restored.boxes, result.boxes, atol=1e-3)
+    np.testing.assert_allclose(restored.logits, result.logits, atol=1e-6)
+    np.testing.assert_allclose(restored.mask_scores, result.mask_scores, atol=1e-6)
+    assert restored.phrases == result.phrases and restored.image_size == (300, 451)
+    assert [restored.classes[i] for i in restored.class_ids] == result.phrases
+    empty = LangSAMResult.from_json(model.predict(ASSETS / "coffee.jpg", "cup", box_threshold=1.0).to_json())
+    assert empty.masks.shape == (0, 400, 600) and empty.boxes.shape == (0, 4)
+
+
+def test_a_loaded_detector_is_shared_only_with_the_same_device_and_dtype(model, vit_b_files):
+    sibling = LangSAM("vit_b", vit_b_files[1], detector=model.detector, device="cpu")
+    assert sibling.detector is model.detector
+    with pytest.raises(InvalidOptionError, match="same device and dtype"):
+        LangSAM("vit_b", vit_b_files[1], detector=model.detector, device="cpu", dtype="bfloat16")
+
+
 def test_supervision_detections(model):
     result = model.predict(ASSETS / "chelsea.jpg", "cat, sofa", max_detections=4, **LOOSE)
     detections = result.to_supervision()

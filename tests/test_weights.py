@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from lang_sam import CheckpointError
+from lang_sam import CheckpointError, InvalidOptionError
 from lang_sam.io import weights
 from lang_sam.io.weights import OfficialCheckpoint, find_sam_checkpoint
 
@@ -99,7 +99,7 @@ def test_no_network_names_file_url_and_folder(hub, monkeypatch):
     assert weights.CHECKPOINT_DIR_VARIABLE in message
 
 
-def test_search_order_explicit_then_variable_then_hub(tmp_path, hub, monkeypatch):
+def test_search_order_explicit_then_folder_then_variable_then_hub(tmp_path, hub, monkeypatch):
     serve_as_vit_b(monkeypatch, "http://127.0.0.1:9/never-used", "0" * 64)
     hub.mkdir(parents=True)
     (hub / "sam_vit_b_01ec64.pth").write_bytes(b"hub")
@@ -109,6 +109,10 @@ def test_search_order_explicit_then_variable_then_hub(tmp_path, hub, monkeypatch
     (folder / "sam_vit_b_01ec64.pth").write_bytes(b"variable")
     monkeypatch.setenv(weights.CHECKPOINT_DIR_VARIABLE, str(folder))
     assert find_sam_checkpoint("vit_b") == folder / "sam_vit_b_01ec64.pth"
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "sam_vit_b_01ec64.pth").write_bytes(b"given")
+    assert find_sam_checkpoint("vit_b", checkpoint_dir=given) == given / "sam_vit_b_01ec64.pth"
     explicit = tmp_path / "anywhere.pth"
     explicit.write_bytes(b"explicit")
     assert find_sam_checkpoint("vit_b", checkpoint=explicit) == explicit
@@ -119,5 +123,5 @@ def test_missing_explicit_path_and_no_download(tmp_path, hub):
         find_sam_checkpoint("vit_b", checkpoint=tmp_path / "nope.pth")
     with pytest.raises(CheckpointError, match="downloading is turned off"):
         find_sam_checkpoint("vit_b", download=False)
-    with pytest.raises(CheckpointError, match="Unknown SAM type"):
+    with pytest.raises(InvalidOptionError, match="Unknown SAM type"):
         find_sam_checkpoint("vit_x")

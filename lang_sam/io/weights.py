@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from lang_sam.errors import CheckpointError
+from lang_sam.errors import CheckpointError, InvalidOptionError
 
 CHECKPOINT_DIR_VARIABLE = "LANG_SAM_CHECKPOINTS"
 
@@ -81,10 +81,16 @@ def torch_hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def find_sam_checkpoint(sam_type: str, checkpoint: str | Path | None = None, download: bool = True) -> Path:
-    """The path of sam_type's official checkpoint, downloading it into the torch hub cache if needed."""
+def find_sam_checkpoint(
+    sam_type: str, checkpoint: str | Path | None = None, download: bool = True, checkpoint_dir: str | Path | None = None
+) -> Path:
+    """The path of sam_type's official checkpoint, downloading it into the torch hub cache if needed.
+
+    Searched in order: checkpoint; checkpoint_dir, else the folder named by $LANG_SAM_CHECKPOINTS;
+    the torch hub cache.
+    """
     if sam_type not in SAM_MODELS:
-        raise CheckpointError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
+        raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
@@ -92,8 +98,9 @@ def find_sam_checkpoint(sam_type: str, checkpoint: str | Path | None = None, dow
         return path
     official = SAM_MODELS[sam_type]
     candidates = []
-    if os.environ.get(CHECKPOINT_DIR_VARIABLE):
-        candidates.append(Path(os.environ[CHECKPOINT_DIR_VARIABLE]).expanduser() / official.file_name)
+    folder = checkpoint_dir or os.environ.get(CHECKPOINT_DIR_VARIABLE)
+    if folder:
+        candidates.append(Path(folder).expanduser() / official.file_name)
     candidates.append(torch_hub_checkpoint_dir() / official.file_name)
     for candidate in candidates:
         if candidate.is_file():
