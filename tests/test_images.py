@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -105,6 +107,19 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 400 * 300 // 4)
     with pytest.raises(InvalidImageError, match="more pixels than is safe"):
         load_image(path)
+
+
+def test_bytes_and_a_pixel_limit(tmp_path):
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buffer, format="PNG")
+    image = load_image(buffer.getvalue(), max_pixels=40 * 30)
+    assert_rgb(image, 30, 40)
+    assert tuple(image[0, 0]) == (200, 10, 10)
+    for source in (buffer.getvalue(), Image.open(buffer), np.zeros((30, 40, 3), np.uint8)):
+        with pytest.raises(InvalidImageError, match="40x30 pixels, more than the limit of 1000"):
+            load_image(source, max_pixels=1000)
+    with pytest.raises(InvalidImageError, match="Could not read the uploaded image"):
+        load_image(b"GIF89a broken")
 
 
 def test_non_ascii_file_name(tmp_path):

@@ -1,7 +1,8 @@
-"""Images in: a PIL image, an RGB array or a file path, always out as (H, W, 3) uint8 RGB."""
+"""Images in: a PIL image, an RGB array, a file path or a file's bytes, always out as (H, W, 3) uint8 RGB."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -10,38 +11,54 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lang_sam.errors import InvalidImageError
 
-ImageInput = Image.Image | np.ndarray | str | Path
+ImageInput = Image.Image | np.ndarray | str | Path | bytes
 
 
-def load_image(image: ImageInput) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a path, a PIL image or an array.
+def load_image(image: ImageInput, max_pixels: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a path, an image file's bytes, a PIL image or an array.
 
     EXIF orientation is applied; grayscale, RGBA (on black), palette, CMYK and 16-bit images become
     RGB; animated images give their first frame. Arrays may be (H, W), (H, W, 1), (H, W, 3) or
-    (H, W, 4), uint8, or float in [0, 1].
+    (H, W, 4), uint8, or float in [0, 1]. max_pixels refuses larger images before decoding them
+    (servers set it); PIL's decompression-bomb limit always applies to files.
     """
     if isinstance(image, (str, Path)):
-        return _from_pil(_open(Path(image)))
+        path = Path(image)
+        if not path.is_file():
+            raise InvalidImageError(f"Image {path} does not exist or is not a file.")
+        return _from_pil(_open(path, f"Image {path}", max_pixels))
+    if isinstance(image, bytes):
+        return _from_pil(_open(io.BytesIO(image), "The uploaded image", max_pixels))
     if isinstance(image, Image.Image):
+        _check_size(image.size, "The image", max_pixels)
         return _from_pil(image)
     if isinstance(image, np.ndarray):
+        if image.ndim >= 2:
+            _check_size(image.shape[1::-1], "The image array", max_pixels)
         return _from_array(image)
-    raise InvalidImageError(f"Expected an image path, a PIL image or a numpy array, got {type(image).__name__}.")
+    raise InvalidImageError(f"Expected an image path, bytes, a PIL image or a numpy array, got {type(image).__name__}.")
 
 
-def _open(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise InvalidImageError(f"Image {path} does not exist or is not a file.")
+def _open(source: Path | io.BytesIO, name: str, max_pixels: int | None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
+            _check_size(image.size, name, max_pixels)
             image.load()
+    except InvalidImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImageError(f"Image {path} declares more pixels than is safe to decode ({Image.MAX_IMAGE_PIXELS}).") from None
+        raise InvalidImageError(f"{name} declares more pixels than is safe to decode ({Image.MAX_IMAGE_PIXELS}).") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise InvalidImageError(f"Could not read image {path}: it is not a readable image or it is truncated ({error}).") from None
+        raise InvalidImageError(f"Could not read {name.lower()[:1] + name[1:]}: it is not a readable image or it is truncated ({error}).") from None
     return image
+
+
+def _check_size(size: tuple[int, int], name: str, max_pixels: int | None) -> None:
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise InvalidImageError(f"{name} has {width}x{height} pixels, more than the limit of {max_pixels}; resize it first.")
 
 
 def _upright(image: Image.Image) -> Image.Image:
