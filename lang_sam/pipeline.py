@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,8 @@ class LangSAM:
     sam_type: "vit_h", "vit_l" or "vit_b"; sam_checkpoint: a path, else found or downloaded (see
     lang_sam.io.weights); detector: a Grounding DINO repo id, folder or original .pth, or a loaded
     GroundingDinoDetector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
-    best available; dtype: float32 or bfloat16.
+    best available; dtype: float32 or bfloat16. The SAM embeddings of the last embedding_cache_size
+    images are kept (4 MB each), so a new prompt on any of them skips the image encoder.
     """
 
     def __init__(
@@ -118,7 +120,9 @@ class LangSAM:
         detector: str | Path | GroundingDinoDetector = DEFAULT_DETECTOR,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
+        embedding_cache_size: int = 4,
     ) -> None:
+        self.embedding_cache_size = max(1, embedding_cache_size)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
@@ -139,7 +143,7 @@ class LangSAM:
         path = find_sam_checkpoint(sam_type, sam_checkpoint)
         self.sam_type = sam_type
         self.predictor = SamPredictor(build_sam(sam_type, path, dtype=self.dtype).to(self.device))
-        self._embedded_image: str | None = None
+        self._embeddings: OrderedDict[str, tuple[torch.Tensor, tuple[int, int], tuple[int, int]]] = OrderedDict()
 
     def predict(
         self,
@@ -191,8 +195,14 @@ class LangSAM:
         )
 
     def _embed(self, image: np.ndarray) -> None:
-        """Run SAM's image encoder unless this exact image is the one already embedded."""
+        """Run SAM's image encoder unless this exact image is among the last few embedded."""
         key = hashlib.blake2b(image.tobytes(), digest_size=16, key=repr(image.shape).encode()).hexdigest()
-        if key != self._embedded_image:
-            self.predictor.set_image(image)
-            self._embedded_image = key
+        cached = self._embeddings.get(key)
+        if cached is not None:
+            self._embeddings.move_to_end(key)
+            self.predictor.set_embedding(*cached)
+            return
+        self.predictor.set_image(image)
+        self._embeddings[key] = (self.predictor.features, self.predictor.original_size, self.predictor.input_size)
+        while len(self._embeddings) > self.embedding_cache_size:
+            self._embeddings.popitem(last=False)

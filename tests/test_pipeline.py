@@ -68,6 +68,23 @@ def test_second_prompt_on_the_same_image_reuses_the_embedding(model, encoder_cal
     assert len(encoder_calls) == 2, "another image is encoded"
 
 
+def test_embeddings_of_the_last_few_images_are_kept(model, encoder_calls, monkeypatch):
+    monkeypatch.setattr(model, "embedding_cache_size", 2)
+    base = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
+    first, second, third = (np.where(base < 255, base + step, base).astype(np.uint8) for step in (1, 2, 3))
+    fresh = model.predict(first, "cat, sofa", max_detections=3, **LOOSE)
+    model.predict(second, "cat", max_detections=1, **LOOSE)
+    cached = model.predict(first, "cat, sofa", max_detections=3, **LOOSE)
+    assert len(encoder_calls) == 2, "the first image's embedding is still cached"
+    np.testing.assert_array_equal(cached.masks, fresh.masks)
+    np.testing.assert_array_equal(cached.mask_scores, fresh.mask_scores)
+    model.predict(third, "cat", max_detections=1, **LOOSE)  # evicts the least recently used: second
+    model.predict(first, "cat", max_detections=1, **LOOSE)
+    assert len(encoder_calls) == 3
+    model.predict(second, "cat", max_detections=1, **LOOSE)
+    assert len(encoder_calls) == 4 and len(model._embeddings) == 2
+
+
 def test_batch_equals_singles(model):
     images = [ASSETS / "coffee.jpg", ASSETS / "chelsea.jpg"]
     prompts = ["cup", "cat, sofa"]

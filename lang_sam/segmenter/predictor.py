@@ -52,6 +52,10 @@ class SamPredictor:
         self.original_size = image.shape[:2]
         self.input_size = resized.shape[:2]
 
+    def set_embedding(self, features: torch.Tensor, original_size: tuple[int, int], input_size: tuple[int, int]) -> None:
+        """Answer prompts against an embedding that set_image computed before (a cached one)."""
+        self.features, self.original_size, self.input_size = features, original_size, input_size
+
     def get_image_embedding(self) -> torch.Tensor:
         """The cached (1, 256, 64, 64) embedding."""
         return self._require_image()
