@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from lang_sam.cli import main
+from lang_sam.interfaces.cli import main
 from tests.test_grounding_dino import ASSETS
 
 
@@ -70,7 +70,7 @@ def test_bad_prompt_is_a_message_not_a_traceback(inputs, tmp_path, vit_b_files, 
 
 
 def test_missing_weights_offline_is_a_message(tmp_path, tiny_detector_dir):
-    command = [sys.executable, "-m", "lang_sam.cli", "predict", str(ASSETS / "coffee.jpg"), "--prompt", "cup",
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "predict", str(ASSETS / "coffee.jpg"), "--prompt", "cup",
                "--sam-type", "vit_b", "--detector", str(tiny_detector_dir), "--out", str(tmp_path / "out")]
     env = {"TORCH_HOME": str(tmp_path / "torch"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
            "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -13,7 +14,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lang_sam.detector import DEFAULT_DETECTOR
-from lang_sam.errors import InvalidImageError, LangSAMError
+from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -39,16 +40,79 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
     predict.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     predict.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision (default: float32)")
+
+    app = commands.add_parser(
+        "app",
+        help="open the Gradio web app",
+        description="Serve the Gradio app (also: python app.py). Models load on first use, once per SAM size. "
+        "Needs the app extra: pip install 'lang-sam[app]'.",
+    )
+    app.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    app.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    app.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    _add_model_arguments(app)
+    serve = commands.add_parser(
+        "serve",
+        help="run the LitServe API server",
+        description="Serve POST /predict (multipart or JSON with base64 image; JSON or PNG answers) and /health "
+        "with LitServe, batching requests across clients. Needs the serve extra: pip install 'lang-sam[serve]'.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    serve.add_argument("--workers-per-device", type=int, default=1, help="model workers per device (default: %(default)s)")
+    serve.add_argument("--max-batch-size", type=int, default=4, help="requests batched together (default: %(default)s)")
+    serve.add_argument("--batch-timeout", type=float, default=0.05, help="seconds to wait to fill a batch (default: %(default)s)")
+    serve.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait for a worker (default: %(default)s)")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (default: %(default)s)")
+    serve.add_argument("--max-image-pixels", type=int, default=40_000_000, help="largest image (default: %(default)s)")
+    serve.add_argument("--with-app", action="store_true", help="also serve the Gradio app at /app")
+    _add_model_arguments(serve)
     return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sam-type", choices=["vit_h", "vit_l", "vit_b"], help="SAM size selected at start ($LANG_SAM_SAM_TYPE, default vit_h)")
+    parser.add_argument("--detector", help="Grounding DINO repo id, folder or .pth ($LANG_SAM_DETECTOR)")
+    parser.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files ($LANG_SAM_CHECKPOINTS)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps ($LANG_SAM_DEVICE, default: best available)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision ($LANG_SAM_DTYPE, default float32)")
+
+
+def _model_settings(args: argparse.Namespace):
+    from lang_sam.interfaces.models import ModelSettings
+
+    return ModelSettings.from_environment(
+        sam_type=args.sam_type, detector=args.detector, checkpoint_dir=args.checkpoint_dir, device=args.device, dtype=args.dtype
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "app":
+            _require("gradio", "app")
+            from lang_sam.interfaces.app import launch
+
+            launch(_model_settings(args), args.host, args.port, args.share)
+            return 0
+        if args.command == "serve":
+            _require("litserve", "serve")
+            from lang_sam.interfaces.server import Limits, serve
+
+            serve(
+                _model_settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels), args.host,
+                args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
+            )
+            return 0
         return _predict(args)
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
         return 2
+
+
+def _require(module: str, extra: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise InvalidOptionError(f"This command needs {module}: pip install 'lang-sam[{extra}]'.")
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -50,8 +50,10 @@ def _open(source: Path | io.BytesIO, name: str, max_pixels: int | None) -> Image
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InvalidImageError(f"{name} declares more pixels than is safe to decode ({Image.MAX_IMAGE_PIXELS}).") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise InvalidImageError(f"Could not read {name.lower()[:1] + name[1:]}: it is not a readable image or it is truncated ({error}).") from None
+    except UnidentifiedImageError:
+        raise InvalidImageError(f"Could not read {name[:1].lower() + name[1:]}: it is not in an image format this reads.") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InvalidImageError(f"Could not read {name[:1].lower() + name[1:]}: it is damaged or truncated ({error}).") from None
     return image
 
 

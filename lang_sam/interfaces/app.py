@@ -1,0 +1,108 @@
+"""The Gradio web app: an image and a text prompt in; the labelled drawing, a table and the JSON out.
+
+The app draws and tabulates; the predictions come from a backend: a ModelPool in this process
+(``lang-sam app``, ``python app.py``) or the LitServe server it is mounted on (``lang-sam serve``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from lang_sam.drawing import draw_image
+from lang_sam.errors import LangSAMError
+from lang_sam.interfaces.models import ModelPool, ModelSettings
+from lang_sam.io.images import load_image
+from lang_sam.io.weights import SAM_MODELS
+from lang_sam.pipeline import LangSAMResult
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.jpg", "cup, saucer, spoon")]
+TABLE_HEADERS = ["label", "score", "mask score", "box (x0, y0, x1, y1)"]
+
+# (image, prompt, sam_type, box_threshold, text_threshold, progress) -> (result, "model in use")
+Backend = Callable[[np.ndarray, str, str, float, float, Callable], tuple[LangSAMResult, str]]
+
+
+def local_backend(pool: ModelPool) -> Backend:
+    """Predict with models loaded in this process; a first use of a SAM size shows its loading."""
+
+    def predict(image, prompt, sam_type, box_threshold, text_threshold, progress):
+        if sam_type not in pool.loaded_sam_types:
+            progress(0.0, desc=f"Loading SAM {sam_type} (downloaded on first use)")
+            pool.get(sam_type)
+        progress(0.5, desc="Segmenting")
+        result = pool.predict(image, prompt, sam_type, box_threshold=box_threshold, text_threshold=text_threshold)
+        return result, pool.describe(sam_type)
+
+    return predict
+
+
+def build_app(backend: Backend, default_sam_type: str = "vit_h"):
+    """The Blocks app; its submit button is also the API endpoint "/predict" (gradio_client)."""
+    def segment(image_path, prompt, sam_type, box_threshold, text_threshold, progress=gr.Progress(track_tqdm=True)):
+        if image_path is None:
+            raise gr.Error("Upload an image first.")
+        if not prompt or not prompt.strip():
+            raise gr.Error('Type what to find, e.g. "car, wheel".')
+        try:
+            image = load_image(image_path)
+            result, model = backend(image, prompt, sam_type, box_threshold, text_threshold, progress)
+        except LangSAMError as error:
+            raise gr.Error(str(error)) from None
+        return draw_image(image, result), detection_rows(result), _json_file(result), status_line(result, model)
+
+    with gr.Blocks(title="lang-sam") as app:
+        gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks.")
+        with gr.Row():
+            with gr.Column():
+                sam_type = gr.Dropdown(list(SAM_MODELS), value=default_sam_type, label="SAM model", elem_id="sam-type")
+                box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
+                text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
+                image = gr.Image(type="filepath", label="Image", elem_id="input-image")
+                prompt = gr.Textbox(label="Text prompt", placeholder="car, wheel", elem_id="prompt")
+                submit = gr.Button("Segment", variant="primary", elem_id="submit")
+            with gr.Column():
+                drawing = gr.Image(label="Result", type="numpy", format="png", interactive=False, elem_id="drawing")
+                status = gr.Markdown(elem_id="status")
+                table = gr.Dataframe(headers=TABLE_HEADERS, label="Detections", interactive=False, elem_id="detections")
+                download = gr.File(label="Detections as JSON (COCO RLE masks)", elem_id="download")
+        examples = [[str(ASSETS / name), text] for name, text in EXAMPLES if (ASSETS / name).is_file()]
+        if examples:
+            gr.Examples(examples, inputs=[image, prompt])
+        inputs = [image, prompt, sam_type, box_threshold, text_threshold]
+        outputs = [drawing, table, download, status]
+        submit.click(segment, inputs=inputs, outputs=outputs, api_name="predict")
+        prompt.submit(segment, inputs=inputs, outputs=outputs, api_name=False)
+    return app
+
+
+def detection_rows(result: LangSAMResult) -> list[list]:
+    return [
+        [label, round(float(score), 3), round(float(mask_score), 3), ", ".join(f"{v:.1f}" for v in box)]
+        for label, score, mask_score, box in zip(result.phrases, result.logits, result.mask_scores, result.boxes)
+    ]
+
+
+def status_line(result: LangSAMResult, model: str) -> str:
+    found = f"{len(result)} detection{'s' if len(result) != 1 else ''}" if len(result) else "Nothing found"
+    return f"{found}. Model: {model}."
+
+
+def _json_file(result: LangSAMResult) -> str:
+    """The detections as a JSON file in a fresh temporary folder, which Gradio serves for download."""
+    path = Path(tempfile.mkdtemp(prefix="lang-sam-")) / "detections.json"
+    path.write_text(json.dumps(result.to_json(), indent=1))
+    return str(path)
+
+
+def launch(settings: ModelSettings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
+    """Build the app on a local ModelPool and serve it until interrupted."""
+    pool = ModelPool(settings)
+    app = build_app(local_backend(pool), default_sam_type=pool.settings.sam_type)
+    app.queue().launch(server_name=host, server_port=port, share=share)
