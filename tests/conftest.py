@@ -130,3 +130,34 @@ def vit_b_files(tmp_path_factory):
         torch.save(random_sam_state_dict(SAM_ARCHITECTURES["vit_b"], seed=seed), path)
         paths.append(path)
     return paths
+
+
+@pytest.fixture(scope="session")
+def service_models(tmp_path_factory, tiny_detector_dir):
+    """What the app and server load, found the way users configure them: random vit_b and vit_l in
+    their official file names in one checkpoint folder, and the tiny detector folder. vit_h is absent."""
+    from lang_sam.segmenter.build import SAM_ARCHITECTURES, SAM_CHECKPOINT_FILES
+
+    folder = tmp_path_factory.mktemp("service-checkpoints")
+    for seed, sam_type in enumerate(("vit_b", "vit_l")):
+        torch.save(random_sam_state_dict(SAM_ARCHITECTURES[sam_type], seed=seed), folder / SAM_CHECKPOINT_FILES[sam_type])
+    return folder, tiny_detector_dir
+
+
+@pytest.fixture(scope="session")
+def service_environment(service_models, tmp_path_factory):
+    """Environment for an app or server process: its models, the CPU, and an empty torch hub cache
+    (so vit_h is missing, as on a machine without network)."""
+    import os
+
+    checkpoints, detector = service_models
+    return {
+        **os.environ,
+        "LANG_SAM_CHECKPOINTS": str(checkpoints),
+        "LANG_SAM_DETECTOR": str(detector),
+        "LANG_SAM_SAM_TYPE": "vit_b",
+        "LANG_SAM_DEVICE": "cpu",
+        "TORCH_HOME": str(tmp_path_factory.mktemp("torch-home")),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+    }

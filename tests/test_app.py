@@ -1,0 +1,108 @@
+"""The Gradio app as a real process: driven by headless Chromium (Playwright) and by gradio_client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lang_sam.pipeline import LangSAMResult
+from tests.services import free_port, start_service, stop_session
+from tests.test_grounding_dino import ASSETS
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def app_url(service_environment, tmp_path_factory):
+    port = free_port()
+    environment = {**service_environment, "LANG_SAM_DTYPE": "bfloat16"}  # vit_l's encoder is 3x faster so
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    process = start_service(
+        [sys.executable, str(REPOSITORY / "app.py"), "--port", str(port)], environment, f"http://127.0.0.1:{port}/", log
+    )
+    yield f"http://127.0.0.1:{port}/"
+    stop_session(process)
+
+
+@pytest.fixture(scope="module")
+def page(app_url, tmp_path_factory):
+    if not Path(CHROMIUM).is_file():
+        pytest.fail("Chromium is missing: apt-get install -y chromium (the README's test command does this).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def submit(page, prompt: str) -> None:
+    page.locator("#prompt textarea").fill(prompt)
+    page.locator("#submit").click()
+
+
+def choose_sam(page, sam_type: str) -> None:
+    page.locator("#sam-type input").click()
+    page.get_by_role("option", name=sam_type, exact=True).click()
+
+
+def test_upload_prompt_submit_shows_drawing_table_and_model(page, tmp_path):
+    page.locator("#input-image input[type=file]").set_input_files(str(ASSETS / "chelsea.jpg"))
+    submit(page, "cat, sofa")
+    status = page.locator("#status")
+    status.get_by_text("SAM vit_b (encoder width 768)").wait_for()
+    assert page.locator("#drawing img").first.is_visible()
+    grid = page.locator("#detections [role=grid]")
+    assert int(grid.get_attribute("aria-rowcount")) > 1, "a header and at least one detection"
+    labels = {cell.inner_text().strip() for cell in grid.locator('[role=gridcell][aria-colindex="1"]').all()}
+    assert labels and labels <= {"cat", "sofa"}
+    page.screenshot(path=str(tmp_path / "app.png"))
+
+
+def test_switching_the_sam_size_changes_the_model_in_use(page):
+    choose_sam(page, "vit_l")
+    submit(page, "cat")
+    page.get_by_text("Loading SAM vit_l").first.wait_for(timeout=30_000)  # a first load shows progress
+    page.locator("#status").get_by_text("SAM vit_l (encoder width 1024)").wait_for()
+    choose_sam(page, "vit_b")
+    submit(page, "sofa")
+    page.locator("#status").get_by_text("SAM vit_b (encoder width 768)").wait_for()
+
+
+def test_bad_input_shows_a_message_and_the_app_keeps_serving(page):
+    submit(page, "   ")
+    page.get_by_text("Type what to find").first.wait_for()
+    choose_sam(page, "vit_h")  # not in the checkpoint folder, and no network
+    submit(page, "cat")
+    page.get_by_text("sam_vit_h_4b8939.pth").first.wait_for()
+    choose_sam(page, "vit_b")
+    submit(page, "cat")
+    page.locator("#status").get_by_text("SAM vit_b (encoder width 768)").wait_for()
+
+
+def test_gradio_client_calls_the_api(app_url):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    drawing, table, json_file, status = client.predict(
+        handle_file(str(ASSETS / "coffee.jpg")), "cup, spoon", "vit_b", 0.0, 0.0, api_name="/predict"
+    )
+    assert np.asarray(Image.open(drawing)).shape == (400, 600, 3)
+    result = LangSAMResult.from_json(json.loads(Path(json_file).read_text()))
+    assert result.masks.shape[1:] == (400, 600) and len(result) == len(table["data"]) > 0
+    assert [row[0] for row in table["data"]] == result.phrases
+    assert set(result.phrases) <= {"cup", "spoon"}
+    assert status.startswith(f"{len(result)} detection")
+    with pytest.raises(Exception, match="Upload an image first"):
+        client.predict(None, "cup", "vit_b", 0.3, 0.25, api_name="/predict")
