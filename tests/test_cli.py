@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -85,5 +86,52 @@ def test_help_documents_every_option(capsys):
         main(["predict", "--help"])
     text = capsys.readouterr().out
     for option in ["--prompt", "--out", "--sam-type", "--sam-checkpoint", "--detector", "--box-threshold",
-                   "--text-threshold", "--max-detections", "--device", "--dtype"]:
+                   "--text-threshold", "--max-detections", "--device", "--dtype", "--skip-existing"]:
         assert option in text
+
+
+def test_outputs_never_overwrite_inputs(tmp_path, vit_b_files, tiny_detector_dir, capsys):
+    image = tmp_path / "photo.png"
+    Image.open(ASSETS / "coffee.jpg").save(image)
+    before = image.read_bytes()
+    code = run([image, "--prompt", "cup", "--out", tmp_path], vit_b_files, tiny_detector_dir)
+    assert code == 2 and "would overwrite the input" in capsys.readouterr().err
+    assert image.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_inputs_sharing_a_name_get_separate_outputs(tmp_path, vit_b_files, tiny_detector_dir):
+    for folder, source in (("a", "coffee.jpg"), ("b", "chelsea.jpg")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(ASSETS / source, tmp_path / folder / "photo.jpg")
+    out = tmp_path / "out"
+    assert run([tmp_path / "a", tmp_path / "b", "--prompt", "cup", "--out", out], vit_b_files, tiny_detector_dir) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["photo.jpg-2.json", "photo.jpg-2.png", "photo.jpg.json", "photo.jpg.png"]
+    assert json.loads((out / "photo.jpg-2.json").read_text())["image"] == {"height": 300, "width": 451}
+
+
+def test_a_killed_run_keeps_finished_outputs_and_a_rerun_skips_them(tmp_path, vit_b_files, tiny_detector_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(6):
+        shutil.copy(ASSETS / ("coffee.jpg" if index % 2 else "chelsea.jpg"), folder / f"photo{index}.jpg")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "predict", str(folder), "--prompt", "cup, cat",
+               "--out", str(out), "--sam-type", "vit_b", "--sam-checkpoint", str(vit_b_files[0]),
+               "--detector", str(tiny_detector_dir), "--device", "cpu", "--max-detections", "3", "--box-threshold", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "photo1.json").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    finished = sorted(p.stem for p in out.glob("*.json"))
+    assert 2 <= len(finished) < 6, "killed after some images, before the last"
+    for stem in finished:
+        assert json.loads((out / f"{stem}.json").read_text())["file"] == f"{stem}.jpg"
+        Image.open(out / f"{stem}.png").load()  # every PNG that exists is whole
+    written = {stem: (out / f"{stem}.json").stat().st_mtime_ns for stem in finished}
+    resumed = subprocess.run([*command, "--skip-existing"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(finished)} of 6 images already have outputs" in resumed.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"photo{i}{s}" for i in range(6) for s in (".json", ".png"))
+    assert all((out / f"{stem}.json").stat().st_mtime_ns == mtime for stem, mtime in written.items())

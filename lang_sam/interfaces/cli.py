@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lang_sam.detector import DEFAULT_DETECTOR
+from lang_sam.detector import DEFAULT_DETECTOR, parse_classes
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="segment what a text prompt names in images",
         description="For each image, write a labelled drawing (NAME.png) and detections with COCO RLE masks "
-        "(NAME.json) into the output folder. Unreadable images are reported and skipped; the exit code is 1 "
-        "when any image failed.",
+        "(NAME.json) into the output folder, each through a temporary file renamed into place. Unreadable "
+        "images are reported and skipped; the exit code is 1 when any image failed. Outputs never overwrite "
+        "inputs, and --skip-existing makes a rerun continue where a stopped run ended.",
     )
     predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
     predict.add_argument("--prompt", "-p", required=True, help='classes separated by commas, e.g. "car, wheel"')
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
     predict.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
     predict.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision (default: float32)")
+    predict.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder (resume a run)")
 
     app = commands.add_parser(
         "app",
@@ -124,8 +126,25 @@ def _predict(args: argparse.Namespace) -> int:
     if not images:
         print("lang-sam: no images found in the given paths.", file=sys.stderr)
         return 2
-    model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
+    parse_classes(args.prompt)  # a prompt that names nothing fails before the models load
+    outputs = dict(zip(images, _output_names(images)))
+    overwritten = sorted(
+        str(path) for path in images for stem in [outputs[path]] for suffix in (".png", ".json")
+        if (args.out / f"{stem}{suffix}").resolve() == path.resolve()
+    )
+    if overwritten:
+        raise InvalidOptionError(f"Writing into {args.out} would overwrite the input {overwritten[0]}; choose another --out.")
     args.out.mkdir(parents=True, exist_ok=True)
+    for leftover in args.out.glob(".*.part"):  # temporary files of a run that was killed
+        leftover.unlink(missing_ok=True)
+    if args.skip_existing:
+        done = [path for path in images if all((args.out / f"{outputs[path]}{s}").is_file() for s in (".png", ".json"))]
+        if done:
+            print(f"lang-sam: {len(done)} of {len(images)} images already have outputs; skipped.", file=sys.stderr)
+        images = [path for path in images if path not in set(done)]
+        if not images:
+            return 0
+    model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
     failures = 0
     for path in tqdm(images, desc="lang-sam", unit="image", disable=len(images) < 2):
         try:
@@ -139,9 +158,10 @@ def _predict(args: argparse.Namespace) -> int:
             failures += 1
             tqdm.write(f"lang-sam: skipped {path}: {error}", file=sys.stderr)
             continue
-        _write_atomically(args.out / f"{path.stem}.png", lambda file: Image.fromarray(drawing).save(file, format="PNG"))
-        payload = {"file": path.name, **result.to_json()}
-        _write_atomically(args.out / f"{path.stem}.json", lambda file: file.write(json.dumps(payload, indent=1).encode()))
+        stem = outputs[path]
+        _write_atomically(args.out / f"{stem}.png", lambda file: Image.fromarray(drawing).save(file, format="PNG"))
+        payload = {"file": path.name, **result.to_json()}  # written last: its presence marks the image done
+        _write_atomically(args.out / f"{stem}.json", lambda file: file.write(json.dumps(payload, indent=1).encode()))
     print(f"lang-sam: {len(images) - failures} of {len(images)} images written to {args.out}", file=sys.stderr)
     return 1 if failures else 0
 
@@ -156,9 +176,23 @@ def _collect_images(inputs: list[Path]) -> list[Path]:
     return images
 
 
+def _output_names(images: list[Path]) -> list[str]:
+    """Output stems: the image's stem, with its extension and then a number added when two inputs
+    would share it (photos/a.jpg, photos/a.png, other/a.jpg -> a.jpg, a.png, a.jpg-2)."""
+    stems = [path.stem for path in images]
+    names: list[str] = []
+    for path, stem in zip(images, stems):
+        name = stem if stems.count(stem) == 1 else path.name
+        candidate, number = name, 2
+        while candidate in names:
+            candidate, number = f"{name}-{number}", number + 1
+        names.append(candidate)
+    return names
+
+
 def _write_atomically(destination: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
