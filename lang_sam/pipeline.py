@@ -17,6 +17,7 @@ from lang_sam.errors import InvalidOptionError
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.io.weights import SAM_MODELS, find_sam_checkpoint
 from lang_sam.segmenter import SamPredictor, build_sam
+from lang_sam.segmenter.sam import Sam
 
 
 @dataclass
@@ -141,8 +142,24 @@ class LangSAM:
         if sam_type not in SAM_MODELS:
             raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
         path = find_sam_checkpoint(sam_type, sam_checkpoint)
+        self._use_sam(sam_type, build_sam(sam_type, path, dtype=self.dtype))
+
+    @classmethod
+    def from_parts(
+        cls, sam: Sam, detector: GroundingDinoDetector, sam_type: str = "custom", embedding_cache_size: int = 4
+    ) -> LangSAM:
+        """A pipeline around an already built SAM (any encoder size, e.g. fine-tuned) and detector;
+        it runs on the detector's device and dtype."""
+        pipeline = cls.__new__(cls)
+        pipeline.embedding_cache_size = max(1, embedding_cache_size)
+        pipeline.device, pipeline.dtype = detector.device, detector.dtype
+        pipeline.detector = detector
+        pipeline._use_sam(sam_type, sam.eval())
+        return pipeline
+
+    def _use_sam(self, sam_type: str, sam: Sam) -> None:
         self.sam_type = sam_type
-        self.predictor = SamPredictor(build_sam(sam_type, path, dtype=self.dtype).to(self.device))
+        self.predictor = SamPredictor(sam.to(self.device))
         self._embeddings: OrderedDict[str, tuple[torch.Tensor, tuple[int, int], tuple[int, int]]] = OrderedDict()
 
     def predict(

@@ -134,9 +134,6 @@ def _predict(args: argparse.Namespace) -> int:
     )
     if overwritten:
         raise InvalidOptionError(f"Writing into {args.out} would overwrite the input {overwritten[0]}; choose another --out.")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for leftover in args.out.glob(".*.part"):  # temporary files of a run that was killed
-        leftover.unlink(missing_ok=True)
     if args.skip_existing:
         done = [path for path in images if all((args.out / f"{outputs[path]}{s}").is_file() for s in (".png", ".json"))]
         if done:
@@ -145,6 +142,9 @@ def _predict(args: argparse.Namespace) -> int:
         if not images:
             return 0
     model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
+    args.out.mkdir(parents=True, exist_ok=True)  # only once the models loaded: a failed start leaves nothing
+    for leftover in args.out.glob(".*.part"):  # temporary files of a run that was killed
+        leftover.unlink(missing_ok=True)
     failures = 0
     for path in tqdm(images, desc="lang-sam", unit="image", disable=len(images) < 2):
         try:
