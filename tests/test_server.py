@@ -6,7 +6,9 @@ import base64
 import io
 import os
 import signal
+import socket
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -14,7 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lang_sam.errors import InvalidPromptError
+from lang_sam.interfaces.server import PredictRequest, Rejected, predict_batch
 from lang_sam.pipeline import LangSAMResult
+from tests.robustness_cases import write_image_cases
 from tests.services import free_port, session_processes, start_service, stop_session, wait_until_gone
 from tests.test_grounding_dino import ASSETS
 
@@ -24,7 +29,13 @@ LOOSE = {"box_threshold": "0", "text_threshold": "0", "max_detections": "4"}
 
 
 @pytest.fixture(scope="module")
-def server(service_environment, tmp_path_factory):
+def server(service_environment, service_models, tmp_path_factory):
+    """The server on a checkpoint folder whose vit_l file is damaged, so that a request can fail
+    inside the model worker while the others are answered."""
+    checkpoints = tmp_path_factory.mktemp("server-checkpoints")
+    (checkpoints / "sam_vit_b_01ec64.pth").symlink_to(service_models[0] / "sam_vit_b_01ec64.pth")
+    (checkpoints / "sam_vit_l_0b3195.pth").write_bytes((service_models[0] / "sam_vit_l_0b3195.pth").read_bytes()[:1_000_000])
+    service_environment = {**service_environment, "LANG_SAM_CHECKPOINTS": str(checkpoints)}
     port = free_port()
     command = [
         sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port), "--max-batch-size", "4",
@@ -148,6 +159,93 @@ def test_a_bad_request_in_a_batch_does_not_fail_the_others(server):
         responses = list(pool.map(lambda kwargs: httpx.post(f"{url}/predict", timeout=120, **kwargs), [good, bad] * 4))
     assert [r.status_code for r in responses] == [200, 400] * 4
     assert httpx.get(f"{url}/health", timeout=10).text == "ok"
+
+
+def test_odd_and_broken_image_files(server, tmp_path):
+    _, url, _ = server
+    cases = write_image_cases(tmp_path)
+    for name, expected in cases.items():
+        if expected is not None and name not in ("one-pixel.png", "one-row.png", "cmyk.jpg", "exif-rotated.jpg", "animated.gif", "sixteen-bit.png"):
+            continue  # the other readable kinds are the same code path; the model time goes to these
+        response = post_multipart(url, (tmp_path / name).read_bytes(), prompt="cat", **LOOSE)
+        if expected is None:
+            assert response.status_code == 400, (name, response.text)
+            assert "uploaded image" in response.json()["detail"], name
+        else:
+            assert response.status_code == 200, (name, response.text)
+            assert response.json()["image"] == {"height": expected[0], "width": expected[1]}, name
+
+
+def test_a_request_failing_inside_the_model_is_answered_and_the_others_too(server):
+    _, url, _ = server
+    image = photo_bytes("coffee.jpg")
+    kinds = ["vit_b", "vit_l"] * 4  # the vit_l file is damaged: loading it fails in the worker
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda sam_type: post_multipart(url, image, prompt="cup", sam_type=sam_type, **LOOSE), kinds))
+    for sam_type, response in zip(kinds, responses):
+        if sam_type == "vit_b":
+            assert response.status_code == 200, response.text
+        else:
+            assert response.status_code == 503 and "sam_vit_l_0b3195.pth" in response.json()["detail"]
+    assert httpx.get(f"{url}/health", timeout=10).text == "ok"
+
+
+def test_a_slow_client_does_not_hold_up_the_others(server):
+    _, url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    body = b'{"prompt": "cup", "image": "' + base64.b64encode(photo_bytes("coffee.jpg")) + b'"}'
+    slow = socket.create_connection(("127.0.0.1", port), timeout=60)
+    slow.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
+    try:
+        started = time.monotonic()
+        answers = [post_multipart(url, photo_bytes("coffee.jpg"), prompt="cup", **LOOSE) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200] * 3
+        slow.sendall(body[100:])  # the slow client finishes after the others were answered
+        reply = slow.recv(200)
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        assert time.monotonic() - started < 120
+    finally:
+        slow.close()
+
+
+def test_a_hundred_requests_twenty_at_a_time(server):
+    _, url, _ = server
+    expected = post_multipart(url, photo_bytes("chelsea.jpg"), prompt="cat, sofa", **LOOSE).json()
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(lambda _: post_multipart(url, photo_bytes("chelsea.jpg"), prompt="cat, sofa", **LOOSE), range(100)))
+    assert [r.status_code for r in responses] == [200] * 100
+    for response in responses:
+        answer = response.json()
+        assert [d["label"] for d in answer["detections"]] == [d["label"] for d in expected["detections"]]
+        np.testing.assert_allclose([d["box"] for d in answer["detections"]], [d["box"] for d in expected["detections"]], atol=0.05)
+
+
+class FailingPool:
+    """A pool whose model raises on one image, as a failing kernel or a full GPU would."""
+
+    def __init__(self, bad_prompt: str, error: Exception) -> None:
+        self.bad_prompt, self.error, self.calls = bad_prompt, error, []
+
+    def predict(self, images, prompts, sam_type, **options):
+        self.calls.append(list(prompts))
+        if self.bad_prompt in prompts:
+            raise self.error
+        return [LangSAMResult.from_json({"image": {"height": 1, "width": 1}, "detections": []}) for _ in prompts]
+
+    def describe(self, sam_type):
+        return f"model {sam_type}"
+
+
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError("CUDA error: out of memory"), 500), (InvalidPromptError("no class"), 400)])
+def test_predict_batch_isolates_the_request_at_fault(error, status):
+    image = np.zeros((1, 1, 3), np.uint8)
+    requests = [PredictRequest(image, prompt, "vit_b", 0.3, 0.25, None, "json") for prompt in ("a", "bad", "c")]
+    pool = FailingPool("bad", error)
+    outputs = predict_batch(pool, [*requests, Rejected(422, "already refused")])
+    assert [type(o).__name__ for o in outputs] == ["tuple", "Rejected", "tuple", "Rejected"]
+    assert outputs[1].status == status and str(error) in outputs[1].detail and outputs[3].status == 422
+    assert pool.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]], "one batched call, then one call per request"
 
 
 def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, tmp_path):

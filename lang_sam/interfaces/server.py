@@ -77,8 +77,10 @@ class Rejected:
 def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits) -> PredictRequest:
     """Check a request's fields; raise the project's errors with a message that says what to send."""
     image_field = payload.get("image")
-    if not isinstance(image_field, str) or not image_field:
+    if not isinstance(image_field, str):
         raise InvalidImageError('Send the image as a multipart file field "image", or as base64 text in JSON "image".')
+    if not image_field:
+        raise InvalidImageError("The uploaded image is empty (0 bytes).")
     try:
         data = base64.b64decode(image_field.split(",", 1)[-1] if image_field.startswith("data:") else image_field, validate=True)
     except (binascii.Error, ValueError):
