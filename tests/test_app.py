@@ -106,3 +106,19 @@ def test_gradio_client_calls_the_api(app_url):
     assert status.startswith(f"{len(result)} detection")
     with pytest.raises(Exception, match="Upload an image first"):
         client.predict(None, "cup", "vit_b", 0.3, 0.25, api_name="/predict")
+
+
+def test_unreadable_upload_is_explained_and_exif_is_applied(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes((ASSETS / "coffee.jpg").read_bytes()[:600])
+    with pytest.raises(Exception, match="Could not read image .*damaged or truncated"):
+        client.predict(handle_file(str(broken)), "cup", "vit_b", 0.3, 0.25, api_name="/predict")
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees: the app must see a 600 x 400 (portrait) image
+    Image.open(ASSETS / "coffee.jpg").save(rotated, exif=exif)
+    drawing, *_ = client.predict(handle_file(str(rotated)), "cup", "vit_b", 0.0, 0.0, api_name="/predict")
+    assert np.asarray(Image.open(drawing)).shape == (600, 400, 3)
