@@ -29,16 +29,14 @@ TABLE_HEADERS = ["label", "score", "mask score", "box (x0, y0, x1, y1)"]
 Backend = Callable[[np.ndarray, str, str, float, float, Callable], tuple[LangSAMResult, str]]
 
 
-class UploadedImage(gr.Image):
-    """gr.Image that hands the handler the uploaded file itself: lang-sam's reader decodes it (EXIF
-    orientation, 16-bit, CMYK, clear errors for broken files) instead of Gradio, which would fail
-    on a broken file before the handler could explain, and re-encode a good one."""
-
-    def get_block_name(self) -> str:
-        return "image"  # the browser side is gr.Image's
-
-    def preprocess(self, payload) -> str | None:
-        return None if payload is None else payload.path
+def uploaded_image(**options) -> gr.Image:
+    """An image input that hands the handler the uploaded file itself: lang-sam's reader decodes it
+    (EXIF orientation, 16-bit, CMYK, clear errors for broken files) instead of Gradio, which fails
+    on a broken file before the handler can explain, and re-encodes good ones. (Set on the instance:
+    a gr.Image subclass would make Gradio write a .pyi file next to this module.)"""
+    component = gr.Image(type="filepath", **options)
+    component.preprocess = lambda payload: None if payload is None else payload.path
+    return component
 
 
 def local_backend(pool: ModelPool) -> Backend:
@@ -76,7 +74,7 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h"):
                 sam_type = gr.Dropdown(list(SAM_MODELS), value=default_sam_type, label="SAM model", elem_id="sam-type")
                 box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
                 text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
-                image = UploadedImage(type="filepath", label="Image", elem_id="input-image")
+                image = uploaded_image(label="Image", elem_id="input-image")
                 prompt = gr.Textbox(label="Text prompt", placeholder="car, wheel", elem_id="prompt")
                 submit = gr.Button("Segment", variant="primary", elem_id="submit")
             with gr.Column():
