@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from PIL import Image
@@ -15,6 +13,7 @@ from tqdm.auto import tqdm
 
 from lang_sam.detector import DEFAULT_DETECTOR, parse_classes
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
+from lang_sam.io.files import remove_leftovers, write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -33,14 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
     predict.add_argument("--prompt", "-p", required=True, help='classes separated by commas, e.g. "car, wheel"')
     predict.add_argument("--out", "-o", type=Path, default=Path("lang-sam-output"), help="output folder (default: %(default)s)")
-    predict.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"], help="SAM size (default: %(default)s)")
-    predict.add_argument("--sam-checkpoint", type=Path, help="SAM .pth file (default: searched, else downloaded)")
-    predict.add_argument("--detector", default=DEFAULT_DETECTOR, help="Grounding DINO repo id, folder or original .pth (default: %(default)s)")
-    predict.add_argument("--box-threshold", type=float, default=0.3, help="minimum box score (default: %(default)s)")
-    predict.add_argument("--text-threshold", type=float, default=0.25, help="minimum label score (default: %(default)s)")
+    _add_pipeline_arguments(predict)
     predict.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
-    predict.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
-    predict.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision (default: float32)")
     predict.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder (resume a run)")
 
     app = commands.add_parser(
@@ -69,7 +62,54 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000, help="largest image (default: %(default)s)")
     serve.add_argument("--with-app", action="store_true", help="also serve the Gradio app at /app")
     _add_model_arguments(serve)
+
+    label = commands.add_parser(
+        "label",
+        help="label a folder of images into a COCO dataset",
+        description="Label every image under IMAGES (a folder, or a URI such as s3://bucket/photos with "
+        "--engine ray) with the given classes. Writes OUT/annotations.json (COCO instance segmentation: RLE "
+        "masks, scores, image sizes), OUT/report.json (unreadable images) and, with --yolo, YOLO segmentation "
+        "labels. Progress is committed in chunks: run the same command again to continue a stopped run.",
+    )
+    label.add_argument("images", help="folder of images (or a URI pyarrow reads, with --engine ray)")
+    label.add_argument("--classes", "-c", required=True, help='classes separated by commas, e.g. "car, wheel"')
+    label.add_argument("--out", "-o", type=Path, required=True, help="output folder")
+    label.add_argument("--yolo", action="store_true", help="also write YOLO segmentation labels (OUT/labels, OUT/dataset.yaml)")
+    label.add_argument("--chunk-size", type=int, default=16, help="images per committed chunk (default: %(default)s)")
+    label.add_argument("--batch-size", type=int, default=4, help="images per detector batch (default: %(default)s)")
+    label.add_argument("--workers", type=int, default=2, help="background image decoding threads (default: %(default)s)")
+    label.add_argument("--engine", choices=["local", "ray"], default="local", help="where to run (default: %(default)s)")
+    label.add_argument("--ray-address", help="Ray cluster address (implies --engine ray; default: a local Ray)")
+    label.add_argument("--ray-actors", type=int, default=1, help="model actors (default: %(default)s)")
+    label.add_argument("--cpus-per-actor", type=float, default=1, help="CPUs per actor (default: %(default)s)")
+    label.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs per actor, e.g. 1 (default: %(default)s)")
+    _add_pipeline_arguments(label)
+    label.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure COCO mask and box AP on a COCO dataset",
+        description="Prompt with the dataset's category names and report COCO mask AP, AP50, AP75 and box AP "
+        "(pycocotools), overall and per class; --sam-only prompts SAM with the ground-truth boxes and reports "
+        "mean mask IoU.",
+    )
+    evaluate.add_argument("--coco", type=Path, required=True, help="COCO instances JSON")
+    evaluate.add_argument("--images", type=Path, required=True, help="folder of the dataset's images")
+    evaluate.add_argument("--sam-only", action="store_true", help="SAM on ground-truth boxes: mean mask IoU")
+    evaluate.add_argument("--limit", type=int, help="evaluate the first N images only")
+    evaluate.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    _add_pipeline_arguments(evaluate)
     return parser
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"], help="SAM size (default: %(default)s)")
+    parser.add_argument("--sam-checkpoint", help="SAM .pth file (default: searched, else downloaded)")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="Grounding DINO repo id, folder or .pth (default: %(default)s)")
+    parser.add_argument("--box-threshold", type=float, default=0.3, help="minimum box score (default: %(default)s)")
+    parser.add_argument("--text-threshold", type=float, default=0.25, help="minimum label score (default: %(default)s)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision (default: float32)")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
             )
             return 0
+        if args.command == "label":
+            return _label(args)
+        if args.command == "eval":
+            return _evaluate(args)
         return _predict(args)
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
@@ -143,8 +187,7 @@ def _predict(args: argparse.Namespace) -> int:
             return 0
     model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
     args.out.mkdir(parents=True, exist_ok=True)  # only once the models loaded: a failed start leaves nothing
-    for leftover in args.out.glob(".*.part"):  # temporary files of a run that was killed
-        leftover.unlink(missing_ok=True)
+    remove_leftovers(args.out)
     failures = 0
     for path in tqdm(images, desc="lang-sam", unit="image", disable=len(images) < 2):
         try:
@@ -159,11 +202,61 @@ def _predict(args: argparse.Namespace) -> int:
             tqdm.write(f"lang-sam: skipped {path}: {error}", file=sys.stderr)
             continue
         stem = outputs[path]
-        _write_atomically(args.out / f"{stem}.png", lambda file: Image.fromarray(drawing).save(file, format="PNG"))
+        write_atomically(args.out / f"{stem}.png", lambda file: Image.fromarray(drawing).save(file, format="PNG"))
         payload = {"file": path.name, **result.to_json()}  # written last: its presence marks the image done
-        _write_atomically(args.out / f"{stem}.json", lambda file: file.write(json.dumps(payload, indent=1).encode()))
+        write_atomically(args.out / f"{stem}.json", lambda file: file.write(json.dumps(payload, indent=1).encode()))
     print(f"lang-sam: {len(images) - failures} of {len(images)} images written to {args.out}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _label(args: argparse.Namespace) -> int:
+    from lang_sam.datasets.labeling import LabelJob, ModelSpec, finish, list_images, run_local
+
+    classes = tuple(parse_classes(args.classes))
+    job = LabelJob(
+        args.images, tuple(list_images(args.images)), classes, args.out, args.chunk_size, args.batch_size,
+        args.box_threshold, args.text_threshold, args.max_detections,
+    )
+    if not job.files:
+        raise InvalidOptionError(f"No images found under {args.images}.")
+    spec = ModelSpec(args.sam_type, args.sam_checkpoint, args.detector, args.device, args.dtype)
+    if args.engine == "ray" or args.ray_address:
+        _require("ray", "ray")
+        from lang_sam.datasets.ray_engine import run_ray
+
+        stats = run_ray(job, spec, args.ray_address, args.ray_actors, args.cpus_per_actor, args.gpus_per_actor)
+    else:
+        stats = run_local(job, spec, args.workers)
+    report = finish(job, yolo=args.yolo)
+    if stats.images:
+        print(f"lang-sam: {stats.images} images in {stats.seconds:.1f} s ({stats.images / stats.seconds:.2f} images/s); "
+              f"the model waited {stats.waiting_seconds:.1f} s for input", file=sys.stderr)
+    print(f"lang-sam: {report['labelled']} of {report['images']} images labelled, {report['detections']} detections, "
+          f"{len(report['unreadable'])} unreadable (listed in {args.out / 'report.json'})", file=sys.stderr)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from lang_sam.datasets.evaluation import evaluate_pipeline, evaluate_sam_only, format_table, load_ground_truth
+    from lang_sam.pipeline import LangSAM
+
+    try:
+        dataset = json.loads(args.coco.read_text())
+    except (OSError, ValueError) as error:
+        raise InvalidOptionError(f"Could not read the COCO file {args.coco}: {error}") from None
+    ground_truth = load_ground_truth(dataset)
+    image_ids = sorted(ground_truth.getImgIds())[: args.limit]
+    model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
+    if args.sam_only:
+        metrics = evaluate_sam_only(model.predictor, ground_truth, args.images, image_ids)
+    else:
+        metrics = evaluate_pipeline(
+            model, ground_truth, args.images, image_ids, box_threshold=args.box_threshold, text_threshold=args.text_threshold
+        )
+    print(format_table(metrics))
+    if args.json:
+        write_atomically(args.json, lambda file: file.write(json.dumps(metrics, indent=1).encode()))
+    return 0
 
 
 def _collect_images(inputs: list[Path]) -> list[Path]:
@@ -189,16 +282,6 @@ def _output_names(images: list[Path]) -> list[str]:
         names.append(candidate)
     return names
 
-
-def _write_atomically(destination: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(temporary, destination)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""``lang-sam eval``: COCO mask and box AP of LangSAM on a COCO dataset, and SAM alone on its boxes.
+
+The metrics are pycocotools' own; this module only turns results into COCO predictions and the
+summaries into numbers, overall and per class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lang_sam.io.images import load_image
+
+
+def load_ground_truth(dataset: dict[str, Any]):
+    """A pycocotools COCO index over a dataset dict, without its progress prints."""
+    from pycocotools.coco import COCO
+
+    ground_truth = COCO()
+    ground_truth.dataset = copy.deepcopy(dataset)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth.createIndex()
+    return ground_truth
+
+
+def coco_metrics(ground_truth, predictions: list[dict[str, Any]], image_ids: list[int] | None = None) -> dict[str, Any]:
+    """Mask ("segm") and box AP, AP50 and AP75, overall and per class name, from COCOeval.
+
+    predictions: COCO results (image_id, category_id, segmentation RLE, score); image_ids limits
+    the evaluation to those images (default: all of the ground truth's).
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    names = {category["id"]: category["name"] for category in ground_truth.loadCats(ground_truth.getCatIds())}
+    metrics: dict[str, Any] = {}
+    for iou_type, key in (("segm", "mask"), ("bbox", "box")):
+        if not predictions:
+            metrics[key] = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "per_class": {name: 0.0 for name in names.values()}}
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            detections = ground_truth.loadRes(copy.deepcopy(predictions))
+            evaluation = COCOeval(ground_truth, detections, iou_type)
+            if image_ids is not None:
+                evaluation.params.imgIds = image_ids
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+        precision = evaluation.eval["precision"]  # [IoU thresholds, recall, class, area, max dets]
+        per_class = {}
+        for position, category_id in enumerate(evaluation.params.catIds):
+            values = precision[:, :, position, 0, -1]
+            values = values[values > -1]
+            if values.size:  # classes without ground truth in these images have no AP
+                per_class[names[category_id]] = float(values.mean())
+        stats = evaluation.stats
+        metrics[key] = {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]), "per_class": per_class}
+    return metrics
+
+
+def result_to_predictions(result, image_id: int, category_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """A LangSAMResult as COCO predictions for image_id, labels mapped to category ids by name; the
+    box is the detector's (box AP measures the detector, mask AP the masks)."""
+    return [
+        {
+            "image_id": image_id,
+            "category_id": category_ids[label],
+            "segmentation": rle,
+            "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+            "score": float(score),
+        }
+        for label, score, rle, (x0, y0, x1, y1) in zip(result.phrases, result.logits, result.to_coco_rle(), result.boxes)
+    ]
+
+
+def evaluate_pipeline(model, ground_truth, images_dir: Path, image_ids: list[int], **thresholds) -> dict[str, Any]:
+    """Prompt LangSAM with every category name on each image; COCO metrics of what it finds."""
+    categories = ground_truth.loadCats(ground_truth.getCatIds())
+    category_ids = {category["name"].lower(): category["id"] for category in categories}
+    prompt = ", ".join(category["name"] for category in categories)
+    predictions = []
+    for image_id in image_ids:
+        info = ground_truth.loadImgs(image_id)[0]
+        result = model.predict(load_image(images_dir / info["file_name"]), prompt, **thresholds)
+        predictions.extend(result_to_predictions(result, image_id, category_ids))
+    return {"images": len(image_ids), "predictions": len(predictions), **coco_metrics(ground_truth, predictions, image_ids)}
+
+
+def mask_iou(first: np.ndarray, second: np.ndarray) -> float:
+    union = np.logical_or(first, second).sum()
+    return float(np.logical_and(first, second).sum() / union) if union else 1.0
+
+
+def evaluate_sam_only(predictor, ground_truth, images_dir: Path, image_ids: list[int]) -> dict[str, Any]:
+    """SAM prompted with each ground-truth box (crowd regions left out): mean mask IoU, overall and
+    per class, so that SAM's quality is measured apart from the detector's."""
+    import torch
+
+    names = {category["id"]: category["name"] for category in ground_truth.loadCats(ground_truth.getCatIds())}
+    ious: dict[str, list[float]] = {}
+    for image_id in image_ids:
+        info = ground_truth.loadImgs(image_id)[0]
+        annotations = [a for a in ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=image_id)) if not a.get("iscrowd")]
+        if not annotations:
+            continue
+        predictor.set_image(load_image(images_dir / info["file_name"]))
+        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in annotations)], dtype=torch.float32)
+        masks, _, _ = predictor.predict_torch(boxes=boxes, multimask_output=False, prompts_in_image_pixels=True)
+        for annotation, mask in zip(annotations, masks[:, 0].cpu().numpy()):
+            truth = ground_truth.annToMask(annotation).astype(bool)
+            ious.setdefault(names[annotation["category_id"]], []).append(mask_iou(mask, truth))
+    every = [value for values in ious.values() for value in values]
+    return {
+        "images": len(image_ids),
+        "instances": len(every),
+        "mean_iou": float(np.mean(every)) if every else 0.0,
+        "per_class": {name: float(np.mean(values)) for name, values in sorted(ious.items())},
+    }
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """The metrics as a plain-text table: overall first, then one row per class."""
+    if "mean_iou" in metrics:
+        rows = [("all", metrics["mean_iou"])] + list(metrics["per_class"].items())
+        return "class                 mask IoU\n" + "\n".join(f"{name[:20]:20} {value:9.3f}" for name, value in rows)
+    mask, box = metrics["mask"], metrics["box"]
+    lines = ["class                 mask AP   AP50   AP75    box AP   AP50   AP75",
+             f"{'all':20} {mask['AP']:8.3f} {mask['AP50']:6.3f} {mask['AP75']:6.3f} {box['AP']:9.3f} {box['AP50']:6.3f} {box['AP75']:6.3f}"]
+    for name, value in mask["per_class"].items():
+        lines.append(f"{name[:20]:20} {value:8.3f} {'':13} {box['per_class'].get(name, 0.0):9.3f}")
+    return "\n".join(lines)

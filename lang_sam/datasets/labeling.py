@@ -1,0 +1,229 @@
+"""``lang-sam label``: every image of a folder through LangSAM, committed in chunks, resumable.
+
+The sorted image list is cut into fixed chunks; each finished chunk is written to
+``OUT/progress/chunk-NNNNN.json`` (temporary file, then rename), so a killed run starts again at
+the first missing chunk and, since chunks and their batches are the same in every run, ends with
+the same dataset as an uninterrupted one. ``finish`` merges the chunks into ``annotations.json``
+(COCO), ``report.json`` (unreadable images) and, on request, YOLO segmentation labels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lang_sam.datasets.coco import coco_dataset, yolo_label_path, yolo_segmentation_lines
+from lang_sam.errors import InvalidImageError, InvalidOptionError
+from lang_sam.io.files import remove_leftovers, write_atomically
+from lang_sam.io.images import load_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load, as plain values, so that Ray can ship it to its workers."""
+
+    sam_type: str = "vit_h"
+    sam_checkpoint: str | None = None
+    detector: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+    def build(self):
+        from lang_sam.detector import DEFAULT_DETECTOR
+        from lang_sam.pipeline import LangSAM
+
+        return LangSAM(self.sam_type, self.sam_checkpoint, self.detector or DEFAULT_DETECTOR, self.device, self.dtype)
+
+
+@dataclass(frozen=True)
+class LabelJob:
+    """A labeling run: images (relative names under images_root, a folder or a URI), classes, output."""
+
+    images_root: str
+    files: tuple[str, ...]
+    classes: tuple[str, ...]
+    out: Path
+    chunk_size: int = 16
+    batch_size: int = 4
+    box_threshold: float = 0.3
+    text_threshold: float = 0.25
+    max_detections: int | None = None
+
+    @property
+    def prompt(self) -> str:
+        return ", ".join(self.classes)
+
+    @property
+    def progress_dir(self) -> Path:
+        return self.out / "progress"
+
+    def chunks(self) -> list[tuple[str, ...]]:
+        return [self.files[start : start + self.chunk_size] for start in range(0, len(self.files), self.chunk_size)]
+
+    def chunk_path(self, index: int) -> Path:
+        return self.progress_dir / f"chunk-{index:05d}.json"
+
+    def pending(self) -> list[int]:
+        return [index for index in range(len(self.chunks())) if not self.chunk_path(index).is_file()]
+
+    def prepare(self) -> None:
+        """Create the output folders, refuse a folder labelled for other images or classes, and
+        remove temporary files a killed run left."""
+        self.progress_dir.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(self.progress_dir)
+        manifest_path = self.progress_dir / "job.json"
+        manifest = {"files": list(self.files), "classes": list(self.classes), "chunk_size": self.chunk_size,
+                    "batch_size": self.batch_size, "box_threshold": self.box_threshold, "text_threshold": self.text_threshold,
+                    "max_detections": self.max_detections}
+        if manifest_path.is_file():
+            if json.loads(manifest_path.read_text()) != manifest:
+                raise InvalidOptionError(
+                    f"{self.out} holds a labeling run with other images, classes or settings; use another --out "
+                    "or delete its progress folder to start over."
+                )
+            return
+        write_atomically(manifest_path, lambda file: file.write(json.dumps(manifest).encode()))
+
+    def commit(self, index: int, chunk: dict[str, Any]) -> None:
+        write_atomically(self.chunk_path(index), lambda file: file.write(json.dumps(chunk).encode()))
+
+
+def list_images(images_root: str) -> list[str]:
+    """Image file names under a folder (recursively, sorted), local or any URI pyarrow reads (s3://, gs://)."""
+    if "://" not in images_root:
+        root = Path(images_root)
+        if not root.is_dir():
+            raise InvalidImageError(f"{root} is not a folder of images.")
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    from pyarrow import fs
+
+    filesystem, base = fs.FileSystem.from_uri(images_root)
+    infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True))
+    return sorted(
+        info.path[len(base) :].lstrip("/") for info in infos
+        if info.type == fs.FileType.File and info.path.lower().endswith(IMAGE_SUFFIXES)
+    )
+
+
+def read_image(images_root: str, name: str) -> np.ndarray:
+    """Decode one image of the job (InvalidImageError when it cannot be read)."""
+    if "://" not in images_root:
+        return load_image(Path(images_root) / name)
+    from pyarrow import fs
+
+    filesystem, base = fs.FileSystem.from_uri(images_root)
+    try:
+        with filesystem.open_input_file(f"{base.rstrip('/')}/{name}") as file:
+            data = file.readall()
+    except OSError as error:
+        raise InvalidImageError(f"Could not read {images_root}/{name}: {error}") from None
+    return load_image(data)
+
+
+@dataclass
+class LabelStats:
+    images: int = 0
+    seconds: float = 0.0
+    waiting_seconds: float = 0.0  # time the model spent waiting for decoded images
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+
+def label_chunk(model, job: LabelJob, names: tuple[str, ...], decoded: list) -> dict[str, Any]:
+    """Predict a chunk in batches of job.batch_size; decoded[i] is the array of names[i] or its
+    InvalidImageError. Returns the chunk as committed: records and failures."""
+    records, failed = [], []
+    readable = []
+    for name, image in zip(names, decoded):
+        if isinstance(image, InvalidImageError):
+            failed.append({"file_name": name, "error": str(image)})
+        else:
+            readable.append((name, image))
+    for start in range(0, len(readable), job.batch_size):
+        batch = readable[start : start + job.batch_size]
+        results = model.predict(
+            [image for _, image in batch], job.prompt, box_threshold=job.box_threshold,
+            text_threshold=job.text_threshold, max_detections=job.max_detections,
+        )
+        records.extend({"file_name": name, **result.to_json()} for (name, _), result in zip(batch, results))
+    return {"records": records, "failed": failed}
+
+
+def run_local(job: LabelJob, model_spec: ModelSpec, workers: int = 2, show_progress: bool = True) -> LabelStats:
+    """Label the pending chunks on this machine; images are decoded ahead in background threads."""
+    job.prepare()
+    pending = job.pending()
+    chunks = job.chunks()
+    stats = LabelStats()
+    if not pending:
+        return stats
+    model = model_spec.build()
+    names = [name for index in pending for name in chunks[index]]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
+        total=len(job.files), initial=len(job.files) - len(names), desc="lang-sam label", unit="image", disable=not show_progress
+    ) as progress:
+        ahead: deque[Future] = deque()
+        queued = iter(names)
+
+        def top_up() -> None:
+            while len(ahead) < max(2 * job.batch_size, 2 * workers):
+                name = next(queued, None)
+                if name is None:
+                    return
+                ahead.append(pool.submit(decode_or_error, job.images_root, name))
+
+        top_up()
+        for index in pending:
+            decoded = []
+            for _ in chunks[index]:
+                waited = time.perf_counter()
+                decoded.append(ahead.popleft().result())
+                stats.waiting_seconds += time.perf_counter() - waited
+                top_up()
+            chunk = label_chunk(model, job, chunks[index], decoded)
+            job.commit(index, chunk)
+            stats.failed.extend(chunk["failed"])
+            stats.images += len(chunks[index])
+            progress.update(len(chunks[index]))
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def decode_or_error(images_root: str, name: str):
+    try:
+        return read_image(images_root, name)
+    except InvalidImageError as error:
+        return error
+
+
+def finish(job: LabelJob, yolo: bool = False) -> dict[str, Any]:
+    """Merge every chunk into annotations.json (COCO) and report.json; write YOLO labels if asked."""
+    records, failed = [], []
+    for index in range(len(job.chunks())):
+        chunk = json.loads(job.chunk_path(index).read_text())
+        records.extend(chunk["records"])
+        failed.extend(chunk["failed"])
+    dataset = coco_dataset(records, list(job.classes))
+    write_atomically(job.out / "annotations.json", lambda file: file.write(json.dumps(dataset).encode()))
+    report = {"images": len(job.files), "labelled": len(records), "detections": len(dataset["annotations"]), "unreadable": failed}
+    write_atomically(job.out / "report.json", lambda file: file.write(json.dumps(report, indent=1).encode()))
+    if yolo:
+        labels_dir = job.out / "labels"
+        for record in records:
+            path = yolo_label_path(labels_dir, record["file_name"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = "".join(f"{line}\n" for line in yolo_segmentation_lines(record, list(job.classes)))
+            write_atomically(path, lambda file: file.write(text.encode()))
+        names = "".join(f"  {index}: {name}\n" for index, name in enumerate(job.classes))
+        write_atomically(job.out / "dataset.yaml", lambda file: file.write(f"path: {job.out.resolve()}\nnames:\n{names}".encode()))
+    return report

@@ -1,0 +1,180 @@
+"""lang-sam label and eval on COCO val2017 images from ../shared/data, with random models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from lang_sam.datasets.evaluation import coco_metrics, load_ground_truth
+from tests.conftest import SHARED_DATA
+
+COCO = SHARED_DATA / "coco-val-subset"
+pytestmark = pytest.mark.skipif(not (COCO / "instances.json").is_file(), reason=f"{COCO} is absent (shared test data)")
+CLASSES = "person, dog, car, chair"
+IMAGES = 6
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory):
+    """The first IMAGES COCO images (links), one unreadable file, and their ground truth alone."""
+    dataset = json.loads((COCO / "instances.json").read_text())
+    images = sorted(dataset["images"], key=lambda image: image["file_name"])[:IMAGES]
+    folder = tmp_path_factory.mktemp("coco-images")
+    for image in images:
+        (folder / image["file_name"]).symlink_to(COCO / "images" / image["file_name"])
+    (folder / "zz-unreadable.jpg").write_bytes(b"not a jpeg")
+    ids = {image["id"] for image in images}
+    truth = {**dataset, "images": images, "annotations": [a for a in dataset["annotations"] if a["image_id"] in ids]}
+    truth_path = folder.parent / "instances-subset.json"
+    truth_path.write_text(json.dumps(truth))
+    return folder, truth_path, truth
+
+
+def command(name: str, service_models, *arguments) -> list[str]:
+    checkpoints, detector = service_models
+    return [sys.executable, "-m", "lang_sam.interfaces.cli", name, *map(str, arguments), "--sam-type", "vit_b",
+            "--sam-checkpoint", str(checkpoints / "sam_vit_b_01ec64.pth"), "--detector", str(detector),
+            "--device", "cpu", "--dtype", "bfloat16", "--box-threshold", "0", "--text-threshold", "0"]
+
+
+def label(subset, service_models, out, *extra) -> list[str]:
+    return command("label", service_models, subset[0], "--classes", CLASSES, "--out", out, "--chunk-size", "2",
+                   "--batch-size", "2", "--max-detections", "3", *extra)
+
+
+@pytest.fixture(scope="module")
+def labelled(subset, service_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("labelled")
+    completed = subprocess.run(label(subset, service_models, out, "--yolo"), capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr
+    return out, completed.stderr
+
+
+def test_label_writes_coco_yolo_and_a_report(subset, labelled):
+    out, log = labelled
+    folder, _, truth = subset
+    dataset = json.loads((out / "annotations.json").read_text())
+    assert [c["name"] for c in dataset["categories"]] == ["person", "dog", "car", "chair"]
+    assert [i["file_name"] for i in dataset["images"]] == sorted(i["file_name"] for i in truth["images"])
+    sizes = {i["file_name"]: (i["height"], i["width"]) for i in truth["images"]}
+    assert all((i["height"], i["width"]) == sizes[i["file_name"]] for i in dataset["images"])
+    assert len(dataset["annotations"]) == 3 * IMAGES
+    by_id = {i["id"]: i for i in dataset["images"]}
+    for annotation in dataset["annotations"]:
+        image = by_id[annotation["image_id"]]
+        rle = {"size": annotation["segmentation"]["size"], "counts": annotation["segmentation"]["counts"].encode()}
+        mask = mask_utils.decode(rle)
+        assert mask.shape == (image["height"], image["width"]) and mask.sum() == annotation["area"]
+        x, y, w, h = annotation["bbox"]
+        assert 0 <= x <= x + w <= image["width"] + 0.01 and 0 <= y <= y + h <= image["height"] + 0.01
+        assert 1 <= annotation["category_id"] <= 4 and 0 <= annotation["score"] <= 1
+    load_ground_truth(dataset)  # pycocotools reads it
+    report = json.loads((out / "report.json").read_text())
+    assert report["labelled"] == IMAGES and [u["file_name"] for u in report["unreadable"]] == ["zz-unreadable.jpg"]
+    for image in dataset["images"]:
+        lines = (out / "labels" / image["file_name"]).with_suffix(".txt").read_text().splitlines()
+        assert len(lines) >= 1
+        for line in lines:
+            values = line.split()
+            assert 0 <= int(values[0]) < 4 and len(values) >= 7 and len(values) % 2 == 1
+            assert all(0 <= float(v) <= 1 for v in values[1:])
+    assert "images/s" in log and "waited" in log
+
+
+def test_a_killed_run_resumes_to_the_same_dataset(subset, service_models, labelled, tmp_path):
+    out = tmp_path / "resumed"
+    process = subprocess.Popen(label(subset, service_models, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not (out / "progress" / "chunk-00000.json").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    done = sorted(p.name for p in (out / "progress").glob("chunk-*.json"))
+    assert 1 <= len(done) < 4, "killed after the first chunk, before the last"
+    completed = subprocess.run(label(subset, service_models, out), capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads((out / "annotations.json").read_text()) == json.loads((labelled[0] / "annotations.json").read_text())
+    assert not list((out / "progress").glob(".*")), "no temporary file is left"
+
+
+def test_another_job_in_the_same_folder_is_refused(subset, service_models, labelled):
+    checkpoints, detector = service_models
+    completed = subprocess.run(
+        command("label", service_models, subset[0], "--classes", "cat", "--out", labelled[0]), capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 2 and "other images, classes or settings" in completed.stderr
+
+
+def test_ray_engine_gives_the_single_machine_dataset(subset, service_models, labelled, tmp_path):
+    out = tmp_path / "ray"
+    environment = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    completed = subprocess.run(
+        label(subset, service_models, out, "--engine", "ray", "--ray-actors", "1", "--cpus-per-actor", "2"),
+        capture_output=True, text=True, timeout=900, env=environment,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    ray_dataset = json.loads((out / "annotations.json").read_text())
+    local_dataset = json.loads((labelled[0] / "annotations.json").read_text())
+    assert ray_dataset["images"] == local_dataset["images"] and ray_dataset["categories"] == local_dataset["categories"]
+    assert len(ray_dataset["annotations"]) == len(local_dataset["annotations"])
+    for mine, theirs in zip(ray_dataset["annotations"], local_dataset["annotations"]):
+        assert (mine["image_id"], mine["category_id"]) == (theirs["image_id"], theirs["category_id"])
+        np.testing.assert_allclose(mine["bbox"], theirs["bbox"], atol=0.01)
+        first, second = (mask_utils.decode({**a["segmentation"], "counts": a["segmentation"]["counts"].encode()}) for a in (mine, theirs))
+        assert np.logical_and(first, second).sum() >= 0.99 * np.logical_or(first, second).sum()
+
+
+def test_eval_reports_coco_ap_and_sam_only_iou(subset, service_models, tmp_path):
+    folder, truth_path, truth = subset
+    metrics_path = tmp_path / "metrics.json"
+    completed = subprocess.run(
+        command("eval", service_models, "--coco", truth_path, "--images", folder, "--limit", "2", "--json", metrics_path),
+        capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["images"] == 2 and metrics["predictions"] > 0
+    for key in ("mask", "box"):
+        assert all(0 <= metrics[key][name] <= 1 for name in ("AP", "AP50", "AP75"))
+    assert "mask AP" in completed.stdout and "all" in completed.stdout
+    sam_only = subprocess.run(
+        command("eval", service_models, "--coco", truth_path, "--images", folder, "--limit", "2", "--sam-only", "--json", metrics_path),
+        capture_output=True, text=True, timeout=900,
+    )
+    assert sam_only.returncode == 0, sam_only.stderr
+    result = json.loads(metrics_path.read_text())
+    first_two = {image["id"] for image in sorted(truth["images"], key=lambda image: image["id"])[:2]}
+    instances = [a for a in truth["annotations"] if a["image_id"] in first_two and not a["iscrowd"]]
+    assert result["instances"] == len(instances) and 0 <= result["mean_iou"] <= 1
+    assert set(result["per_class"]) <= {c["name"] for c in truth["categories"]}
+
+
+def ground_truth_as_predictions(ground_truth, shift: int = 0) -> list[dict]:
+    predictions = []
+    for annotation in ground_truth.loadAnns(ground_truth.getAnnIds()):
+        if annotation["iscrowd"]:
+            continue
+        mask = np.roll(ground_truth.annToMask(annotation), shift, axis=1)
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        x, y, w, h = annotation["bbox"]
+        predictions.append({"image_id": annotation["image_id"], "category_id": annotation["category_id"],
+                            "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+                            "bbox": [x + shift, y, w, h], "score": 1.0})
+    return predictions
+
+
+def test_metrics_give_one_for_the_ground_truth_and_less_for_shifted_masks(subset):
+    ground_truth = load_ground_truth(subset[2])
+    perfect = coco_metrics(ground_truth, ground_truth_as_predictions(ground_truth))
+    assert perfect["mask"]["AP"] == pytest.approx(1.0) and perfect["box"]["AP"] == pytest.approx(1.0)
+    assert all(value == pytest.approx(1.0) for value in perfect["mask"]["per_class"].values())
+    shifted = coco_metrics(ground_truth, ground_truth_as_predictions(ground_truth, shift=15))
+    assert shifted["mask"]["AP"] < 0.9 and shifted["box"]["AP"] < 0.9
+    assert coco_metrics(ground_truth, [])["mask"]["AP"] == 0.0
