@@ -135,3 +135,13 @@ def test_a_killed_run_keeps_finished_outputs_and_a_rerun_skips_them(tmp_path, vi
     assert f"{len(finished)} of 6 images already have outputs" in resumed.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(f"photo{i}{s}" for i in range(6) for s in (".json", ".png"))
     assert all((out / f"{stem}.json").stat().st_mtime_ns == mtime for stem, mtime in written.items())
+
+
+@pytest.mark.parametrize(("option", "message"), [(["--box-threshold", "-1"], "box_threshold"), (["--prompt", "🐱🚗"], "names no class")])
+def test_bad_threshold_or_prompt_exits_2_with_a_message(inputs, tmp_path, vit_b_files, tiny_detector_dir, capsys, option, message):
+    prompt = [] if option[0] == "--prompt" else ["--prompt", "cup"]
+    code = main(["predict", str(inputs / "coffee.jpg"), "--out", str(tmp_path / "out"), "--sam-type", "vit_b",
+                 "--sam-checkpoint", str(vit_b_files[0]), "--detector", str(tiny_detector_dir), *prompt, *option])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and "Traceback" not in error
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -88,6 +88,25 @@ def test_label_writes_coco_yolo_and_a_report(subset, labelled):
     assert "images/s" in log and "waited" in log
 
 
+def test_labelled_dataset_evaluates_against_the_ground_truth(subset, labelled):
+    """Label, then measure: the labels as COCO predictions for the ground truth's images."""
+    ground_truth = load_ground_truth(subset[2])
+    by_name = {image["file_name"]: image["id"] for image in subset[2]["images"]}
+    truth_ids = {c["name"]: c["id"] for c in subset[2]["categories"]}
+    dataset = json.loads((labelled[0] / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in dataset["categories"]}
+    files = {image["id"]: image["file_name"] for image in dataset["images"]}
+    predictions = [
+        {"image_id": by_name[files[a["image_id"]]], "category_id": truth_ids[names[a["category_id"]]],
+         "segmentation": a["segmentation"], "bbox": a["bbox"], "score": a["score"]}
+        for a in dataset["annotations"]
+    ]
+    metrics = coco_metrics(ground_truth, predictions)
+    assert 0 <= metrics["mask"]["AP"] <= 1 and 0 <= metrics["box"]["AP"] <= 1
+    assert set(metrics["mask"]["per_class"]) == {c["name"] for c in subset[2]["categories"]
+                                                 if any(a["category_id"] == c["id"] for a in subset[2]["annotations"])}
+
+
 def test_a_killed_run_resumes_to_the_same_dataset(subset, service_models, labelled, tmp_path):
     out = tmp_path / "resumed"
     process = subprocess.Popen(label(subset, service_models, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -116,7 +135,8 @@ def test_ray_engine_gives_the_single_machine_dataset(subset, service_models, lab
     out = tmp_path / "ray"
     environment = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
     completed = subprocess.run(
-        label(subset, service_models, out, "--engine", "ray", "--ray-actors", "1", "--cpus-per-actor", "2"),
+        label((f"file://{subset[0]}", *subset[1:]), service_models, out, "--engine", "ray", "--ray-actors", "1",
+              "--cpus-per-actor", "2"),  # a URI: images are read through pyarrow, as from object storage
         capture_output=True, text=True, timeout=900, env=environment,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]

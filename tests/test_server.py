@@ -104,6 +104,8 @@ def test_twenty_concurrent_requests_are_batched_and_all_answered_correctly(serve
     with ThreadPoolExecutor(max_workers=20) as pool:
         responses = list(pool.map(lambda case: post_multipart(url, photo_bytes(case[0]), prompt=case[1], **LOOSE), requests))
     assert [r.status_code for r in responses] == [200] * 20
+    batch_sizes = [int(line.split()[-2]) for line in log.read_text().splitlines() if "lang-sam: a batch of" in line]
+    assert max(batch_sizes) > 1, "concurrent requests were batched together"
     for case, response in zip(requests, responses):
         answer = response.json()
         want = expected[case]

@@ -16,8 +16,10 @@ import base64
 import binascii
 import io
 import json
+import logging
 import math
 import signal
+import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +42,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 MAX_PROMPT_CHARACTERS = 2_000
 PREDICT_PATH = "/predict"
+LOGGER = logging.getLogger("lang_sam.server")
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,9 @@ class LangSAMAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         self.pool = ModelPool(replace(self.settings, device=self.settings.device or device))
         self.pool.get()  # the default size is ready before /health says so
+        if not LOGGER.handlers:  # a spawned worker process: log to its stderr, the server's log
+            LOGGER.addHandler(logging.StreamHandler(sys.stderr))
+            LOGGER.setLevel(logging.INFO)
 
     def decode_request(self, request) -> PredictRequest | Rejected:  # the JSON object the guard made
         try:
@@ -166,6 +172,7 @@ class LangSAMAPI(ls.LitAPI):
     def predict(self, inputs):
         if not isinstance(inputs, list):  # max_batch_size == 1: LitServe passes one input
             return predict_batch(self.pool, [inputs])[0]
+        LOGGER.info("lang-sam: a batch of %d requests", len(inputs))
         return predict_batch(self.pool, inputs)
 
     def unbatch(self, outputs: list) -> list:
