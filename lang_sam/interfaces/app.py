@@ -115,4 +115,4 @@ def launch(settings: ModelSettings, host: str | None = None, port: int | None = 
     """Build the app on a local ModelPool and serve it until interrupted."""
     pool = ModelPool(settings)
     app = build_app(local_backend(pool), default_sam_type=pool.settings.sam_type)
-    app.queue().launch(server_name=host, server_port=port, share=share)
+    app.queue().launch(server_name=host, server_port=port, share=share or None)  # None: $GRADIO_SHARE decides

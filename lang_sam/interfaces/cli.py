@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     app.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
-    app.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    app.add_argument("--share", action="store_true", help="also open a public gradio.live link (or $GRADIO_SHARE=True)")
     _add_model_arguments(app)
     serve = commands.add_parser(
         "serve",
