@@ -1,8 +1,8 @@
 """Memory under load: many predictions on varied real photos, in process and through the server.
 
 Random vit_b (official architecture and file format) and a tiny random Grounding DINO, top 8 boxes; photos from
-../shared/data (COCO val2017 subset and the demo photos) or, without it, assets/ and
-scikit-image's photos. Reports RSS after a warm-up and at the end, and the peak (high-water mark);
+../shared/data (COCO val2017 subset and the demo photos) or, without it, the photos in assets/.
+Reports RSS after a warm-up and at the end, and the peak (high-water mark);
 the target is less than 5% growth after warm-up (no leak through the embedding cache, the
 detector, or the server and its workers).
 
