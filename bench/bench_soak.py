@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 PROMPTS = ("person, dog, car", "cat, cup, chair, bottle")
-WARM_UP = 20
 MAX_DETECTIONS = 8  # random detectors keep almost every box; the encoder, not decoding, is what churns
 
 
@@ -78,17 +77,21 @@ def session_pids(session: int) -> list[int]:
 
 
 def soak(predict, count: int, measure) -> dict:
+    """Warm-up is one pass over the photos (every image size seen once), at most half the run."""
     images = photos()
-    marks = {}
+    warm_up = min(len(images), count // 2)
+    marks, trend = {}, []
     start = time.perf_counter()
     for index in range(count):
         predict(images[index % len(images)], PROMPTS[index % len(PROMPTS)])
-        if index + 1 == WARM_UP:
+        if (index + 1) % 20 == 0:
             gc.collect()
+            trend.append(round(measure()[1]))
+        if index + 1 == warm_up:
             marks["warm"] = measure()
     gc.collect()
     marks["end"] = measure()
-    return {**marks, "seconds": time.perf_counter() - start, "images": len(images)}
+    return {**marks, "seconds": time.perf_counter() - start, "warm_up": warm_up, "trend": trend}
 
 
 def in_process(folder: Path, count: int, dtype: str) -> dict:
@@ -128,7 +131,7 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; vit_b {args.dtype} + "
-          f"tiny Grounding DINO (random); {args.predictions} predictions, warm-up {WARM_UP}; "
+          f"tiny Grounding DINO (random); {args.predictions} predictions, warm-up one pass over the photos; "
           f"{len(photos())} photos from {SHARED if SHARED.is_dir() else ROOT / 'assets'}")
     with tempfile.TemporaryDirectory() as folder:
         write_models(Path(folder))
@@ -141,6 +144,7 @@ def main() -> None:
             print(f"{mode:8} peak RSS after warm-up {warm_peak:6.0f} MiB, at the end {end_peak:6.0f} MiB: growth "
                   f"{growth * 100:+.1f}% ({'within' if growth <= 0.05 else 'ABOVE'} the 5% target); current RSS "
                   f"{warm_rss:.0f} -> {end_rss:.0f} MiB; {marks['seconds'] / args.predictions:.2f} s per prediction")
+            print(f"{'':8} warm-up {marks['warm_up']} predictions; peak RSS every 20 predictions (MiB): {marks['trend']}")
 
 
 if __name__ == "__main__":
