@@ -15,7 +15,7 @@ from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError
 from lang_sam.io.images import ImageInput, load_image
-from lang_sam.io.weights import SAM_MODELS, find_sam_checkpoint
+from lang_sam.io.weights import check_sam_type, find_sam_checkpoint
 from lang_sam.segmenter import SamPredictor, build_sam
 from lang_sam.segmenter.sam import Sam
 
@@ -139,8 +139,7 @@ class LangSAM:
 
     def set_sam(self, sam_type: str, sam_checkpoint: str | Path | None = None) -> None:
         """Load another SAM size (or checkpoint) into this object."""
-        if sam_type not in SAM_MODELS:
-            raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
+        check_sam_type(sam_type)
         path = find_sam_checkpoint(sam_type, sam_checkpoint)
         self._use_sam(sam_type, build_sam(sam_type, path, dtype=self.dtype))
 

@@ -9,9 +9,8 @@ from dataclasses import dataclass, fields, replace
 
 from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import InvalidOptionError
 from lang_sam.io.images import ImageInput
-from lang_sam.io.weights import CHECKPOINT_DIR_VARIABLE, SAM_MODELS, find_sam_checkpoint
+from lang_sam.io.weights import CHECKPOINT_DIR_VARIABLE, check_sam_type, find_sam_checkpoint
 from lang_sam.pipeline import LangSAM, LangSAMResult
 
 # Each setting can come from this environment variable; a flag given on the command line wins.
@@ -45,8 +44,7 @@ class ModelSettings:
             if value is not None:
                 values[setting.name] = str(value)
         settings = cls(**values)
-        if settings.sam_type not in SAM_MODELS:
-            raise InvalidOptionError(f"Unknown SAM type {settings.sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
+        check_sam_type(settings.sam_type)
         return settings
 
 
@@ -72,8 +70,7 @@ class ModelPool:
     def get(self, sam_type: str | None = None) -> LangSAM:
         """The pipeline of sam_type (default: the settings' size), loading it on first use."""
         sam_type = sam_type or self.settings.sam_type
-        if sam_type not in SAM_MODELS:
-            raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
+        check_sam_type(sam_type)
         with self._lock:
             if sam_type not in self._pipelines:
                 checkpoint = find_sam_checkpoint(sam_type, checkpoint_dir=self.settings.checkpoint_dir)

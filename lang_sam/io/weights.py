@@ -81,6 +81,12 @@ def torch_hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def check_sam_type(sam_type: str) -> None:
+    """Raise InvalidOptionError unless sam_type is one of the official sizes."""
+    if sam_type not in SAM_MODELS:
+        raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
+
+
 def find_sam_checkpoint(
     sam_type: str, checkpoint: str | Path | None = None, download: bool = True, checkpoint_dir: str | Path | None = None
 ) -> Path:
@@ -89,8 +95,7 @@ def find_sam_checkpoint(
     Searched in order: checkpoint; checkpoint_dir, else the folder named by $LANG_SAM_CHECKPOINTS;
     the torch hub cache.
     """
-    if sam_type not in SAM_MODELS:
-        raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
+    check_sam_type(sam_type)
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():

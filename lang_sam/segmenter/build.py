@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from lang_sam.devices import resolve_dtype
-from lang_sam.errors import CheckpointError, InvalidOptionError
-from lang_sam.io.weights import read_weights_file
+from lang_sam.errors import CheckpointError
+from lang_sam.io.weights import check_sam_type, read_weights_file
 from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
 from lang_sam.segmenter.prompt_encoder import PromptEncoder
@@ -50,8 +50,7 @@ def build_sam(
     mask decoder; the prompt encoder stays float32 (bfloat16 would blur the Fourier features of point
     and box positions), and the decoder's outputs come back as float32.
     """
-    if sam_type not in SAM_ARCHITECTURES:
-        raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_ARCHITECTURES)}.")
+    check_sam_type(sam_type)
     dtype = resolve_dtype(dtype, torch.device("cpu"))  # built on the CPU; moved by the caller
     state_dict = load_sam_state_dict(checkpoint, sam_type) if checkpoint is not None else None
     sam = build_sam_from_architecture(SAM_ARCHITECTURES[sam_type])
