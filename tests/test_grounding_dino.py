@@ -59,6 +59,16 @@ def test_thresholds_filter_by_box_and_label_scores(detector):
     assert (by_label.class_scores >= label_cutoff).all() and len(by_label) < len(everything)
 
 
+def test_preprocessed_input_detects_as_the_image(detector):
+    image = photo("coffee.jpg")
+    prepared = detector.preprocess(image)
+    assert prepared.image_size == (400, 600) and prepared.pixel_values.shape[:2] == (1, 3)
+    direct, ahead = (detector.detect(source, "cup, spoon", box_threshold=0.0, text_threshold=0.0) for source in (image, prepared))
+    assert direct.labels == ahead.labels
+    torch.testing.assert_close(direct.boxes, ahead.boxes, atol=0, rtol=0)
+    torch.testing.assert_close(direct.scores, ahead.scores, atol=0, rtol=0)
+
+
 def test_batch_gives_the_same_detections_as_singles(detector):
     images = [photo("astronaut.jpg"), photo("coffee.jpg"), photo("astronaut.jpg").transpose(Image.FLIP_LEFT_RIGHT), photo("chelsea.jpg")]
     prompts = ["person, flag", "cup", "person, flag", "cat, sofa"]

@@ -9,7 +9,7 @@ import torch
 from lang_sam import InvalidImageError, InvalidPromptError
 from lang_sam.segmenter import SamPredictor
 from lang_sam.segmenter.build import build_sam_from_architecture
-from lang_sam.segmenter.processing import resized_shape, transform_boxes
+from lang_sam.segmenter.processing import resize_image, resized_shape, transform_boxes
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict, synthetic_image
 
 
@@ -116,3 +116,13 @@ def test_resize_and_box_transform_follow_the_longest_side():
     assert resized_shape((40, 60)) == (683, 1024)
     boxes = transform_boxes(np.array([[0, 0, 60, 40]]), (40, 60))
     np.testing.assert_allclose(boxes, [[0, 0, 1024, 683]], atol=0.5)
+
+
+def test_set_torch_image_takes_the_resized_image_as_segment_anything_does(predictor):
+    image = synthetic_image(300, 500, seed=22)
+    other = SamPredictor(predictor.model)
+    other.set_torch_image(torch.from_numpy(resize_image(image)).permute(2, 0, 1)[None], (300, 500))
+    torch.testing.assert_close(other.get_image_embedding(), predictor.get_image_embedding(), atol=0, rtol=0)
+    assert (other.original_size, other.input_size) == ((300, 500), resized_shape((300, 500)))
+    with pytest.raises(InvalidImageError, match=r"resized to \(1, 3, 614, 1024\)"):
+        other.set_torch_image(torch.zeros(1, 3, 300, 500), (300, 500))

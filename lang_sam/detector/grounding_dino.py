@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import types
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +23,16 @@ DETECTOR_MODELS = {
     "grounding-dino-base": "IDEA-Research/grounding-dino-base",  # Swin-B, lang-segment-anything v1's model
     "grounding-dino-tiny": "IDEA-Research/grounding-dino-tiny",  # Swin-T
 }
+
+
+@dataclass(frozen=True)
+class DetectorInput:
+    """An image resized and normalised for the detector: pixel_values (1, 3, h, w) float32,
+    pixel_mask (1, h, w), and the original image's (H, W), to which boxes are scaled."""
+
+    pixel_values: torch.Tensor
+    pixel_mask: torch.Tensor
+    image_size: tuple[int, int]
 
 
 class GroundingDinoDetector:
@@ -67,9 +78,15 @@ class GroundingDinoDetector:
     def max_text_tokens(self) -> int:
         return self.model.config.max_text_len
 
+    def preprocess(self, image: Image.Image) -> DetectorInput:
+        """Resize and normalise one RGB image as the model expects; detect accepts the result in
+        place of the image, so this can run ahead, in another thread."""
+        pixels = self.processor.image_processor(images=image, return_tensors="pt")
+        return DetectorInput(pixels["pixel_values"], pixels["pixel_mask"], (image.height, image.width))
+
     def detect(
         self,
-        images: Image.Image | list[Image.Image],
+        images: Image.Image | DetectorInput | list[Image.Image | DetectorInput],
         prompts: str | list[str],
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
@@ -77,11 +94,11 @@ class GroundingDinoDetector:
     ) -> BoxDetections | list[BoxDetections]:
         """Detect the prompt's classes in one RGB image, or in a list of them.
 
-        prompts: one prompt for all images, or one per image. Returns one BoxDetections per image
+        images: PIL images, or what preprocess made of them. prompts: one for all images, or one per image. Returns one BoxDetections per image
         (a single one when a single image was given). nms_iou_threshold: when set, boxes of the same
         class overlapping more than this are suppressed.
         """
-        single = isinstance(images, Image.Image)
+        single = isinstance(images, (Image.Image, DetectorInput))
         image_list = [images] if single else list(images)
         prompt_list = [prompts] * len(image_list) if isinstance(prompts, str) else list(prompts)
         if len(prompt_list) != len(image_list):
@@ -93,12 +110,12 @@ class GroundingDinoDetector:
 
         class_lists = [parse_classes(prompt) for prompt in prompt_list]  # errors before any model runs
         captions = [split_into_captions(classes, self.processor.tokenizer, self.max_text_tokens) for classes in class_lists]
-        raw = self._run(image_list, captions)
+        inputs = [image if isinstance(image, DetectorInput) else self.preprocess(image) for image in image_list]
+        raw = self._run(inputs, captions)
         results = []
-        for index, image in enumerate(image_list):
-            image_size = (image.height, image.width)
+        for index, image in enumerate(inputs):
             parts = [
-                (*select_detections(logits, boxes, caption.token_spans, box_threshold, text_threshold, image_size), caption)
+                (*select_detections(logits, boxes, caption.token_spans, box_threshold, text_threshold, image.image_size), caption)
                 for caption, (logits, boxes) in zip(captions[index], raw[index])
             ]
             results.append(_merge(parts, class_lists[index], nms_iou_threshold))
@@ -106,22 +123,18 @@ class GroundingDinoDetector:
 
     @torch.inference_mode()
     def _run(
-        self, images: list[Image.Image], captions: list[list[Caption]]
+        self, inputs: list[DetectorInput], captions: list[list[Caption]]
     ) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
         """Model logits and boxes per image and caption. Images of the same processed size and
         caption are run as one batch, which gives the same results as one by one."""
-        encoded = {}
         groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
-        for image_index, image in enumerate(images):
-            pixels = self.processor.image_processor(images=image, return_tensors="pt")
-            encoded[image_index] = pixels
+        for image_index, image in enumerate(inputs):
             for caption_index, caption in enumerate(captions[image_index]):
-                key = (tuple(pixels["pixel_values"].shape), caption.text)
-                groups[key].append((image_index, caption_index))
+                groups[(tuple(image.pixel_values.shape), caption.text)].append((image_index, caption_index))
         results: list[list] = [[None] * len(image_captions) for image_captions in captions]
         for (_, text), members in groups.items():
-            pixel_values = torch.cat([encoded[i]["pixel_values"] for i, _ in members]).to(self.device, self.dtype)
-            pixel_mask = torch.cat([encoded[i]["pixel_mask"] for i, _ in members]).to(self.device)
+            pixel_values = torch.cat([inputs[i].pixel_values for i, _ in members]).to(self.device, self.dtype)
+            pixel_mask = torch.cat([inputs[i].pixel_mask for i, _ in members]).to(self.device)
             tokens = self.processor.tokenizer([text] * len(members), return_tensors="pt").to(self.device)
             outputs = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask, **tokens)
             text_length = tokens["input_ids"].shape[1]

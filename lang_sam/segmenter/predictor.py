@@ -44,13 +44,23 @@ class SamPredictor:
         if min(image.shape[:2]) < 1:
             raise InvalidImageError(f"The image is empty (shape {image.shape}).")
         resized = processing.resize_image(image)
-        pixels = torch.from_numpy(resized.copy()).to(self.device).permute(2, 0, 1)[None].float()
+        self.set_torch_image(torch.from_numpy(resized).permute(2, 0, 1)[None], image.shape[:2])
+
+    @torch.inference_mode()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, int]) -> None:
+        """Encode an image already resized to processing.resize_image's size: (1, 3, h, w) pixels in
+        0..255 (any dtype), as segment-anything's method of the same name takes them."""
+        expected = processing.resized_shape(original_image_size)
+        if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3) or tuple(transformed_image.shape[2:]) != expected:
+            raise InvalidImageError(
+                f"set_torch_image takes the image resized to (1, 3, {expected[0]}, {expected[1]}) for an original "
+                f"size of {tuple(original_image_size)}, got {tuple(transformed_image.shape)}."
+            )
         encoder = self.model.image_encoder
-        dtype = encoder.pos_embed.dtype
-        features = encoder(processing.normalize_and_pad(pixels).to(dtype))
-        self.features = features.float()
-        self.original_size = image.shape[:2]
-        self.input_size = resized.shape[:2]
+        pixels = transformed_image.to(self.device).float()
+        self.features = encoder(processing.normalize_and_pad(pixels).to(encoder.pos_embed.dtype)).float()
+        self.original_size = tuple(original_image_size)
+        self.input_size = expected
 
     def set_embedding(self, features: torch.Tensor, original_size: tuple[int, int], input_size: tuple[int, int]) -> None:
         """Answer prompts against an embedding that set_image computed before (a cached one)."""

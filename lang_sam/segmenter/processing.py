@@ -28,7 +28,7 @@ def resized_shape(original_size: tuple[int, int], long_side: int = IMAGE_SIZE) -
 def resize_image(image: np.ndarray, long_side: int = IMAGE_SIZE) -> np.ndarray:
     """Resize an (H, W, 3) uint8 RGB array with PIL's bilinear filter, longest side to long_side."""
     height, width = resized_shape(image.shape[:2], long_side)
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    return np.array(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
 
 
 def normalize_and_pad(image: torch.Tensor, image_size: int = IMAGE_SIZE) -> torch.Tensor:
