@@ -9,7 +9,7 @@ from lang_sam.errors import (
     ModelLoadError,
 )
 from lang_sam.io.weights import SAM_MODELS
-from lang_sam.pipeline import LangSAM, LangSAMResult
+from lang_sam.pipeline import LangSAM, LangSAMResult, PreparedImage
 from lang_sam.segmenter import SamPredictor, build_sam
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "LangSAMError",
     "LangSAMResult",
     "ModelLoadError",
+    "PreparedImage",
     "SAM_MODELS",
     "SamPredictor",
     "build_sam",

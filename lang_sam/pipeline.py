@@ -11,13 +11,28 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
+from lang_sam.detector import DEFAULT_DETECTOR, DetectorInput, GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.io.weights import check_sam_type, find_sam_checkpoint
-from lang_sam.segmenter import SamPredictor, build_sam
+from lang_sam.segmenter import SamPredictor, build_sam, processing
 from lang_sam.segmenter.sam import Sam
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image decoded and resized for both models (LangSAM.prepare), which predict accepts in
+    place of the image: preparing the next images in other threads keeps the models busy.
+
+    sam_input: (h, w, 3) uint8, longest side 1024; detector_input: the detector's pixels; key:
+    identifies the image for the embedding cache.
+    """
+
+    original_size: tuple[int, int]
+    sam_input: np.ndarray
+    detector_input: DetectorInput
+    key: str
 
 
 @dataclass
@@ -161,9 +176,20 @@ class LangSAM:
         self.predictor = SamPredictor(sam.to(self.device))
         self._embeddings: OrderedDict[str, tuple[torch.Tensor, tuple[int, int], tuple[int, int]]] = OrderedDict()
 
+    def prepare(self, image: ImageInput) -> PreparedImage:
+        """Decode the image and resize it for SAM and for the detector; safe to call from other
+        threads while predict runs (nothing here touches a model)."""
+        array = load_image(image)
+        return PreparedImage(
+            original_size=array.shape[:2],
+            sam_input=processing.resize_image(array),
+            detector_input=self.detector.preprocess(Image.fromarray(array)),
+            key=hashlib.blake2b(array.tobytes(), digest_size=16, key=repr(array.shape).encode()).hexdigest(),
+        )
+
     def predict(
         self,
-        images: ImageInput | list[ImageInput],
+        images: ImageInput | PreparedImage | list[ImageInput | PreparedImage],
         prompts: str | list[str],
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
@@ -171,24 +197,24 @@ class LangSAM:
     ) -> LangSAMResult | list[LangSAMResult]:
         """Detect the prompt's classes, then segment every box in one batch of SAM box prompts.
 
-        images: one image (path, PIL image or RGB array) or a list; prompts: one for all images or
-        one per image. Returns one LangSAMResult per image (a single one for a single image).
+        images: one image (path, PIL image, RGB array, or what prepare made of one) or a list;
+        prompts: one for all images or one per image. Returns one LangSAMResult per image (a single one for a single image).
         max_detections keeps only the highest-scoring boxes.
         """
         single = not isinstance(images, list)
-        arrays = [load_image(image) for image in ([images] if single else images)]
+        prepared = [image if isinstance(image, PreparedImage) else self.prepare(image) for image in ([images] if single else images)]
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
             raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")
         detections = self.detector.detect(
-            [Image.fromarray(array) for array in arrays], prompts, box_threshold=box_threshold, text_threshold=text_threshold
+            [image.detector_input for image in prepared], prompts, box_threshold=box_threshold, text_threshold=text_threshold
         )
-        results = [self._segment(array, found, max_detections) for array, found in zip(arrays, detections)]
+        results = [self._segment(image, found, max_detections) for image, found in zip(prepared, detections)]
         return results[0] if single else results
 
-    def _segment(self, image: np.ndarray, found, max_detections: int | None) -> LangSAMResult:
+    def _segment(self, image: PreparedImage, found, max_detections: int | None) -> LangSAMResult:
         keep = slice(0, max_detections)
         boxes = found.boxes[keep]
-        height, width = image.shape[:2]
+        height, width = image.original_size
         if len(boxes) == 0:
             masks = np.zeros((0, height, width), dtype=bool)
             mask_scores = np.zeros(0, dtype=np.float32)
@@ -210,15 +236,14 @@ class LangSAM:
             image_size=(height, width),
         )
 
-    def _embed(self, image: np.ndarray) -> None:
+    def _embed(self, image: PreparedImage) -> None:
         """Run SAM's image encoder unless this exact image is among the last few embedded."""
-        key = hashlib.blake2b(image.tobytes(), digest_size=16, key=repr(image.shape).encode()).hexdigest()
-        cached = self._embeddings.get(key)
+        cached = self._embeddings.get(image.key)
         if cached is not None:
-            self._embeddings.move_to_end(key)
+            self._embeddings.move_to_end(image.key)
             self.predictor.set_embedding(*cached)
             return
-        self.predictor.set_image(image)
-        self._embeddings[key] = (self.predictor.features, self.predictor.original_size, self.predictor.input_size)
+        self.predictor.set_torch_image(torch.from_numpy(image.sam_input).permute(2, 0, 1)[None], image.original_size)
+        self._embeddings[image.key] = (self.predictor.features, self.predictor.original_size, self.predictor.input_size)
         while len(self._embeddings) > self.embedding_cache_size:
             self._embeddings.popitem(last=False)

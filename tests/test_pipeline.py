@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,21 @@ def test_embeddings_of_the_last_few_images_are_kept(model, encoder_calls, monkey
     assert len(encoder_calls) == 3
     model.predict(second, "cat", max_detections=1, **LOOSE)
     assert len(encoder_calls) == 4 and len(model._embeddings) == 2
+
+
+def test_images_prepared_in_other_threads_predict_as_the_images(model, encoder_calls):
+    paths = [ASSETS / "coffee.jpg", ASSETS / "chelsea.jpg", ASSETS / "astronaut.jpg"]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # later images are prepared while earlier ones predict
+        ahead = [model.predict(future.result(), "cup, cat", max_detections=3, **LOOSE) for future in [pool.submit(model.prepare, p) for p in paths]]
+    assert len(encoder_calls) == 3
+    prepared = model.prepare(paths[0])
+    assert prepared.original_size == (400, 600) and prepared.sam_input.shape == (683, 1024, 3)
+    for path, result in zip(paths, ahead):
+        direct = model.predict(path, "cup, cat", max_detections=3, **LOOSE)
+        assert direct.phrases == result.phrases and direct.image_size == result.image_size
+        np.testing.assert_array_equal(direct.boxes, result.boxes)
+        np.testing.assert_array_equal(direct.masks, result.masks)
+    assert len(encoder_calls) == 3, "a prepared image and the image itself share one cached embedding"
 
 
 def test_batch_equals_singles(model):
