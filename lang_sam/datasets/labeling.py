@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -134,32 +136,70 @@ def read_image(images_root: str, name: str) -> np.ndarray:
 class LabelStats:
     images: int = 0
     seconds: float = 0.0
-    waiting_seconds: float = 0.0  # time the model spent waiting for decoded images
+    waiting_seconds: float = 0.0  # time the model spent waiting for prepared images
+    preparing_seconds: float = 0.0  # time the background threads spent decoding and resizing
     failed: list[dict[str, str]] = field(default_factory=list)
 
 
-def label_chunk(model, job: LabelJob, names: tuple[str, ...], decoded: list) -> dict[str, Any]:
-    """Predict a chunk in batches of job.batch_size; decoded[i] is the array of names[i] or its
-    InvalidImageError. Returns the chunk as committed: records and failures."""
-    records, failed = [], []
-    readable = []
-    for name, image in zip(names, decoded):
-        if isinstance(image, InvalidImageError):
-            failed.append({"file_name": name, "error": str(image)})
-        else:
-            readable.append((name, image))
-    for start in range(0, len(readable), job.batch_size):
-        batch = readable[start : start + job.batch_size]
-        results = model.predict(
-            [image for _, image in batch], job.prompt, box_threshold=job.box_threshold,
-            text_threshold=job.text_threshold, max_detections=job.max_detections,
-        )
-        records.extend({"file_name": name, **result.to_json()} for (name, _), result in zip(batch, results))
-    return {"records": records, "failed": failed}
+def prepare_or_error(model, images_root: str, name: str):
+    """The image decoded and resized for both models (LangSAM.prepare), or its InvalidImageError."""
+    try:
+        return model.prepare(read_image(images_root, name))
+    except InvalidImageError as error:
+        return error
+
+
+def prepared_ahead(pool: Executor, model, images_root: str, names: Iterable[str], ahead: int, stats: LabelStats) -> Iterator:
+    """prepare_or_error of each name, in order, computed up to `ahead` images in advance by the pool;
+    adds the time the caller waited and the time the pool worked to stats."""
+    queued = iter(names)
+    pending: deque[Future] = deque()
+    while True:
+        while len(pending) < max(1, ahead):
+            name = next(queued, None)
+            if name is None:
+                break
+            pending.append(pool.submit(_timed_prepare, model, images_root, name))
+        if not pending:
+            return
+        waited = time.perf_counter()
+        prepared, seconds = pending.popleft().result()
+        stats.waiting_seconds += time.perf_counter() - waited
+        stats.preparing_seconds += seconds
+        yield prepared
+
+
+def _timed_prepare(model, images_root: str, name: str):
+    started = time.perf_counter()
+    return prepare_or_error(model, images_root, name), time.perf_counter() - started
+
+
+def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) -> dict[str, Any]:
+    """Predict a chunk; prepared[i] is LangSAM.prepare of names[i], or its InvalidImageError.
+
+    Images of equal detector input size are batched together (job.batch_size at most), since the
+    detector runs only those as one batch; results do not depend on the batching. Returns the chunk
+    as committed: records in the order of names, and failures."""
+    failed = [{"file_name": name, "error": str(image)} for name, image in zip(names, prepared) if isinstance(image, InvalidImageError)]
+    readable = [(name, image) for name, image in zip(names, prepared) if not isinstance(image, InvalidImageError)]
+    by_size: dict[tuple, list] = {}
+    for name, image in readable:
+        by_size.setdefault(tuple(image.detector_input.pixel_values.shape), []).append((name, image))
+    records = {}
+    for group in by_size.values():
+        for start in range(0, len(group), job.batch_size):
+            batch = group[start : start + job.batch_size]
+            results = model.predict(
+                [image for _, image in batch], job.prompt, box_threshold=job.box_threshold,
+                text_threshold=job.text_threshold, max_detections=job.max_detections,
+            )
+            records.update({name: {"file_name": name, **result.to_json()} for (name, _), result in zip(batch, results)})
+    return {"records": [records[name] for name, _ in readable], "failed": failed}
 
 
 def run_local(job: LabelJob, model_spec: ModelSpec, workers: int = 2, show_progress: bool = True) -> LabelStats:
-    """Label the pending chunks on this machine; images are decoded ahead in background threads."""
+    """Label the pending chunks on this machine; background threads decode and resize the images of
+    the next chunk while the models label this one."""
     job.prepare()
     pending = job.pending()
     chunks = job.chunks()
@@ -172,38 +212,15 @@ def run_local(job: LabelJob, model_spec: ModelSpec, workers: int = 2, show_progr
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
         total=len(job.files), initial=len(job.files) - len(names), desc="lang-sam label", unit="image", disable=not show_progress
     ) as progress:
-        ahead: deque[Future] = deque()
-        queued = iter(names)
-
-        def top_up() -> None:
-            while len(ahead) < max(2 * job.batch_size, 2 * workers):
-                name = next(queued, None)
-                if name is None:
-                    return
-                ahead.append(pool.submit(decode_or_error, job.images_root, name))
-
-        top_up()
+        stream = prepared_ahead(pool, model, job.images_root, names, job.chunk_size, stats)
         for index in pending:
-            decoded = []
-            for _ in chunks[index]:
-                waited = time.perf_counter()
-                decoded.append(ahead.popleft().result())
-                stats.waiting_seconds += time.perf_counter() - waited
-                top_up()
-            chunk = label_chunk(model, job, chunks[index], decoded)
+            chunk = label_chunk(model, job, chunks[index], list(islice(stream, len(chunks[index]))))
             job.commit(index, chunk)
             stats.failed.extend(chunk["failed"])
             stats.images += len(chunks[index])
             progress.update(len(chunks[index]))
     stats.seconds = time.perf_counter() - started
     return stats
-
-
-def decode_or_error(images_root: str, name: str):
-    try:
-        return read_image(images_root, name)
-    except InvalidImageError as error:
-        return error
 
 
 def finish(job: LabelJob, yolo: bool = False) -> dict[str, Any]:

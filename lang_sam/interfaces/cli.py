@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--yolo", action="store_true", help="also write YOLO segmentation labels (OUT/labels, OUT/dataset.yaml)")
     label.add_argument("--chunk-size", type=int, default=16, help="images per committed chunk (default: %(default)s)")
     label.add_argument("--batch-size", type=int, default=4, help="images per detector batch (default: %(default)s)")
-    label.add_argument("--workers", type=int, default=2, help="background image decoding threads (default: %(default)s)")
+    label.add_argument("--workers", type=int, default=2, help="threads that decode and resize images ahead of the models (default: %(default)s)")
     label.add_argument("--engine", choices=["local", "ray"], default="local", help="where to run (default: %(default)s)")
     label.add_argument("--ray-address", help="Ray cluster address (implies --engine ray; default: a local Ray)")
     label.add_argument("--ray-actors", type=int, default=1, help="model actors (default: %(default)s)")
@@ -224,7 +224,7 @@ def _label(args: argparse.Namespace) -> int:
         _require("ray", "ray")
         from lang_sam.datasets.ray_engine import run_ray
 
-        stats = run_ray(job, spec, args.ray_address, args.ray_actors, args.cpus_per_actor, args.gpus_per_actor)
+        stats = run_ray(job, spec, args.ray_address, args.ray_actors, args.cpus_per_actor, args.gpus_per_actor, args.workers)
     else:
         stats = run_local(job, spec, args.workers)
     report = finish(job, yolo=args.yolo)
