@@ -141,17 +141,10 @@ class LabelStats:
     failed: list[dict[str, str]] = field(default_factory=list)
 
 
-def prepare_or_error(model, images_root: str, name: str):
-    """The image decoded and resized for both models (LangSAM.prepare), or its InvalidImageError."""
-    try:
-        return model.prepare(read_image(images_root, name))
-    except InvalidImageError as error:
-        return error
-
-
 def prepared_ahead(pool: Executor, model, images_root: str, names: Iterable[str], ahead: int, stats: LabelStats) -> Iterator:
-    """prepare_or_error of each name, in order, computed up to `ahead` images in advance by the pool;
-    adds the time the caller waited and the time the pool worked to stats."""
+    """Each name's image decoded and resized for both models (LangSAM.prepare), or its
+    InvalidImageError, in order, computed up to `ahead` images in advance by the pool; adds the time
+    the caller waited and the time the pool worked to stats."""
     queued = iter(names)
     pending: deque[Future] = deque()
     while True:
@@ -171,7 +164,11 @@ def prepared_ahead(pool: Executor, model, images_root: str, names: Iterable[str]
 
 def _timed_prepare(model, images_root: str, name: str):
     started = time.perf_counter()
-    return prepare_or_error(model, images_root, name), time.perf_counter() - started
+    try:
+        prepared = model.prepare(read_image(images_root, name))
+    except InvalidImageError as error:
+        prepared = error
+    return prepared, time.perf_counter() - started
 
 
 def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) -> dict[str, Any]:

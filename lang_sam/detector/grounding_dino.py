@@ -94,9 +94,9 @@ class GroundingDinoDetector:
     ) -> BoxDetections | list[BoxDetections]:
         """Detect the prompt's classes in one RGB image, or in a list of them.
 
-        images: PIL images, or what preprocess made of them. prompts: one for all images, or one per image. Returns one BoxDetections per image
-        (a single one when a single image was given). nms_iou_threshold: when set, boxes of the same
-        class overlapping more than this are suppressed.
+        images: PIL images, or what preprocess made of them; prompts: one for all images, or one per
+        image. Returns one BoxDetections per image (a single one when a single image was given).
+        nms_iou_threshold: when set, boxes of the same class overlapping more than this are suppressed.
         """
         single = isinstance(images, (Image.Image, DetectorInput))
         image_list = [images] if single else list(images)
