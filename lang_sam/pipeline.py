@@ -198,8 +198,8 @@ class LangSAM:
         """Detect the prompt's classes, then segment every box in one batch of SAM box prompts.
 
         images: one image (path, PIL image, RGB array, or what prepare made of one) or a list;
-        prompts: one for all images or one per image. Returns one LangSAMResult per image (a single one for a single image).
-        max_detections keeps only the highest-scoring boxes.
+        prompts: one for all images or one per image. Returns one LangSAMResult per image (a single
+        one for a single image). max_detections keeps only the highest-scoring boxes.
         """
         single = not isinstance(images, list)
         prepared = [image if isinstance(image, PreparedImage) else self.prepare(image) for image in ([images] if single else images)]
