@@ -62,8 +62,10 @@ def test_upload_prompt_submit_shows_drawing_table_and_model(page, tmp_path):
     submit(page, "cat, sofa")
     status = page.locator("#status")
     status.get_by_text("SAM vit_b (encoder width 768)").wait_for()
-    assert page.locator("#drawing img").first.is_visible()
+    # the status can render before the image and the table: wait for them (the timeout fails the test)
+    page.locator("#drawing img").first.wait_for(state="visible")
     grid = page.locator("#detections [role=grid]")
+    grid.locator('[role=gridcell][aria-colindex="1"]').first.wait_for()
     assert int(grid.get_attribute("aria-rowcount")) > 1, "a header and at least one detection"
     labels = {cell.inner_text().strip() for cell in grid.locator('[role=gridcell][aria-colindex="1"]').all()}
     assert labels and labels <= {"cat", "sofa"}
