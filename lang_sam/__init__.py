@@ -8,8 +8,8 @@ from lang_sam.errors import (
     LangSAMError,
     ModelLoadError,
 )
-from lang_sam.io.weights import SAM_MODELS
 from lang_sam.pipeline import LangSAM, LangSAMResult, PreparedImage
+from lang_sam.registry import SAM_MODELS
 from lang_sam.segmenter import SamPredictor, build_sam
 
 __all__ = [

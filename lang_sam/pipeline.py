@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +17,9 @@ from lang_sam.detector import DEFAULT_DETECTOR, DetectorInput, GroundingDinoDete
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError
 from lang_sam.io.images import ImageInput, load_image
-from lang_sam.io.weights import check_sam_type, find_sam_checkpoint
-from lang_sam.segmenter import SamPredictor, build_sam, processing
+from lang_sam.segmenter import processing
+from lang_sam.segmenter.build import load_sam
+from lang_sam.segmenter.predictor import ImageEmbedding, decode_prompts, encode_image
 from lang_sam.segmenter.sam import Sam
 
 
@@ -119,19 +122,84 @@ class LangSAMResult:
         )
 
 
+class EmbeddingCache:
+    """The SAM embeddings of the last few images, by image key; safe to share between threads.
+
+    The lock guards only lookups and inserts, never an encode: two threads asking for the same new
+    image encode it once (the second waits for the first), threads asking for different images
+    encode them at the same time, and an encode that fails leaves nothing behind.
+    """
+
+    def __init__(self, capacity: int = 4) -> None:
+        self.capacity = max(1, capacity)
+        self._entries: OrderedDict[str, ImageEmbedding] = OrderedDict()
+        self._encoding: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def get_or_encode(self, key: str, encode: Callable[[], ImageEmbedding]) -> ImageEmbedding:
+        """The cached embedding of key, or encode()'s, which is then cached (least recently used out)."""
+        while True:
+            with self._lock:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+                    return self._entries[key]
+                in_progress = self._encoding.get(key)
+                if in_progress is None:
+                    done = self._encoding[key] = threading.Event()
+            if in_progress is None:
+                break
+            in_progress.wait()  # then look again: cached, or the other encode failed and this one tries
+        try:
+            embedding = encode()
+            with self._lock:
+                self._entries[key] = embedding
+                while len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+            return embedding
+        finally:
+            with self._lock:
+                del self._encoding[key]
+            done.set()
+
+
+@dataclass(frozen=True)
+class LoadedSam:
+    """One SAM with its name and its own embedding cache. set_sam swaps the whole object, so a call
+    that started on one model finishes on it."""
+
+    name: str
+    model: Sam
+    embeddings: EmbeddingCache
+
+
 class LangSAM:
     """Text-prompted segmentation: ``LangSAM().predict(image, "car, wheel")``.
 
-    sam_type: "vit_h", "vit_l" or "vit_b"; sam_checkpoint: a path, else found or downloaded (see
-    lang_sam.io.weights); detector: a Grounding DINO repo id, folder or original .pth, or a loaded
+    sam_type: "vit_h", "vit_l", "vit_b" or the name of a NAME.pth in $LANG_SAM_CHECKPOINTS (see
+    lang_sam.registry); sam_checkpoint: a path, else found or downloaded (lang_sam.io.weights).
+    Without either, vit_h; with only a checkpoint, whatever SAM it holds (with both, a name that is
+    not an official size only names it). detector: a Grounding DINO repo id, folder or original .pth, or a loaded
     GroundingDinoDetector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
     best available; dtype: float32 or bfloat16. The SAM embeddings of the last embedding_cache_size
     images are kept (4 MB each), so a new prompt on any of them skips the image encoder.
+
+    One instance may serve many threads: predictions keep no "current image"; each one decodes
+    against the embedding of its own image, from the model it started on.
     """
 
     def __init__(
         self,
-        sam_type: str = "vit_h",
+        sam_type: str | None = None,
         sam_checkpoint: str | Path | None = None,
         detector: str | Path | GroundingDinoDetector = DEFAULT_DETECTOR,
         device: str | torch.device | None = None,
@@ -152,11 +220,10 @@ class LangSAM:
         else:
             self.detector = GroundingDinoDetector(detector, device=self.device, dtype=self.dtype)
 
-    def set_sam(self, sam_type: str, sam_checkpoint: str | Path | None = None) -> None:
-        """Load another SAM size (or checkpoint) into this object."""
-        check_sam_type(sam_type)
-        path = find_sam_checkpoint(sam_type, sam_checkpoint)
-        self._use_sam(sam_type, build_sam(sam_type, path, dtype=self.dtype))
+    def set_sam(self, sam_type: str | None = None, sam_checkpoint: str | Path | None = None) -> None:
+        """Load another SAM (by name, or the one a checkpoint holds); predictions already running
+        finish on the SAM they started with."""
+        self._use_sam(*load_sam(sam_type, sam_checkpoint, dtype=self.dtype))
 
     @classmethod
     def from_parts(
@@ -172,9 +239,20 @@ class LangSAM:
         return pipeline
 
     def _use_sam(self, sam_type: str, sam: Sam) -> None:
-        self.sam_type = sam_type
-        self.predictor = SamPredictor(sam.to(self.device))
-        self._embeddings: OrderedDict[str, tuple[torch.Tensor, tuple[int, int], tuple[int, int]]] = OrderedDict()
+        self._sam = LoadedSam(sam_type, sam.to(self.device).eval(), EmbeddingCache(self.embedding_cache_size))
+
+    @property
+    def sam_type(self) -> str:
+        return self._sam.name
+
+    @property
+    def sam(self) -> Sam:
+        return self._sam.model
+
+    @property
+    def embeddings(self) -> EmbeddingCache:
+        """The current SAM's embedding cache."""
+        return self._sam.embeddings
 
     def prepare(self, image: ImageInput) -> PreparedImage:
         """Decode the image and resize it for SAM and for the detector; safe to call from other
@@ -208,10 +286,11 @@ class LangSAM:
         detections = self.detector.detect(
             [image.detector_input for image in prepared], prompts, box_threshold=box_threshold, text_threshold=text_threshold
         )
-        results = [self._segment(image, found, max_detections) for image, found in zip(prepared, detections)]
+        loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
+        results = [self._segment(loaded, image, found, max_detections) for image, found in zip(prepared, detections)]
         return results[0] if single else results
 
-    def _segment(self, image: PreparedImage, found, max_detections: int | None) -> LangSAMResult:
+    def _segment(self, loaded: LoadedSam, image: PreparedImage, found, max_detections: int | None) -> LangSAMResult:
         keep = slice(0, max_detections)
         boxes = found.boxes[keep]
         height, width = image.original_size
@@ -219,9 +298,12 @@ class LangSAM:
             masks = np.zeros((0, height, width), dtype=bool)
             mask_scores = np.zeros(0, dtype=np.float32)
         else:
-            self._embed(image)
-            mask_tensor, iou, _ = self.predictor.predict_torch(
-                boxes=boxes.to(self.device), multimask_output=False, prompts_in_image_pixels=True
+            embedding = loaded.embeddings.get_or_encode(
+                image.key,
+                lambda: encode_image(loaded.model, torch.from_numpy(image.sam_input).permute(2, 0, 1)[None], image.original_size),
+            )
+            mask_tensor, iou, _ = decode_prompts(
+                loaded.model, embedding, boxes=boxes.to(self.device), multimask_output=False, prompts_in_image_pixels=True
             )
             masks = mask_tensor[:, 0].cpu().numpy()
             mask_scores = iou[:, 0].float().cpu().numpy()
@@ -235,15 +317,3 @@ class LangSAM:
             classes=list(found.classes),
             image_size=(height, width),
         )
-
-    def _embed(self, image: PreparedImage) -> None:
-        """Run SAM's image encoder unless this exact image is among the last few embedded."""
-        cached = self._embeddings.get(image.key)
-        if cached is not None:
-            self._embeddings.move_to_end(image.key)
-            self.predictor.set_embedding(*cached)
-            return
-        self.predictor.set_torch_image(torch.from_numpy(image.sam_input).permute(2, 0, 1)[None], image.original_size)
-        self._embeddings[image.key] = (self.predictor.features, self.predictor.original_size, self.predictor.input_size)
-        while len(self._embeddings) > self.embedding_cache_size:
-            self._embeddings.popitem(last=False)

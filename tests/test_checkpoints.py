@@ -11,7 +11,7 @@ import torch
 from segment_anything import sam_model_registry
 
 from lang_sam import CheckpointError
-from lang_sam.segmenter import SAM_ARCHITECTURES, SAM_CHECKPOINT_FILES, build_sam
+from lang_sam.segmenter import SAM_MODELS, build_sam
 from lang_sam.segmenter.build import build_sam_from_architecture
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict
 
@@ -21,13 +21,13 @@ def test_parameter_names_and_shapes_equal_the_official_ones(sam_type):
     """The reference model's state dict is exactly what the official .pth files hold."""
     with torch.device("meta"):
         expected = sam_model_registry[sam_type]().state_dict()
-        actual = build_sam_from_architecture(SAM_ARCHITECTURES[sam_type]).state_dict()
+        actual = build_sam_from_architecture(SAM_MODELS[sam_type].architecture).state_dict()
     assert actual.keys() == expected.keys()
     assert {k: v.shape for k, v in actual.items()} == {k: v.shape for k, v in expected.items()}
 
 
 def test_official_file_names():
-    assert SAM_CHECKPOINT_FILES == {
+    assert {name: model.file_name for name, model in SAM_MODELS.items()} == {
         "vit_h": "sam_vit_h_4b8939.pth",
         "vit_l": "sam_vit_l_0b3195.pth",
         "vit_b": "sam_vit_b_01ec64.pth",
@@ -37,7 +37,7 @@ def test_official_file_names():
 @pytest.fixture(scope="module")
 def vit_b_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "sam_vit_b_01ec64.pth"
-    state_dict = random_sam_state_dict(SAM_ARCHITECTURES["vit_b"], seed=11)
+    state_dict = random_sam_state_dict(SAM_MODELS["vit_b"].architecture, seed=11)
     torch.save(state_dict, path)
     return path, state_dict
 

@@ -6,6 +6,7 @@ import pytest
 
 from lang_sam import InvalidOptionError
 from lang_sam.interfaces.models import ModelPool, ModelSettings
+from tests.conftest import TINY_A
 
 
 def test_flags_override_environment_override_defaults(monkeypatch):
@@ -29,10 +30,10 @@ def test_bad_device_or_dtype_fails_before_any_model_loads():
 
 def test_each_size_loads_once_and_unknown_sizes_are_refused(service_models):
     checkpoints, detector = service_models
-    pool = ModelPool(ModelSettings(sam_type="vit_b", detector=str(detector), checkpoint_dir=str(checkpoints), device="cpu"))
+    pool = ModelPool(ModelSettings(sam_type=TINY_A, detector=str(detector), checkpoint_dir=str(checkpoints), device="cpu"))
     assert pool.loaded_sam_types == []
     first = pool.get()
-    assert pool.get("vit_b") is first and pool.loaded_sam_types == ["vit_b"]
-    assert pool.describe("vit_b").startswith("SAM vit_b (encoder width 768)")
+    assert pool.get(TINY_A) is first and pool.loaded_sam_types == [TINY_A]
+    assert pool.describe(TINY_A).startswith(f"SAM {TINY_A} (encoder width 192)")
     with pytest.raises(InvalidOptionError, match="Unknown SAM type"):
         pool.get("vit_x")

@@ -19,14 +19,14 @@ LOOSE = dict(box_threshold=0.0, text_threshold=0.0)
 
 
 @pytest.fixture(scope="module")
-def model(vit_b_files, tiny_detector_dir):
-    return LangSAM(sam_type="vit_b", sam_checkpoint=vit_b_files[0], detector=tiny_detector_dir, device="cpu")
+def model(sam_files, tiny_detector_dir):
+    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu")
 
 
 @pytest.fixture
 def encoder_calls(model, monkeypatch):
     calls = []
-    encoder = model.predictor.model.image_encoder
+    encoder = model.sam.image_encoder
     original = encoder.forward
     monkeypatch.setattr(encoder, "forward", lambda x: calls.append(x.shape) or original(x))
     return calls
@@ -71,7 +71,7 @@ def test_second_prompt_on_the_same_image_reuses_the_embedding(model, encoder_cal
 
 
 def test_embeddings_of_the_last_few_images_are_kept(model, encoder_calls, monkeypatch):
-    monkeypatch.setattr(model, "embedding_cache_size", 2)
+    monkeypatch.setattr(model.embeddings, "capacity", 2)
     base = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
     first, second, third = (np.where(base < 255, base + step, base).astype(np.uint8) for step in (1, 2, 3))
     fresh = model.predict(first, "cat, sofa", max_detections=3, **LOOSE)
@@ -84,12 +84,12 @@ def test_embeddings_of_the_last_few_images_are_kept(model, encoder_calls, monkey
     model.predict(first, "cat", max_detections=1, **LOOSE)
     assert len(encoder_calls) == 3
     model.predict(second, "cat", max_detections=1, **LOOSE)
-    assert len(encoder_calls) == 4 and len(model._embeddings) == 2
+    assert len(encoder_calls) == 4 and len(model.embeddings) == 2
 
 
 def test_images_prepared_in_other_threads_predict_as_the_images(model, encoder_calls):
     paths = [ASSETS / "coffee.jpg", ASSETS / "chelsea.jpg", ASSETS / "astronaut.jpg"]
-    model._embeddings.clear()  # the module's model may hold these photos from earlier tests
+    model.embeddings.clear()  # the module's model may hold these photos from earlier tests
     with ThreadPoolExecutor(max_workers=2) as pool:  # later images are prepared while earlier ones predict
         ahead = [model.predict(future.result(), "cup, cat", max_detections=3, **LOOSE) for future in [pool.submit(model.prepare, p) for p in paths]]
     assert len(encoder_calls) == 3
@@ -146,11 +146,11 @@ def test_json_reads_back_into_the_same_result(model):
     assert empty.masks.shape == (0, 400, 600) and empty.boxes.shape == (0, 4)
 
 
-def test_a_loaded_detector_is_shared_only_with_the_same_device_and_dtype(model, vit_b_files):
-    sibling = LangSAM("vit_b", vit_b_files[1], detector=model.detector, device="cpu")
+def test_a_loaded_detector_is_shared_only_with_the_same_device_and_dtype(model, sam_files):
+    sibling = LangSAM(sam_checkpoint=sam_files[1], detector=model.detector, device="cpu")
     assert sibling.detector is model.detector
     with pytest.raises(InvalidOptionError, match="same device and dtype"):
-        LangSAM("vit_b", vit_b_files[1], detector=model.detector, device="cpu", dtype="bfloat16")
+        LangSAM(sam_checkpoint=sam_files[1], detector=model.detector, device="cpu", dtype="bfloat16")
 
 
 def test_supervision_detections(model):
@@ -161,13 +161,13 @@ def test_supervision_detections(model):
     np.testing.assert_array_equal(detections.class_id, result.class_ids)
 
 
-def test_set_sam_really_switches(model, vit_b_files):
-    model.set_sam("vit_b", vit_b_files[1])
-    expected = torch.load(vit_b_files[1], weights_only=True)["mask_decoder.iou_token.weight"]
-    torch.testing.assert_close(model.predictor.model.mask_decoder.iou_token.weight, expected)
+def test_set_sam_really_switches(model, sam_files):
+    model.set_sam(sam_checkpoint=sam_files[1])
+    expected = torch.load(sam_files[1], weights_only=True)["mask_decoder.iou_token.weight"]
+    torch.testing.assert_close(model.sam.mask_decoder.iou_token.weight, expected)
     result = model.predict(ASSETS / "coffee.jpg", "cup", max_detections=2, **LOOSE)
     assert len(result) == 2
-    model.set_sam("vit_b", vit_b_files[0])
+    model.set_sam(sam_checkpoint=sam_files[0])
     with pytest.raises(InvalidOptionError, match="Unknown SAM type"):
         model.set_sam("vit_x")
 

@@ -11,7 +11,8 @@ import pytest
 
 from lang_sam import CheckpointError, InvalidOptionError
 from lang_sam.io import weights
-from lang_sam.io.weights import OfficialCheckpoint, find_sam_checkpoint
+from lang_sam.io.weights import find_sam_checkpoint
+from lang_sam.registry import OfficialSam
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -51,7 +52,8 @@ def hub(tmp_path, monkeypatch):
 
 
 def serve_as_vit_b(monkeypatch, url: str, sha256: str) -> None:
-    monkeypatch.setitem(weights.SAM_MODELS, "vit_b", OfficialCheckpoint("sam_vit_b_01ec64.pth", url, sha256))
+    official = weights.SAM_MODELS["vit_b"]
+    monkeypatch.setitem(weights.SAM_MODELS, "vit_b", OfficialSam("vit_b", official.architecture, official.file_name, url, sha256))
 
 
 def test_official_urls_and_hashes():

@@ -34,7 +34,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 class ModelSpec:
     """What to load, as plain values, so that Ray can ship it to its workers."""
 
-    sam_type: str = "vit_h"
+    sam_type: str | None = None
     sam_checkpoint: str | None = None
     detector: str | None = None
     device: str | None = None

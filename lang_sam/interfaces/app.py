@@ -18,8 +18,8 @@ from lang_sam.drawing import draw_image
 from lang_sam.errors import LangSAMError
 from lang_sam.interfaces.models import ModelPool, ModelSettings
 from lang_sam.io.images import load_image
-from lang_sam.io.weights import SAM_MODELS
 from lang_sam.pipeline import LangSAMResult
+from lang_sam.registry import sam_names
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.jpg", "cup, saucer, spoon")]
@@ -53,8 +53,10 @@ def local_backend(pool: ModelPool) -> Backend:
     return predict
 
 
-def build_app(backend: Backend, default_sam_type: str = "vit_h"):
-    """The Blocks app; its submit button is also the API endpoint "/predict" (gradio_client)."""
+def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list[str] | None = None):
+    """The Blocks app; its submit button is also the API endpoint "/predict" (gradio_client).
+
+    sam_types: the dropdown's choices (default: the official sizes and $LANG_SAM_CHECKPOINTS' own files)."""
     def segment(image_path, prompt, sam_type, box_threshold, text_threshold, progress=gr.Progress(track_tqdm=True)):
         if image_path is None:
             raise gr.Error("Upload an image first.")
@@ -71,7 +73,7 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h"):
         gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks.")
         with gr.Row():
             with gr.Column():
-                sam_type = gr.Dropdown(list(SAM_MODELS), value=default_sam_type, label="SAM model", elem_id="sam-type")
+                sam_type = gr.Dropdown(sam_types or sam_names(), value=default_sam_type, label="SAM model", elem_id="sam-type")
                 box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
                 text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
                 image = uploaded_image(label="Image", elem_id="input-image")
@@ -114,5 +116,5 @@ def _json_file(result: LangSAMResult) -> str:
 def launch(settings: ModelSettings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
     """Build the app on a local ModelPool and serve it until interrupted."""
     pool = ModelPool(settings)
-    app = build_app(local_backend(pool), default_sam_type=pool.settings.sam_type)
+    app = build_app(local_backend(pool), pool.settings.sam_type, sam_names(pool.settings.checkpoint_dir))
     app.queue().launch(server_name=host, server_port=port, share=share or None)  # None: $GRADIO_SHARE decides

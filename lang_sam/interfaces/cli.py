@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sam-type", default="vit_h", choices=["vit_h", "vit_l", "vit_b"], help="SAM size (default: %(default)s)")
+    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth in $LANG_SAM_CHECKPOINTS (default: vit_h, or the SAM --sam-checkpoint holds)")
     parser.add_argument("--sam-checkpoint", help="SAM .pth file (default: searched, else downloaded)")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="Grounding DINO repo id, folder or .pth (default: %(default)s)")
     parser.add_argument("--box-threshold", type=float, default=0.3, help="minimum box score (default: %(default)s)")
@@ -113,9 +113,9 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sam-type", choices=["vit_h", "vit_l", "vit_b"], help="SAM size selected at start ($LANG_SAM_SAM_TYPE, default vit_h)")
+    parser.add_argument("--sam-type", help="SAM selected at start: vit_h, vit_l, vit_b or NAME for NAME.pth in the checkpoint folder ($LANG_SAM_SAM_TYPE, default vit_h)")
     parser.add_argument("--detector", help="Grounding DINO repo id, folder or .pth ($LANG_SAM_DETECTOR)")
-    parser.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files ($LANG_SAM_CHECKPOINTS)")
+    parser.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps ($LANG_SAM_DEVICE, default: best available)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision ($LANG_SAM_DTYPE, default float32)")
 
@@ -238,7 +238,10 @@ def _label(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from lang_sam.datasets.evaluation import evaluate_pipeline, evaluate_sam_only, format_table, load_ground_truth
+    from lang_sam.devices import resolve_device, resolve_dtype
     from lang_sam.pipeline import LangSAM
+    from lang_sam.segmenter import SamPredictor
+    from lang_sam.segmenter.build import load_sam
 
     try:
         dataset = json.loads(args.coco.read_text())
@@ -246,10 +249,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise InvalidOptionError(f"Could not read the COCO file {args.coco}: {error}") from None
     ground_truth = load_ground_truth(dataset)
     image_ids = sorted(ground_truth.getImgIds())[: args.limit]
-    model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
-    if args.sam_only:
-        metrics = evaluate_sam_only(model.predictor, ground_truth, args.images, image_ids)
+    if args.sam_only:  # SAM alone, on the ground-truth boxes: no detector is loaded
+        device = resolve_device(args.device)
+        _, sam = load_sam(args.sam_type, args.sam_checkpoint, resolve_dtype(args.dtype, device))
+        metrics = evaluate_sam_only(SamPredictor(sam.to(device)), ground_truth, args.images, image_ids)
     else:
+        model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
         metrics = evaluate_pipeline(
             model, ground_truth, args.images, image_ids, box_threshold=args.box_threshold, text_threshold=args.text_threshold
         )

@@ -10,8 +10,9 @@ from dataclasses import dataclass, fields, replace
 from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.io.images import ImageInput
-from lang_sam.io.weights import CHECKPOINT_DIR_VARIABLE, check_sam_type, find_sam_checkpoint
+from lang_sam.io.weights import find_sam_checkpoint
 from lang_sam.pipeline import LangSAM, LangSAMResult
+from lang_sam.registry import CHECKPOINT_DIR_VARIABLE, DEFAULT_SAM, check_sam_type
 
 # Each setting can come from this environment variable; a flag given on the command line wins.
 ENVIRONMENT_VARIABLES = {
@@ -27,7 +28,7 @@ ENVIRONMENT_VARIABLES = {
 class ModelSettings:
     """Which models to serve. sam_type is the size used when a request names none."""
 
-    sam_type: str = "vit_h"
+    sam_type: str = DEFAULT_SAM
     detector: str = DEFAULT_DETECTOR
     checkpoint_dir: str | None = None
     device: str | None = None
@@ -44,7 +45,7 @@ class ModelSettings:
             if value is not None:
                 values[setting.name] = str(value)
         settings = cls(**values)
-        check_sam_type(settings.sam_type)
+        check_sam_type(settings.sam_type, settings.checkpoint_dir)
         return settings
 
 
@@ -70,7 +71,7 @@ class ModelPool:
     def get(self, sam_type: str | None = None) -> LangSAM:
         """The pipeline of sam_type (default: the settings' size), loading it on first use."""
         sam_type = sam_type or self.settings.sam_type
-        check_sam_type(sam_type)
+        check_sam_type(sam_type, self.settings.checkpoint_dir)
         with self._lock:
             if sam_type not in self._pipelines:
                 checkpoint = find_sam_checkpoint(sam_type, checkpoint_dir=self.settings.checkpoint_dir)
@@ -97,7 +98,7 @@ class ModelPool:
     def describe(self, sam_type: str | None = None) -> str:
         """What a loaded pipeline really runs: SAM size and encoder width, detector, device, dtype."""
         pipeline = self.get(sam_type)
-        width = pipeline.predictor.model.image_encoder.patch_embed.proj.out_channels
+        width = pipeline.sam.image_encoder.patch_embed.proj.out_channels
         return (
             f"SAM {pipeline.sam_type} (encoder width {width}) + {pipeline.detector.name} on "
             f"{pipeline.device}, {str(pipeline.dtype).removeprefix('torch.')}"

@@ -35,8 +35,8 @@ from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPrompt
 from lang_sam.interfaces.app import build_app
 from lang_sam.interfaces.models import ModelPool, ModelSettings
 from lang_sam.io.images import load_image
-from lang_sam.io.weights import SAM_MODELS
 from lang_sam.pipeline import LangSAMResult
+from lang_sam.registry import check_sam_type, sam_names
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
@@ -77,7 +77,7 @@ class Rejected:
     detail: str
 
 
-def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits) -> PredictRequest:
+def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits, checkpoint_dir: str | None = None) -> PredictRequest:
     """Check a request's fields; raise the project's errors with a message that says what to send."""
     image_field = payload.get("image")
     if not isinstance(image_field, str):
@@ -93,9 +93,7 @@ def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits
         raise InvalidPromptError('Send a text "prompt" naming what to segment, e.g. "car, wheel".')
     if len(prompt) > MAX_PROMPT_CHARACTERS:
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
-    sam_type = payload.get("sam_type") or default_sam_type
-    if sam_type not in SAM_MODELS:
-        raise InvalidOptionError(f"Unknown sam_type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
+    sam_type = check_sam_type(payload.get("sam_type") or default_sam_type, checkpoint_dir)
     response_format = str(payload.get("format") or "json").lower()
     if response_format not in ("json", "png"):
         raise InvalidOptionError(f'Unknown format {response_format!r}; use "json" or "png".')
@@ -162,7 +160,7 @@ class LangSAMAPI(ls.LitAPI):
 
     def decode_request(self, request) -> PredictRequest | Rejected:  # the JSON object the guard made
         try:
-            return parse_request(request, self.pool.settings.sam_type, self.limits)
+            return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.settings.checkpoint_dir)
         except LangSAMError as error:  # one bad request must not fail the others in its batch
             return Rejected(422 if isinstance(error, InvalidOptionError) else 400, str(error))
 
@@ -384,7 +382,7 @@ def serve(
     server = build_server(settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator)
     if with_app:
         backend = remote_backend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)
-        gr.mount_gradio_app(server.app, build_app(backend, settings.sam_type).queue(), path="/app")
+        gr.mount_gradio_app(server.app, build_app(backend, settings.sam_type, sam_names(settings.checkpoint_dir)).queue(), path="/app")
     # LitServe shuts its workers down on Ctrl+C but leaves them running on SIGTERM (kill, docker stop):
     # treat SIGTERM as Ctrl+C so that stopping the server never leaves a process behind.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

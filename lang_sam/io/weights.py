@@ -1,6 +1,6 @@
-"""Finding SAM's official checkpoints, and downloading them safely when they are nowhere.
+"""Finding SAM checkpoints by name, and downloading official ones safely when they are nowhere.
 
-Search order: the explicit path; the folder named by ``LANG_SAM_CHECKPOINTS``; the torch hub cache
+Search order for an official size: the explicit path; the folder named by ``LANG_SAM_CHECKPOINTS``; the torch hub cache
 (``$TORCH_HOME/hub/checkpoints``, where segment-anything and lang-segment-anything v1 users keep
 these files). Otherwise the file is downloaded from Meta with a progress bar into a temporary file
 beside its destination, checked against its SHA256, and renamed into the cache only when whole
@@ -17,41 +17,20 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from lang_sam.errors import CheckpointError, InvalidOptionError
-
-CHECKPOINT_DIR_VARIABLE = "LANG_SAM_CHECKPOINTS"
-
-
-@dataclass(frozen=True)
-class OfficialCheckpoint:
-    file_name: str
-    url: str
-    sha256: str
-
-
-SAM_MODELS: dict[str, OfficialCheckpoint] = {
-    "vit_h": OfficialCheckpoint(
-        "sam_vit_h_4b8939.pth",
-        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-    ),
-    "vit_l": OfficialCheckpoint(
-        "sam_vit_l_0b3195.pth",
-        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
-        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-    ),
-    "vit_b": OfficialCheckpoint(
-        "sam_vit_b_01ec64.pth",
-        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-    ),
-}
+from lang_sam.errors import CheckpointError
+from lang_sam.registry import (
+    CHECKPOINT_DIR_VARIABLE,
+    SAM_MODELS,
+    OfficialSam,
+    check_sam_type,
+    local_sam_checkpoints,
+)
+from lang_sam.registry import checkpoint_dir as resolve_checkpoint_dir
 
 
 def read_weights_file(path: str | Path, name: str, remedy: str):
@@ -81,31 +60,29 @@ def torch_hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def check_sam_type(sam_type: str) -> None:
-    """Raise InvalidOptionError unless sam_type is one of the official sizes."""
-    if sam_type not in SAM_MODELS:
-        raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(SAM_MODELS)}.")
-
-
 def find_sam_checkpoint(
-    sam_type: str, checkpoint: str | Path | None = None, download: bool = True, checkpoint_dir: str | Path | None = None
+    sam_type: str | None, checkpoint: str | Path | None = None, download: bool = True, checkpoint_dir: str | Path | None = None
 ) -> Path:
-    """The path of sam_type's official checkpoint, downloading it into the torch hub cache if needed.
+    """The path of the SAM named sam_type (see lang_sam.registry), downloading an official one into
+    the torch hub cache if needed.
 
-    Searched in order: checkpoint; checkpoint_dir, else the folder named by $LANG_SAM_CHECKPOINTS;
-    the torch hub cache.
+    checkpoint, when given, is the answer (sam_type may then be None). Otherwise an official size is
+    searched in checkpoint_dir (else $LANG_SAM_CHECKPOINTS), then the torch hub cache; any other name
+    is NAME.pth in that folder.
     """
-    check_sam_type(sam_type)
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise CheckpointError(f"SAM checkpoint {path} does not exist or is not a file.")
         return path
+    check_sam_type(sam_type, checkpoint_dir)
+    if sam_type not in SAM_MODELS:
+        return local_sam_checkpoints(checkpoint_dir)[sam_type]
     official = SAM_MODELS[sam_type]
     candidates = []
-    folder = checkpoint_dir or os.environ.get(CHECKPOINT_DIR_VARIABLE)
+    folder = resolve_checkpoint_dir(checkpoint_dir)
     if folder:
-        candidates.append(Path(folder).expanduser() / official.file_name)
+        candidates.append(folder / official.file_name)
     candidates.append(torch_hub_checkpoint_dir() / official.file_name)
     for candidate in candidates:
         if candidate.is_file():
@@ -116,7 +93,7 @@ def find_sam_checkpoint(
     return download_checkpoint(official, destination)
 
 
-def download_checkpoint(official: OfficialCheckpoint, destination: Path) -> Path:
+def download_checkpoint(official: OfficialSam, destination: Path) -> Path:
     """Download into a temporary file beside destination, check SHA256, then rename into place."""
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +133,7 @@ def download_checkpoint(official: OfficialCheckpoint, destination: Path) -> Path
         temporary.unlink(missing_ok=True)
 
 
-def _missing_message(official: OfficialCheckpoint, destination: Path, reason: str) -> str:
+def _missing_message(official: OfficialSam, destination: Path, reason: str) -> str:
     return (
         f"SAM checkpoint {official.file_name} was not found and {reason}. Download {official.url} "
         f"and put it in {destination.parent} (or in the folder named by ${CHECKPOINT_DIR_VARIABLE}), "

@@ -1,64 +1,65 @@
-"""Build SAM in its three official sizes and load Meta's checkpoints safely."""
+"""Build SAM in its official sizes or any architecture a checkpoint holds, and load weights safely."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from lang_sam.devices import resolve_dtype
-from lang_sam.errors import CheckpointError
-from lang_sam.io.weights import check_sam_type, read_weights_file
+from lang_sam.errors import CheckpointError, InvalidOptionError
+from lang_sam.io.weights import find_sam_checkpoint, read_weights_file
+from lang_sam.registry import DEFAULT_SAM, SAM_MODELS, SamArchitecture
 from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
 from lang_sam.segmenter.prompt_encoder import PromptEncoder
 from lang_sam.segmenter.sam import Sam
 
-
-@dataclass(frozen=True)
-class SamArchitecture:
-    """The image-encoder settings that tell SAM's sizes apart; everything else is shared."""
-
-    encoder_embed_dim: int
-    encoder_depth: int
-    encoder_num_heads: int
-    encoder_global_attn_indexes: tuple[int, ...]
-
-
-SAM_ARCHITECTURES: dict[str, SamArchitecture] = {
-    "vit_h": SamArchitecture(1280, 32, 16, (7, 15, 23, 31)),
-    "vit_l": SamArchitecture(1024, 24, 16, (5, 11, 17, 23)),
-    "vit_b": SamArchitecture(768, 12, 12, (2, 5, 8, 11)),
-}
-
-# Official file names, as users already have them.
-SAM_CHECKPOINT_FILES: dict[str, str] = {
-    "vit_h": "sam_vit_h_4b8939.pth",
-    "vit_l": "sam_vit_l_0b3195.pth",
-    "vit_b": "sam_vit_b_01ec64.pth",
-}
+GLOBAL_ATTENTION_SIZE = 64  # 1024 pixels / 16-pixel patches: a global block's relative-position table
 
 
 def build_sam(
-    sam_type: str, checkpoint: str | Path | None = None, dtype: torch.dtype = torch.float32
+    sam_type: str | None = None, checkpoint: str | Path | None = None, dtype: torch.dtype = torch.float32
 ) -> Sam:
-    """Build SAM of size "vit_h", "vit_l" or "vit_b" in eval mode.
+    """Build SAM in eval mode: an official size ("vit_h", "vit_l", "vit_b") or whatever a checkpoint holds.
 
-    With a checkpoint path, Meta's weights are loaded with strict key matching; without one the
-    weights are random. dtype is the compute type (float32 or bfloat16) of the image encoder and the
-    mask decoder; the prompt encoder stays float32 (bfloat16 would blur the Fourier features of point
-    and box positions), and the decoder's outputs come back as float32.
+    With an official sam_type and a checkpoint, the file must hold that size (strict key matching);
+    without a checkpoint the weights are random. With sam_type None (or the name of a SAM of your
+    own) the architecture is read from the checkpoint's keys. dtype is the compute type (float32
+    or bfloat16) of the image encoder and the mask decoder; the prompt encoder stays float32
+    (bfloat16 would blur the Fourier features of point and box positions), and the decoder's
+    outputs come back as float32.
     """
-    check_sam_type(sam_type)
     dtype = resolve_dtype(dtype, torch.device("cpu"))  # built on the CPU; moved by the caller
-    state_dict = load_sam_state_dict(checkpoint, sam_type) if checkpoint is not None else None
-    sam = build_sam_from_architecture(SAM_ARCHITECTURES[sam_type])
-    if state_dict is not None:
-        _load_strict(sam, state_dict, Path(checkpoint))
+    official = SAM_MODELS.get(sam_type) if isinstance(sam_type, str) else None
+    if checkpoint is None:
+        if official is None:
+            raise InvalidOptionError(
+                f"Cannot build SAM {sam_type!r} without its checkpoint: give the .pth file, or one of the "
+                f"official sizes {', '.join(SAM_MODELS)} for random weights."
+            )
+        sam = build_sam_from_architecture(official.architecture)
+    else:
+        path = Path(checkpoint)
+        state_dict = load_sam_state_dict(path, official.name if official else None)
+        sam = build_sam_from_architecture(architecture_from_state_dict(state_dict, path))
+        _load_strict(sam, state_dict, path)
     sam.image_encoder.to(dtype)
     sam.mask_decoder.to(dtype)
     return sam.eval()
+
+
+def load_sam(
+    sam_type: str | None = None, checkpoint: str | Path | None = None, dtype: torch.dtype | str | None = None
+) -> tuple[str, Sam]:
+    """The SAM named sam_type (see lang_sam.registry) or held by checkpoint, found or downloaded,
+    and its name: sam_type, else the official size the file holds, else the file's stem. Without
+    either, vit_h. With both, a name that is not an official size only names the model."""
+    if sam_type is None and checkpoint is None:
+        sam_type = DEFAULT_SAM
+    path = find_sam_checkpoint(sam_type, checkpoint)  # checks the name when it must find the file
+    sam = build_sam(sam_type, path, dtype=dtype)
+    return sam_type or official_sam_name(architecture_of(sam)) or path.stem, sam
 
 
 def build_sam_from_architecture(architecture: SamArchitecture) -> Sam:
@@ -75,49 +76,70 @@ def build_sam_from_architecture(architecture: SamArchitecture) -> Sam:
     )
 
 
-def load_sam_state_dict(checkpoint: str | Path, sam_type: str) -> dict[str, torch.Tensor]:
-    """Read an official SAM checkpoint and check that it fits sam_type exactly.
+def load_sam_state_dict(checkpoint: str | Path, sam_type: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a SAM checkpoint (Meta's format: a state dict); with an official sam_type, check that
+    the file holds exactly that size.
 
     Only tensors are unpickled (``weights_only=True``); a file that holds anything else is refused.
     """
     path = Path(checkpoint)
-    state_dict = read_weights_file(
-        path, "SAM checkpoint", f"Use Meta's {sam_type} file {SAM_CHECKPOINT_FILES[sam_type]}; download it again if it is damaged."
+    expected = SAM_MODELS[sam_type].file_name if sam_type else "a SAM .pth file"
+    remedy = f"Use Meta's {sam_type} file {expected}; download it again if it is damaged." if sam_type else (
+        "Use a SAM checkpoint in Meta's format."
     )
+    state_dict = read_weights_file(path, "SAM checkpoint", remedy)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path} is not a SAM state dict (a mapping of names to tensors).")
-    _check_architecture(state_dict, path, sam_type)
+    if sam_type is not None:
+        architecture = architecture_from_state_dict(state_dict, path)
+        found = official_sam_name(architecture)
+        if found != sam_type:
+            held = f"a {found} checkpoint" if found else (
+                f"a SAM of its own architecture (encoder width {architecture.encoder_embed_dim}, depth "
+                f"{architecture.encoder_depth})"
+            )
+            advice = f"Pass sam_type={found!r}" if found else "Leave the SAM type unset to load it as it is"
+            raise CheckpointError(f"{path} holds {held}, but {sam_type} was requested. {advice}, or the {sam_type} file {expected}.")
     return state_dict
 
 
-def _check_architecture(state_dict: dict[str, torch.Tensor], path: Path, sam_type: str) -> None:
-    """Raise a CheckpointError naming the file's real size when it is not sam_type."""
+def architecture_from_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> SamArchitecture:
+    """The image encoder's width, depth, heads and global-attention blocks, read from its tensors:
+    each block's relative-position table has head_dim columns and 2 * size - 1 rows, where size
+    is 64 in a global block and the window (14) elsewhere."""
     patch_weight = state_dict.get("image_encoder.patch_embed.proj.weight")
-    if patch_weight is None:
+    depth = len({key.split(".")[2] for key in state_dict if key.startswith("image_encoder.blocks.")})
+    tables = [state_dict.get(f"image_encoder.blocks.{index}.attn.rel_pos_h") for index in range(depth)]
+    if patch_weight is None or depth == 0 or any(table is None or table.ndim != 2 for table in tables):
         raise CheckpointError(
-            f"{path} is not a SAM checkpoint: it has no 'image_encoder.patch_embed.proj.weight'. "
-            f"Expected {SAM_CHECKPOINT_FILES[sam_type]}."
+            f"{path} is not a SAM checkpoint: it has no image encoder in Meta's layout "
+            f"('image_encoder.patch_embed.proj.weight', 'image_encoder.blocks.N.attn.rel_pos_h')."
         )
     embed_dim = patch_weight.shape[0]
-    depth = len({key.split(".")[2] for key in state_dict if key.startswith("image_encoder.blocks.")})
-    found = next(
-        (
-            name
-            for name, arch in SAM_ARCHITECTURES.items()
-            if (arch.encoder_embed_dim, arch.encoder_depth) == (embed_dim, depth)
+    return SamArchitecture(
+        encoder_embed_dim=embed_dim,
+        encoder_depth=depth,
+        encoder_num_heads=max(1, embed_dim // tables[0].shape[1]),
+        encoder_global_attn_indexes=tuple(
+            index for index, table in enumerate(tables) if table.shape[0] == 2 * GLOBAL_ATTENTION_SIZE - 1
         ),
-        None,
     )
-    if found is None:
-        raise CheckpointError(
-            f"{path} holds an unknown SAM size (embed dim {embed_dim}, depth {depth}), but {sam_type} was "
-            f"requested. Expected {SAM_CHECKPOINT_FILES[sam_type]}."
-        )
-    if found != sam_type:
-        raise CheckpointError(
-            f"{path} holds a {found} checkpoint, but {sam_type} was requested. Pass sam_type={found!r}, "
-            f"or the {sam_type} file {SAM_CHECKPOINT_FILES[sam_type]}."
-        )
+
+
+def architecture_of(sam: Sam) -> SamArchitecture:
+    """The architecture of a built SAM (so a model loaded from any file can say what it is)."""
+    blocks = sam.image_encoder.blocks
+    return SamArchitecture(
+        encoder_embed_dim=sam.image_encoder.patch_embed.proj.out_channels,
+        encoder_depth=len(blocks),
+        encoder_num_heads=blocks[0].attn.num_heads,
+        encoder_global_attn_indexes=tuple(index for index, block in enumerate(blocks) if block.window_size == 0),
+    )
+
+
+def official_sam_name(architecture: SamArchitecture) -> str | None:
+    """"vit_h", "vit_l" or "vit_b" when architecture is one of Meta's sizes, else None."""
+    return next((name for name, model in SAM_MODELS.items() if model.architecture == architecture), None)
 
 
 def _load_strict(sam: Sam, state_dict: dict[str, torch.Tensor], path: Path) -> None:
@@ -132,6 +154,6 @@ def _load_strict(sam: Sam, state_dict: dict[str, torch.Tensor], path: Path) -> N
         raise CheckpointError(
             f"{path} does not match the SAM architecture: {len(missing)} missing keys {missing[:3]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:3]}, {len(wrong_shape)} with other shapes "
-            f"{wrong_shape[:3]}. Use an official SAM checkpoint."
+            f"{wrong_shape[:3]}. Use a SAM checkpoint in Meta's format."
         )
     sam.load_state_dict(state_dict, strict=True)

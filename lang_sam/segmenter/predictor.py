@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -10,8 +12,99 @@ from lang_sam.segmenter import processing
 from lang_sam.segmenter.sam import Sam
 
 
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """SAM's embedding of one image and the sizes that map prompts and masks onto it. Immutable, so
+    one embedding can be cached and decoded from many threads at once.
+
+    features: (1, 256, 64, 64) float32; original_size: (H, W) of the image; input_size: (h, w) of
+    the image resized to longest side 1024.
+    """
+
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+@torch.inference_mode()
+def encode_image(sam: Sam, transformed_image: torch.Tensor, original_size: tuple[int, int]) -> ImageEmbedding:
+    """Run the image encoder on an image already resized to processing.resize_image's size: (1, 3,
+    h, w) pixels in 0..255 (any dtype)."""
+    expected = processing.resized_shape(original_size)
+    if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3) or tuple(transformed_image.shape[2:]) != expected:
+        raise InvalidImageError(
+            f"set_torch_image takes the image resized to (1, 3, {expected[0]}, {expected[1]}) for an original "
+            f"size of {tuple(original_size)}, got {tuple(transformed_image.shape)}."
+        )
+    encoder = sam.image_encoder
+    pixels = transformed_image.to(encoder.pos_embed.device).float()
+    features = encoder(processing.normalize_and_pad(pixels).to(encoder.pos_embed.dtype)).float()
+    return ImageEmbedding(features, tuple(original_size), expected)
+
+
+@torch.inference_mode()
+def decode_prompts(
+    sam: Sam,
+    embedding: ImageEmbedding,
+    point_coords: torch.Tensor | None = None,
+    point_labels: torch.Tensor | None = None,
+    boxes: torch.Tensor | None = None,
+    mask_input: torch.Tensor | None = None,
+    multimask_output: bool = True,
+    return_logits: bool = False,
+    prompts_in_image_pixels: bool = False,
+    decoder_batch_size: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Masks for a batch of B prompts against one embedding, decoded decoder_batch_size at a time,
+    each chunk taken to full resolution before the next (memory grows only with the masks returned).
+
+    point_coords: (B, N, 2); point_labels: (B, N); boxes: (B, 4) xyxy; mask_input: (B, 1, 256, 256).
+    Coordinates are in the resized 1024 frame, as in segment-anything, unless
+    prompts_in_image_pixels, when they are in original image pixels.
+    Returns masks (B, M, H, W), IoU predictions (B, M) and low-res logits (B, M, 256, 256).
+    """
+    if prompts_in_image_pixels:
+        if point_coords is not None:
+            point_coords = processing.transform_coords(point_coords, embedding.original_size)
+        if boxes is not None:
+            boxes = processing.transform_boxes(boxes, embedding.original_size)
+    batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), 1)
+    results = [
+        _decode_chunk(
+            sam,
+            embedding,
+            *(_rows(t, start, decoder_batch_size) for t in (point_coords, point_labels, boxes, mask_input)),
+            multimask_output,
+            return_logits,
+        )
+        for start in range(0, batch, decoder_batch_size)
+    ]
+    masks, iou, low_res = (torch.cat(parts) for parts in zip(*results))
+    return masks, iou, low_res
+
+
+def _decode_chunk(sam, embedding, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits):
+    points = (point_coords, point_labels) if point_coords is not None else None
+    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+    dtype = sam.mask_decoder.iou_token.weight.dtype
+    low_res, iou = sam.mask_decoder(
+        image_embeddings=embedding.features.to(dtype),
+        image_pe=sam.prompt_encoder.get_dense_pe().to(dtype),
+        sparse_prompt_embeddings=sparse.to(dtype),
+        dense_prompt_embeddings=dense.to(dtype),
+        multimask_output=multimask_output,
+    )
+    low_res, iou = low_res.float(), iou.float()
+    masks = processing.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
+    if not return_logits:
+        masks = masks > processing.MASK_THRESHOLD
+    return masks, iou, low_res
+
+
 class SamPredictor:
-    """Encodes an image once (``set_image``) and answers any number of prompts against it.
+    """Encodes an image once (``set_image``) and answers any number of prompts against it, with the
+    API SAM users know. It holds one image at a time: to share a model between threads, use
+    encode_image and decode_prompts (LangSAM does), which keep nothing.
 
     A batch of prompts is decoded ``decoder_batch_size`` at a time and each chunk is taken to full
     resolution before the next, so memory does not grow with the batch beyond the returned masks.
@@ -27,17 +120,26 @@ class SamPredictor:
         return self.model.prompt_encoder.no_mask_embed.weight.device
 
     def reset_image(self) -> None:
-        self.features: torch.Tensor | None = None
-        self.original_size: tuple[int, int] | None = None
-        self.input_size: tuple[int, int] | None = None
+        self.embedding: ImageEmbedding | None = None
 
     @property
     def is_image_set(self) -> bool:
-        return self.features is not None
+        return self.embedding is not None
 
-    @torch.inference_mode()
+    @property
+    def features(self) -> torch.Tensor | None:
+        return None if self.embedding is None else self.embedding.features
+
+    @property
+    def original_size(self) -> tuple[int, int] | None:
+        return None if self.embedding is None else self.embedding.original_size
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        return None if self.embedding is None else self.embedding.input_size
+
     def set_image(self, image: np.ndarray) -> None:
-        """Encode an (H, W, 3) uint8 RGB image and cache its embedding."""
+        """Encode an (H, W, 3) uint8 RGB image and keep its embedding."""
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image)
             raise InvalidImageError(f"set_image takes an (H, W, 3) uint8 RGB array, got a {described}.")
@@ -46,29 +148,18 @@ class SamPredictor:
         resized = processing.resize_image(image)
         self.set_torch_image(torch.from_numpy(resized).permute(2, 0, 1)[None], image.shape[:2])
 
-    @torch.inference_mode()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, int]) -> None:
         """Encode an image already resized to processing.resize_image's size: (1, 3, h, w) pixels in
         0..255 (any dtype), as segment-anything's method of the same name takes them."""
-        expected = processing.resized_shape(original_image_size)
-        if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3) or tuple(transformed_image.shape[2:]) != expected:
-            raise InvalidImageError(
-                f"set_torch_image takes the image resized to (1, 3, {expected[0]}, {expected[1]}) for an original "
-                f"size of {tuple(original_image_size)}, got {tuple(transformed_image.shape)}."
-            )
-        encoder = self.model.image_encoder
-        pixels = transformed_image.to(self.device).float()
-        self.features = encoder(processing.normalize_and_pad(pixels).to(encoder.pos_embed.dtype)).float()
-        self.original_size = tuple(original_image_size)
-        self.input_size = expected
+        self.embedding = encode_image(self.model, transformed_image, original_image_size)
 
-    def set_embedding(self, features: torch.Tensor, original_size: tuple[int, int], input_size: tuple[int, int]) -> None:
-        """Answer prompts against an embedding that set_image computed before (a cached one)."""
-        self.features, self.original_size, self.input_size = features, original_size, input_size
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Answer prompts against an embedding computed before (a cached one)."""
+        self.embedding = embedding
 
     def get_image_embedding(self) -> torch.Tensor:
-        """The cached (1, 256, 64, 64) embedding."""
-        return self._require_image()
+        """The (1, 256, 64, 64) embedding of the image set."""
+        return self._require_image().features
 
     def predict(
         self,
@@ -108,7 +199,6 @@ class SamPredictor:
         )
         return out_masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
-    @torch.inference_mode()
     def predict_torch(
         self,
         point_coords: torch.Tensor | None = None,
@@ -119,55 +209,17 @@ class SamPredictor:
         return_logits: bool = False,
         prompts_in_image_pixels: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Predict masks for a batch of B prompts, decoded in chunks.
-
-        point_coords: (B, N, 2); point_labels: (B, N); boxes: (B, 4) xyxy; mask_input: (B, 1, 256, 256).
-        Coordinates are in the resized 1024 frame, as in segment-anything, unless
-        prompts_in_image_pixels, when they are in original image pixels.
-        Returns masks (B, M, H, W), IoU predictions (B, M) and low-res logits (B, M, 256, 256).
-        """
-        self._require_image()
-        if prompts_in_image_pixels:
-            if point_coords is not None:
-                point_coords = processing.transform_coords(point_coords, self.original_size)
-            if boxes is not None:
-                boxes = processing.transform_boxes(boxes, self.original_size)
-        batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), 1)
-        results = [
-            self._decode_chunk(
-                _rows(point_coords, start, self.decoder_batch_size),
-                _rows(point_labels, start, self.decoder_batch_size),
-                _rows(boxes, start, self.decoder_batch_size),
-                _rows(mask_input, start, self.decoder_batch_size),
-                multimask_output,
-                return_logits,
-            )
-            for start in range(0, batch, self.decoder_batch_size)
-        ]
-        masks, iou, low_res = (torch.cat(parts) for parts in zip(*results))
-        return masks, iou, low_res
-
-    def _decode_chunk(self, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits):
-        points = (point_coords, point_labels) if point_coords is not None else None
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        dtype = self.model.mask_decoder.iou_token.weight.dtype
-        low_res, iou = self.model.mask_decoder(
-            image_embeddings=self.features.to(dtype),
-            image_pe=self.model.prompt_encoder.get_dense_pe().to(dtype),
-            sparse_prompt_embeddings=sparse.to(dtype),
-            dense_prompt_embeddings=dense.to(dtype),
-            multimask_output=multimask_output,
+        """decode_prompts (its shapes, its chunking) against the image set, with segment-anything's
+        arguments: coordinates in the resized 1024 frame unless prompts_in_image_pixels."""
+        return decode_prompts(
+            self.model, self._require_image(), point_coords, point_labels, boxes, mask_input, multimask_output,
+            return_logits, prompts_in_image_pixels, self.decoder_batch_size,
         )
-        low_res, iou = low_res.float(), iou.float()
-        masks = processing.postprocess_masks(low_res, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > processing.MASK_THRESHOLD
-        return masks, iou, low_res
 
-    def _require_image(self) -> torch.Tensor:
-        if self.features is None:
+    def _require_image(self) -> ImageEmbedding:
+        if self.embedding is None:
             raise InvalidImageError("No image is set: call set_image(image) before predicting.")
-        return self.features
+        return self.embedding
 
 
 def _rows(tensor: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:

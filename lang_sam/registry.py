@@ -1,0 +1,91 @@
+"""Every SAM lang-sam can run, by name: Meta's three official sizes, and SAM checkpoints of your own.
+
+An official size names its architecture, file, download URL and SHA256. Any other ``NAME.pth`` in
+the checkpoint folder (``--checkpoint-dir`` / ``$LANG_SAM_CHECKPOINTS``) is a model called NAME,
+e.g. a fine-tuned SAM: its architecture is read from its keys when it loads. The CLI, the app's
+dropdown and the server all take their model names from here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lang_sam.errors import InvalidOptionError
+
+CHECKPOINT_DIR_VARIABLE = "LANG_SAM_CHECKPOINTS"
+
+
+@dataclass(frozen=True)
+class SamArchitecture:
+    """The image-encoder settings that tell SAM's sizes apart; everything else is shared."""
+
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OfficialSam:
+    """One of Meta's checkpoints: its architecture, file name (as users already have it), URL, hash."""
+
+    name: str
+    architecture: SamArchitecture
+    file_name: str
+    url: str
+    sha256: str
+
+
+_DOWNLOADS = "https://dl.fbaipublicfiles.com/segment_anything"
+
+SAM_MODELS: dict[str, OfficialSam] = {
+    model.name: model
+    for model in (
+        OfficialSam(
+            "vit_h", SamArchitecture(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth",
+            f"{_DOWNLOADS}/sam_vit_h_4b8939.pth", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        ),
+        OfficialSam(
+            "vit_l", SamArchitecture(1024, 24, 16, (5, 11, 17, 23)), "sam_vit_l_0b3195.pth",
+            f"{_DOWNLOADS}/sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        ),
+        OfficialSam(
+            "vit_b", SamArchitecture(768, 12, 12, (2, 5, 8, 11)), "sam_vit_b_01ec64.pth",
+            f"{_DOWNLOADS}/sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        ),
+    )
+}
+DEFAULT_SAM = "vit_h"
+
+
+def checkpoint_dir(folder: str | Path | None = None) -> Path | None:
+    """The checkpoint folder: the one given, else $LANG_SAM_CHECKPOINTS, else none."""
+    folder = folder or os.environ.get(CHECKPOINT_DIR_VARIABLE)
+    return Path(folder).expanduser() if folder else None
+
+
+def local_sam_checkpoints(folder: str | Path | None = None) -> dict[str, Path]:
+    """NAME -> path of each NAME.pth in the checkpoint folder that is not an official file, sorted."""
+    folder = checkpoint_dir(folder)
+    if folder is None or not folder.is_dir():
+        return {}
+    official = {model.file_name for model in SAM_MODELS.values()}
+    return {path.stem: path for path in sorted(folder.glob("*.pth")) if path.name not in official and path.is_file()}
+
+
+def sam_names(folder: str | Path | None = None) -> list[str]:
+    """Every SAM name that can be asked for: the official sizes first, then the folder's own files."""
+    return [*SAM_MODELS, *(name for name in local_sam_checkpoints(folder) if name not in SAM_MODELS)]
+
+
+def check_sam_type(sam_type: object, folder: str | Path | None = None) -> str:
+    """sam_type itself when it names an official size or a NAME.pth in the checkpoint folder, else an
+    InvalidOptionError listing the names there are."""
+    names = sam_names(folder)
+    if not isinstance(sam_type, str) or sam_type not in names:
+        where = checkpoint_dir(folder)
+        own = f" or a NAME.pth of your own in {where}" if where else f" (or put NAME.pth in ${CHECKPOINT_DIR_VARIABLE})"
+        raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(names)}{own}.")
+    return sam_type
