@@ -12,13 +12,13 @@ the background threads did meanwhile.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+
+from lang_sam.devices import bf16_skip_reason, describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,7 +41,11 @@ def main() -> None:
     from lang_sam.datasets.labeling import LabelJob, ModelSpec, list_images, run_local
 
     files = tuple(list_images(str(COCO_IMAGES))[: args.images])
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; vit_b + Swin-T (random), "
+    skip_bf16 = bf16_skip_reason()
+    if skip_bf16 and "bfloat16" in args.dtypes:
+        print(skip_bf16)
+        args.dtypes = [dtype for dtype in args.dtypes if dtype != "bfloat16"]
+    print(f"machine: {describe_cpu()}, torch {torch.__version__}; vit_b + Swin-T (random), "
           f"{len(files)} COCO images, top 16 boxes each, chunks of 8, batches of 4, 2 preparing threads")
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "sam_vit_b_01ec64.pth"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lang_sam.devices import bf16_skip_reason, describe_cpu
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_detector import build as build_detector  # noqa: E402
 from bench_sam import test_image  # noqa: E402
@@ -33,10 +34,11 @@ PROMPTS = ("truck, wheel", "person, window")
 
 
 def sam_weights(sam_type: str) -> dict[str, torch.Tensor]:
-    from lang_sam.segmenter.build import SAM_ARCHITECTURES, build_sam_from_architecture
+    from lang_sam.registry import SAM_MODELS
+    from lang_sam.segmenter.build import build_sam_from_architecture
 
     torch.manual_seed(0)
-    return build_sam_from_architecture(SAM_ARCHITECTURES[sam_type]).state_dict()
+    return build_sam_from_architecture(SAM_MODELS[sam_type].architecture).state_dict()
 
 
 def reference_run(sam_type: str, detector_size: str) -> dict:
@@ -97,6 +99,9 @@ def run_worker(*args: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+DTYPE_NAMES = {"float32": "fp32", "bfloat16": "bf16"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=["vit_b:swin_t", "vit_h:swin_b"], help="SAM:detector pairs")
@@ -109,19 +114,20 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; top {TOP_BOXES} boxes")
+    print(f"machine: {describe_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}; top {TOP_BOXES} boxes")
+    skip_bf16 = bf16_skip_reason()
+    if skip_bf16:
+        print(skip_bf16)
+    dtypes = ("float32",) if skip_bf16 else ("float32", "bfloat16")
     for pair in args.pairs:
         reference = run_worker("reference", pair, "float32")
-        ours = {dtype: run_worker("lang_sam", pair, dtype) for dtype in ("float32", "bfloat16")}
+        ours = {dtype: run_worker("lang_sam", pair, dtype) for dtype in dtypes}
         print(f"\n== {pair}: predict on a 1024x768 photo (s)")
-        print(f"{'':26}{'reference v1':>14}{'lang_sam fp32':>15}{'lang_sam bf16':>15}")
+        print(f"{'':26}{'reference v1':>14}" + "".join(f"{'lang_sam ' + DTYPE_NAMES[d]:>15}" for d in dtypes))
         for key, label in (("first_s", "first prompt"), ("second_s", "second prompt, same image")):
-            row = [reference[key], ours["float32"][key], ours["bfloat16"][key]]
-            print(f"{label:26}" + "".join(f"{value:>14.2f}" if i == 0 else f"{value:>15.2f}" for i, value in enumerate(row)))
-        print(f"speed-up, first prompt: fp32 {reference['first_s'] / ours['float32']['first_s']:.2f}x, "
-              f"bf16 {reference['first_s'] / ours['bfloat16']['first_s']:.2f}x; second prompt: fp32 "
-              f"{reference['second_s'] / ours['float32']['second_s']:.2f}x, bf16 {reference['second_s'] / ours['bfloat16']['second_s']:.2f}x")
-
+            print(f"{label:26}{reference[key]:>14.2f}" + "".join(f"{ours[d][key]:>15.2f}" for d in dtypes))
+        for key, label in (("first_s", "first prompt"), ("second_s", "second prompt")):
+            print(f"speed-up, {label}: " + ", ".join(f"{DTYPE_NAMES[d]} {reference[key] / ours[d][key]:.2f}x" for d in dtypes))
 
 if __name__ == "__main__":
     main()

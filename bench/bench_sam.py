@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from lang_sam.devices import bf16_skip_reason, describe_cpu
 
 PHOTO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "demo-images" / "truck.jpg"
 IMAGE_SIZE = (768, 1024)  # (height, width): a 1024x768 photo
@@ -69,11 +70,12 @@ def timed(function, repeats: int) -> float:
 
 def worker(implementation: str, sam_type: str, dtype_name: str, repeats: int, many_boxes: bool) -> dict:
     """One process: build the model, measure the encoder, the decoder and (optionally) 1,000 boxes."""
+    from lang_sam.registry import SAM_MODELS
     from lang_sam.segmenter import SamPredictor, build_sam
-    from lang_sam.segmenter.build import SAM_ARCHITECTURES, build_sam_from_architecture
+    from lang_sam.segmenter.build import build_sam_from_architecture
 
     torch.manual_seed(0)
-    state_dict = build_sam_from_architecture(SAM_ARCHITECTURES[sam_type]).state_dict()
+    state_dict = build_sam_from_architecture(SAM_MODELS[sam_type].architecture).state_dict()
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype_name]
     if implementation == "reference":
         from segment_anything import SamPredictor as ReferencePredictor
@@ -140,20 +142,24 @@ def main() -> None:
         print(json.dumps(worker(*args.worker, args.repeats, args.many_boxes)))
         return
 
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"machine: {describe_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"image: {'truck.jpg' if PHOTO.is_file() else 'random pixels'} at {IMAGE_SIZE[1]}x{IMAGE_SIZE[0]}\n")
+    skip_bf16 = bf16_skip_reason()
+    if skip_bf16:
+        print(skip_bf16 + "\n")
     for sam_type in args.sizes:
         reference = run_worker("reference", sam_type, "float32", args.repeats, False)
         ours = run_worker("lang_sam", sam_type, "float32", args.repeats, sam_type == "vit_b")
-        ours_bf16 = run_worker("lang_sam", sam_type, "bfloat16", args.repeats, False)
+        ours_bf16 = None if skip_bf16 else run_worker("lang_sam", sam_type, "bfloat16", args.repeats, False)
         print(f"== {sam_type}")
-        print(f"{'':34}{'reference':>12}{'lang_sam fp32':>15}{'lang_sam bf16':>15}")
+        print(f"{'':34}{'reference':>12}{'lang_sam fp32':>15}" + ("" if skip_bf16 else f"{'lang_sam bf16':>15}"))
         rows = [("image encoder (s)", "encoder_s"), ("encoder peak memory (MiB)", "encoder_peak_mib")]
         rows += [(f"decoder, {n} boxes (s)", f"decoder_{n}_s") for n in DECODER_BOXES]
         for label, key in rows:
-            print(f"{label:34}{reference[key]:12.3f}{ours[key]:15.3f}{ours_bf16[key]:15.3f}")
-        print(f"encoder speed-up fp32: {reference['encoder_s'] / ours['encoder_s']:.2f}x   "
-              f"bf16: {reference['encoder_s'] / ours_bf16['encoder_s']:.2f}x (against the reference's fp32)")
+            bf16 = "" if skip_bf16 else f"{ours_bf16[key]:15.3f}"
+            print(f"{label:34}{reference[key]:12.3f}{ours[key]:15.3f}{bf16}")
+        print(f"encoder speed-up fp32: {reference['encoder_s'] / ours['encoder_s']:.2f}x"
+              + ("" if skip_bf16 else f"   bf16: {reference['encoder_s'] / ours_bf16['encoder_s']:.2f}x (against the reference's fp32)"))
         print(f"encoder peak memory, ours / reference: {ours['encoder_peak_mib'] / reference['encoder_peak_mib']:.2f}")
         print(f"32 boxes / 1 box, one decoder pass: reference {reference['decoder_32_s'] / reference['decoder_1_s']:.1f}x, "
               f"lang_sam {ours['decoder_32_s'] / ours['decoder_1_s']:.1f}x")

@@ -6,7 +6,7 @@ Reports RSS after a warm-up and at the end, and the peak (high-water mark);
 the target is less than 5% growth after warm-up (no leak through the embedding cache, the
 detector, or the server and its workers).
 
-    python bench/bench_soak.py --predictions 200 --mode both --dtype bfloat16
+    python bench/bench_soak.py --predictions 200 --mode both
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from lang_sam.devices import cpu_bf16_instructions, describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,12 +37,12 @@ def photos(limit: int = 80) -> list[Path]:
 
 def write_models(folder: Path) -> tuple[Path, Path]:
     """Random vit_b in its official file name, and a tiny detector folder, as the tests make them."""
-    from tests.conftest import bert_vocab_path, random_sam_state_dict, tiny_grounding_dino
     from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
 
-    from lang_sam.segmenter.build import SAM_ARCHITECTURES, SAM_CHECKPOINT_FILES
+    from lang_sam.registry import SAM_MODELS
+    from tests.conftest import bert_vocab_path, random_sam_state_dict, tiny_grounding_dino
 
-    torch.save(random_sam_state_dict(SAM_ARCHITECTURES["vit_b"]), folder / SAM_CHECKPOINT_FILES["vit_b"])
+    torch.save(random_sam_state_dict(SAM_MODELS["vit_b"].architecture), folder / SAM_MODELS["vit_b"].file_name)
     detector = folder / "detector"
     tiny_grounding_dino().save_pretrained(detector)
     tokenizer = BertTokenizer(vocab=str(bert_vocab_path()), do_lower_case=True)
@@ -128,9 +128,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", type=int, default=200)
     parser.add_argument("--mode", choices=["process", "server", "both"], default="both")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 where it is native, else float32")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; vit_b {args.dtype} + "
+    args.dtype = args.dtype or ("bfloat16" if cpu_bf16_instructions() else "float32")
+    print(f"machine: {describe_cpu()}, torch {torch.__version__}; vit_b {args.dtype} + "
           f"tiny Grounding DINO (random); {args.predictions} predictions, warm-up one pass over the photos; "
           f"{len(photos())} photos from {SHARED if SHARED.is_dir() else ROOT / 'assets'}")
     with tempfile.TemporaryDirectory() as folder:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from lang_sam.errors import InvalidOptionError
@@ -40,3 +43,47 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torc
     if resolved == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise InvalidOptionError("This GPU does not support bfloat16; use dtype='float32'.")
     return resolved
+
+
+def cpu_model() -> str:
+    """The processor's name as the OS reports it (e.g. "AMD EPYC 7B13"), or the platform's guess."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_bf16_instructions() -> list[str]:
+    """The CPU's native bfloat16 matrix instructions: AMX and AVX512-BF16 on x86, BF16 on Arm.
+
+    Without any, PyTorch still runs bfloat16 on the CPU but emulates it, far slower than float32.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return [flag for flag in ("amx_bf16", "avx512_bf16", "bf16") if flag in flags]
+
+
+def describe_cpu() -> str:
+    """One line naming the CPU and whether its bfloat16 is native, for test and benchmark output."""
+    native = cpu_bf16_instructions()
+    bf16 = f"bf16 native ({', '.join(native)})" if native else "bf16 NOT native (emulated, far slower than fp32)"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {bf16}"
+
+
+def bf16_skip_reason() -> str | None:
+    """Why a benchmark leaves out its bfloat16 runs on this CPU (None: bf16 is native here)."""
+    if cpu_bf16_instructions():
+        return None
+    return (f"bf16 skipped: {cpu_model()} has no native bfloat16 (AMX, AVX512-BF16 or Arm BF16), and emulated "
+            "bf16 runs many times slower than fp32 (a vit_h encoder would take hours)")

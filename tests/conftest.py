@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lang_sam.segmenter.build import SamArchitecture, build_sam_from_architecture
+from lang_sam.devices import describe_cpu
+from lang_sam.registry import SamArchitecture
+from lang_sam.segmenter.build import build_sam_from_architecture
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -17,6 +19,22 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SMALL_ARCHITECTURE = SamArchitecture(
     encoder_embed_dim=192, encoder_depth=2, encoder_num_heads=3, encoder_global_attn_indexes=(1,)
 )
+# The SAMs that the CLI, app, server, labeling and pipeline tests run: saved as NAME.pth in Meta's
+# format and found as users find a SAM of their own (--sam-checkpoint, or $LANG_SAM_CHECKPOINTS with
+# --sam-type NAME). Two widths, so a test can tell which one answered. Official sizes run only
+# where the size is the point (strict loading, one parity check).
+TINY_SAMS = {
+    "tiny_sam_a": SMALL_ARCHITECTURE,
+    "tiny_sam_b": SamArchitecture(encoder_embed_dim=256, encoder_depth=2, encoder_num_heads=4, encoder_global_attn_indexes=(1,)),
+}
+TINY_A, TINY_B = TINY_SAMS
+
+
+def pytest_sessionstart(session):
+    """Start the output with the machine: on a CPU without native bfloat16 the suite runs slower."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"lang-sam tests on: {describe_cpu()}, torch {torch.__version__}")
 
 
 def random_sam_state_dict(architecture: SamArchitecture, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -118,29 +136,25 @@ def tiny_detector_dir(tmp_path_factory, bert_tokenizer):
 
 
 @pytest.fixture(scope="session")
-def vit_b_files(tmp_path_factory):
-    """Two random vit_b checkpoints in the official format and file name (seeds 0 and 1)."""
-    from lang_sam.segmenter.build import SAM_ARCHITECTURES
-
+def sam_files(tmp_path_factory):
+    """Two random tiny SAM checkpoints in Meta's format (seeds 0 and 1), each alone in a folder."""
     folder = tmp_path_factory.mktemp("sam")
     paths = []
     for seed in (0, 1):
-        path = folder / f"seed{seed}" / "sam_vit_b_01ec64.pth"
+        path = folder / f"seed{seed}" / f"{TINY_A}.pth"
         path.parent.mkdir()
-        torch.save(random_sam_state_dict(SAM_ARCHITECTURES["vit_b"], seed=seed), path)
+        torch.save(random_sam_state_dict(TINY_SAMS[TINY_A], seed=seed), path)
         paths.append(path)
     return paths
 
 
 @pytest.fixture(scope="session")
 def service_models(tmp_path_factory, tiny_detector_dir):
-    """What the app and server load, found the way users configure them: random vit_b and vit_l in
-    their official file names in one checkpoint folder, and the tiny detector folder. vit_h is absent."""
-    from lang_sam.segmenter.build import SAM_ARCHITECTURES, SAM_CHECKPOINT_FILES
-
+    """What the app and server load, found the way users configure them: the two tiny SAMs as
+    NAME.pth in one checkpoint folder, and the tiny detector folder. vit_h is absent."""
     folder = tmp_path_factory.mktemp("service-checkpoints")
-    for seed, sam_type in enumerate(("vit_b", "vit_l")):
-        torch.save(random_sam_state_dict(SAM_ARCHITECTURES[sam_type], seed=seed), folder / SAM_CHECKPOINT_FILES[sam_type])
+    for seed, (name, architecture) in enumerate(TINY_SAMS.items()):
+        torch.save(random_sam_state_dict(architecture, seed=seed), folder / f"{name}.pth")
     return folder, tiny_detector_dir
 
 
@@ -155,7 +169,7 @@ def service_environment(service_models, tmp_path_factory):
         **os.environ,
         "LANG_SAM_CHECKPOINTS": str(checkpoints),
         "LANG_SAM_DETECTOR": str(detector),
-        "LANG_SAM_SAM_TYPE": "vit_b",
+        "LANG_SAM_SAM_TYPE": TINY_A,
         "LANG_SAM_DEVICE": "cpu",
         "TORCH_HOME": str(tmp_path_factory.mktemp("torch-home")),
         "GRADIO_ANALYTICS_ENABLED": "False",

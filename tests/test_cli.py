@@ -27,17 +27,17 @@ def inputs(tmp_path):
     return folder
 
 
-def run(args, vit_b_files, tiny_detector_dir) -> int:
+def run(args, sam_files, tiny_detector_dir) -> int:
     return main(
-        ["predict", *map(str, args), "--sam-type", "vit_b", "--sam-checkpoint", str(vit_b_files[0]),
+        ["predict", *map(str, args), "--sam-checkpoint", str(sam_files[0]),
          "--detector", str(tiny_detector_dir), "--device", "cpu", "--max-detections", "3",
          "--box-threshold", "0", "--text-threshold", "0"]
     )
 
 
-def test_folder_with_one_unreadable_image(inputs, tmp_path, vit_b_files, tiny_detector_dir, capsys):
+def test_folder_with_one_unreadable_image(inputs, tmp_path, sam_files, tiny_detector_dir, capsys):
     out = tmp_path / "out"
-    code = run([inputs, "--prompt", "cup, cat", "--out", out], vit_b_files, tiny_detector_dir)
+    code = run([inputs, "--prompt", "cup, cat", "--out", out], sam_files, tiny_detector_dir)
     assert code == 1
     error = capsys.readouterr().err
     assert "skipped" in error and "broken.jpg" in error and "2 of 3 images written" in error
@@ -53,19 +53,19 @@ def test_folder_with_one_unreadable_image(inputs, tmp_path, vit_b_files, tiny_de
         assert Image.open(out / f"{stem}.png").size == (width, height)
 
 
-def test_nothing_detected_writes_the_image_unchanged(tmp_path, vit_b_files, tiny_detector_dir):
+def test_nothing_detected_writes_the_image_unchanged(tmp_path, sam_files, tiny_detector_dir):
     out = tmp_path / "out"
     image = tmp_path / "astronaut.png"
     Image.open(ASSETS / "astronaut.jpg").save(image)
-    code = main(["predict", str(image), "--prompt", "person", "--out", str(out), "--sam-type", "vit_b",
-                 "--sam-checkpoint", str(vit_b_files[0]), "--detector", str(tiny_detector_dir), "--box-threshold", "1"])
+    code = main(["predict", str(image), "--prompt", "person", "--out", str(out),
+                 "--sam-checkpoint", str(sam_files[0]), "--detector", str(tiny_detector_dir), "--box-threshold", "1"])
     assert code == 0
     assert json.loads((out / "astronaut.json").read_text())["detections"] == []
     np.testing.assert_array_equal(np.asarray(Image.open(out / "astronaut.png")), np.asarray(Image.open(image).convert("RGB")))
 
 
-def test_bad_prompt_is_a_message_not_a_traceback(inputs, tmp_path, vit_b_files, tiny_detector_dir, capsys):
-    code = run([inputs / "coffee.jpg", "--prompt", " ,, ", "--out", tmp_path / "out"], vit_b_files, tiny_detector_dir)
+def test_bad_prompt_is_a_message_not_a_traceback(inputs, tmp_path, sam_files, tiny_detector_dir, capsys):
+    code = run([inputs / "coffee.jpg", "--prompt", " ,, ", "--out", tmp_path / "out"], sam_files, tiny_detector_dir)
     error = capsys.readouterr().err
     assert code == 2 and "names no class" in error and "Traceback" not in error
 
@@ -90,33 +90,33 @@ def test_help_documents_every_option(capsys):
         assert option in text
 
 
-def test_outputs_never_overwrite_inputs(tmp_path, vit_b_files, tiny_detector_dir, capsys):
+def test_outputs_never_overwrite_inputs(tmp_path, sam_files, tiny_detector_dir, capsys):
     image = tmp_path / "photo.png"
     Image.open(ASSETS / "coffee.jpg").save(image)
     before = image.read_bytes()
-    code = run([image, "--prompt", "cup", "--out", tmp_path], vit_b_files, tiny_detector_dir)
+    code = run([image, "--prompt", "cup", "--out", tmp_path], sam_files, tiny_detector_dir)
     assert code == 2 and "would overwrite the input" in capsys.readouterr().err
     assert image.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
 
 
-def test_inputs_sharing_a_name_get_separate_outputs(tmp_path, vit_b_files, tiny_detector_dir):
+def test_inputs_sharing_a_name_get_separate_outputs(tmp_path, sam_files, tiny_detector_dir):
     for folder, source in (("a", "coffee.jpg"), ("b", "chelsea.jpg")):
         (tmp_path / folder).mkdir()
         shutil.copy(ASSETS / source, tmp_path / folder / "photo.jpg")
     out = tmp_path / "out"
-    assert run([tmp_path / "a", tmp_path / "b", "--prompt", "cup", "--out", out], vit_b_files, tiny_detector_dir) == 0
+    assert run([tmp_path / "a", tmp_path / "b", "--prompt", "cup", "--out", out], sam_files, tiny_detector_dir) == 0
     assert sorted(p.name for p in out.iterdir()) == ["photo.jpg-2.json", "photo.jpg-2.png", "photo.jpg.json", "photo.jpg.png"]
     assert json.loads((out / "photo.jpg-2.json").read_text())["image"] == {"height": 300, "width": 451}
 
 
-def test_a_killed_run_keeps_finished_outputs_and_a_rerun_skips_them(tmp_path, vit_b_files, tiny_detector_dir):
+def test_a_killed_run_keeps_finished_outputs_and_a_rerun_skips_them(tmp_path, sam_files, tiny_detector_dir):
     folder = tmp_path / "in"
     folder.mkdir()
     for index in range(6):
         shutil.copy(ASSETS / ("coffee.jpg" if index % 2 else "chelsea.jpg"), folder / f"photo{index}.jpg")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lang_sam.interfaces.cli", "predict", str(folder), "--prompt", "cup, cat",
-               "--out", str(out), "--sam-type", "vit_b", "--sam-checkpoint", str(vit_b_files[0]),
+               "--out", str(out), "--sam-checkpoint", str(sam_files[0]),
                "--detector", str(tiny_detector_dir), "--device", "cpu", "--max-detections", "3", "--box-threshold", "0"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -138,10 +138,10 @@ def test_a_killed_run_keeps_finished_outputs_and_a_rerun_skips_them(tmp_path, vi
 
 
 @pytest.mark.parametrize(("option", "message"), [(["--box-threshold", "-1"], "box_threshold"), (["--prompt", "🐱🚗"], "names no class")])
-def test_bad_threshold_or_prompt_exits_2_with_a_message(inputs, tmp_path, vit_b_files, tiny_detector_dir, capsys, option, message):
+def test_bad_threshold_or_prompt_exits_2_with_a_message(inputs, tmp_path, sam_files, tiny_detector_dir, capsys, option, message):
     prompt = [] if option[0] == "--prompt" else ["--prompt", "cup"]
-    code = main(["predict", str(inputs / "coffee.jpg"), "--out", str(tmp_path / "out"), "--sam-type", "vit_b",
-                 "--sam-checkpoint", str(vit_b_files[0]), "--detector", str(tiny_detector_dir), *prompt, *option])
+    code = main(["predict", str(inputs / "coffee.jpg"), "--out", str(tmp_path / "out"),
+                 "--sam-checkpoint", str(sam_files[0]), "--detector", str(tiny_detector_dir), *prompt, *option])
     error = capsys.readouterr().err
     assert code == 2 and message in error and "Traceback" not in error
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -13,7 +13,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from lang_sam.datasets.evaluation import coco_metrics, load_ground_truth
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, TINY_A
 
 COCO = SHARED_DATA / "coco-val-subset"
 pytestmark = pytest.mark.skipif(not (COCO / "instances.json").is_file(), reason=f"{COCO} is absent (shared test data)")
@@ -39,9 +39,9 @@ def subset(tmp_path_factory):
 
 def command(name: str, service_models, *arguments) -> list[str]:
     checkpoints, detector = service_models
-    return [sys.executable, "-m", "lang_sam.interfaces.cli", name, *map(str, arguments), "--sam-type", "vit_b",
-            "--sam-checkpoint", str(checkpoints / "sam_vit_b_01ec64.pth"), "--detector", str(detector),
-            "--device", "cpu", "--dtype", "bfloat16", "--box-threshold", "0", "--text-threshold", "0"]
+    return [sys.executable, "-m", "lang_sam.interfaces.cli", name, *map(str, arguments),
+            "--sam-checkpoint", str(checkpoints / f"{TINY_A}.pth"), "--detector", str(detector),
+            "--device", "cpu", "--box-threshold", "0", "--text-threshold", "0"]
 
 
 def label(subset, service_models, out, *extra) -> list[str]:

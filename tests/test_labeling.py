@@ -15,8 +15,8 @@ from tests.test_grounding_dino import ASSETS
 
 
 @pytest.fixture(scope="module")
-def model(vit_b_files, tiny_detector_dir):
-    return LangSAM(sam_type="vit_b", sam_checkpoint=vit_b_files[0], detector=tiny_detector_dir, device="cpu")
+def model(sam_files, tiny_detector_dir):
+    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")

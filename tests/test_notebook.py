@@ -18,18 +18,19 @@ def run_notebook(name: str) -> dict:
     return namespace
 
 
-def test_segment_anything_notebook_runs(monkeypatch):
+def test_segment_anything_notebook_runs(monkeypatch, sam_files):
     monkeypatch.chdir(NOTEBOOKS)
+    monkeypatch.setenv("LANG_SAM_SAM_CHECKPOINT", str(sam_files[0]))
     namespace = run_notebook("segment_anything.ipynb")
     image = namespace["image"]
     assert namespace["masks"].shape == (3, 1, *image.shape[:2])
     assert namespace["overlay"].shape == image.shape
 
 
-def test_lang_sam_demo_notebook_runs(monkeypatch, vit_b_files, tiny_detector_dir):
+def test_lang_sam_demo_notebook_runs(monkeypatch, sam_files, tiny_detector_dir):
     monkeypatch.chdir(NOTEBOOKS)
-    monkeypatch.setenv("LANG_SAM_SAM_TYPE", "vit_b")
-    monkeypatch.setenv("LANG_SAM_SAM_CHECKPOINT", str(vit_b_files[0]))
+    monkeypatch.delenv("LANG_SAM_SAM_TYPE", raising=False)
+    monkeypatch.setenv("LANG_SAM_SAM_CHECKPOINT", str(sam_files[0]))
     monkeypatch.setenv("LANG_SAM_DETECTOR", str(tiny_detector_dir))
     namespace = run_notebook("lang_sam_demo.ipynb")
     result = namespace["result"]

@@ -21,12 +21,11 @@ from lang_sam import (
     InvalidOptionError,
     InvalidPromptError,
     LangSAM,
-    LangSAMError,
 )
 from lang_sam.detector import GroundingDinoDetector
 from lang_sam.devices import resolve_dtype
 from lang_sam.segmenter.build import build_sam_from_architecture
-from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict
+from tests.conftest import SMALL_ARCHITECTURE, TINY_A, TINY_B, random_sam_state_dict
 from tests.robustness_cases import write_image_cases
 from tests.test_grounding_dino import ASSETS
 
@@ -132,11 +131,11 @@ def test_unknown_sam_size_device_and_dtype(service_models, monkeypatch):
     with pytest.raises(InvalidOptionError, match="Unknown SAM type 'vit_x'"):
         LangSAM("vit_x", detector=detector)
     with pytest.raises(InvalidOptionError, match="Unknown device 'gpu7'"):
-        LangSAM("vit_b", checkpoints / "sam_vit_b_01ec64.pth", detector, device="gpu7")
+        LangSAM(sam_checkpoint=checkpoints / f"{TINY_A}.pth", detector=detector, device="gpu7")
     with pytest.raises(InvalidOptionError, match="CUDA is not available"):
-        LangSAM("vit_b", checkpoints / "sam_vit_b_01ec64.pth", detector, device="cuda")
+        LangSAM(sam_checkpoint=checkpoints / f"{TINY_A}.pth", detector=detector, device="cuda")
     with pytest.raises(InvalidOptionError, match="Unsupported dtype"):
-        LangSAM("vit_b", checkpoints / "sam_vit_b_01ec64.pth", detector, device="cpu", dtype="float16")
+        LangSAM(sam_checkpoint=checkpoints / f"{TINY_A}.pth", detector=detector, device="cpu", dtype="float16")
     # A GPU without bfloat16 (pre-Ampere): the check itself, with CUDA's answers as such a GPU gives them.
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
     with pytest.raises(InvalidOptionError, match="does not support bfloat16"):
@@ -158,14 +157,14 @@ def test_bad_weights_through_the_api_and_the_cli(kind, service_models, tmp_path)
     checkpoints, detector = service_models
     path = tmp_path / "sam_vit_b_01ec64.pth"
     if kind == "truncated":
-        path.write_bytes((checkpoints / "sam_vit_b_01ec64.pth").read_bytes()[:100_000])
+        path.write_bytes((checkpoints / f"{TINY_A}.pth").read_bytes()[:100_000])
     elif kind == "wrong size":
-        path = checkpoints / "sam_vit_l_0b3195.pth"
+        path = checkpoints / f"{TINY_B}.pth"  # a SAM of its own architecture, given for vit_b
     elif kind == "runs code":
         torch.save({"image_encoder.patch_embed.proj.weight": RunsCode(str(tmp_path / "code-ran"))}, path)
     elif kind == "directory":
         path.mkdir()
-    message = {"missing": "does not exist", "truncated": "truncated|damaged|not a", "wrong size": "holds a vit_l",
+    message = {"missing": "does not exist", "truncated": "truncated|damaged|not a", "wrong size": r"holds a SAM of its own architecture \(encoder width 256",
                "runs code": "Refused to load", "directory": "not a file"}[kind]
     with pytest.raises(CheckpointError, match=message):
         LangSAM("vit_b", path, detector, device="cpu")
@@ -193,8 +192,8 @@ def test_cli_over_a_folder_of_odd_images_writes_the_good_and_reports_the_bad(ima
     out = tmp_path / "out"
     completed = subprocess.run(
         [sys.executable, "-m", "lang_sam.interfaces.cli", "predict", str(folder), "--prompt", "cat", "--out", str(out),
-         "--sam-type", "vit_b", "--sam-checkpoint", str(checkpoints / "sam_vit_b_01ec64.pth"),
-         "--detector", str(detector), "--device", "cpu", "--dtype", "bfloat16", "--max-detections", "2",
+         "--sam-checkpoint", str(checkpoints / f"{TINY_A}.pth"),
+         "--detector", str(detector), "--device", "cpu", "--max-detections", "2",
          "--box-threshold", "0", "--text-threshold", "0"],
         capture_output=True, text=True, timeout=600,
     )

@@ -11,8 +11,9 @@ import torch
 from segment_anything import SamPredictor as ReferencePredictor
 from segment_anything import sam_model_registry
 
+from lang_sam.registry import SAM_MODELS
 from lang_sam.segmenter import SamPredictor, build_sam
-from lang_sam.segmenter.build import SAM_ARCHITECTURES, build_sam_from_architecture
+from lang_sam.segmenter.build import build_sam_from_architecture
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict, reference_sam, shared_image, synthetic_image
 
 LOGIT_TOLERANCE = 1e-3
@@ -142,7 +143,7 @@ def test_real_photos_match(photo):
 def test_true_vit_b_from_checkpoint_file_matches(tmp_path):
     """The full vit_b architecture, both sides loading the same official-format .pth file."""
     checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
-    torch.save(random_sam_state_dict(SAM_ARCHITECTURES["vit_b"], seed=4), checkpoint)
+    torch.save(random_sam_state_dict(SAM_MODELS["vit_b"].architecture, seed=4), checkpoint)
     reference = ReferencePredictor(sam_model_registry["vit_b"](checkpoint=str(checkpoint)).eval())
     predictor = SamPredictor(build_sam("vit_b", checkpoint=checkpoint))
     image = synthetic_image(768, 1024, seed=5)

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -19,6 +18,7 @@ from PIL import Image
 from lang_sam.errors import InvalidPromptError
 from lang_sam.interfaces.server import PredictRequest, Rejected, predict_batch
 from lang_sam.pipeline import LangSAMResult
+from tests.conftest import TINY_A, TINY_B
 from tests.robustness_cases import write_image_cases
 from tests.services import free_port, session_processes, start_service, stop_session, wait_until_gone
 from tests.test_grounding_dino import ASSETS
@@ -30,11 +30,11 @@ LOOSE = {"box_threshold": "0", "text_threshold": "0", "max_detections": "4"}
 
 @pytest.fixture(scope="module")
 def server(service_environment, service_models, tmp_path_factory):
-    """The server on a checkpoint folder whose vit_l file is damaged, so that a request can fail
+    """The server on a checkpoint folder whose second SAM file is damaged, so that a request can fail
     inside the model worker while the others are answered."""
     checkpoints = tmp_path_factory.mktemp("server-checkpoints")
-    (checkpoints / "sam_vit_b_01ec64.pth").symlink_to(service_models[0] / "sam_vit_b_01ec64.pth")
-    (checkpoints / "sam_vit_l_0b3195.pth").write_bytes((service_models[0] / "sam_vit_l_0b3195.pth").read_bytes()[:1_000_000])
+    (checkpoints / f"{TINY_A}.pth").symlink_to(service_models[0] / f"{TINY_A}.pth")
+    (checkpoints / f"{TINY_B}.pth").write_bytes((service_models[0] / f"{TINY_B}.pth").read_bytes()[:1_000_000])
     service_environment = {**service_environment, "LANG_SAM_CHECKPOINTS": str(checkpoints)}
     port = free_port()
     command = [
@@ -52,7 +52,7 @@ def photo_bytes(name: str) -> bytes:
 
 
 def post_multipart(url: str, image: bytes, **fields) -> httpx.Response:
-    return httpx.post(f"{url}/predict", files={"image": ("photo.jpg", image, "image/jpeg")}, data=fields, timeout=120)
+    return httpx.post(f"{url}/predict", files={"image": ("photo.jpg", image, "image/jpeg")}, data=fields, timeout=300)
 
 
 def test_health(server):
@@ -66,7 +66,7 @@ def test_json_answer_holds_size_labels_boxes_and_rle_masks(server):
     assert response.status_code == 200, response.text
     payload = response.json()
     assert payload["image"] == {"height": 300, "width": 451}
-    assert "SAM vit_b (encoder width 768)" in payload["model"]
+    assert f"SAM {TINY_A} (encoder width 192)" in payload["model"]
     assert len(payload["detections"]) == 4
     assert list(payload["detections"][0]) == ["label", "score", "mask_score", "box", "mask"]
     result = LangSAMResult.from_json(payload)
@@ -81,7 +81,7 @@ def test_base64_json_request_gives_the_same_answer_as_multipart(server):
     image = photo_bytes("chelsea.jpg")
     multipart = post_multipart(url, image, prompt="cat", **LOOSE).json()
     body = {"image": base64.b64encode(image).decode(), "prompt": "cat", "box_threshold": 0, "text_threshold": 0, "max_detections": 4}
-    as_json = httpx.post(f"{url}/predict", json=body, timeout=120)
+    as_json = httpx.post(f"{url}/predict", json=body, timeout=300)
     assert as_json.status_code == 200, as_json.text
     assert as_json.json() == multipart
 
@@ -129,7 +129,7 @@ def test_twenty_concurrent_requests_are_batched_and_all_answered_correctly(serve
         ({"files": {"image": ("a.jpg", photo_bytes("chelsea.jpg"))}, "data": {"prompt": "x" * 3000}}, 400, "limit is 2000"),
         ({"files": {"image": ("a.jpg", photo_bytes("chelsea.jpg"))}, "data": {"prompt": "cat", "box_threshold": "nan"}}, 422, "box_threshold"),
         ({"files": {"image": ("a.jpg", photo_bytes("chelsea.jpg"))}, "data": {"prompt": "cat", "text_threshold": "1.5"}}, 422, "between 0 and 1"),
-        ({"files": {"image": ("a.jpg", photo_bytes("chelsea.jpg"))}, "data": {"prompt": "cat", "sam_type": "vit_x"}}, 422, "Unknown sam_type"),
+        ({"files": {"image": ("a.jpg", photo_bytes("chelsea.jpg"))}, "data": {"prompt": "cat", "sam_type": "vit_x"}}, 422, "Unknown SAM type"),
         ({"files": {"image": ("a.jpg", photo_bytes("chelsea.jpg"))}, "data": {"prompt": "cat", "format": "gif"}}, 422, "Unknown format"),
         ({"files": {"image": ("a.jpg", photo_bytes("chelsea.jpg"))}, "data": {"prompt": "cat", "max_detections": "2.5"}}, 422, "whole number"),
         ({"files": {"image": ("a.jpg", photo_bytes("chelsea.jpg"))}, "data": {"prompt": "cat", "sam_type": "vit_h"}}, 503, "sam_vit_h_4b8939.pth"),
@@ -137,7 +137,7 @@ def test_twenty_concurrent_requests_are_batched_and_all_answered_correctly(serve
 )
 def test_bad_requests_get_a_4xx_or_503_with_a_message(server, request_kwargs, status, message):
     _, url, _ = server
-    response = httpx.post(f"{url}/predict", timeout=120, **request_kwargs)
+    response = httpx.post(f"{url}/predict", timeout=300, **request_kwargs)
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
     assert "Traceback" not in response.text
@@ -158,7 +158,7 @@ def test_a_bad_request_in_a_batch_does_not_fail_the_others(server):
     good = {"files": {"image": ("a.jpg", photo_bytes("coffee.jpg"))}, "data": {"prompt": "cup", **LOOSE}}
     bad = {"files": {"image": ("a.jpg", b"junk")}, "data": {"prompt": "cup"}}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        responses = list(pool.map(lambda kwargs: httpx.post(f"{url}/predict", timeout=120, **kwargs), [good, bad] * 4))
+        responses = list(pool.map(lambda kwargs: httpx.post(f"{url}/predict", timeout=300, **kwargs), [good, bad] * 4))
     assert [r.status_code for r in responses] == [200, 400] * 4
     assert httpx.get(f"{url}/health", timeout=10).text == "ok"
 
@@ -181,14 +181,14 @@ def test_odd_and_broken_image_files(server, tmp_path):
 def test_a_request_failing_inside_the_model_is_answered_and_the_others_too(server):
     _, url, _ = server
     image = photo_bytes("coffee.jpg")
-    kinds = ["vit_b", "vit_l"] * 4  # the vit_l file is damaged: loading it fails in the worker
+    kinds = [TINY_A, TINY_B] * 4  # the second file is damaged: loading it fails in the worker
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda sam_type: post_multipart(url, image, prompt="cup", sam_type=sam_type, **LOOSE), kinds))
     for sam_type, response in zip(kinds, responses):
-        if sam_type == "vit_b":
+        if sam_type == TINY_A:
             assert response.status_code == 200, response.text
         else:
-            assert response.status_code == 503 and "sam_vit_l_0b3195.pth" in response.json()["detail"]
+            assert response.status_code == 503 and f"{TINY_B}.pth" in response.json()["detail"]
     assert httpx.get(f"{url}/health", timeout=10).text == "ok"
 
 
@@ -196,17 +196,15 @@ def test_a_slow_client_does_not_hold_up_the_others(server):
     _, url, _ = server
     port = int(url.rsplit(":", 1)[1])
     body = b'{"prompt": "cup", "image": "' + base64.b64encode(photo_bytes("coffee.jpg")) + b'"}'
-    slow = socket.create_connection(("127.0.0.1", port), timeout=60)
+    slow = socket.create_connection(("127.0.0.1", port), timeout=300)
     slow.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
     try:
-        started = time.monotonic()
         answers = [post_multipart(url, photo_bytes("coffee.jpg"), prompt="cup", **LOOSE) for _ in range(3)]
         assert [a.status_code for a in answers] == [200] * 3
         slow.sendall(body[100:])  # the slow client finishes after the others were answered
         reply = slow.recv(200)
         assert reply.startswith(b"HTTP/1.1 200"), reply
-        assert time.monotonic() - started < 120
     finally:
         slow.close()
 
@@ -242,7 +240,7 @@ class FailingPool:
 @pytest.mark.parametrize(("error", "status"), [(RuntimeError("CUDA error: out of memory"), 500), (InvalidPromptError("no class"), 400)])
 def test_predict_batch_isolates_the_request_at_fault(error, status):
     image = np.zeros((1, 1, 3), np.uint8)
-    requests = [PredictRequest(image, prompt, "vit_b", 0.3, 0.25, None, "json") for prompt in ("a", "bad", "c")]
+    requests = [PredictRequest(image, prompt, TINY_A, 0.3, 0.25, None, "json") for prompt in ("a", "bad", "c")]
     pool = FailingPool("bad", error)
     outputs = predict_batch(pool, [*requests, Rejected(422, "already refused")])
     assert [type(o).__name__ for o in outputs] == ["tuple", "Rejected", "tuple", "Rejected"]
@@ -264,9 +262,9 @@ def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, 
 
         client = Client(f"http://127.0.0.1:{port}/app/", verbose=False)
         _, table, _, status = client.predict(
-            handle_file(str(ASSETS / "coffee.jpg")), "cup", "vit_b", 0.0, 0.0, api_name="/predict"
+            handle_file(str(ASSETS / "coffee.jpg")), "cup", TINY_A, 0.0, 0.0, api_name="/predict"
         )
-        assert "SAM vit_b (encoder width 768)" in status
+        assert f"SAM {TINY_A} (encoder width 192)" in status
         assert len(table["data"]) > 0 and {row[0] for row in table["data"]} == {"cup"}
         os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
