@@ -19,7 +19,7 @@ def draw_image(image: ImageInput, result: LangSAMResult) -> np.ndarray:
         raise ValueError(f"The result is for an image of size {result.image_size}, not {pixels.shape[:2]}.")
     # supervision reads a PIL image as RGB (a numpy array would be taken as OpenCV's BGR).
     scene = Image.fromarray(pixels.copy())
-    if len(result) == 0:
+    if result.num_detections == 0:
         return np.asarray(scene)
     detections = result.to_supervision()
     labels = [f"{label} {score:.2f}" for label, score in zip(result.phrases, result.logits)]

@@ -42,7 +42,9 @@ class PreparedImage:
 class LangSAMResult:
     """Detections and masks in one image, highest score first.
 
-    Unpacks like lang-segment-anything's ``masks, boxes, phrases, logits = model.predict(...)``.
+    Code written for lang-segment-anything runs unchanged: it unpacks and indexes like v1's
+    ``masks, boxes, phrases, logits`` and reads like v0.2.x's dicts (``result["masks"]``); the
+    number of detections is ``num_detections``.
     masks: (N, H, W) bool; boxes: (N, 4) float32 pixel xyxy; phrases: N class names; logits: (N,)
     detection scores; mask_scores: (N,) SAM's predicted mask IoU; class_ids: (N,) into classes.
     """
@@ -56,11 +58,37 @@ class LangSAMResult:
     classes: list[str]
     image_size: tuple[int, int] = field(default=(0, 0))
 
+    # lang-segment-anything v1: ``masks, boxes, phrases, logits = model.predict(image, text)``, and
+    # result[0] .. result[3]: a sequence of those four, whatever the number of detections.
     def __iter__(self):
-        return iter((self.masks, self.boxes, self.phrases, self.logits))
+        return iter(self._as_v1())
 
     def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, key: int | slice | str):
+        """result[0] .. result[3] as v1 unpacks; result["masks"], ["boxes"], ["scores"], ["labels"],
+        ["mask_scores"] as lang-segment-anything v0.2.x's per-image dicts."""
+        if isinstance(key, str):
+            v02 = self._as_v02()
+            if key not in v02:
+                raise KeyError(f"{key!r}: a result has the keys {', '.join(v02)} (and the attributes of LangSAMResult)")
+            return v02[key]
+        return self._as_v1()[key]
+
+    def keys(self) -> list[str]:
+        return list(self._as_v02())
+
+    @property
+    def num_detections(self) -> int:
+        """How many objects were found (len() is 4, the length of the v1 tuple)."""
         return len(self.phrases)
+
+    def _as_v1(self) -> tuple:
+        return (self.masks, self.boxes, self.phrases, self.logits)
+
+    def _as_v02(self) -> dict:
+        return {"masks": self.masks, "boxes": self.boxes, "scores": self.logits, "labels": self.phrases, "mask_scores": self.mask_scores}
 
     def to_supervision(self):
         """supervision.Detections with masks, class ids, confidences and class names."""
@@ -205,7 +233,18 @@ class LangSAM:
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         embedding_cache_size: int = 4,
+        *,
+        ckpt_path: str | Path | None = None,
+        sam_ckpt_path: str | Path | None = None,
+        gdino_model_ckpt_path: str | Path | None = None,
+        gdino_processor_ckpt_path: str | Path | None = None,
     ) -> None:
+        # lang-segment-anything's names: v1's ckpt_path, v0.2.x's sam_ckpt_path and gdino_*_ckpt_path.
+        sam_checkpoint = _one_of(sam_checkpoint=sam_checkpoint, ckpt_path=ckpt_path, sam_ckpt_path=sam_ckpt_path)
+        if gdino_model_ckpt_path is not None:
+            if detector != DEFAULT_DETECTOR:
+                raise InvalidOptionError("Give the detector once: detector= or gdino_model_ckpt_path=, not both.")
+            detector = gdino_model_ckpt_path
         self.embedding_cache_size = max(1, embedding_cache_size)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -218,7 +257,9 @@ class LangSAM:
                 )
             self.detector = detector
         else:
-            self.detector = GroundingDinoDetector(detector, device=self.device, dtype=self.dtype)
+            self.detector = GroundingDinoDetector(
+                detector, device=self.device, dtype=self.dtype, processor=gdino_processor_ckpt_path
+            )
 
     def set_sam(self, sam_type: str | None = None, sam_checkpoint: str | Path | None = None) -> None:
         """Load another SAM (by name, or the one a checkpoint holds); predictions already running
@@ -267,18 +308,29 @@ class LangSAM:
 
     def predict(
         self,
-        images: ImageInput | PreparedImage | list[ImageInput | PreparedImage],
-        prompts: str | list[str],
+        images: ImageInput | PreparedImage | list[ImageInput | PreparedImage] | None = None,
+        prompts: str | list[str] | None = None,
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
         max_detections: int | None = None,
+        *,
+        image_pil: ImageInput | None = None,
+        text_prompt: str | None = None,
+        images_pil: list[ImageInput] | None = None,
+        texts_prompt: list[str] | None = None,
     ) -> LangSAMResult | list[LangSAMResult]:
         """Detect the prompt's classes, then segment every box in one batch of SAM box prompts.
 
         images: one image (path, PIL image, RGB array, or what prepare made of one) or a list;
         prompts: one for all images or one per image. Returns one LangSAMResult per image (a single
         one for a single image). max_detections keeps only the highest-scoring boxes.
+        lang-segment-anything's keywords work too: v1's image_pil / text_prompt, v0.2.x's
+        images_pil / texts_prompt.
         """
+        images = _one_of(images=images, image_pil=image_pil, images_pil=images_pil)
+        prompts = _one_of(prompts=prompts, text_prompt=text_prompt, texts_prompt=texts_prompt)
+        if images is None or prompts is None:
+            raise InvalidOptionError("predict needs images and prompts: model.predict(image, \"car, wheel\").")
         single = not isinstance(images, list)
         prepared = [image if isinstance(image, PreparedImage) else self.prepare(image) for image in ([images] if single else images)]
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
@@ -317,3 +369,11 @@ class LangSAM:
             classes=list(found.classes),
             image_size=(height, width),
         )
+
+
+def _one_of(**names):
+    """The one value given under any of these names (None if none); two given is an error."""
+    given = {name: value for name, value in names.items() if value is not None}
+    if len(given) > 1:
+        raise InvalidOptionError(f"{' and '.join(given)} name the same thing; give one of them.")
+    return next(iter(given.values()), None)

@@ -111,10 +111,10 @@ def test_gradio_client_calls_the_api(app_url):
     )
     assert np.asarray(Image.open(drawing)).shape == (400, 600, 3)
     result = LangSAMResult.from_json(json.loads(Path(json_file).read_text()))
-    assert result.masks.shape[1:] == (400, 600) and len(result) == len(table["data"]) > 0
+    assert result.masks.shape[1:] == (400, 600) and result.num_detections == len(table["data"]) > 0
     assert [row[0] for row in table["data"]] == result.phrases
     assert set(result.phrases) <= {"cup", "spoon"}
-    assert status.startswith(f"{len(result)} detection")
+    assert status.startswith(f"{result.num_detections} detection")
     with pytest.raises(Exception, match="Upload an image first"):
         client.predict(None, "cup", TINY_A, 0.3, 0.25, api_name="/predict")
 

@@ -120,7 +120,7 @@ def check_case(pipeline: LangSAM, image, size, prompt, box_threshold, text_thres
     assert isinstance(box_threshold, float) and 0 <= box_threshold <= 1 and not math.isnan(box_threshold)
     assert size is not None, "an invalid image gave a result"
     height, width = size
-    count = len(result)
+    count = result.num_detections
     assert result.masks.dtype == bool and result.masks.shape == (count, height, width)
     assert result.boxes.shape == (count, 4) and np.isfinite(result.boxes).all()
     assert (result.boxes >= 0).all() and (result.boxes[:, [0, 2]] <= width).all() and (result.boxes[:, [1, 3]] <= height).all()

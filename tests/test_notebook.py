@@ -35,5 +35,5 @@ def test_lang_sam_demo_notebook_runs(monkeypatch, sam_files, tiny_detector_dir):
     namespace = run_notebook("lang_sam_demo.ipynb")
     result = namespace["result"]
     assert namespace["drawing"].shape == (300, 451, 3)
-    assert len(namespace["exported"]["detections"]) == len(result) == len(namespace["detections"])
+    assert len(namespace["exported"]["detections"]) == result.num_detections == len(namespace["detections"])
     assert set(result.phrases) <= {"cat", "sofa"}

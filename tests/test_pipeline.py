@@ -25,6 +25,9 @@ def model(sam_files, tiny_detector_dir):
 
 @pytest.fixture
 def encoder_calls(model, monkeypatch):
+    """The image-encoder runs of the test, counted from an empty embedding cache (so that they do
+    not depend on which images earlier tests left in it)."""
+    model.embeddings.clear()
     calls = []
     encoder = model.sam.image_encoder
     original = encoder.forward
@@ -33,7 +36,7 @@ def encoder_calls(model, monkeypatch):
 
 
 def assert_well_formed(result: LangSAMResult, height: int, width: int, classes: list[str]) -> None:
-    count = len(result)
+    count = result.num_detections
     assert result.masks.shape == (count, height, width) and result.masks.dtype == bool
     assert result.boxes.shape == (count, 4) and result.boxes.dtype == np.float32
     assert result.logits.shape == (count,) and result.mask_scores.shape == (count,)
@@ -46,15 +49,48 @@ def test_predict_unpacks_like_lang_segment_anything(model):
     image = Image.open(ASSETS / "astronaut.jpg").convert("RGB")
     result = model.predict(image, "Person, flag", max_detections=6, **LOOSE)
     assert_well_formed(result, 512, 512, ["person", "flag"])
-    assert len(result) == 6
+    assert result.num_detections == 6
     masks, boxes, phrases, logits = result
     assert masks is result.masks and phrases == result.phrases and logits is result.logits
     assert masks.any(axis=(1, 2)).any(), "random SAM still draws some foreground"
+    assert len(result) == 4 and result[0] is masks and result[1] is boxes and result[2] is phrases and result[3] is logits
+    assert result[-1] is logits and list(result[:2]) == [masks, boxes]
+    empty = model.predict(image, "person", box_threshold=1.0)
+    assert len(empty) == 4 and empty.num_detections == 0 and empty[0].shape == (0, 512, 512)
+
+
+def test_lang_segment_anything_keywords_and_dicts(model, sam_files, tiny_detector_dir):
+    """v1: LangSAM(sam_type=, ckpt_path=), predict(image_pil=, text_prompt=); v0.2.x: LangSAM(sam_ckpt_path=,
+    gdino_model_ckpt_path=, gdino_processor_ckpt_path=), predict(images_pil=[...], texts_prompt=[...])
+    giving one dict-like result per image."""
+    image = Image.open(ASSETS / "chelsea.jpg").convert("RGB")
+    v1 = LangSAM(ckpt_path=sam_files[0], detector=model.detector, device="cpu")
+    masks, boxes, phrases, logits = v1.predict(image_pil=image, text_prompt="cat", max_detections=3, **LOOSE)
+    expected = model.predict(image, "cat", max_detections=3, **LOOSE)
+    np.testing.assert_array_equal(masks, expected.masks)
+    assert phrases == expected.phrases
+    v02 = LangSAM(sam_ckpt_path=sam_files[0], gdino_model_ckpt_path=tiny_detector_dir,
+                  gdino_processor_ckpt_path=tiny_detector_dir, device="cpu")
+    results = v02.predict(images_pil=[image, image], texts_prompt=["cat", "sofa"], max_detections=3, **LOOSE)
+    assert len(results) == 2
+    for result, prompt in zip(results, ["cat", "sofa"]):
+        count = result.num_detections
+        assert result["masks"].shape == (count, 300, 451) and result["boxes"].shape == (count, 4)
+        assert len(result["scores"]) == len(result["labels"]) == len(result["mask_scores"]) == count == 3
+        assert set(result["labels"]) == {prompt} and result["scores"] is result.logits
+        assert result.keys() == ["masks", "boxes", "scores", "labels", "mask_scores"]
+    np.testing.assert_array_equal(results[0]["masks"], expected.masks)
+    with pytest.raises(KeyError, match="has the keys masks, boxes"):
+        results[0]["phrases_typo"]
+    with pytest.raises(InvalidOptionError, match="sam_checkpoint and ckpt_path"):
+        LangSAM(sam_checkpoint=sam_files[0], ckpt_path=sam_files[1])
+    with pytest.raises(InvalidOptionError, match="images and image_pil"):
+        model.predict(image, "cat", image_pil=image)
 
 
 def test_nothing_detected_is_an_empty_result_without_running_sam(model, encoder_calls):
     result = model.predict(ASSETS / "coffee.jpg", "cup", box_threshold=1.0)
-    assert len(result) == 0
+    assert result.num_detections == 0
     assert result.masks.shape == (0, 400, 600) and result.boxes.shape == (0, 4)
     assert result.to_json()["detections"] == [] and len(result.to_supervision()) == 0
     assert encoder_calls == []
@@ -64,7 +100,7 @@ def test_second_prompt_on_the_same_image_reuses_the_embedding(model, encoder_cal
     image = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
     first = model.predict(image, "cat", max_detections=3, **LOOSE)
     second = model.predict(image.copy(), "sofa, cushion", max_detections=3, **LOOSE)
-    assert len(first) == len(second) == 3
+    assert first.num_detections == second.num_detections == 3
     assert len(encoder_calls) == 1
     model.predict(image[::-1].copy(), "cat", max_detections=1, **LOOSE)
     assert len(encoder_calls) == 2, "another image is encoded"
@@ -89,7 +125,6 @@ def test_embeddings_of_the_last_few_images_are_kept(model, encoder_calls, monkey
 
 def test_images_prepared_in_other_threads_predict_as_the_images(model, encoder_calls):
     paths = [ASSETS / "coffee.jpg", ASSETS / "chelsea.jpg", ASSETS / "astronaut.jpg"]
-    model.embeddings.clear()  # the module's model may hold these photos from earlier tests
     with ThreadPoolExecutor(max_workers=2) as pool:  # later images are prepared while earlier ones predict
         ahead = [model.predict(future.result(), "cup, cat", max_detections=3, **LOOSE) for future in [pool.submit(model.prepare, p) for p in paths]]
     assert len(encoder_calls) == 3
@@ -166,7 +201,7 @@ def test_set_sam_really_switches(model, sam_files):
     expected = torch.load(sam_files[1], weights_only=True)["mask_decoder.iou_token.weight"]
     torch.testing.assert_close(model.sam.mask_decoder.iou_token.weight, expected)
     result = model.predict(ASSETS / "coffee.jpg", "cup", max_detections=2, **LOOSE)
-    assert len(result) == 2
+    assert result.num_detections == 2
     model.set_sam(sam_checkpoint=sam_files[0])
     with pytest.raises(InvalidOptionError, match="Unknown SAM type"):
         model.set_sam("vit_x")

@@ -55,8 +55,8 @@ def test_every_image_file_gives_a_result_of_its_size_or_an_invalid_image_error(p
             assert name in str(error.value) or "bomb" in name, name
             continue
         result = pipeline.predict(folder / name, "cat", **LOOSE)
-        assert result.masks.shape == (len(result), *expected) and result.masks.dtype == bool, name
-        assert len(result) == 2 and set(result.phrases) == {"cat"}, name
+        assert result.masks.shape == (result.num_detections, *expected) and result.masks.dtype == bool, name
+        assert result.num_detections == 2 and set(result.phrases) == {"cat"}, name
 
 
 def test_directories_missing_files_and_odd_arrays(pipeline, tmp_path):
@@ -100,13 +100,13 @@ def test_prompts(pipeline, prompt, classes):
             pipeline.predict(image, prompt, **LOOSE)
         return
     result = pipeline.predict(image, prompt, **LOOSE)
-    assert result.classes == classes and set(result.phrases) <= set(classes) and len(result) == 2
+    assert result.classes == classes and set(result.phrases) <= set(classes) and result.num_detections == 2
 
 
 def test_a_thousand_classes(pipeline):
     classes = [f"thing {index}" for index in range(1000)]
     result = pipeline.predict(ASSETS / "coffee.jpg", ", ".join(classes), box_threshold=0.0, text_threshold=0.0, max_detections=10)
-    assert result.classes == classes and len(result) == 10 and set(result.phrases) <= set(classes)
+    assert result.classes == classes and result.num_detections == 10 and set(result.phrases) <= set(classes)
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,45 @@ def test_bad_requests_get_a_4xx_or_503_with_a_message(server, request_kwargs, st
     assert "Traceback" not in response.text
 
 
+def test_a_client_written_for_lang_segment_anything_v02_gets_the_drawing(server):
+    """v0.2.x's own client posts multipart image, text_prompt, sam_type, box_threshold and text_threshold
+    and reads the PNG drawing back; a SAM 2.1 name it sends that is not here gets a 422 listing those that are."""
+    _, url, _ = server
+    fields = {"text_prompt": "cup", "box_threshold": "0", "text_threshold": "0"}
+    response = httpx.post(f"{url}/predict", files={"image": ("coffee.jpg", photo_bytes("coffee.jpg"))}, data=fields, timeout=300)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    drawing = np.asarray(Image.open(io.BytesIO(response.content)))
+    assert drawing.shape == (400, 600, 3)
+    assert (drawing != np.asarray(Image.open(ASSETS / "coffee.jpg").convert("RGB"))).any(axis=2).mean() > 0.01
+    sam2 = httpx.post(f"{url}/predict", files={"image": ("coffee.jpg", photo_bytes("coffee.jpg"))},
+                      data={**fields, "sam_type": "sam2.1_hiera_small"}, timeout=300)
+    assert sam2.status_code == 422 and f"choose one of vit_h, vit_l, vit_b, {TINY_A}, {TINY_B}" in sam2.json()["detail"]
+
+
+def test_fields_of_the_wrong_type_and_unreadable_json_answer_only_themselves(server):
+    _, url, _ = server
+    image = base64.b64encode(photo_bytes("coffee.jpg")).decode()
+    good = {"image": image, "prompt": "cup", "box_threshold": 0, "text_threshold": 0, "max_detections": 2}
+    odd = [
+        ({**good, "sam_type": ["vit_b"]}, 422, "Unknown SAM type"),
+        ({**good, "prompt": {"text": "cup"}}, 400, "prompt"),
+        ({**good, "box_threshold": [0.3]}, 422, "box_threshold"),
+        ({**good, "format": None, "max_detections": {"n": 2}}, 422, "max_detections"),
+        ({**good, "image": 12}, 400, "image"),
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda body: httpx.post(f"{url}/predict", json=body, timeout=300), [good, *(o[0] for o in odd), good]))
+    assert answers[0].status_code == answers[-1].status_code == 200, "the valid batch-mates are answered"
+    for (_, status, message), response in zip(odd, answers[1:-1]):
+        assert response.status_code == status and message in response.json()["detail"], response.text
+    huge_number = b'{"prompt": "cup", "box_threshold": ' + b"9" * 5000 + b"}"
+    deep = b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for body in (huge_number, deep):
+        response = httpx.post(f"{url}/predict", content=body, headers={"content-type": "application/json"}, timeout=300)
+        assert response.status_code == 400 and "not valid JSON" in response.json()["detail"]
+    assert httpx.get(f"{url}/health", timeout=30).text == "ok"
+
+
 def test_oversized_bodies_and_images_are_refused(server):
     _, url, _ = server
     too_big = post_multipart(url, os.urandom(MAX_UPLOAD_MB * 2**20 + 10), prompt="cat")

@@ -82,7 +82,7 @@ def test_a_failed_encode_leaves_nothing_and_the_next_call_encodes_again(model, m
         model.predict(IMAGES[0], PROMPTS[0], **LOOSE)
     assert len(model.embeddings) == 0
     monkeypatch.setattr(encoder, "forward", original)
-    assert len(model.predict(IMAGES[0], PROMPTS[0], **LOOSE)) == 4
+    assert model.predict(IMAGES[0], PROMPTS[0], **LOOSE).num_detections == 4
 
 
 def test_two_threads_asking_for_one_new_image_encode_it_once():

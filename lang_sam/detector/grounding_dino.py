@@ -41,7 +41,8 @@ class GroundingDinoDetector:
     model: a Hugging Face repo id (or a short name from DETECTOR_MODELS), a local folder in
     transformers format, or an original IDEA checkpoint (.pth, e.g. groundingdino_swint_ogc.pth,
     read with the bert-base-uncased ``tokenizer``, an id or a folder). Weights come through the
-    Hugging Face cache (HF_HOME, HF_HUB_OFFLINE).
+    Hugging Face cache (HF_HOME, HF_HUB_OFFLINE). processor: a folder or id holding the image
+    processor and tokenizer, when they are not saved with the model.
     device: "cuda", "mps", "cpu" or None for the first available; dtype: float32 or bfloat16.
     """
 
@@ -51,12 +52,13 @@ class GroundingDinoDetector:
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         tokenizer: str | Path = DEFAULT_TOKENIZER,
+        processor: str | Path | None = None,
     ) -> None:
         resolved_device = resolve_device(device)  # bad options fail before a model is loaded
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         source = DETECTOR_MODELS.get(str(model), str(model))
-        network_model, processor = _load(source, tokenizer)
-        self._attach(network_model, processor, resolved_device, resolved_dtype, source)
+        network_model, loaded_processor = _load(source, tokenizer, None if processor is None else str(processor))
+        self._attach(network_model, loaded_processor, resolved_device, resolved_dtype, source)
 
     @classmethod
     def from_parts(cls, model, processor, device: str | torch.device | None = None, dtype=None) -> GroundingDinoDetector:
@@ -146,14 +148,27 @@ class GroundingDinoDetector:
         return results
 
 
-def _load(source: str, tokenizer: str | Path):
-    """Model and processor from a repo id, a transformers folder, or an original .pth file."""
-    from transformers import AutoProcessor, GroundingDinoForObjectDetection
+def _load(source: str, tokenizer: str | Path, processor: str | None = None):
+    """Model and processor from a repo id, a transformers folder, or an original .pth file; the
+    processor from its own folder or repo when one is given."""
+    from transformers import GroundingDinoForObjectDetection
 
     if source.endswith(".pth"):
-        return load_original_grounding_dino(source, tokenizer)
+        model, original_processor = load_original_grounding_dino(source, tokenizer)
+        return model, original_processor if processor is None else _load_processor(processor)
     try:
-        return GroundingDinoForObjectDetection.from_pretrained(source), AutoProcessor.from_pretrained(source)
+        model = GroundingDinoForObjectDetection.from_pretrained(source)
+    except OSError as error:
+        raise ModelLoadError(_missing_model_message(source, error)) from None
+    return model, _load_processor(processor or source)
+
+
+def _load_processor(source: str):
+    """The image processor and tokenizer saved in a folder or repo (a model's, or one of its own)."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(source)
     except OSError as error:
         raise ModelLoadError(_missing_model_message(source, error)) from None
 

@@ -102,7 +102,8 @@ def detection_rows(result: LangSAMResult) -> list[list]:
 
 
 def status_line(result: LangSAMResult, model: str) -> str:
-    found = f"{len(result)} detection{'s' if len(result) != 1 else ''}" if len(result) else "Nothing found"
+    count = result.num_detections
+    found = f"{count} detection{'s' if count != 1 else ''}" if count else "Nothing found"
     return f"{found}. Model: {model}."
 
 

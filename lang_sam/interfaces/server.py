@@ -89,12 +89,15 @@ def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits
     except (binascii.Error, ValueError):
         raise InvalidImageError('The "image" field is not valid base64.') from None
     prompt = payload.get("prompt")
+    legacy = prompt is None and "text_prompt" in payload  # lang-segment-anything v0.2.x's client
+    if legacy:
+        prompt = payload["text_prompt"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidPromptError('Send a text "prompt" naming what to segment, e.g. "car, wheel".')
     if len(prompt) > MAX_PROMPT_CHARACTERS:
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
     sam_type = check_sam_type(payload.get("sam_type") or default_sam_type, checkpoint_dir)
-    response_format = str(payload.get("format") or "json").lower()
+    response_format = str(payload.get("format") or ("png" if legacy else "json")).lower()
     if response_format not in ("json", "png"):
         raise InvalidOptionError(f'Unknown format {response_format!r}; use "json" or "png".')
     max_detections = payload.get("max_detections")
@@ -163,6 +166,8 @@ class LangSAMAPI(ls.LitAPI):
             return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.settings.checkpoint_dir)
         except LangSAMError as error:  # one bad request must not fail the others in its batch
             return Rejected(422 if isinstance(error, InvalidOptionError) else 400, str(error))
+        except Exception as error:  # noqa: BLE001 - a body no check foresaw is still only its own 400
+            return Rejected(400, f"The request could not be read ({type(error).__name__}: {error}).")
 
     def batch(self, inputs: list) -> list:
         return inputs
@@ -304,8 +309,8 @@ async def _read_payload(scope, content_type: str, body: bytes) -> dict[str, Any]
     if content_type.startswith("application/json") or not content_type:
         try:
             payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise _Unreadable(400, f"The body is not valid JSON ({error}).") from None
+        except (ValueError, RecursionError) as error:  # also numbers of 5,000 digits, deep nesting
+            raise _Unreadable(400, f"The body is not valid JSON, or nests or counts too deep to read ({error}).") from None
         if not isinstance(payload, dict):
             raise _Unreadable(400, "The JSON body must be an object with the fields image, prompt, ...")
         return payload
