@@ -216,7 +216,8 @@ class LangSAM:
     sam_type: "vit_h", "vit_l", "vit_b" or the name of a NAME.pth in $LANG_SAM_CHECKPOINTS (see
     lang_sam.registry); sam_checkpoint: a path, else found or downloaded (lang_sam.io.weights).
     Without either, vit_h; with only a checkpoint, whatever SAM it holds (with both, a name that is
-    not an official size only names it). detector: a Grounding DINO repo id, folder or original .pth, or a loaded
+    not an official size only names it); checkpoint_dir: where names are looked up (default
+    $LANG_SAM_CHECKPOINTS). detector: a Grounding DINO repo id, folder or original .pth, or a loaded
     GroundingDinoDetector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
     best available; dtype: float32 or bfloat16. The SAM embeddings of the last embedding_cache_size
     images are kept (4 MB each), so a new prompt on any of them skips the image encoder.
@@ -234,6 +235,7 @@ class LangSAM:
         dtype: torch.dtype | str | None = None,
         embedding_cache_size: int = 4,
         *,
+        checkpoint_dir: str | Path | None = None,
         ckpt_path: str | Path | None = None,
         sam_ckpt_path: str | Path | None = None,
         gdino_model_ckpt_path: str | Path | None = None,
@@ -246,6 +248,7 @@ class LangSAM:
                 raise InvalidOptionError("Give the detector once: detector= or gdino_model_ckpt_path=, not both.")
             detector = gdino_model_ckpt_path
         self.embedding_cache_size = max(1, embedding_cache_size)
+        self.checkpoint_dir = checkpoint_dir
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
@@ -264,7 +267,7 @@ class LangSAM:
     def set_sam(self, sam_type: str | None = None, sam_checkpoint: str | Path | None = None) -> None:
         """Load another SAM (by name, or the one a checkpoint holds); predictions already running
         finish on the SAM they started with."""
-        self._use_sam(*load_sam(sam_type, sam_checkpoint, dtype=self.dtype))
+        self._use_sam(*load_sam(sam_type, sam_checkpoint, self.dtype, self.checkpoint_dir))
 
     @classmethod
     def from_parts(
@@ -274,6 +277,7 @@ class LangSAM:
         it runs on the detector's device and dtype."""
         pipeline = cls.__new__(cls)
         pipeline.embedding_cache_size = max(1, embedding_cache_size)
+        pipeline.checkpoint_dir = None
         pipeline.device, pipeline.dtype = detector.device, detector.dtype
         pipeline.detector = detector
         pipeline._use_sam(sam_type, sam.eval())
@@ -289,6 +293,15 @@ class LangSAM:
     @property
     def sam(self) -> Sam:
         return self._sam.model
+
+    def describe(self) -> str:
+        """What runs: SAM name and encoder width, detector, device and dtype (as the app, the server
+        and ``lang-sam predict -v`` show it)."""
+        width = self.sam.image_encoder.patch_embed.proj.out_channels
+        return (
+            f"SAM {self.sam_type} (encoder width {width}) + {self.detector.name} on {self.device}, "
+            f"{str(self.dtype).removeprefix('torch.')}"
+        )
 
     @property
     def embeddings(self) -> EmbeddingCache:

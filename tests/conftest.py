@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,13 @@ TINY_SAMS = {
     "tiny_sam_b": SamArchitecture(encoder_embed_dim=256, encoder_depth=2, encoder_num_heads=4, encoder_global_attn_indexes=(1,)),
 }
 TINY_A, TINY_B = TINY_SAMS
+
+
+# Every command the tests run (lang-sam predict, label, eval, app, serve, in process or not) reads
+# its dtype from here as users set it: float32, so that results do not depend on whether the
+# machine has native bfloat16 (dtype="auto" would pick bf16 on some CI machines, fp32 on others).
+# The bf16 paths have tests of their own.
+os.environ["LANG_SAM_DTYPE"] = "float32"
 
 
 def pytest_sessionstart(session):
@@ -162,7 +170,6 @@ def service_models(tmp_path_factory, tiny_detector_dir):
 def service_environment(service_models, tmp_path_factory):
     """Environment for an app or server process: its models, the CPU, and an empty torch hub cache
     (so vit_h is missing, as on a machine without network)."""
-    import os
 
     checkpoints, detector = service_models
     return {
@@ -171,6 +178,7 @@ def service_environment(service_models, tmp_path_factory):
         "LANG_SAM_DETECTOR": str(detector),
         "LANG_SAM_SAM_TYPE": TINY_A,
         "LANG_SAM_DEVICE": "cpu",
+        "LANG_SAM_DTYPE": "float32",
         "TORCH_HOME": str(tmp_path_factory.mktemp("torch-home")),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +147,47 @@ def test_bad_threshold_or_prompt_exits_2_with_a_message(inputs, tmp_path, sam_fi
     error = capsys.readouterr().err
     assert code == 2 and message in error and "Traceback" not in error
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_verbose_names_the_models_device_and_dtype(inputs, tmp_path, sam_files, tiny_detector_dir, capsys):
+    code = run([inputs / "coffee.jpg", "--prompt", "cup", "--out", tmp_path / "out", "-v", "--dtype", "float32"], sam_files, tiny_detector_dir)
+    assert code == 0
+    error = capsys.readouterr().err
+    assert "SAM tiny_sam_a (encoder width 192) + " in error and "on cpu, float32" in error
+
+
+@pytest.mark.parametrize("kind", ["a file", "unwritable"])
+def test_an_output_folder_that_cannot_hold_outputs_fails_before_any_work(kind, inputs, tmp_path, sam_files, tiny_detector_dir, capsys, monkeypatch):
+    out = tmp_path / "taken.txt" if kind == "a file" else Path("/proc/lang-sam-out")  # /proc refuses new files even to root
+    if kind == "a file":
+        out.write_text("keep me")
+    loads = []
+    monkeypatch.setattr("lang_sam.pipeline.LangSAM.__init__", lambda *args, **kwargs: loads.append(1))
+    code = run([inputs / "coffee.jpg", "--prompt", "cup", "--out", out], sam_files, tiny_detector_dir)
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error and loads == [], "refused before the models load"
+    assert ("is a file, not a folder" if kind == "a file" else "cannot be written") in error
+    if kind == "a file":
+        assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("where", ["missing folder", "a folder"])
+def test_eval_json_that_cannot_be_written_fails_before_any_work(where, tmp_path, capsys):
+    coco = tmp_path / "instances.json"
+    coco.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]}))
+    target = tmp_path / "nowhere" / "metrics.json" if where == "missing folder" else tmp_path
+    code = main(["eval", "--coco", str(coco), "--images", str(tmp_path), "--json", str(target), "--sam-type", "vit_x"])
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error
+    assert ("does not exist; create it first" if where == "missing folder" else "is a folder") in error
+
+
+def test_outputs_get_the_users_umask_like_any_other_file(inputs, tmp_path, sam_files, tiny_detector_dir):
+    from lang_sam.io.files import FILE_MODE
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert FILE_MODE == 0o666 & ~umask
+    assert run([inputs / "coffee.jpg", "--prompt", "cup", "--out", tmp_path / "out"], sam_files, tiny_detector_dir) == 0
+    for name in ("coffee.png", "coffee.json"):
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

@@ -31,7 +31,7 @@ outcomes: Counter = Counter()
 def small_pipeline(tiny_detector_dir):
     sam = build_sam_from_architecture(SMALL_ARCHITECTURE)
     sam.load_state_dict(random_sam_state_dict(SMALL_ARCHITECTURE, seed=11))
-    return LangSAM.from_parts(sam, GroundingDinoDetector(tiny_detector_dir, device="cpu"), sam_type="small")
+    return LangSAM.from_parts(sam, GroundingDinoDetector(tiny_detector_dir, device="cpu", dtype="float32"), sam_type="small")
 
 
 @st.composite

@@ -25,7 +25,7 @@ def photo(name: str) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def detector(tiny_detector_dir):
-    return GroundingDinoDetector(tiny_detector_dir, device="cpu")
+    return GroundingDinoDetector(tiny_detector_dir, device="cpu", dtype="float32")
 
 
 def assert_well_formed(result, image: Image.Image, classes: list[str]) -> None:

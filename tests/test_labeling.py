@@ -16,7 +16,7 @@ from tests.test_grounding_dino import ASSETS
 
 @pytest.fixture(scope="module")
 def model(sam_files, tiny_detector_dir):
-    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu")
+    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")

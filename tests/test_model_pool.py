@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lang_sam import InvalidOptionError
-from lang_sam.interfaces.models import ModelPool, ModelSettings
+from lang_sam.interfaces.models import ModelPool
+from lang_sam.settings import Settings
 from tests.conftest import TINY_A
 
 
@@ -13,27 +14,46 @@ def test_flags_override_environment_override_defaults(monkeypatch):
     monkeypatch.setenv("LANG_SAM_SAM_TYPE", "vit_l")
     monkeypatch.setenv("LANG_SAM_DTYPE", "bfloat16")
     monkeypatch.delenv("LANG_SAM_DEVICE", raising=False)
-    settings = ModelSettings.from_environment(sam_type="vit_b", device=None)
+    settings = Settings.from_environment(sam_type="vit_b", device=None)
     assert (settings.sam_type, settings.dtype, settings.device) == ("vit_b", "bfloat16", None)
-    assert ModelSettings.from_environment().sam_type == "vit_l"
+    assert Settings.from_environment().sam_type == "vit_l"
     monkeypatch.setenv("LANG_SAM_SAM_TYPE", "vit_q")
     with pytest.raises(InvalidOptionError, match="Unknown SAM type 'vit_q'"):
-        ModelSettings.from_environment()
+        Settings.from_environment()
 
 
 def test_bad_device_or_dtype_fails_before_any_model_loads():
     with pytest.raises(InvalidOptionError, match="Unknown device"):
-        ModelPool(ModelSettings(device="tpu:9"))
+        ModelPool(Settings(device="tpu:9"))
     with pytest.raises(InvalidOptionError, match="dtype"):
-        ModelPool(ModelSettings(device="cpu", dtype="float16"))
+        ModelPool(Settings(device="cpu", dtype="float16"))
 
 
 def test_each_size_loads_once_and_unknown_sizes_are_refused(service_models):
     checkpoints, detector = service_models
-    pool = ModelPool(ModelSettings(sam_type=TINY_A, detector=str(detector), checkpoint_dir=str(checkpoints), device="cpu"))
+    pool = ModelPool(Settings(sam_type=TINY_A, detector=str(detector), checkpoint_dir=str(checkpoints), device="cpu"))
     assert pool.loaded_sam_types == []
     first = pool.get()
     assert pool.get(TINY_A) is first and pool.loaded_sam_types == [TINY_A]
     assert pool.describe(TINY_A).startswith(f"SAM {TINY_A} (encoder width 192)")
     with pytest.raises(InvalidOptionError, match="Unknown SAM type"):
         pool.get("vit_x")
+
+
+@pytest.mark.parametrize("command", [
+    ["predict", "photo.jpg", "--prompt", "cat"], ["label", "photos", "--classes", "cat", "--out", "out"],
+    ["eval", "--coco", "instances.json", "--images", "photos"], ["app"], ["serve"],
+])
+def test_every_subcommand_reads_the_same_settings_the_same_way(command, monkeypatch, tmp_path):
+    from lang_sam.interfaces.cli import _settings, build_parser
+
+    environment = {"LANG_SAM_SAM_TYPE": "vit_b", "LANG_SAM_SAM_CHECKPOINT": "mine.pth", "LANG_SAM_DETECTOR": "folder",
+                   "LANG_SAM_CHECKPOINTS": str(tmp_path), "LANG_SAM_DEVICE": "cpu", "LANG_SAM_DTYPE": "bfloat16"}
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    expected = Settings("vit_b", "mine.pth", "folder", str(tmp_path), "cpu", "bfloat16")
+    assert _settings(build_parser().parse_args(command)) == expected
+    flags = ["--sam-type", "vit_l", "--detector", "other", "--device", "cuda", "--dtype", "float32"]
+    assert _settings(build_parser().parse_args([*command, *flags])) == Settings("vit_l", "mine.pth", "other", str(tmp_path), "cuda", "float32")
+    monkeypatch.delenv("LANG_SAM_DETECTOR")
+    assert _settings(build_parser().parse_args(command)).detector == Settings().detector, "then the default"

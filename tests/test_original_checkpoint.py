@@ -141,7 +141,7 @@ def test_original_checkpoint_matches_idea_code(idea_swin_t, bert_folder, monkeyp
 
 def test_detector_accepts_the_pth_file(idea_swin_t, bert_folder):
     _, checkpoint = idea_swin_t
-    detector = GroundingDinoDetector(checkpoint, device="cpu", tokenizer=bert_folder)
+    detector = GroundingDinoDetector(checkpoint, device="cpu", dtype="float32", tokenizer=bert_folder)
     image = Image.open(ASSETS / "coffee.jpg").convert("RGB")
     result = detector.detect(image, "cup, saucer", box_threshold=0.0, text_threshold=0.0)
     assert len(result) == 900 and set(result.labels) <= {"cup", "saucer"}

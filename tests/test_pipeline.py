@@ -20,7 +20,7 @@ LOOSE = dict(box_threshold=0.0, text_threshold=0.0)
 
 @pytest.fixture(scope="module")
 def model(sam_files, tiny_detector_dir):
-    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu")
+    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype="float32")
 
 
 @pytest.fixture
@@ -64,13 +64,13 @@ def test_lang_segment_anything_keywords_and_dicts(model, sam_files, tiny_detecto
     gdino_model_ckpt_path=, gdino_processor_ckpt_path=), predict(images_pil=[...], texts_prompt=[...])
     giving one dict-like result per image."""
     image = Image.open(ASSETS / "chelsea.jpg").convert("RGB")
-    v1 = LangSAM(ckpt_path=sam_files[0], detector=model.detector, device="cpu")
+    v1 = LangSAM(ckpt_path=sam_files[0], detector=model.detector, device="cpu", dtype="float32")
     masks, boxes, phrases, logits = v1.predict(image_pil=image, text_prompt="cat", max_detections=3, **LOOSE)
     expected = model.predict(image, "cat", max_detections=3, **LOOSE)
     np.testing.assert_array_equal(masks, expected.masks)
     assert phrases == expected.phrases
     v02 = LangSAM(sam_ckpt_path=sam_files[0], gdino_model_ckpt_path=tiny_detector_dir,
-                  gdino_processor_ckpt_path=tiny_detector_dir, device="cpu")
+                  gdino_processor_ckpt_path=tiny_detector_dir, device="cpu", dtype="float32")
     results = v02.predict(images_pil=[image, image], texts_prompt=["cat", "sofa"], max_detections=3, **LOOSE)
     assert len(results) == 2
     for result, prompt in zip(results, ["cat", "sofa"]):
@@ -182,7 +182,7 @@ def test_json_reads_back_into_the_same_result(model):
 
 
 def test_a_loaded_detector_is_shared_only_with_the_same_device_and_dtype(model, sam_files):
-    sibling = LangSAM(sam_checkpoint=sam_files[1], detector=model.detector, device="cpu")
+    sibling = LangSAM(sam_checkpoint=sam_files[1], detector=model.detector, device="cpu", dtype="float32")
     assert sibling.detector is model.detector
     with pytest.raises(InvalidOptionError, match="same device and dtype"):
         LangSAM(sam_checkpoint=sam_files[1], detector=model.detector, device="cpu", dtype="bfloat16")

@@ -70,7 +70,7 @@ def test_names_are_the_official_sizes_then_the_folders_own_files(service_models,
 def test_lang_sam_names_its_sam_by_the_folder_name_or_the_file(service_models, sam_files, monkeypatch):
     checkpoints, detector = service_models
     monkeypatch.setenv("LANG_SAM_CHECKPOINTS", str(checkpoints))
-    by_name = LangSAM(TINY_B, detector=detector, device="cpu")
+    by_name = LangSAM(TINY_B, detector=detector, device="cpu", dtype="float32")
     assert by_name.sam_type == TINY_B and architecture_of(by_name.sam) == TINY_SAMS[TINY_B]
-    by_file = LangSAM(sam_checkpoint=sam_files[1], detector=detector, device="cpu")
+    by_file = LangSAM(sam_checkpoint=sam_files[1], detector=detector, device="cpu", dtype="float32")
     assert by_file.sam_type == sam_files[1].stem

@@ -37,7 +37,7 @@ def pipeline(tiny_detector_dir):
     """LangSAM on a small random SAM: the matrix exercises input handling, not model size."""
     sam = build_sam_from_architecture(SMALL_ARCHITECTURE)
     sam.load_state_dict(random_sam_state_dict(SMALL_ARCHITECTURE, seed=5))
-    return LangSAM.from_parts(sam, GroundingDinoDetector(tiny_detector_dir, device="cpu"), sam_type="small")
+    return LangSAM.from_parts(sam, GroundingDinoDetector(tiny_detector_dir, device="cpu", dtype="float32"), sam_type="small")
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_bad_weights_through_the_api_and_the_cli(kind, service_models, tmp_path)
     message = {"missing": "does not exist", "truncated": "truncated|damaged|not a", "wrong size": r"holds a SAM of its own architecture \(encoder width 256",
                "runs code": "Refused to load", "directory": "not a file"}[kind]
     with pytest.raises(CheckpointError, match=message):
-        LangSAM("vit_b", path, detector, device="cpu")
+        LangSAM("vit_b", path, detector, device="cpu", dtype="float32")
     completed = subprocess.run(
         [sys.executable, "-m", "lang_sam.interfaces.cli", "predict", str(ASSETS / "coffee.jpg"), "--prompt", "cup",
          "--sam-type", "vit_b", "--sam-checkpoint", str(path), "--detector", str(detector), "--out", str(tmp_path / "out")],
@@ -183,7 +183,7 @@ def test_read_only_cache_and_offline_with_nothing_cached(tiny_detector_dir, monk
     monkeypatch.setenv("TORCH_HOME", "/proc/lang-sam-cache")
     monkeypatch.delenv("LANG_SAM_CHECKPOINTS", raising=False)
     with pytest.raises(CheckpointError, match="Cannot write into .*LANG_SAM_CHECKPOINTS"):
-        LangSAM("vit_b", detector=tiny_detector_dir, device="cpu")
+        LangSAM("vit_b", detector=tiny_detector_dir, device="cpu", dtype="float32")
 
 
 def test_cli_over_a_folder_of_odd_images_writes_the_good_and_reports_the_bad(image_cases, service_models, tmp_path):
@@ -209,3 +209,42 @@ def test_cli_over_a_folder_of_odd_images_writes_the_good_and_reports_the_bad(ima
         assert exported["file"] == name and exported["image"] == {"height": height, "width": width}
         assert Image.open(out / f"{stem}.png").size == (width, height)
     assert not list(out.glob(".*")), "no temporary file is left"
+
+
+def test_a_detector_whose_weights_would_run_code_is_refused_with_what_to_do(tiny_detector_dir, sam_files, tmp_path):
+    import os
+    import shutil
+
+    folder = tmp_path / "detector"
+    shutil.copytree(tiny_detector_dir, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"weights": RunsCode(str(tmp_path / "code-ran"))}, folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="could run code.*safetensors"):
+        GroundingDinoDetector(folder, device="cpu", dtype="float32")
+    completed = subprocess.run(
+        [sys.executable, "-m", "lang_sam.interfaces.cli", "predict", str(ASSETS / "coffee.jpg"), "--prompt", "cup",
+         "--sam-checkpoint", str(sam_files[0]), "--detector", str(folder), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr and "safetensors" in completed.stderr
+    assert not (tmp_path / "code-ran").exists(), "unpickling ran code"
+
+
+def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch):
+    import warnings
+
+    from lang_sam import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_bf16_instructions", lambda: ("amx_bf16",))
+    assert resolve_dtype("auto", cpu) == resolve_dtype(None, cpu) == torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_bf16_instructions", lambda: ())
+    assert resolve_dtype("auto", cpu) == torch.float32
+    devices._warn_emulated_bf16.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
+        resolve_dtype("bf16", cpu)
+    emulated = [w for w in caught if "emulated" in str(w.message)]
+    assert len(emulated) == 1 and "dtype='auto'" in str(emulated[0].message), "warned once, naming auto"
+    assert devices.bf16_skip_reason() is not None and "NOT native" in devices.describe_cpu()

@@ -22,7 +22,7 @@ PROMPTS = ["cat, sofa", "cup, spoon"]
 
 @pytest.fixture(scope="module")
 def model(sam_files, tiny_detector_dir):
-    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu")
+    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype="float32")
 
 
 def answer(result) -> tuple:

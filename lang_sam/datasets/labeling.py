@@ -39,12 +39,14 @@ class ModelSpec:
     detector: str | None = None
     device: str | None = None
     dtype: str | None = None
+    checkpoint_dir: str | None = None
 
     def build(self):
         from lang_sam.detector import DEFAULT_DETECTOR
         from lang_sam.pipeline import LangSAM
 
-        return LangSAM(self.sam_type, self.sam_checkpoint, self.detector or DEFAULT_DETECTOR, self.device, self.dtype)
+        return LangSAM(self.sam_type, self.sam_checkpoint, self.detector or DEFAULT_DETECTOR, self.device, self.dtype,
+                       checkpoint_dir=self.checkpoint_dir)
 
 
 @dataclass(frozen=True)

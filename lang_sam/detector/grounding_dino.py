@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import types
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from lang_sam.detector.original_checkpoint import DEFAULT_TOKENIZER, load_origin
 from lang_sam.detector.postprocess import BoxDetections, class_wise_nms, select_detections
 from lang_sam.detector.prompts import Caption, parse_classes, split_into_captions
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import InvalidOptionError, ModelLoadError
+from lang_sam.errors import CheckpointError, InvalidOptionError, ModelLoadError
 
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
 DETECTOR_MODELS = {
@@ -160,6 +161,12 @@ def _load(source: str, tokenizer: str | Path, processor: str | None = None):
         model = GroundingDinoForObjectDetection.from_pretrained(source)
     except OSError as error:
         raise ModelLoadError(_missing_model_message(source, error)) from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"Refused to load the detector {source}: its weights file holds Python objects other than tensors, "
+            "which could run code when unpickled. Use a copy saved with safetensors (model.safetensors, what "
+            "save_pretrained writes by default)."
+        ) from None
     return model, _load_processor(processor or source)
 
 

@@ -16,10 +16,11 @@ import numpy as np
 
 from lang_sam.drawing import draw_image
 from lang_sam.errors import LangSAMError
-from lang_sam.interfaces.models import ModelPool, ModelSettings
+from lang_sam.interfaces.models import ModelPool
 from lang_sam.io.images import load_image
 from lang_sam.pipeline import LangSAMResult
 from lang_sam.registry import sam_names
+from lang_sam.settings import Settings
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.jpg", "cup, saucer, spoon")]
@@ -114,7 +115,7 @@ def _json_file(result: LangSAMResult) -> str:
     return str(path)
 
 
-def launch(settings: ModelSettings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
+def launch(settings: Settings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
     """Build the app on a local ModelPool and serve it until interrupted."""
     pool = ModelPool(settings)
     app = build_app(local_backend(pool), pool.settings.sam_type, sam_names(pool.settings.checkpoint_dir))

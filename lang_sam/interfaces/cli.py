@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from lang_sam.detector import DEFAULT_DETECTOR, parse_classes
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
-from lang_sam.io.files import remove_leftovers, write_atomically
+from lang_sam.io.files import check_output_file, check_output_folder, remove_leftovers, write_atomically
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", "-o", type=Path, default=Path("lang-sam-output"), help="output folder (default: %(default)s)")
     _add_pipeline_arguments(predict)
     predict.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
+    predict.add_argument("--verbose", "-v", action="store_true", help="say which models run, on which device, in which dtype")
     predict.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder (resume a run)")
 
     app = commands.add_parser(
@@ -103,29 +104,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth in $LANG_SAM_CHECKPOINTS (default: vit_h, or the SAM --sam-checkpoint holds)")
-    parser.add_argument("--sam-checkpoint", help="SAM .pth file (default: searched, else downloaded)")
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="Grounding DINO repo id, folder or .pth (default: %(default)s)")
+    _add_model_arguments(parser)
+    parser.add_argument("--sam-checkpoint", help="a SAM .pth file ($LANG_SAM_SAM_CHECKPOINT; default: found by --sam-type, else downloaded)")
     parser.add_argument("--box-threshold", type=float, default=0.3, help="minimum box score (default: %(default)s)")
     parser.add_argument("--text-threshold", type=float, default=0.25, help="minimum label score (default: %(default)s)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision (default: float32)")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sam-type", help="SAM selected at start: vit_h, vit_l, vit_b or NAME for NAME.pth in the checkpoint folder ($LANG_SAM_SAM_TYPE, default vit_h)")
-    parser.add_argument("--detector", help="Grounding DINO repo id, folder or .pth ($LANG_SAM_DETECTOR)")
+    """The settings every subcommand reads alike: flag, then environment variable, then default."""
+    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth in the checkpoint folder ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
+    parser.add_argument("--detector", help=f"Grounding DINO repo id, folder or .pth ($LANG_SAM_DETECTOR; default {DEFAULT_DETECTOR})")
     parser.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps ($LANG_SAM_DEVICE, default: best available)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="compute precision ($LANG_SAM_DTYPE, default float32)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps ($LANG_SAM_DEVICE; default: best available)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="compute precision ($LANG_SAM_DTYPE; default auto: bfloat16 where the device runs it natively, else float32)")
 
 
-def _model_settings(args: argparse.Namespace):
-    from lang_sam.interfaces.models import ModelSettings
+def _settings(args: argparse.Namespace):
+    from lang_sam.settings import Settings
 
-    return ModelSettings.from_environment(
-        sam_type=args.sam_type, detector=args.detector, checkpoint_dir=args.checkpoint_dir, device=args.device, dtype=args.dtype
-    )
+    return Settings.from_environment(**{name: getattr(args, name, None) for name in (
+        "sam_type", "sam_checkpoint", "detector", "checkpoint_dir", "device", "dtype")})
+
+
+def _lang_sam(settings):
+    from lang_sam.pipeline import LangSAM
+
+    return LangSAM(settings.sam_type, settings.sam_checkpoint, settings.detector, device=settings.device,
+                   dtype=settings.dtype, checkpoint_dir=settings.checkpoint_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,19 +140,24 @@ def main(argv: list[str] | None = None) -> int:
             _require("gradio", "app")
             from lang_sam.interfaces.app import launch
 
-            launch(_model_settings(args), args.host, args.port, args.share)
+            launch(_settings(args), args.host, args.port, args.share)
             return 0
         if args.command == "serve":
             _require("litserve", "serve")
             from lang_sam.interfaces.server import Limits, serve
 
             serve(
-                _model_settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels), args.host,
+                _settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels), args.host,
                 args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
             )
             return 0
         if args.command == "label":
-            return _label(args)
+            try:
+                return _label(args)
+            except KeyboardInterrupt:
+                print(f"lang-sam: interrupted; finished chunks are kept in {args.out}: run the same command "
+                      "again to resume.", file=sys.stderr)
+                return 130
         if args.command == "eval":
             return _evaluate(args)
         return _predict(args)
@@ -164,7 +174,6 @@ def _require(module: str, extra: str) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from lang_sam.drawing import draw_image
     from lang_sam.io.images import load_image
-    from lang_sam.pipeline import LangSAM
 
     images = _collect_images(args.inputs)
     if not images:
@@ -178,6 +187,7 @@ def _predict(args: argparse.Namespace) -> int:
     )
     if overwritten:
         raise InvalidOptionError(f"Writing into {args.out} would overwrite the input {overwritten[0]}; choose another --out.")
+    check_output_folder(args.out)
     if args.skip_existing:
         done = [path for path in images if all((args.out / f"{outputs[path]}{s}").is_file() for s in (".png", ".json"))]
         if done:
@@ -185,7 +195,9 @@ def _predict(args: argparse.Namespace) -> int:
         images = [path for path in images if path not in set(done)]
         if not images:
             return 0
-    model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
+    model = _lang_sam(_settings(args))
+    if args.verbose:
+        print(f"lang-sam: {model.describe()}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)  # only once the models loaded: a failed start leaves nothing
     remove_leftovers(args.out)
     failures = 0
@@ -219,7 +231,10 @@ def _label(args: argparse.Namespace) -> int:
     )
     if not job.files:
         raise InvalidOptionError(f"No images found under {args.images}.")
-    spec = ModelSpec(args.sam_type, args.sam_checkpoint, args.detector, args.device, args.dtype)
+    check_output_folder(args.out)
+    settings = _settings(args)
+    spec = ModelSpec(settings.sam_type, settings.sam_checkpoint, settings.detector, settings.device, settings.dtype,
+                     settings.checkpoint_dir)
     if args.engine == "ray" or args.ray_address:
         _require("ray", "ray")
         from lang_sam.datasets.ray_engine import run_ray
@@ -239,7 +254,6 @@ def _label(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from lang_sam.datasets.evaluation import evaluate_pipeline, evaluate_sam_only, format_table, load_ground_truth
     from lang_sam.devices import resolve_device, resolve_dtype
-    from lang_sam.pipeline import LangSAM
     from lang_sam.segmenter import SamPredictor
     from lang_sam.segmenter.build import load_sam
 
@@ -247,14 +261,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         dataset = json.loads(args.coco.read_text())
     except (OSError, ValueError) as error:
         raise InvalidOptionError(f"Could not read the COCO file {args.coco}: {error}") from None
+    if args.json:
+        check_output_file(args.json, "--json")
     ground_truth = load_ground_truth(dataset)
     image_ids = sorted(ground_truth.getImgIds())[: args.limit]
+    settings = _settings(args)
     if args.sam_only:  # SAM alone, on the ground-truth boxes: no detector is loaded
-        device = resolve_device(args.device)
-        _, sam = load_sam(args.sam_type, args.sam_checkpoint, resolve_dtype(args.dtype, device))
+        device = resolve_device(settings.device)
+        _, sam = load_sam(settings.sam_type, settings.sam_checkpoint, resolve_dtype(settings.dtype, device), settings.checkpoint_dir)
         metrics = evaluate_sam_only(SamPredictor(sam.to(device)), ground_truth, args.images, image_ids)
     else:
-        model = LangSAM(args.sam_type, args.sam_checkpoint, args.detector, device=args.device, dtype=args.dtype)
+        model = _lang_sam(settings)
         metrics = evaluate_pipeline(
             model, ground_truth, args.images, image_ids, box_threshold=args.box_threshold, text_threshold=args.text_threshold
         )

@@ -1,52 +1,18 @@
-"""Models for the long-running interfaces (app, server): settings from flags and environment, and
-one Grounding DINO detector shared by SAM sizes that are loaded on first use, once each."""
+"""Models for the long-running interfaces (app, server): one Grounding DINO detector shared by the
+SAMs, each loaded on first use, once."""
 
 from __future__ import annotations
 
-import os
 import threading
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 
-from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
+from lang_sam.detector import GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.io.images import ImageInput
 from lang_sam.io.weights import find_sam_checkpoint
 from lang_sam.pipeline import LangSAM, LangSAMResult
-from lang_sam.registry import CHECKPOINT_DIR_VARIABLE, DEFAULT_SAM, check_sam_type
-
-# Each setting can come from this environment variable; a flag given on the command line wins.
-ENVIRONMENT_VARIABLES = {
-    "sam_type": "LANG_SAM_SAM_TYPE",
-    "detector": "LANG_SAM_DETECTOR",
-    "checkpoint_dir": CHECKPOINT_DIR_VARIABLE,
-    "device": "LANG_SAM_DEVICE",
-    "dtype": "LANG_SAM_DTYPE",
-}
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """Which models to serve. sam_type is the size used when a request names none."""
-
-    sam_type: str = DEFAULT_SAM
-    detector: str = DEFAULT_DETECTOR
-    checkpoint_dir: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-
-    @classmethod
-    def from_environment(cls, **flags: str | None) -> ModelSettings:
-        """Defaults, overridden by the environment variables, overridden by flags that are not None."""
-        values = {}
-        for setting in fields(cls):
-            value = flags.get(setting.name)
-            if value is None:
-                value = os.environ.get(ENVIRONMENT_VARIABLES[setting.name]) or None
-            if value is not None:
-                values[setting.name] = str(value)
-        settings = cls(**values)
-        check_sam_type(settings.sam_type, settings.checkpoint_dir)
-        return settings
+from lang_sam.registry import DEFAULT_SAM, check_sam_type
+from lang_sam.settings import Settings
 
 
 class ModelPool:
@@ -56,10 +22,10 @@ class ModelPool:
     forward pass already uses every core.
     """
 
-    def __init__(self, settings: ModelSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         device = resolve_device(settings.device)  # bad settings fail here, before any model loads
         resolve_dtype(settings.dtype, device)
-        self.settings = replace(settings, device=str(device))
+        self.settings = replace(settings, device=str(device), sam_type=settings.sam_type or DEFAULT_SAM)
         self._lock = threading.RLock()
         self._detector: GroundingDinoDetector | None = None
         self._pipelines: dict[str, LangSAM] = {}
@@ -96,11 +62,5 @@ class ModelPool:
             return self.get(sam_type).predict(images, prompts, **options)
 
     def describe(self, sam_type: str | None = None) -> str:
-        """What a loaded pipeline really runs: SAM size and encoder width, detector, device, dtype."""
-        pipeline = self.get(sam_type)
-        width = pipeline.sam.image_encoder.patch_embed.proj.out_channels
-        return (
-            f"SAM {pipeline.sam_type} (encoder width {width}) + {pipeline.detector.name} on "
-            f"{pipeline.device}, {str(pipeline.dtype).removeprefix('torch.')}"
-        )
-
+        """What a loaded pipeline really runs: SAM name and encoder width, detector, device, dtype."""
+        return self.get(sam_type).describe()

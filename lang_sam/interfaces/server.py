@@ -33,10 +33,11 @@ from PIL import Image
 from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
 from lang_sam.interfaces.app import build_app
-from lang_sam.interfaces.models import ModelPool, ModelSettings
+from lang_sam.interfaces.models import ModelPool
 from lang_sam.io.images import load_image
 from lang_sam.pipeline import LangSAMResult
-from lang_sam.registry import check_sam_type, sam_names
+from lang_sam.registry import DEFAULT_SAM, check_sam_type, sam_names
+from lang_sam.settings import Settings
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
@@ -149,7 +150,7 @@ def response_json(result: LangSAMResult, model: str) -> dict[str, Any]:
 class LangSAMAPI(ls.LitAPI):
     """Decode and check each request, predict a batch in groups, encode JSON or PNG."""
 
-    def __init__(self, settings: ModelSettings, limits: Limits, max_batch_size: int = 4, batch_timeout: float = 0.05):
+    def __init__(self, settings: Settings, limits: Limits, max_batch_size: int = 4, batch_timeout: float = 0.05):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.settings = settings
         self.limits = limits
@@ -328,7 +329,7 @@ async def _send_error(send, status: int, detail: str) -> None:
 
 
 def build_server(
-    settings: ModelSettings,
+    settings: Settings,
     limits: Limits = Limits(),
     max_batch_size: int = 4,
     batch_timeout: float = 0.05,
@@ -372,7 +373,7 @@ def _detail(response) -> str:
 
 
 def serve(
-    settings: ModelSettings,
+    settings: Settings,
     limits: Limits = Limits(),
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -387,7 +388,7 @@ def serve(
     server = build_server(settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator)
     if with_app:
         backend = remote_backend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)
-        gr.mount_gradio_app(server.app, build_app(backend, settings.sam_type, sam_names(settings.checkpoint_dir)).queue(), path="/app")
+        gr.mount_gradio_app(server.app, build_app(backend, settings.sam_type or DEFAULT_SAM, sam_names(settings.checkpoint_dir)).queue(), path="/app")
     # LitServe shuts its workers down on Ctrl+C but leaves them running on SIGTERM (kill, docker stop):
     # treat SIGTERM as Ctrl+C so that stopping the server never leaves a process behind.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -8,7 +8,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from lang_sam.errors import InvalidOptionError
+
 TEMPORARY_SUFFIX = ".part"
+
+
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Finished files get the permissions any other tool would give them (mkstemp makes them 0600).
+FILE_MODE = 0o666 & ~_process_umask()
 
 
 def write_atomically(destination: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -17,6 +29,7 @@ def write_atomically(destination: Path, write: Callable[[BinaryIO], object]) -> 
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
+        os.chmod(temporary, FILE_MODE)
         os.replace(temporary, destination)
     finally:
         Path(temporary).unlink(missing_ok=True)
@@ -26,3 +39,30 @@ def remove_leftovers(folder: Path) -> None:
     """Delete the temporary files of a run that was killed before it could rename them."""
     for leftover in folder.glob(f".*{TEMPORARY_SUFFIX}"):
         leftover.unlink(missing_ok=True)
+
+
+def check_output_folder(folder: Path, option: str = "--out") -> None:
+    """Refuse, before any work starts, a folder that is a file or cannot be created or written."""
+    if folder.exists() and not folder.is_dir():
+        raise InvalidOptionError(f"{option} {folder} is a file, not a folder; choose a folder for the outputs.")
+    _check_writable(folder, option)
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse, before any work starts, an output file path that is a folder or cannot be written."""
+    if path.is_dir():
+        raise InvalidOptionError(f"{option} {path} is a folder; give a file name, e.g. {path / 'metrics.json'}.")
+    if not path.parent.is_dir():
+        raise InvalidOptionError(f"{option} {path}: the folder {path.parent} does not exist; create it first.")
+    _check_writable(path.parent, option)
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise InvalidOptionError(
+            f"{option} {folder} cannot be written ({error.strerror} in {existing}); choose a folder you can write to."
+        ) from None

@@ -50,14 +50,18 @@ def build_sam(
 
 
 def load_sam(
-    sam_type: str | None = None, checkpoint: str | Path | None = None, dtype: torch.dtype | str | None = None
+    sam_type: str | None = None,
+    checkpoint: str | Path | None = None,
+    dtype: torch.dtype | str | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> tuple[str, Sam]:
     """The SAM named sam_type (see lang_sam.registry) or held by checkpoint, found or downloaded,
     and its name: sam_type, else the official size the file holds, else the file's stem. Without
-    either, vit_h. With both, a name that is not an official size only names the model."""
+    either, vit_h. With both, a name that is not an official size only names the model.
+    checkpoint_dir: the folder searched by name (default $LANG_SAM_CHECKPOINTS)."""
     if sam_type is None and checkpoint is None:
         sam_type = DEFAULT_SAM
-    path = find_sam_checkpoint(sam_type, checkpoint)  # checks the name when it must find the file
+    path = find_sam_checkpoint(sam_type, checkpoint, checkpoint_dir=checkpoint_dir)  # checks the name if it must
     sam = build_sam(sam_type, path, dtype=dtype)
     return sam_type or official_sam_name(architecture_of(sam)) or path.stem, sam
 
