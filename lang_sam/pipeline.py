@@ -326,6 +326,8 @@ class LangSAM:
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
         max_detections: int | None = None,
+        nms_iou_threshold: float | None = None,
+        multimask_output: bool = False,
         *,
         image_pil: ImageInput | None = None,
         text_prompt: str | None = None,
@@ -336,7 +338,11 @@ class LangSAM:
 
         images: one image (path, PIL image, RGB array, or what prepare made of one) or a list;
         prompts: one for all images or one per image. Returns one LangSAMResult per image (a single
-        one for a single image). max_detections keeps only the highest-scoring boxes.
+        one for a single image). max_detections keeps only the highest-scoring boxes;
+        nms_iou_threshold, when set, drops boxes of a class that overlap a better one of that class
+        more than this. multimask_output: SAM proposes three masks per box and the one with the
+        highest predicted IoU is kept (SAM's own rule for ambiguous prompts); False (the default)
+        takes SAM's single-mask output, the one SAM's authors advise for a box.
         lang-segment-anything's keywords work too: v1's image_pil / text_prompt, v0.2.x's
         images_pil / texts_prompt.
         """
@@ -348,14 +354,22 @@ class LangSAM:
         prepared = [image if isinstance(image, PreparedImage) else self.prepare(image) for image in ([images] if single else images)]
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
             raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")
+        if not isinstance(multimask_output, (bool, np.bool_)):
+            raise InvalidOptionError(f"multimask_output must be True or False, got {multimask_output!r}.")
         detections = self.detector.detect(
-            [image.detector_input for image in prepared], prompts, box_threshold=box_threshold, text_threshold=text_threshold
+            [image.detector_input for image in prepared], prompts, box_threshold=box_threshold,
+            text_threshold=text_threshold, nms_iou_threshold=nms_iou_threshold,
         )
         loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
-        results = [self._segment(loaded, image, found, max_detections) for image, found in zip(prepared, detections)]
+        results = [
+            self._segment(loaded, image, found, max_detections, bool(multimask_output))
+            for image, found in zip(prepared, detections)
+        ]
         return results[0] if single else results
 
-    def _segment(self, loaded: LoadedSam, image: PreparedImage, found, max_detections: int | None) -> LangSAMResult:
+    def _segment(
+        self, loaded: LoadedSam, image: PreparedImage, found, max_detections: int | None, multimask_output: bool
+    ) -> LangSAMResult:
         keep = slice(0, max_detections)
         boxes = found.boxes[keep]
         height, width = image.original_size
@@ -368,10 +382,13 @@ class LangSAM:
                 lambda: encode_image(loaded.model, torch.from_numpy(image.sam_input).permute(2, 0, 1)[None], image.original_size),
             )
             mask_tensor, iou, _ = decode_prompts(
-                loaded.model, embedding, boxes=boxes.to(self.device), multimask_output=False, prompts_in_image_pixels=True
+                loaded.model, embedding, boxes=boxes.to(self.device), multimask_output=multimask_output,
+                prompts_in_image_pixels=True,
             )
-            masks = mask_tensor[:, 0].cpu().numpy()
-            mask_scores = iou[:, 0].float().cpu().numpy()
+            best = iou.argmax(dim=1)  # the only candidate without multimask_output
+            rows = torch.arange(len(best))
+            masks = mask_tensor[rows, best].cpu().numpy()
+            mask_scores = iou[rows, best].float().cpu().numpy()
         return LangSAMResult(
             masks=masks,
             boxes=boxes.numpy().astype(np.float32).reshape(-1, 4),

@@ -191,3 +191,12 @@ def test_outputs_get_the_users_umask_like_any_other_file(inputs, tmp_path, sam_f
     assert run([inputs / "coffee.jpg", "--prompt", "cup", "--out", tmp_path / "out"], sam_files, tiny_detector_dir) == 0
     for name in ("coffee.png", "coffee.json"):
         assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_multimask_and_nms_options(inputs, tmp_path, sam_files, tiny_detector_dir, capsys):
+    assert run([inputs / "chelsea.jpg", "--prompt", "cat", "--out", tmp_path / "one"], sam_files, tiny_detector_dir) == 0
+    assert run([inputs / "chelsea.jpg", "--prompt", "cat", "--out", tmp_path / "three", "--multimask"], sam_files, tiny_detector_dir) == 0
+    one, three = (json.loads((tmp_path / name / "chelsea.json").read_text())["detections"] for name in ("one", "three"))
+    assert [d["box"] for d in one] == [d["box"] for d in three] and [d["mask"] for d in one] != [d["mask"] for d in three]
+    code = run([inputs / "chelsea.jpg", "--prompt", "cat", "--out", tmp_path / "bad", "--nms-iou-threshold", "1.5"], sam_files, tiny_detector_dir)
+    assert code == 2 and "nms_iou_threshold" in capsys.readouterr().err

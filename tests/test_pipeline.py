@@ -211,3 +211,28 @@ def test_real_photo_from_shared_data(model):
     image = shared_image("dogs.jpg")
     result = model.predict(image, "dog. person.", max_detections=5, **LOOSE)
     assert_well_formed(result, *image.shape[:2], ["dog", "person"])
+
+
+def test_multimask_keeps_the_candidate_sam_scores_best_and_nms_reaches_the_detector(model):
+    from lang_sam.segmenter.predictor import decode_prompts, encode_image
+
+    image = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
+    result = model.predict(image, "cat, sofa", max_detections=5, multimask_output=True, **LOOSE)
+    prepared = model.prepare(image)
+    embedding = encode_image(model.sam, torch.from_numpy(prepared.sam_input).permute(2, 0, 1)[None], prepared.original_size)
+    candidates, iou, _ = decode_prompts(model.sam, embedding, boxes=torch.from_numpy(result.boxes), multimask_output=True,
+                                        prompts_in_image_pixels=True)
+    assert candidates.shape[1] == 3
+    best = iou.argmax(dim=1)
+    np.testing.assert_allclose(result.mask_scores, iou.max(dim=1).values.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(result.masks, candidates[torch.arange(5), best].numpy())
+    single = model.predict(image, "cat, sofa", max_detections=5, **LOOSE)
+    assert not np.array_equal(single.masks, result.masks), "the single-mask output is another mask"
+    suppressed = model.predict(image, "cat, sofa", nms_iou_threshold=0.3, **LOOSE)
+    expected = model.detector.detect(Image.fromarray(image), "cat, sofa", nms_iou_threshold=0.3, **LOOSE)
+    np.testing.assert_allclose(suppressed.boxes, expected.boxes.numpy(), atol=1e-4)
+    assert suppressed.num_detections < model.predict(image, "cat, sofa", **LOOSE).num_detections
+    with pytest.raises(InvalidOptionError, match="multimask_output must be True or False"):
+        model.predict(image, "cat", multimask_output="yes")
+    with pytest.raises(InvalidOptionError, match="nms_iou_threshold"):
+        model.predict(image, "cat", nms_iou_threshold=2)

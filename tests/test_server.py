@@ -182,6 +182,20 @@ def test_fields_of_the_wrong_type_and_unreadable_json_answer_only_themselves(ser
     assert httpx.get(f"{url}/health", timeout=30).text == "ok"
 
 
+def test_multimask_and_nms_fields(server):
+    _, url, _ = server
+    plain = post_multipart(url, photo_bytes("chelsea.jpg"), prompt="cat", **LOOSE).json()
+    multimask = post_multipart(url, photo_bytes("chelsea.jpg"), prompt="cat", multimask_output="true", **LOOSE).json()
+    assert [d["box"] for d in multimask["detections"]] == [d["box"] for d in plain["detections"]]
+    assert [d["mask"] for d in multimask["detections"]] != [d["mask"] for d in plain["detections"]]
+    fewer = post_multipart(url, photo_bytes("chelsea.jpg"), prompt="cat", nms_iou_threshold="0.3",
+                           box_threshold="0", text_threshold="0").json()
+    assert len(fewer["detections"]) < len(post_multipart(url, photo_bytes("chelsea.jpg"), prompt="cat", box_threshold="0",
+                                                         text_threshold="0").json()["detections"])
+    bad = post_multipart(url, photo_bytes("chelsea.jpg"), prompt="cat", multimask_output="maybe")
+    assert bad.status_code == 422 and "multimask_output must be true or false" in bad.json()["detail"]
+
+
 def test_oversized_bodies_and_images_are_refused(server):
     _, url, _ = server
     too_big = post_multipart(url, os.urandom(MAX_UPLOAD_MB * 2**20 + 10), prompt="cat")

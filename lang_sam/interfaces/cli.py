@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", "-o", type=Path, default=Path("lang-sam-output"), help="output folder (default: %(default)s)")
     _add_pipeline_arguments(predict)
     predict.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
+    predict.add_argument("--nms-iou-threshold", type=float, help="drop boxes of a class overlapping a better one of that class more than this IoU")
+    predict.add_argument("--multimask", action="store_true", help="three SAM masks per box, keep the one with the highest predicted IoU")
     predict.add_argument("--verbose", "-v", action="store_true", help="say which models run, on which device, in which dtype")
     predict.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder (resume a run)")
 
@@ -206,7 +208,8 @@ def _predict(args: argparse.Namespace) -> int:
             image = load_image(path)
             result = model.predict(
                 image, args.prompt, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
-                max_detections=args.max_detections,
+                max_detections=args.max_detections, nms_iou_threshold=args.nms_iou_threshold,
+                multimask_output=args.multimask,
             )
             drawing = draw_image(image, result)
         except InvalidImageError as error:  # other errors (prompt, options) concern every image: stop

@@ -1,8 +1,8 @@
 """The LitServe server: ``lang-sam serve``.
 
 ``POST /predict`` takes an image (a multipart file field ``image``, or JSON with ``image`` as base64)
-and the fields ``prompt``, ``box_threshold``, ``text_threshold``, ``sam_type``, ``max_detections`` and
-``format`` ("json", the default, or "png" for the labelled drawing). JSON answers hold the image
+and the fields ``prompt``, ``box_threshold``, ``text_threshold``, ``sam_type``, ``max_detections``,
+``nms_iou_threshold``, ``multimask_output`` and ``format`` ("json", the default, or "png" for the labelled drawing). JSON answers hold the image
 size, the model, and per detection: label, score, mask score, box and COCO RLE mask.
 
 Requests from different clients are batched (LitServe batching) and each batch runs one detector
@@ -63,11 +63,14 @@ class PredictRequest:
     text_threshold: float
     max_detections: int | None
     response_format: str
+    nms_iou_threshold: float | None = None
+    multimask_output: bool = False
 
     @property
     def options(self) -> tuple:
         """Requests with equal options share one batched predict call."""
-        return (self.sam_type, self.box_threshold, self.text_threshold, self.max_detections)
+        return (self.sam_type, self.box_threshold, self.text_threshold, self.max_detections, self.nms_iou_threshold,
+                self.multimask_output)
 
 
 @dataclass
@@ -116,10 +119,21 @@ def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits
         text_threshold=_threshold(payload, "text_threshold", 0.25),
         max_detections=max_detections,
         response_format=response_format,
+        nms_iou_threshold=_threshold(payload, "nms_iou_threshold", None),
+        multimask_output=_flag(payload, "multimask_output"),
     )
 
 
-def _threshold(payload: dict[str, Any], name: str, default: float) -> float:
+def _flag(payload: dict[str, Any], name: str) -> bool:
+    value = payload.get(name)
+    if value in (None, "", False, "false", "False", "0", 0):
+        return False
+    if value in (True, "true", "True", "1", 1):
+        return True
+    raise InvalidOptionError(f"{name} must be true or false, got {value!r}.")
+
+
+def _threshold(payload: dict[str, Any], name: str, default: float | None) -> float | None:
     value = payload.get(name)
     if value in (None, ""):
         return default
@@ -201,13 +215,14 @@ def predict_batch(pool: ModelPool, inputs: list[PredictRequest | Rejected]) -> l
     for index, item in enumerate(inputs):
         if isinstance(item, PredictRequest):
             groups.setdefault(item.options, []).append(index)
-    for (sam_type, box_threshold, text_threshold, max_detections), indices in groups.items():
+    for (sam_type, box_threshold, text_threshold, max_detections, nms_iou_threshold, multimask_output), indices in groups.items():
         requests = [inputs[i] for i in indices]
 
         def run(chosen: list[PredictRequest]) -> list[LangSAMResult]:
             return pool.predict(
                 [r.image for r in chosen], [r.prompt for r in chosen], sam_type,
                 box_threshold=box_threshold, text_threshold=text_threshold, max_detections=max_detections,
+                nms_iou_threshold=nms_iou_threshold, multimask_output=multimask_output,
             )
 
         try:
