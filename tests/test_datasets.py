@@ -13,7 +13,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from lang_sam.datasets.evaluation import coco_metrics, load_ground_truth
-from tests.conftest import SHARED_DATA, TINY_A
+from tests.conftest import SHARED_DATA, TINY_A, TINY_B
 
 COCO = SHARED_DATA / "coco-val-subset"
 pytestmark = pytest.mark.skipif(not (COCO / "instances.json").is_file(), reason=f"{COCO} is absent (shared test data)")
@@ -129,6 +129,17 @@ def test_another_job_in_the_same_folder_is_refused(subset, service_models, label
         command("label", service_models, subset[0], "--classes", "cat", "--out", labelled[0]), capture_output=True, text=True, timeout=300
     )
     assert completed.returncode == 2 and "other images, classes or settings" in completed.stderr
+
+
+def test_resuming_with_other_models_is_refused_naming_both(subset, service_models, labelled):
+    checkpoints, _ = service_models
+    other_sam = [part if part != str(checkpoints / f"{TINY_A}.pth") else str(checkpoints / f"{TINY_B}.pth")
+                 for part in label(subset, service_models, labelled[0], "--yolo")]
+    for command_line, changed in ((other_sam, f"SAM {TINY_B}"), ([*label(subset, service_models, labelled[0]), "--dtype", "bfloat16"], "bfloat16")):
+        completed = subprocess.run(command_line, capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 2 and "Traceback" not in completed.stderr
+        assert "made with other models" in completed.stderr and changed in completed.stderr.split("this run would use")[1]
+        assert f"SAM {TINY_A}" in completed.stderr.split("this run would use")[0]
 
 
 def test_ray_engine_gives_the_single_machine_dataset(subset, service_models, labelled, tmp_path):

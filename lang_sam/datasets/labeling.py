@@ -41,6 +41,20 @@ class ModelSpec:
     dtype: str | None = None
     checkpoint_dir: str | None = None
 
+    def record(self) -> dict[str, str | None]:
+        """What decides the labels, for the run's manifest: the SAM (name and the SHA256 of its file),
+        the detector and the dtype it resolves to here. Loads no model."""
+        from lang_sam.detector import DEFAULT_DETECTOR
+        from lang_sam.devices import resolve_device, resolve_dtype
+        from lang_sam.io.weights import file_sha256, find_sam_checkpoint
+        from lang_sam.registry import DEFAULT_SAM
+
+        sam_type = self.sam_type or (None if self.sam_checkpoint else DEFAULT_SAM)
+        path = find_sam_checkpoint(sam_type, self.sam_checkpoint, checkpoint_dir=self.checkpoint_dir)
+        dtype = resolve_dtype(self.dtype, resolve_device(self.device))
+        return {"sam": sam_type or path.name, "sam_sha256": file_sha256(path), "detector": self.detector or DEFAULT_DETECTOR,
+                "dtype": str(dtype).removeprefix("torch.")}
+
     def build(self):
         from lang_sam.detector import DEFAULT_DETECTOR
         from lang_sam.pipeline import LangSAM
@@ -80,17 +94,23 @@ class LabelJob:
     def pending(self) -> list[int]:
         return [index for index in range(len(self.chunks())) if not self.chunk_path(index).is_file()]
 
-    def prepare(self) -> None:
-        """Create the output folders, refuse a folder labelled for other images or classes, and
-        remove temporary files a killed run left."""
+    def prepare(self, models: dict[str, str | None]) -> None:
+        """Create the output folders, refuse a folder labelled for other images, classes, settings
+        or models (ModelSpec.record), and remove temporary files a killed run left."""
         self.progress_dir.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.progress_dir)
         manifest_path = self.progress_dir / "job.json"
         manifest = {"files": list(self.files), "classes": list(self.classes), "chunk_size": self.chunk_size,
                     "batch_size": self.batch_size, "box_threshold": self.box_threshold, "text_threshold": self.text_threshold,
-                    "max_detections": self.max_detections}
+                    "max_detections": self.max_detections, "models": models}
         if manifest_path.is_file():
-            if json.loads(manifest_path.read_text()) != manifest:
+            found = json.loads(manifest_path.read_text())
+            if found.get("models") != models and {**found, "models": None} == {**manifest, "models": None}:
+                raise InvalidOptionError(
+                    f"{self.out} holds a labeling run made with other models ({_models_text(found.get('models'))}); "
+                    f"this run would use {_models_text(models)}. Resume with the same models, or use another --out."
+                )
+            if found != manifest:
                 raise InvalidOptionError(
                     f"{self.out} holds a labeling run with other images, classes or settings; use another --out "
                     "or delete its progress folder to start over."
@@ -100,6 +120,12 @@ class LabelJob:
 
     def commit(self, index: int, chunk: dict[str, Any]) -> None:
         write_atomically(self.chunk_path(index), lambda file: file.write(json.dumps(chunk).encode()))
+
+
+def _models_text(models: dict | None) -> str:
+    if not models:
+        return "models it did not record"
+    return f"SAM {models['sam']} (sha256 {models['sam_sha256'][:12]}...), detector {models['detector']}, {models['dtype']}"
 
 
 def list_images(images_root: str) -> list[str]:
@@ -199,7 +225,7 @@ def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) ->
 def run_local(job: LabelJob, model_spec: ModelSpec, workers: int = 2, show_progress: bool = True) -> LabelStats:
     """Label the pending chunks on this machine; background threads decode and resize the images of
     the next chunk while the models label this one."""
-    job.prepare()
+    job.prepare(model_spec.record())
     pending = job.pending()
     chunks = job.chunks()
     stats = LabelStats()

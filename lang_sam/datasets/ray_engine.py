@@ -54,7 +54,7 @@ def run_ray(
     threads per actor that decode and resize images."""
     import ray
 
-    job.prepare()
+    job.prepare(model_spec.record())
     pending = job.pending()
     stats = LabelStats()
     if not pending:

@@ -56,6 +56,15 @@ def read_weights_file(path: str | Path, name: str, remedy: str):
         raise corrupt from None
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA256 of a file, read in 1 MiB pieces (a vit_h file takes a few seconds)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while piece := file.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
 def torch_hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
