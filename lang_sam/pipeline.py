@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from PIL import Image
 
 from lang_sam.detector import DEFAULT_DETECTOR, DetectorInput, GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import InvalidOptionError
+from lang_sam.errors import InvalidOptionError, InvalidPromptError
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.build import load_sam
@@ -329,6 +329,7 @@ class LangSAM:
         nms_iou_threshold: float | None = None,
         multimask_output: bool = False,
         *,
+        classes: Sequence[str] | None = None,
         image_pil: ImageInput | None = None,
         text_prompt: str | None = None,
         images_pil: list[ImageInput] | None = None,
@@ -337,7 +338,8 @@ class LangSAM:
         """Detect the prompt's classes, then segment every box in one batch of SAM box prompts.
 
         images: one image (path, PIL image, RGB array, or what prepare made of one) or a list;
-        prompts: one for all images or one per image. Returns one LangSAMResult per image (a single
+        prompts: one for all images or one per image; or classes: a list of class names for all
+        images, taken as they are (a name may hold a period or a comma). Returns one LangSAMResult per image (a single
         one for a single image). max_detections keeps only the highest-scoring boxes;
         nms_iou_threshold, when set, drops boxes of a class that overlap a better one of that class
         more than this. multimask_output: SAM proposes three masks per box and the one with the
@@ -347,10 +349,14 @@ class LangSAM:
         images_pil / texts_prompt.
         """
         images = _one_of(images=images, image_pil=image_pil, images_pil=images_pil)
-        prompts = _one_of(prompts=prompts, text_prompt=text_prompt, texts_prompt=texts_prompt)
+        prompts = _one_of(prompts=prompts, text_prompt=text_prompt, texts_prompt=texts_prompt, classes=classes)
         if images is None or prompts is None:
             raise InvalidOptionError("predict needs images and prompts: model.predict(image, \"car, wheel\").")
         single = not isinstance(images, list)
+        if classes is not None:
+            if isinstance(classes, str):
+                raise InvalidPromptError(f"classes is a list of class names, e.g. [{classes!r}]; a string goes in prompts.")
+            prompts = [list(classes)] * (1 if single else len(images))
         prepared = [image if isinstance(image, PreparedImage) else self.prepare(image) for image in ([images] if single else images)]
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
             raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -209,3 +210,40 @@ def test_metrics_give_one_for_the_ground_truth_and_less_for_shifted_masks(subset
     shifted = coco_metrics(ground_truth, ground_truth_as_predictions(ground_truth, shift=15))
     assert shifted["mask"]["AP"] < 0.9 and shifted["box"]["AP"] < 0.9
     assert coco_metrics(ground_truth, [])["mask"]["AP"] == 0.0
+
+
+def test_eval_takes_class_names_with_periods_case_and_spaces_as_they_are(subset, sam_files, tiny_detector_dir):
+    from lang_sam import LangSAM
+    from lang_sam.datasets.evaluation import evaluate_pipeline
+
+    folder, _, truth = subset
+    renamed = {"dog": "St. Bernard", "person": "Person ", "car": "race  car"}
+    dataset = {**truth, "categories": [{**c, "name": renamed.get(c["name"], c["name"])} for c in truth["categories"]]}
+    ground_truth = load_ground_truth(dataset)
+    model = LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype="float32")
+    asked = []
+    predict = model.predict
+    model.predict = lambda image, **options: asked.append(options["classes"]) or predict(image, **options)
+    image_ids = sorted(ground_truth.getImgIds())[:2]
+    metrics = evaluate_pipeline(model, ground_truth, folder, image_ids, box_threshold=0.0, text_threshold=0.0, max_detections=5)
+    assert "st. bernard" in asked[0] and "person" in asked[0] and "race car" in asked[0] and len(asked) == 2
+    assert metrics["predictions"] == 10
+    names = {c["name"] for c in dataset["categories"]}
+    assert set(metrics["mask"]["per_class"]) <= names and set(metrics["box"]["per_class"]) <= names
+
+
+@pytest.mark.parametrize(("dataset", "message"), [
+    ({"images": "nope", "annotations": [], "categories": []}, "'images' must be a list"),
+    ({"images": [{"id": 1}], "annotations": [], "categories": []}, r"images\[0\] must be an object with id, file_name"),
+    ({"images": [], "annotations": [{"image_id": 1, "category_id": 9}], "categories": [{"id": 1, "name": "cat"}]}, "not listed: 9"),
+    ([1, 2], "top level must be an object"),
+])
+def test_a_malformed_coco_file_is_a_message_not_a_traceback(dataset, message, tmp_path):
+    coco = tmp_path / "instances.json"
+    coco.write_text(json.dumps(dataset))
+    completed = subprocess.run(
+        [sys.executable, "-m", "lang_sam.interfaces.cli", "eval", "--coco", str(coco), "--images", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert re.search(message, completed.stderr), completed.stderr

@@ -29,7 +29,7 @@ def test_prompts_without_a_class_are_rejected(prompt):
         parse_classes(prompt)
 
 
-@pytest.mark.parametrize("prompt", [None, 3, ["car"]])
+@pytest.mark.parametrize("prompt", [None, 3, {"car"}, b"car"])  # a list of names is allowed: see below
 def test_prompt_must_be_text(prompt):
     with pytest.raises(InvalidPromptError, match="must be a string"):
         parse_classes(prompt)
@@ -67,3 +67,11 @@ def test_a_class_longer_than_the_encoder_is_an_error(bert_tokenizer):
 def test_short_prompt_is_one_caption(bert_tokenizer):
     captions = split_into_captions(["car", "wheel"], bert_tokenizer, max_tokens=256)
     assert len(captions) == 1 and captions[0].classes == ["car", "wheel"]
+
+
+def test_a_list_of_class_names_is_taken_as_it_is():
+    assert parse_classes(["St. Bernard", " Cat ", "cat", "race\tcar", "a, b"]) == ["st. bernard", "cat", "race car", "a, b"]
+    with pytest.raises(InvalidPromptError, match="list of class names"):
+        parse_classes(["cat", 3])
+    with pytest.raises(InvalidPromptError, match="names no class"):
+        parse_classes([" ", "..."])

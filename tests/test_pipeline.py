@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from lang_sam import InvalidOptionError
+from lang_sam import InvalidOptionError, InvalidPromptError
 from lang_sam.pipeline import LangSAM, LangSAMResult
 from tests.conftest import shared_image
 from tests.test_grounding_dino import ASSETS
@@ -236,3 +236,14 @@ def test_multimask_keeps_the_candidate_sam_scores_best_and_nms_reaches_the_detec
         model.predict(image, "cat", multimask_output="yes")
     with pytest.raises(InvalidOptionError, match="nms_iou_threshold"):
         model.predict(image, "cat", nms_iou_threshold=2)
+
+
+def test_classes_as_a_list_keep_their_periods_and_commas(model):
+    result = model.predict(ASSETS / "chelsea.jpg", classes=["St. Bernard", "cat, tabby"], max_detections=3, **LOOSE)
+    assert result.classes == ["st. bernard", "cat, tabby"] and set(result.phrases) <= set(result.classes)
+    both = model.predict([ASSETS / "chelsea.jpg", ASSETS / "coffee.jpg"], classes=["st. bernard"], max_detections=1, **LOOSE)
+    assert [r.classes for r in both] == [["st. bernard"], ["st. bernard"]]
+    with pytest.raises(InvalidPromptError, match="classes is a list of class names"):
+        model.predict(ASSETS / "chelsea.jpg", classes="cat")
+    with pytest.raises(InvalidOptionError, match="prompts and classes"):
+        model.predict(ASSETS / "chelsea.jpg", "cat", classes=["cat"])

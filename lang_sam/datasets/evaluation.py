@@ -14,13 +14,44 @@ from typing import Any
 
 import numpy as np
 
+from lang_sam.detector.prompts import normalize_class_name
+from lang_sam.errors import InvalidOptionError
 from lang_sam.io.images import load_image
 
 
-def load_ground_truth(dataset: dict[str, Any]):
-    """A pycocotools COCO index over a dataset dict, without its progress prints."""
+_REQUIRED_FIELDS = {
+    "images": ("id", "file_name"),
+    "annotations": ("image_id", "category_id"),
+    "categories": ("id", "name"),
+}
+
+
+def check_coco_dataset(dataset: object, source: str = "the dataset") -> None:
+    """Raise InvalidOptionError naming what is wrong unless dataset has COCO's instances layout."""
+    if not isinstance(dataset, dict):
+        raise InvalidOptionError(f"{source} is not a COCO instances file: its top level must be an object.")
+    for key, fields in _REQUIRED_FIELDS.items():
+        entries = dataset.get(key)
+        if not isinstance(entries, list):
+            raise InvalidOptionError(f"{source} is not a COCO instances file: {key!r} must be a list, got {type(entries).__name__}.")
+        for position, entry in enumerate(entries):
+            if not isinstance(entry, dict) or any(field not in entry for field in fields):
+                raise InvalidOptionError(
+                    f"{source}: {key}[{position}] must be an object with {', '.join(fields)}; got {str(entry)[:80]}."
+                )
+    if any(not isinstance(category["name"], str) for category in dataset["categories"]):
+        raise InvalidOptionError(f"{source}: every category name must be text.")
+    known = {category["id"] for category in dataset["categories"]}
+    unknown = sorted({str(a["category_id"]) for a in dataset["annotations"] if a["category_id"] not in known})
+    if unknown:
+        raise InvalidOptionError(f"{source}: annotations name categories that are not listed: {', '.join(unknown[:5])}.")
+
+
+def load_ground_truth(dataset: dict[str, Any], source: str = "the dataset"):
+    """A pycocotools COCO index over a dataset dict (checked first), without its progress prints."""
     from pycocotools.coco import COCO
 
+    check_coco_dataset(dataset, source)
     ground_truth = COCO()
     ground_truth.dataset = copy.deepcopy(dataset)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -80,12 +111,14 @@ def result_to_predictions(result, image_id: int, category_ids: dict[str, int]) -
 def evaluate_pipeline(model, ground_truth, images_dir: Path, image_ids: list[int], **thresholds) -> dict[str, Any]:
     """Prompt LangSAM with every category name on each image; COCO metrics of what it finds."""
     categories = ground_truth.loadCats(ground_truth.getCatIds())
-    category_ids = {category["name"].lower(): category["id"] for category in categories}
-    prompt = ", ".join(category["name"] for category in categories)
+    category_ids: dict[str, int] = {}
+    for category in categories:  # names as the detector normalizes them; the first of equal names wins
+        category_ids.setdefault(normalize_class_name(category["name"]), category["id"])
+    classes = [name for name in category_ids if name]
     predictions = []
     for image_id in image_ids:
         info = ground_truth.loadImgs(image_id)[0]
-        result = model.predict(load_image(images_dir / info["file_name"]), prompt, **thresholds)
+        result = model.predict(load_image(images_dir / info["file_name"]), classes=classes, **thresholds)
         predictions.extend(result_to_predictions(result, image_id, category_ids))
     return {"images": len(image_ids), "predictions": len(predictions), **coco_metrics(ground_truth, predictions, image_ids)}
 

@@ -78,10 +78,6 @@ class LabelJob:
     max_detections: int | None = None
 
     @property
-    def prompt(self) -> str:
-        return ", ".join(self.classes)
-
-    @property
     def progress_dir(self) -> Path:
         return self.out / "progress"
 
@@ -215,7 +211,7 @@ def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) ->
         for start in range(0, len(group), job.batch_size):
             batch = group[start : start + job.batch_size]
             results = model.predict(
-                [image for _, image in batch], job.prompt, box_threshold=job.box_threshold,
+                [image for _, image in batch], classes=list(job.classes), box_threshold=job.box_threshold,
                 text_threshold=job.text_threshold, max_detections=job.max_detections,
             )
             records.update({name: {"file_name": name, **result.to_json()} for (name, _), result in zip(batch, results)})

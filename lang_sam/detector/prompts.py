@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lang_sam.errors import InvalidPromptError
@@ -16,16 +17,30 @@ from lang_sam.errors import InvalidPromptError
 _SEPARATORS = re.compile(r"[,.\n\r]+")
 
 
-def parse_classes(prompt: str) -> list[str]:
-    """Split a prompt into class names: on commas, periods and newlines; stripped, lowercased,
-    inner whitespace collapsed, empties and duplicates dropped, order kept."""
-    if not isinstance(prompt, str):
-        raise InvalidPromptError(f"The prompt must be a string such as 'car, wheel', got {type(prompt).__name__}.")
-    # Control characters (tabs, NULs, escapes) become spaces rather than parts of a class name.
-    cleaned = "".join(" " if unicodedata.category(char).startswith("C") and char not in "\n\r" else char for char in prompt)
+def normalize_class_name(name: str) -> str:
+    """A class name as the detector uses it: control characters read as spaces, whitespace
+    collapsed, stripped, lowercased ("  Cat\t" -> "cat")."""
+    cleaned = "".join(" " if unicodedata.category(char).startswith("C") else char for char in name)
+    return " ".join(cleaned.split()).lower()
+
+
+def parse_classes(prompt: str | Sequence[str]) -> list[str]:
+    """The class names of a prompt: a string is split on commas, periods and newlines; a list of
+    names is taken as it is (so a name may hold a period: ["st. bernard", "cat"]). Names are
+    normalized (normalize_class_name), empties and duplicates dropped, order kept."""
+    if isinstance(prompt, str):
+        # Control characters (tabs, NULs, escapes) become spaces rather than parts of a class name.
+        kept_lines = "".join(" " if unicodedata.category(char).startswith("C") and char not in "\n\r" else char for char in prompt)
+        parts = _SEPARATORS.split(kept_lines)
+    elif isinstance(prompt, (list, tuple)) and all(isinstance(name, str) for name in prompt):
+        parts = list(prompt)
+    else:
+        raise InvalidPromptError(
+            f"The prompt must be a string such as 'car, wheel' or a list of class names, got {type(prompt).__name__}."
+        )
     classes: list[str] = []
-    for part in _SEPARATORS.split(cleaned):
-        name = " ".join(part.split()).lower()
+    for part in parts:
+        name = normalize_class_name(part)
         if name and name not in classes:
             classes.append(name)
     if not any(char.isalpha() for name in classes for char in name):

@@ -266,7 +266,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise InvalidOptionError(f"Could not read the COCO file {args.coco}: {error}") from None
     if args.json:
         check_output_file(args.json, "--json")
-    ground_truth = load_ground_truth(dataset)
+    ground_truth = load_ground_truth(dataset, str(args.coco))
     image_ids = sorted(ground_truth.getImgIds())[: args.limit]
     settings = _settings(args)
     if args.sam_only:  # SAM alone, on the ground-truth boxes: no detector is loaded
