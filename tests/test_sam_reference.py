@@ -1,6 +1,8 @@
 """lang_sam's SAM against Meta's segment-anything with identical random weights.
 
-Tolerance (fp32): low-res logits and IoU predictions within 1e-3, masks at least 99.9% equal.
+Tolerance (fp32), set by what was measured: low-res logits and IoU predictions within 1e-5 (largest
+difference seen 6.6e-7, also with AVX2-only kernels), image embeddings within 5e-5 (seen 1.2e-5),
+masks at least 99.9% equal.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from lang_sam.segmenter import SamPredictor, build_sam
 from lang_sam.segmenter.build import build_sam_from_architecture
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict, reference_sam, shared_image, synthetic_image
 
-LOGIT_TOLERANCE = 1e-3
+LOGIT_TOLERANCE = 1e-5
 MASK_AGREEMENT = 0.999
 
 # (height, width): 1024x768 landscape, 480x1200 portrait, and a tiny 60x40 image.
@@ -70,7 +72,7 @@ def predictor_pair(request):
 
 def test_image_embeddings_match(predictor_pair):
     reference, predictor, _ = predictor_pair
-    torch.testing.assert_close(predictor.get_image_embedding(), reference.get_image_embedding(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(predictor.get_image_embedding(), reference.get_image_embedding(), atol=5e-5, rtol=0)
     assert predictor.original_size == tuple(reference.original_size)
     assert predictor.input_size == tuple(reference.input_size)
 
@@ -149,7 +151,7 @@ def test_true_vit_b_from_checkpoint_file_matches(tmp_path):
     image = synthetic_image(768, 1024, seed=5)
     reference.set_image(image)
     predictor.set_image(image)
-    torch.testing.assert_close(predictor.get_image_embedding(), reference.get_image_embedding(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(predictor.get_image_embedding(), reference.get_image_embedding(), atol=5e-5, rtol=0)
 
     prompt = absolute_prompt(PROMPTS["points_with_negatives"], image.shape[:2])
     assert_same_outputs(reference.predict(**prompt), predictor.predict(**prompt))
