@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from lang_sam.errors import InvalidPromptError
-from lang_sam.interfaces.server import PredictRequest, Rejected, predict_batch
+from lang_sam.interfaces.server.api import predict_batch
+from lang_sam.interfaces.server.validation import PredictRequest, Rejected
 from lang_sam.pipeline import LangSAMResult
 from tests.conftest import TINY_A, TINY_B
 from tests.robustness_cases import write_image_cases
@@ -324,3 +325,11 @@ def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, 
         assert wait_until_gone(process.pid, timeout=30) == []
     finally:
         stop_session(process)
+
+
+def test_the_server_imports_gradio_only_to_mount_the_app():
+    import subprocess
+
+    code = ("import sys; from lang_sam.interfaces.server import build_server, serve; "
+            "from lang_sam.interfaces.server import api, guard, client, validation; assert 'gradio' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

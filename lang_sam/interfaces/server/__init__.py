@@ -1,0 +1,76 @@
+"""The LitServe server: ``lang-sam serve``.
+
+``POST /predict`` takes an image (a multipart file field ``image``, or JSON with ``image`` as base64)
+and the fields ``prompt``, ``box_threshold``, ``text_threshold``, ``sam_type``, ``max_detections``,
+``nms_iou_threshold``, ``multimask_output`` and ``format`` ("json", the default, or "png" for the labelled drawing). JSON answers hold the image
+size, the model, and per detection: label, score, mask score, box and COCO RLE mask.
+
+Modules: validation.py (what a request may hold), api.py (the LitAPI and the batching policy),
+guard.py (the ASGI request guard), client.py (the mounted app's HTTP backend).
+
+Requests from different clients are batched (LitServe batching) and each batch runs one detector
+pass per group of requests with the same options. A request guard in front of LitServe turns every
+accepted body into one JSON object, so that bad bodies get a 4xx before they reach a worker.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import litserve as ls
+
+from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
+from lang_sam.interfaces.server.client import remote_backend
+from lang_sam.interfaces.server.guard import RequestGuard
+from lang_sam.interfaces.server.validation import Limits
+from lang_sam.registry import DEFAULT_SAM, sam_names
+from lang_sam.settings import Settings
+
+
+def build_server(
+    settings: Settings,
+    limits: Limits = Limits(),
+    max_batch_size: int = 4,
+    batch_timeout: float = 0.05,
+    workers_per_device: int = 1,
+    timeout: float = 120.0,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+):
+    """A LitServer with the guard in front; the caller mounts the app if wanted, then runs it."""
+    return ls.LitServer(
+        LangSAMAPI(settings, limits, max_batch_size, batch_timeout),
+        accelerator=accelerator,
+        devices=devices,
+        workers_per_device=workers_per_device,
+        timeout=timeout,
+        middlewares=[(RequestGuard, {"max_upload_bytes": limits.max_upload_bytes})],
+    )
+
+
+def serve(
+    settings: Settings,
+    limits: Limits = Limits(),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch_size: int = 4,
+    batch_timeout: float = 0.05,
+    workers_per_device: int = 1,
+    timeout: float = 120.0,
+    with_app: bool = False,
+) -> None:
+    """Run the server until interrupted; call under ``if __name__ == "__main__"`` (workers are spawned)."""
+    accelerator = "cpu" if (settings.device or "").startswith("cpu") else "auto"
+    server = build_server(settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator)
+    if with_app:
+        backend = remote_backend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)
+        import gradio as gr  # only here: a server without the app never imports Gradio
+
+        from lang_sam.interfaces.app import build_app
+
+        app = build_app(backend, settings.sam_type or DEFAULT_SAM, sam_names(settings.checkpoint_dir))
+        gr.mount_gradio_app(server.app, app.queue(), path="/app")
+    # LitServe shuts its workers down on Ctrl+C but leaves them running on SIGTERM (kill, docker stop):
+    # treat SIGTERM as Ctrl+C so that stopping the server never leaves a process behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    server.run(host=host, port=port, generate_client_file=False)

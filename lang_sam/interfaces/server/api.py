@@ -1,0 +1,112 @@
+"""The LitAPI: decode and check each request, predict a batch in groups of equal options, answer
+JSON or the PNG drawing. A bad request or a model failure answers only itself."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from dataclasses import replace
+from typing import Any
+
+import litserve as ls
+from fastapi.responses import JSONResponse, Response
+from PIL import Image
+
+from lang_sam.drawing import draw_image
+from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
+from lang_sam.interfaces.models import ModelPool
+from lang_sam.interfaces.server.validation import Limits, PredictRequest, Rejected, parse_request
+from lang_sam.pipeline import LangSAMResult
+from lang_sam.settings import Settings
+
+PREDICT_PATH = "/predict"
+LOGGER = logging.getLogger("lang_sam.server")
+
+
+def response_json(result: LangSAMResult, model: str) -> dict[str, Any]:
+    exported = result.to_json()
+    return {"image": exported["image"], "model": model, "detections": exported["detections"]}
+
+
+class LangSAMAPI(ls.LitAPI):
+    """Decode and check each request, predict a batch in groups, encode JSON or PNG."""
+
+    def __init__(self, settings: Settings, limits: Limits, max_batch_size: int = 4, batch_timeout: float = 0.05):
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
+        self.settings = settings
+        self.limits = limits
+
+    def setup(self, device: str) -> None:
+        self.pool = ModelPool(replace(self.settings, device=self.settings.device or device))
+        self.pool.get()  # the default size is ready before /health says so
+        if not LOGGER.handlers:  # a spawned worker process: log to its stderr, the server's log
+            LOGGER.addHandler(logging.StreamHandler(sys.stderr))
+            LOGGER.setLevel(logging.INFO)
+
+    def decode_request(self, request) -> PredictRequest | Rejected:  # the JSON object the guard made
+        try:
+            return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.settings.checkpoint_dir)
+        except LangSAMError as error:  # one bad request must not fail the others in its batch
+            return Rejected(422 if isinstance(error, InvalidOptionError) else 400, str(error))
+        except Exception as error:  # noqa: BLE001 - a body no check foresaw is still only its own 400
+            return Rejected(400, f"The request could not be read ({type(error).__name__}: {error}).")
+
+    def batch(self, inputs: list) -> list:
+        return inputs
+
+    def predict(self, inputs):
+        if not isinstance(inputs, list):  # max_batch_size == 1: LitServe passes one input
+            return predict_batch(self.pool, [inputs])[0]
+        LOGGER.info("lang-sam: a batch of %d requests", len(inputs))
+        return predict_batch(self.pool, inputs)
+
+    def unbatch(self, outputs: list) -> list:
+        return outputs
+
+    def encode_response(self, output):
+        if isinstance(output, Rejected):
+            return JSONResponse({"detail": output.detail}, status_code=output.status)
+        request, result, model = output
+        if request.response_format == "png":
+            buffer = io.BytesIO()
+            Image.fromarray(draw_image(request.image, result)).save(buffer, format="PNG")
+            return Response(buffer.getvalue(), media_type="image/png")
+        return response_json(result, model)
+
+
+def predict_batch(pool: ModelPool, inputs: list[PredictRequest | Rejected]) -> list:
+    """One predict call per group of requests with equal options; a failing group is retried one by
+    one, so that only the request at fault gets an error."""
+    outputs: list = list(inputs)
+    groups: dict[tuple, list[int]] = {}
+    for index, item in enumerate(inputs):
+        if isinstance(item, PredictRequest):
+            groups.setdefault(item.options, []).append(index)
+    for (sam_type, box_threshold, text_threshold, max_detections, nms_iou_threshold, multimask_output), indices in groups.items():
+        requests = [inputs[i] for i in indices]
+
+        def run(chosen: list[PredictRequest]) -> list[LangSAMResult]:
+            return pool.predict(
+                [r.image for r in chosen], [r.prompt for r in chosen], sam_type,
+                box_threshold=box_threshold, text_threshold=text_threshold, max_detections=max_detections,
+                nms_iou_threshold=nms_iou_threshold, multimask_output=multimask_output,
+            )
+
+        try:
+            results = run(requests)
+        except Exception:  # noqa: BLE001 - isolate the request at fault below
+            results = None
+        for position, (index, request) in enumerate(zip(indices, requests)):
+            try:
+                result = results[position] if results is not None else run([request])[0]
+                outputs[index] = (request, result, pool.describe(sam_type))
+            except LangSAMError as error:
+                outputs[index] = Rejected(503 if _is_model_problem(error) else 400, str(error))
+            except Exception as error:  # noqa: BLE001 - a model failure answers this request only
+                outputs[index] = Rejected(500, f"The model failed on this request ({type(error).__name__}: {error}).")
+    return outputs
+
+
+def _is_model_problem(error: LangSAMError) -> bool:
+    return not isinstance(error, (InvalidImageError, InvalidPromptError, InvalidOptionError))

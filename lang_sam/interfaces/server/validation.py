@@ -1,0 +1,130 @@
+"""What a /predict request may hold, checked with the library's own checks: each failure is the
+project's error with a message that says what to send."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError
+from lang_sam.io.images import load_image
+from lang_sam.registry import check_sam_type
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+MAX_PROMPT_CHARACTERS = 2_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server."""
+
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+
+
+@dataclass
+class PredictRequest:
+    image: np.ndarray
+    prompt: str
+    sam_type: str
+    box_threshold: float
+    text_threshold: float
+    max_detections: int | None
+    response_format: str
+    nms_iou_threshold: float | None = None
+    multimask_output: bool = False
+
+    @property
+    def options(self) -> tuple:
+        """Requests with equal options share one batched predict call."""
+        return (self.sam_type, self.box_threshold, self.text_threshold, self.max_detections, self.nms_iou_threshold,
+                self.multimask_output)
+
+
+@dataclass
+class Rejected:
+    """A request answered with an error status instead of a prediction."""
+
+    status: int
+    detail: str
+
+
+def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits, checkpoint_dir: str | None = None) -> PredictRequest:
+    """Check a request's fields; raise the project's errors with a message that says what to send."""
+    image_field = payload.get("image")
+    if not isinstance(image_field, str):
+        raise InvalidImageError('Send the image as a multipart file field "image", or as base64 text in JSON "image".')
+    if not image_field:
+        raise InvalidImageError("The uploaded image is empty (0 bytes).")
+    try:
+        data = base64.b64decode(image_field.split(",", 1)[-1] if image_field.startswith("data:") else image_field, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImageError('The "image" field is not valid base64.') from None
+    prompt = payload.get("prompt")
+    legacy = prompt is None and "text_prompt" in payload  # lang-segment-anything v0.2.x's client
+    if legacy:
+        prompt = payload["text_prompt"]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidPromptError('Send a text "prompt" naming what to segment, e.g. "car, wheel".')
+    if len(prompt) > MAX_PROMPT_CHARACTERS:
+        raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
+    sam_type = check_sam_type(payload.get("sam_type") or default_sam_type, checkpoint_dir)
+    response_format = str(payload.get("format") or ("png" if legacy else "json")).lower()
+    if response_format not in ("json", "png"):
+        raise InvalidOptionError(f'Unknown format {response_format!r}; use "json" or "png".')
+    max_detections = payload.get("max_detections")
+    if max_detections in (None, ""):
+        max_detections = None
+    else:
+        max_detections = _number(max_detections, "max_detections", integer=True)
+        if max_detections < 0:
+            raise InvalidOptionError(f"max_detections must be >= 0, got {max_detections}.")
+    return PredictRequest(
+        image=load_image(data, max_pixels=limits.max_image_pixels),
+        prompt=prompt,
+        sam_type=sam_type,
+        box_threshold=_threshold(payload, "box_threshold", 0.3),
+        text_threshold=_threshold(payload, "text_threshold", 0.25),
+        max_detections=max_detections,
+        response_format=response_format,
+        nms_iou_threshold=_threshold(payload, "nms_iou_threshold", None),
+        multimask_output=_flag(payload, "multimask_output"),
+    )
+
+
+def _flag(payload: dict[str, Any], name: str) -> bool:
+    value = payload.get(name)
+    if value in (None, "", False, "false", "False", "0", 0):
+        return False
+    if value in (True, "true", "True", "1", 1):
+        return True
+    raise InvalidOptionError(f"{name} must be true or false, got {value!r}.")
+
+
+def _threshold(payload: dict[str, Any], name: str, default: float | None) -> float | None:
+    value = payload.get(name)
+    if value in (None, ""):
+        return default
+    number = _number(value, name)
+    if not 0.0 <= number <= 1.0:
+        raise InvalidOptionError(f"{name} must be between 0 and 1, got {value!r}.")
+    return number
+
+
+def _number(value: Any, name: str, integer: bool = False) -> float | int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+        if not math.isfinite(number) or (integer and number != int(number)):
+            raise ValueError
+    except (TypeError, ValueError):
+        kind = "a whole number" if integer else "a number"
+        raise InvalidOptionError(f"{name} must be {kind}, got {value!r}.") from None
+    return int(number) if integer else number
