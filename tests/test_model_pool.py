@@ -8,6 +8,7 @@ from lang_sam import InvalidOptionError
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.settings import Settings
 from tests.conftest import TINY_A
+from tests.test_grounding_dino import ASSETS
 
 
 def test_flags_override_environment_override_defaults(monkeypatch):
@@ -57,3 +58,28 @@ def test_every_subcommand_reads_the_same_settings_the_same_way(command, monkeypa
     assert _settings(build_parser().parse_args([*command, *flags])) == Settings("vit_l", "mine.pth", "other", str(tmp_path), "cuda", "float32")
     monkeypatch.delenv("LANG_SAM_DETECTOR")
     assert _settings(build_parser().parse_args(command)).detector == Settings().detector, "then the default"
+
+
+def test_a_failed_load_is_remembered_and_other_sams_keep_serving(service_models, tmp_path, monkeypatch):
+    import shutil
+
+    from lang_sam import CheckpointError, pipeline
+
+    checkpoints, detector = service_models
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    shutil.copy(checkpoints / f"{TINY_A}.pth", folder)
+    (folder / "broken.pth").write_bytes(b"not a checkpoint")
+    pool = ModelPool(Settings(sam_type=TINY_A, detector=str(detector), checkpoint_dir=str(folder), device="cpu", dtype="float32"),
+                     allowed=["broken"])
+    assert pool.sam_types == [TINY_A, "broken"], "the SAM started with is always served"
+    loads = []
+    original = pipeline.load_sam
+    monkeypatch.setattr(pipeline, "load_sam", lambda *args, **kwargs: loads.append(args[0]) or original(*args, **kwargs))
+    for _ in range(3):
+        with pytest.raises(CheckpointError, match="broken.pth.*Remembered from the first attempt"):
+            pool.get("broken")
+    assert loads == ["broken"], "loaded once, then the failure is reported again"
+    assert pool.predict(ASSETS / "coffee.jpg", "cup", box_threshold=0.0, text_threshold=0.0, max_detections=1).num_detections == 1
+    with pytest.raises(InvalidOptionError, match=f"SAM 'vit_b' is not served here; choose one of {TINY_A}, broken"):
+        pool.get("vit_b")

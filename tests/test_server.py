@@ -40,6 +40,7 @@ def server(service_environment, service_models, tmp_path_factory):
     port = free_port()
     command = [
         sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port), "--max-batch-size", "4",
+        "--sam-types", f"{TINY_A},{TINY_B},vit_h", "--preload",
         "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-image-pixels", str(MAX_IMAGE_PIXELS),
     ]
     log = tmp_path_factory.mktemp("server") / "server.log"
@@ -59,6 +60,13 @@ def post_multipart(url: str, image: bytes, **fields) -> httpx.Response:
 def test_health(server):
     _, url, _ = server
     assert httpx.get(f"{url}/health", timeout=10).text == "ok"
+
+
+def test_preload_loads_the_served_sams_at_start_and_reports_those_that_fail(server):
+    _, url, log = server
+    text = log.read_text()
+    assert f"could not preload SAM {TINY_B}" in text and "could not preload SAM vit_h" in text
+    assert f"could not preload SAM {TINY_A}" not in text
 
 
 def test_json_answer_holds_size_labels_boxes_and_rle_masks(server):
@@ -319,6 +327,10 @@ def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, 
             handle_file(str(ASSETS / "coffee.jpg")), "cup", TINY_A, 0.0, 0.0, api_name="/predict"
         )
         assert f"SAM {TINY_A} (encoder width 192)" in status
+        not_served = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},
+                                data={"prompt": "cup", "sam_type": TINY_B}, timeout=300)
+        assert not_served.status_code == 422, "only the SAM started with is served by default"
+        assert f"SAM '{TINY_B}' is not served here; choose one of {TINY_A}" in not_served.json()["detail"]
         assert len(table["data"]) > 0 and {row[0] for row in table["data"]} == {"cup"}
         os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=60)

@@ -18,7 +18,6 @@ from lang_sam.detector.prompts import normalize_class_name
 from lang_sam.errors import InvalidOptionError
 from lang_sam.io.images import load_image
 
-
 _REQUIRED_FIELDS = {
     "images": ("id", "file_name"),
     "annotations": ("image_id", "category_id"),

@@ -118,5 +118,5 @@ def _json_file(result: LangSAMResult) -> str:
 def launch(settings: Settings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
     """Build the app on a local ModelPool and serve it until interrupted."""
     pool = ModelPool(settings)
-    app = build_app(local_backend(pool), pool.settings.sam_type, sam_names(pool.settings.checkpoint_dir))
+    app = build_app(local_backend(pool), pool.settings.sam_type, pool.sam_types)
     app.queue().launch(server_name=host, server_port=port, share=share or None)  # None: $GRADIO_SHARE decides

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (default: %(default)s)")
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000, help="largest image (default: %(default)s)")
     serve.add_argument("--with-app", action="store_true", help="also serve the Gradio app at /app")
+    serve.add_argument("--sam-types", help="comma-separated SAM names requests may ask for (default: --sam-type alone)")
+    serve.add_argument("--preload", action="store_true", help="load every SAM of --sam-types at start, not on first use")
     _add_model_arguments(serve)
 
     label = commands.add_parser(
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(
                 _settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels), args.host,
                 args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
+                sam_types=[name.strip() for name in (args.sam_types or "").split(",") if name.strip()], preload=args.preload,
             )
             return 0
         if args.command == "label":

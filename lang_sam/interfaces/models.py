@@ -4,51 +4,88 @@ SAMs, each loaded on first use, once."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 
 from lang_sam.detector import GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.io.images import ImageInput
-from lang_sam.io.weights import find_sam_checkpoint
 from lang_sam.pipeline import LangSAM, LangSAMResult
-from lang_sam.registry import DEFAULT_SAM, check_sam_type
+from lang_sam.registry import DEFAULT_SAM, check_sam_type, sam_names
 from lang_sam.settings import Settings
 
 
 class ModelPool:
-    """One detector and one LangSAM per SAM size, loaded lazily and reused; safe to share between threads.
+    """One detector and one LangSAM per SAM, loaded on first use and reused; safe to share between threads.
 
-    Predictions run one at a time: each LangSAM keeps the last image's embedding, and a single
-    forward pass already uses every core.
+    allowed: the SAM names that may be loaded (None: any name the registry knows). A SAM loads
+    under its own lock, so predictions on SAMs already loaded go on meanwhile; a load that fails
+    is remembered and reported again, not retried on every request (restart after fixing it).
+    Predictions run one at a time: a single forward pass already uses every core.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, allowed: Sequence[str] | None = None) -> None:
         device = resolve_device(settings.device)  # bad settings fail here, before any model loads
         resolve_dtype(settings.dtype, device)
         self.settings = replace(settings, device=str(device), sam_type=settings.sam_type or DEFAULT_SAM)
-        self._lock = threading.RLock()
+        self.allowed = tuple(check_sam_type(name, settings.checkpoint_dir) for name in allowed) if allowed else None
+        if self.allowed and self.settings.sam_type not in self.allowed:
+            self.allowed = (self.settings.sam_type, *self.allowed)
+        self._lock = threading.Lock()  # guards the dictionaries below, never a load or a prediction
+        self._predicting = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self._detector_lock = threading.Lock()
         self._detector: GroundingDinoDetector | None = None
         self._pipelines: dict[str, LangSAM] = {}
+        self._failures: dict[str, LangSAMError] = {}
 
     @property
     def loaded_sam_types(self) -> list[str]:
         return list(self._pipelines)
 
+    @property
+    def sam_types(self) -> list[str]:
+        """The names this pool may load, in the order to offer them."""
+        return list(self.allowed) if self.allowed else sam_names(self.settings.checkpoint_dir)
+
+    def check(self, sam_type: object) -> str:
+        """sam_type when this pool may load it, else the InvalidOptionError that names those it may."""
+        name = check_sam_type(sam_type, self.settings.checkpoint_dir)
+        if self.allowed and name not in self.allowed:
+            raise InvalidOptionError(
+                f"SAM {name!r} is not served here; choose one of {', '.join(self.allowed)} (lang-sam serve --sam-types)."
+            )
+        return name
+
     def get(self, sam_type: str | None = None) -> LangSAM:
-        """The pipeline of sam_type (default: the settings' size), loading it on first use."""
-        sam_type = sam_type or self.settings.sam_type
-        check_sam_type(sam_type, self.settings.checkpoint_dir)
+        """The pipeline of sam_type (default: the settings' SAM), loading it on first use."""
+        name = self.check(sam_type or self.settings.sam_type)
         with self._lock:
-            if sam_type not in self._pipelines:
-                checkpoint = find_sam_checkpoint(sam_type, checkpoint_dir=self.settings.checkpoint_dir)
-                if self._detector is None:
-                    self._detector = GroundingDinoDetector(
-                        self.settings.detector, device=self.settings.device, dtype=self.settings.dtype
-                    )
-                self._pipelines[sam_type] = LangSAM(
-                    sam_type, checkpoint, self._detector, device=self.settings.device, dtype=self.settings.dtype
-                )
-            return self._pipelines[sam_type]
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:  # one load per name; other names load and predict meanwhile
+            with self._lock:
+                if name in self._pipelines:
+                    return self._pipelines[name]
+                if name in self._failures:
+                    raise self._failures[name]
+            try:
+                pipeline = LangSAM(name, detector=self._shared_detector(), device=self.settings.device,
+                                   dtype=self.settings.dtype, checkpoint_dir=self.settings.checkpoint_dir)
+            except LangSAMError as error:
+                remembered = type(error)(f"{error} (Remembered from the first attempt: restart after fixing it.)")
+                with self._lock:
+                    self._failures[name] = remembered
+                raise remembered from None
+            with self._lock:
+                self._pipelines[name] = pipeline
+            return pipeline
+
+    def _shared_detector(self) -> GroundingDinoDetector:
+        with self._detector_lock:
+            if self._detector is None:
+                self._detector = GroundingDinoDetector(self.settings.detector, device=self.settings.device, dtype=self.settings.dtype)
+            return self._detector
 
     def predict(
         self,
@@ -57,9 +94,10 @@ class ModelPool:
         sam_type: str | None = None,
         **options,
     ) -> LangSAMResult | list[LangSAMResult]:
-        """LangSAM.predict on the pipeline of sam_type, one call at a time."""
-        with self._lock:
-            return self.get(sam_type).predict(images, prompts, **options)
+        """LangSAM.predict on the pipeline of sam_type, one call at a time (a load is not one)."""
+        pipeline = self.get(sam_type)
+        with self._predicting:
+            return pipeline.predict(images, prompts, **options)
 
     def describe(self, sam_type: str | None = None) -> str:
         """What a loaded pipeline really runs: SAM name and encoder width, detector, device, dtype."""

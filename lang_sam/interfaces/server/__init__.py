@@ -16,6 +16,7 @@ accepted body into one JSON object, so that bad bodies get a 4xx before they rea
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 
 import litserve as ls
 
@@ -23,7 +24,7 @@ from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
 from lang_sam.interfaces.server.client import remote_backend
 from lang_sam.interfaces.server.guard import RequestGuard
 from lang_sam.interfaces.server.validation import Limits
-from lang_sam.registry import DEFAULT_SAM, sam_names
+from lang_sam.registry import DEFAULT_SAM, check_sam_type
 from lang_sam.settings import Settings
 
 
@@ -36,10 +37,14 @@ def build_server(
     timeout: float = 120.0,
     accelerator: str = "auto",
     devices: int | str = "auto",
+    sam_types: Sequence[str] | None = None,
+    preload: bool = False,
 ):
-    """A LitServer with the guard in front; the caller mounts the app if wanted, then runs it."""
+    """A LitServer with the guard in front; the caller mounts the app if wanted, then runs it.
+    sam_types: the SAMs requests may name (default: settings.sam_type alone); preload: load them all
+    at start instead of on first use."""
     return ls.LitServer(
-        LangSAMAPI(settings, limits, max_batch_size, batch_timeout),
+        LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload),
         accelerator=accelerator,
         devices=devices,
         workers_per_device=workers_per_device,
@@ -58,17 +63,24 @@ def serve(
     workers_per_device: int = 1,
     timeout: float = 120.0,
     with_app: bool = False,
+    sam_types: Sequence[str] | None = None,
+    preload: bool = False,
 ) -> None:
     """Run the server until interrupted; call under ``if __name__ == "__main__"`` (workers are spawned)."""
+    default = settings.sam_type or DEFAULT_SAM
+    served = list(dict.fromkeys([default, *(check_sam_type(name, settings.checkpoint_dir) for name in sam_types or [])]))
     accelerator = "cpu" if (settings.device or "").startswith("cpu") else "auto"
-    server = build_server(settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator)
+    server = build_server(
+        settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator,
+        sam_types=served, preload=preload,
+    )
     if with_app:
         backend = remote_backend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)
         import gradio as gr  # only here: a server without the app never imports Gradio
 
         from lang_sam.interfaces.app import build_app
 
-        app = build_app(backend, settings.sam_type or DEFAULT_SAM, sam_names(settings.checkpoint_dir))
+        app = build_app(backend, default, served)
         gr.mount_gradio_app(server.app, app.queue(), path="/app")
     # LitServe shuts its workers down on Ctrl+C but leaves them running on SIGTERM (kill, docker stop):
     # treat SIGTERM as Ctrl+C so that stopping the server never leaves a process behind.

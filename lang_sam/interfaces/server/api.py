@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +19,7 @@ from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPrompt
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.interfaces.server.validation import Limits, PredictRequest, Rejected, parse_request
 from lang_sam.pipeline import LangSAMResult
+from lang_sam.registry import DEFAULT_SAM
 from lang_sam.settings import Settings
 
 PREDICT_PATH = "/predict"
@@ -32,21 +34,36 @@ def response_json(result: LangSAMResult, model: str) -> dict[str, Any]:
 class LangSAMAPI(ls.LitAPI):
     """Decode and check each request, predict a batch in groups, encode JSON or PNG."""
 
-    def __init__(self, settings: Settings, limits: Limits, max_batch_size: int = 4, batch_timeout: float = 0.05):
+    def __init__(
+        self,
+        settings: Settings,
+        limits: Limits,
+        max_batch_size: int = 4,
+        batch_timeout: float = 0.05,
+        sam_types: Sequence[str] | None = None,
+        preload: bool = False,
+    ):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.settings = settings
         self.limits = limits
+        self.sam_types = list(sam_types) if sam_types else [settings.sam_type or DEFAULT_SAM]
+        self.preload = preload
 
     def setup(self, device: str) -> None:
-        self.pool = ModelPool(replace(self.settings, device=self.settings.device or device))
-        self.pool.get()  # the default size is ready before /health says so
         if not LOGGER.handlers:  # a spawned worker process: log to its stderr, the server's log
             LOGGER.addHandler(logging.StreamHandler(sys.stderr))
             LOGGER.setLevel(logging.INFO)
+        self.pool = ModelPool(replace(self.settings, device=self.settings.device or device), allowed=self.sam_types)
+        self.pool.get()  # the default SAM is ready before /health says so
+        for name in self.pool.sam_types if self.preload else []:
+            try:
+                self.pool.get(name)
+            except LangSAMError as error:  # remembered by the pool, answered as 503 to requests for it
+                LOGGER.warning("lang-sam: could not preload SAM %s: %s", name, error)
 
     def decode_request(self, request) -> PredictRequest | Rejected:  # the JSON object the guard made
         try:
-            return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.settings.checkpoint_dir)
+            return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.check)
         except LangSAMError as error:  # one bad request must not fail the others in its batch
             return Rejected(422 if isinstance(error, InvalidOptionError) else 400, str(error))
         except Exception as error:  # noqa: BLE001 - a body no check foresaw is still only its own 400

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,9 @@ class Rejected:
     detail: str
 
 
-def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits, checkpoint_dir: str | None = None) -> PredictRequest:
+def parse_request(
+    payload: dict[str, Any], default_sam_type: str, limits: Limits, check_sam: Callable[[object], str] = check_sam_type
+) -> PredictRequest:
     """Check a request's fields; raise the project's errors with a message that says what to send."""
     image_field = payload.get("image")
     if not isinstance(image_field, str):
@@ -74,7 +77,7 @@ def parse_request(payload: dict[str, Any], default_sam_type: str, limits: Limits
         raise InvalidPromptError('Send a text "prompt" naming what to segment, e.g. "car, wheel".')
     if len(prompt) > MAX_PROMPT_CHARACTERS:
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
-    sam_type = check_sam_type(payload.get("sam_type") or default_sam_type, checkpoint_dir)
+    sam_type = check_sam(payload.get("sam_type") or default_sam_type)  # the pool's check: known and served
     response_format = str(payload.get("format") or ("png" if legacy else "json")).lower()
     if response_format not in ("json", "png"):
         raise InvalidOptionError(f'Unknown format {response_format!r}; use "json" or "png".')
