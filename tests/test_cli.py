@@ -200,3 +200,15 @@ def test_multimask_and_nms_options(inputs, tmp_path, sam_files, tiny_detector_di
     assert [d["box"] for d in one] == [d["box"] for d in three] and [d["mask"] for d in one] != [d["mask"] for d in three]
     code = run([inputs / "chelsea.jpg", "--prompt", "cat", "--out", tmp_path / "bad", "--nms-iou-threshold", "1.5"], sam_files, tiny_detector_dir)
     assert code == 2 and "nms_iou_threshold" in capsys.readouterr().err
+
+
+def test_folders_are_walked_into_subfolders_and_never_into_the_output_folder(tmp_path, sam_files, tiny_detector_dir, capsys):
+    photos = tmp_path / "photos"
+    (photos / "sub" / "deeper").mkdir(parents=True)
+    shutil.copy(ASSETS / "coffee.jpg", photos / "top.jpg")
+    shutil.copy(ASSETS / "chelsea.jpg", photos / "sub" / "deeper" / "nested.jpg")
+    out = photos / "results"  # inside the folder it reads
+    for _ in range(2):
+        assert run([photos, "--prompt", "cup", "--out", out], sam_files, tiny_detector_dir) == 0
+        assert "2 of 2 images written" in capsys.readouterr().err, "the drawings of the first run are not inputs"
+    assert sorted(p.name for p in out.iterdir()) == ["nested.json", "nested.png", "top.json", "top.png"]

@@ -25,9 +25,7 @@ from tqdm.auto import tqdm
 from lang_sam.datasets.coco import coco_dataset, yolo_label_path, yolo_segmentation_lines
 from lang_sam.errors import InvalidImageError, InvalidOptionError
 from lang_sam.io.files import remove_leftovers, write_atomically
-from lang_sam.io.images import load_image
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from lang_sam.io.images import IMAGE_SUFFIXES, find_images, load_image
 
 
 @dataclass(frozen=True)
@@ -127,10 +125,7 @@ def _models_text(models: dict | None) -> str:
 def list_images(images_root: str) -> list[str]:
     """Image file names under a folder (recursively, sorted), local or any URI pyarrow reads (s3://, gs://)."""
     if "://" not in images_root:
-        root = Path(images_root)
-        if not root.is_dir():
-            raise InvalidImageError(f"{root} is not a folder of images.")
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return [str(path.relative_to(images_root)) for path in find_images(images_root)]
     from pyarrow import fs
 
     filesystem, base = fs.FileSystem.from_uri(images_root)

@@ -14,8 +14,7 @@ from tqdm.auto import tqdm
 from lang_sam.detector import DEFAULT_DETECTOR, parse_classes
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
 from lang_sam.io.files import check_output_file, check_output_folder, remove_leftovers, write_atomically
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+from lang_sam.io.images import find_images
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +179,7 @@ def _predict(args: argparse.Namespace) -> int:
     from lang_sam.drawing import draw_image
     from lang_sam.io.images import load_image
 
-    images = _collect_images(args.inputs)
+    images = _collect_images(args.inputs, args.out)
     if not images:
         print("lang-sam: no images found in the given paths.", file=sys.stderr)
         return 2
@@ -287,11 +286,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _collect_images(inputs: list[Path]) -> list[Path]:
+def _collect_images(inputs: list[Path], out: Path) -> list[Path]:
+    """The files given, and the images under the folders given (subfolders too, as label reads
+    them), leaving out what lies in the output folder: a rerun never reads its own drawings."""
     images: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            images.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+            images.extend(p for p in find_images(path) if out.resolve() not in p.resolve().parents)
         else:
             images.append(path)  # a missing or unreadable file is reported when it is read
     return images

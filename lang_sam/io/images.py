@@ -102,3 +102,15 @@ def _from_array(array: np.ndarray) -> np.ndarray:
     if array.shape[2] == 4:
         return _from_pil(Image.fromarray(array, "RGBA"))
     return np.ascontiguousarray(array)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """The image files under a folder, in subfolders too, sorted by path: what `lang-sam predict`
+    and `lang-sam label` read from a folder."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InvalidImageError(f"{root} is not a folder of images.")
+    return sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
