@@ -198,7 +198,7 @@ def test_true_swin_t_size_with_random_weights(bert_tokenizer):
     assert config.num_queries == 900
     model = GroundingDinoForObjectDetection(config)
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=bert_tokenizer)
-    detector = GroundingDinoDetector.from_parts(model, processor, device="cpu")
+    detector = GroundingDinoDetector.from_parts(model, processor, device="cpu", dtype="float32")
     image = photo("astronaut.jpg")
     result = detector.detect(image, "person, flag, rocket", box_threshold=0.0, text_threshold=0.0)
     assert len(result) == 900
