@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -38,12 +39,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
     """float32 or bfloat16, checked against what the device supports.
 
-    "auto" (or None) picks bfloat16 only where the device runs it natively (a CUDA GPU with bf16;
-    a CPU with AMX, AVX512-BF16 or Arm BF16) and float32 elsewhere. An explicit bfloat16 on a CPU
+    "auto" (or None) picks bfloat16 only where the device runs it natively and faster (see
+    auto_dtype), float32 elsewhere. An explicit bfloat16 on a CPU
     that only emulates it works but warns once: it is several times slower than float32 there.
     """
     if dtype is None or dtype == "auto":
-        return torch.bfloat16 if native_bf16(device) else torch.float32
+        return auto_dtype(device)
     resolved = DTYPES.get(dtype) if isinstance(dtype, str) else dtype
     if resolved not in (torch.float32, torch.bfloat16):
         raise InvalidOptionError(f"Unsupported dtype {dtype!r}: use 'auto', 'float32' or 'bfloat16'.")
@@ -61,6 +62,35 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cpu":
         return bool(cpu_bf16_instructions())
     return False
+
+
+def auto_dtype(device: torch.device) -> torch.dtype:
+    """What dtype="auto" means on device: bfloat16 on a CUDA GPU with bf16; on a CPU with native
+    bf16, bfloat16 only if its matrix products there are measurably faster than float32 (AMX and
+    AMD's AVX512-BF16 run them 2-6x faster; an Intel CPU with AVX512-BF16 but no AMX, measured here,
+    ran them at half fp32's speed); float32 everywhere else."""
+    if device.type == "cuda":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
+    if device.type == "cpu" and native_bf16(device) and cpu_bf16_speedup() >= 1.2:
+        return torch.bfloat16
+    return torch.float32
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """float32 time / bfloat16 time of a (1024 x 512) @ (512 x 512) product on this CPU, best of 5
+    (about 30 ms, measured once per process): the layers of SAM and Grounding DINO are such products."""
+    timings = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        inputs, weight = torch.randn(1024, 512, dtype=dtype), torch.randn(512, 512, dtype=dtype)
+        torch.nn.functional.linear(inputs, weight)  # warm-up: kernel choice, weight layout
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            torch.nn.functional.linear(inputs, weight)
+            best = min(best, time.perf_counter() - started)
+        timings[dtype] = best
+    return timings[torch.float32] / timings[torch.bfloat16]
 
 
 @functools.cache
@@ -107,7 +137,11 @@ def cpu_bf16_instructions() -> tuple[str, ...]:
 def describe_cpu() -> str:
     """One line naming the CPU and whether its bfloat16 is native, for test and benchmark output."""
     native = cpu_bf16_instructions()
-    bf16 = f"bf16 native ({', '.join(native)})" if native else "bf16 NOT native (emulated, far slower than fp32)"
+    if native:
+        auto = str(auto_dtype(torch.device("cpu"))).removeprefix("torch.")
+        bf16 = f"bf16 native ({', '.join(native)}), bf16 matmul {cpu_bf16_speedup():.1f}x fp32's speed, auto = {auto}"
+    else:
+        bf16 = "bf16 NOT native (emulated, far slower than fp32), auto = float32"
     return f"{cpu_model()}, {os.cpu_count()} cores, {bf16}"
 
 

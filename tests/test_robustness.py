@@ -237,7 +237,10 @@ def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch):
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(devices, "cpu_bf16_instructions", lambda: ("amx_bf16",))
+    monkeypatch.setattr(devices, "cpu_bf16_speedup", lambda: 6.0)  # as measured with AMX
     assert resolve_dtype("auto", cpu) == resolve_dtype(None, cpu) == torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_bf16_speedup", lambda: 0.5)  # native, but slower than fp32 (measured here)
+    assert resolve_dtype("auto", cpu) == torch.float32
     monkeypatch.setattr(devices, "cpu_bf16_instructions", lambda: ())
     assert resolve_dtype("auto", cpu) == torch.float32
     devices._warn_emulated_bf16.cache_clear()
@@ -248,3 +251,4 @@ def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch):
     emulated = [w for w in caught if "emulated" in str(w.message)]
     assert len(emulated) == 1 and "dtype='auto'" in str(emulated[0].message), "warned once, naming auto"
     assert devices.bf16_skip_reason() is not None and "NOT native" in devices.describe_cpu()
+
