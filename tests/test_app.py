@@ -133,3 +133,20 @@ def test_unreadable_upload_is_explained_and_exif_is_applied(app_url, tmp_path):
     Image.open(ASSETS / "coffee.jpg").save(rotated, exif=exif)
     drawing, *_ = client.predict(handle_file(str(rotated)), "cup", TINY_A, 0.0, 0.0, api_name="/predict")
     assert np.asarray(Image.open(drawing)).shape == (600, 400, 3)
+
+
+def test_downloads_keep_only_the_newest_files_and_leave_nothing_at_exit():
+    from lang_sam.interfaces.app import DownloadFolder
+
+    downloads = DownloadFolder(keep=2)
+    result = LangSAMResult.from_json({"image": {"height": 2, "width": 3}, "detections": []})
+    paths = [Path(downloads.write(result)) for _ in range(3)]
+    assert not paths[0].exists() and paths[1].is_file() and paths[2].is_file()
+    assert LangSAMResult.from_json(json.loads(paths[2].read_text())).image_size == (2, 3)
+    assert len(list(downloads.path.iterdir())) == 2
+    folder = downloads.path
+    del downloads  # the app's process ending, or the app being dropped
+    import gc
+
+    gc.collect()
+    assert not folder.exists()

@@ -7,7 +7,9 @@ The app draws and tabulates; the predictions come from a backend: a ModelPool in
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +60,7 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
     """The Blocks app; its submit button is also the API endpoint "/predict" (gradio_client).
 
     sam_types: the dropdown's choices (default: the official sizes and $LANG_SAM_CHECKPOINTS' own files)."""
+    downloads = DownloadFolder()
     def segment(image_path, prompt, sam_type, box_threshold, text_threshold, progress=gr.Progress(track_tqdm=True)):
         if image_path is None:
             raise gr.Error("Upload an image first.")
@@ -68,7 +71,7 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
             result, model = backend(image, prompt, sam_type, box_threshold, text_threshold, progress)
         except LangSAMError as error:
             raise gr.Error(str(error)) from None
-        return draw_image(image, result), detection_rows(result), _json_file(result), status_line(result, model)
+        return draw_image(image, result), detection_rows(result), downloads.write(result), status_line(result, model)
 
     with gr.Blocks(title="lang-sam") as app:
         gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks.")
@@ -108,11 +111,25 @@ def status_line(result: LangSAMResult, model: str) -> str:
     return f"{found}. Model: {model}."
 
 
-def _json_file(result: LangSAMResult) -> str:
-    """The detections as a JSON file in a fresh temporary folder, which Gradio serves for download."""
-    path = Path(tempfile.mkdtemp(prefix="lang-sam-")) / "detections.json"
-    path.write_text(json.dumps(result.to_json(), indent=1))
-    return str(path)
+class DownloadFolder:
+    """The JSON downloads of one app: a temporary folder removed when the app's process ends, that
+    keeps only the newest `keep` files (Gradio copies each into its own cache when it answers), so
+    a long-running app does not fill the disk."""
+
+    def __init__(self, keep: int = 64) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="lang-sam-app-")
+        self.path = Path(self._folder.name)
+        self.keep = keep
+
+    def write(self, result: LangSAMResult) -> str:
+        folder = self.path / uuid.uuid4().hex  # one folder per answer: the download keeps its name
+        folder.mkdir()
+        path = folder / "detections.json"
+        path.write_text(json.dumps(result.to_json(), indent=1))
+        answers = sorted(self.path.iterdir(), key=lambda entry: entry.stat().st_mtime_ns)
+        for old in answers[: max(0, len(answers) - self.keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+        return str(path)
 
 
 def launch(settings: Settings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
