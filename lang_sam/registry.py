@@ -1,4 +1,5 @@
-"""Every SAM lang-sam can run, by name: Meta's three official sizes, and SAM checkpoints of your own.
+"""Every model lang-sam can run, by name: Meta's three official SAM sizes, SAM checkpoints of your
+own, and the Grounding DINO detectors (transformers models and IDEA's original files).
 
 An official size names its architecture, file, download URL and SHA256. Any other ``NAME.pth`` in
 the checkpoint folder (``--checkpoint-dir`` / ``$LANG_SAM_CHECKPOINTS``) is a model called NAME,
@@ -89,3 +90,26 @@ def check_sam_type(sam_type: object, folder: str | Path | None = None) -> str:
         own = f" or a NAME.pth of your own in {where}" if where else f" (or put NAME.pth in ${CHECKPOINT_DIR_VARIABLE})"
         raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(names)}{own}.")
     return sam_type
+
+
+@dataclass(frozen=True)
+class DetectorEntry:
+    """A detector by short name: a transformers model on the Hugging Face hub, or (file_name set)
+    one of IDEA's original checkpoints in a hub repo, mapped onto transformers' model at load time."""
+
+    name: str
+    repo_id: str
+    file_name: str | None = None
+    description: str = ""
+
+
+DETECTORS: dict[str, DetectorEntry] = {
+    entry.name: entry
+    for entry in (
+        DetectorEntry("grounding-dino-base", "IDEA-Research/grounding-dino-base", description="Swin-B, lang-segment-anything v1's"),
+        DetectorEntry("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", description="Swin-T"),
+        DetectorEntry("groundingdino-swint-ogc", "ShilongLiu/GroundingDINO", "groundingdino_swint_ogc.pth", "IDEA's Swin-T"),
+        DetectorEntry("groundingdino-swinb-cogcoor", "ShilongLiu/GroundingDINO", "groundingdino_swinb_cogcoor.pth", "IDEA's Swin-B"),
+    )
+}
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"

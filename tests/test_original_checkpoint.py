@@ -190,3 +190,28 @@ def test_a_sam_checkpoint_is_not_taken_for_grounding_dino(tmp_path):
     torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(768, 3, 16, 16)}, path)
     with pytest.raises(CheckpointError, match="Not an original Grounding DINO checkpoint"):
         load_original_grounding_dino(path)
+
+
+def test_idea_files_load_by_registry_name_through_the_hugging_face_cache(idea_swin_t, bert_folder, tmp_path, monkeypatch):
+    """'groundingdino-swint-ogc' is IDEA's file in the ShilongLiu/GroundingDINO hub repo: found in
+    the Hugging Face cache (laid out here by hand, offline), or a ModelLoadError naming it."""
+    from huggingface_hub import constants
+
+    from lang_sam import ModelLoadError
+
+    _, checkpoint = idea_swin_t
+    repo = tmp_path / "hub" / "models--ShilongLiu--GroundingDINO"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "groundingdino_swint_ogc.pth").symlink_to(checkpoint)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    by_name = GroundingDinoDetector("groundingdino-swint-ogc", device="cpu", dtype="float32", tokenizer=bert_folder)
+    by_path = GroundingDinoDetector(checkpoint, device="cpu", dtype="float32", tokenizer=bert_folder)
+    image = Image.open(ASSETS / "coffee.jpg").convert("RGB")
+    first, second = (d.detect(image, "cup, saucer", box_threshold=0.0, text_threshold=0.0) for d in (by_name, by_path))
+    torch.testing.assert_close(first.boxes, second.boxes, atol=0, rtol=0)
+    with pytest.raises(ModelLoadError, match="ShilongLiu/GroundingDINO/groundingdino_swinb_cogcoor.pth"):
+        GroundingDinoDetector("groundingdino-swinb-cogcoor", device="cpu", tokenizer=bert_folder)

@@ -18,12 +18,7 @@ from lang_sam.detector.postprocess import BoxDetections, class_wise_nms, select_
 from lang_sam.detector.prompts import Caption, parse_classes, split_into_captions
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import CheckpointError, InvalidOptionError, ModelLoadError
-
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
-DETECTOR_MODELS = {
-    "grounding-dino-base": "IDEA-Research/grounding-dino-base",  # Swin-B, lang-segment-anything v1's model
-    "grounding-dino-tiny": "IDEA-Research/grounding-dino-tiny",  # Swin-T
-}
+from lang_sam.registry import DEFAULT_DETECTOR, DETECTORS
 
 
 @dataclass(frozen=True)
@@ -39,7 +34,7 @@ class DetectorInput:
 class GroundingDinoDetector:
     """Finds the boxes of the classes named in a text prompt.
 
-    model: a Hugging Face repo id (or a short name from DETECTOR_MODELS), a local folder in
+    model: a Hugging Face repo id (or a short name from lang_sam.registry.DETECTORS), a local folder in
     transformers format, or an original IDEA checkpoint (.pth, e.g. groundingdino_swint_ogc.pth,
     read with the bert-base-uncased ``tokenizer``, an id or a folder). Weights come through the
     Hugging Face cache (HF_HOME, HF_HUB_OFFLINE). processor: a folder or id holding the image
@@ -57,7 +52,7 @@ class GroundingDinoDetector:
     ) -> None:
         resolved_device = resolve_device(device)  # bad options fail before a model is loaded
         resolved_dtype = resolve_dtype(dtype, resolved_device)
-        source = DETECTOR_MODELS.get(str(model), str(model))
+        source = _source(str(model))
         network_model, loaded_processor = _load(source, tokenizer, None if processor is None else str(processor))
         self._attach(network_model, loaded_processor, resolved_device, resolved_dtype, source)
 
@@ -147,6 +142,22 @@ class GroundingDinoDetector:
                     outputs.pred_boxes[row].float().cpu(),
                 )
         return results
+
+
+def _source(model: str) -> str:
+    """A registry name as the repo id or local file to load (IDEA's files come through the Hugging
+    Face cache, downloaded once); anything else as it is."""
+    entry = DETECTORS.get(model)
+    if entry is None:
+        return model
+    if entry.file_name is None:
+        return entry.repo_id
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(entry.repo_id, entry.file_name)
+    except Exception as error:  # noqa: BLE001 - offline, missing, refused: all mean "not here"
+        raise ModelLoadError(_missing_model_message(f"{entry.repo_id}/{entry.file_name}", error)) from None
 
 
 def _load(source: str, tokenizer: str | Path, processor: str | None = None):
