@@ -163,6 +163,41 @@ def test_ray_engine_gives_the_single_machine_dataset(subset, service_models, lab
         assert np.logical_and(first, second).sum() >= 0.99 * np.logical_or(first, second).sum()
 
 
+def pycocotools_metrics(truth: dict, folder, sam_checkpoint, detector, limit: int) -> dict:
+    """The same evaluation made directly: LangSAM's predictions on the first images, scored by
+    pycocotools' COCOeval alone (no lang_sam.datasets code)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from lang_sam import LangSAM
+
+    model = LangSAM(sam_checkpoint=sam_checkpoint, detector=detector, device="cpu", dtype="float32")
+    ids = {category["name"]: category["id"] for category in truth["categories"]}
+    images = sorted(truth["images"], key=lambda image: image["id"])[:limit]
+    predictions = []
+    for image in images:
+        result = model.predict(folder / image["file_name"], classes=list(ids), box_threshold=0.0, text_threshold=0.0)
+        for label, score, rle, (x0, y0, x1, y1) in zip(result.phrases, result.logits, result.to_coco_rle(), result.boxes):
+            predictions.append({"image_id": image["id"], "category_id": ids[label], "segmentation": rle,
+                                "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "score": float(score)})
+    found = {"predictions": len(predictions)}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO()
+        ground_truth.dataset = json.loads(json.dumps(truth))
+        ground_truth.createIndex()
+        for iou_type, key in (("segm", "mask"), ("bbox", "box")):
+            evaluation = COCOeval(ground_truth, ground_truth.loadRes(json.loads(json.dumps(predictions))), iou_type)
+            evaluation.params.imgIds = [image["id"] for image in images]
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+            found[key] = list(evaluation.stats[:3])
+    return found
+
+
 def test_eval_reports_coco_ap_and_sam_only_iou(subset, service_models, tmp_path):
     folder, truth_path, truth = subset
     metrics_path = tmp_path / "metrics.json"
@@ -172,9 +207,12 @@ def test_eval_reports_coco_ap_and_sam_only_iou(subset, service_models, tmp_path)
     )
     assert completed.returncode == 0, completed.stderr
     metrics = json.loads(metrics_path.read_text())
-    assert metrics["images"] == 2 and metrics["predictions"] > 0
+    checkpoints, detector = service_models
+    expected = pycocotools_metrics(truth, folder, checkpoints / f"{TINY_A}.pth", detector, limit=2)
+    assert metrics["images"] == 2 and metrics["predictions"] == expected["predictions"] == 2 * 50, "every query of 2 images"
     for key in ("mask", "box"):
-        assert all(0 <= metrics[key][name] <= 1 for name in ("AP", "AP50", "AP75"))
+        for name, position in (("AP", 0), ("AP50", 1), ("AP75", 2)):
+            assert metrics[key][name] == pytest.approx(expected[key][position], abs=1e-6), (key, name)
     assert "mask AP" in completed.stdout and "all" in completed.stdout
     sam_only = subprocess.run(
         command("eval", service_models, "--coco", truth_path, "--images", folder, "--limit", "2", "--sam-only", "--json", metrics_path),
