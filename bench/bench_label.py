@@ -38,7 +38,8 @@ def main() -> None:
     from bench_detector import build as build_detector
     from bench_pipeline import sam_weights
 
-    from lang_sam.datasets.labeling import LabelJob, ModelSpec, list_images, run_local
+    from lang_sam.datasets.labeling import LabelJob, list_images, run_local
+    from lang_sam.settings import Settings
 
     files = tuple(list_images(str(COCO_IMAGES))[: args.images])
     skip_bf16 = bf16_skip_reason()
@@ -54,10 +55,10 @@ def main() -> None:
         model.save_pretrained(Path(folder) / "detector")
         processor.save_pretrained(Path(folder) / "detector")
         for dtype in args.dtypes:
-            spec = ModelSpec("vit_b", str(checkpoint), str(Path(folder) / "detector"), "cpu", dtype)
+            settings = Settings("vit_b", str(checkpoint), str(Path(folder) / "detector"), device="cpu", dtype=dtype)
             job = LabelJob(str(COCO_IMAGES), files, CLASSES, Path(folder) / f"out-{dtype}", chunk_size=8,
                            batch_size=4, box_threshold=0.0, text_threshold=0.0, max_detections=16)
-            stats = run_local(job, spec, workers=2, show_progress=False)
+            stats = run_local(job, settings, workers=2, show_progress=False)
             print(f"{dtype:9} {stats.images / stats.seconds:6.3f} images/s ({stats.seconds / stats.images:5.2f} s per image); "
                   f"model waiting for input {stats.waiting_seconds:5.2f} s = {100 * stats.waiting_seconds / stats.seconds:.2f}% "
                   f"of the run (target < 5%); decoding + resizing in background threads {stats.preparing_seconds:5.2f} s "

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from lang_sam.segmenter import processing
 from lang_sam.segmenter.build import load_sam
 from lang_sam.segmenter.predictor import ImageEmbedding, decode_prompts, encode_image
 from lang_sam.segmenter.sam import Sam
+
+if TYPE_CHECKING:
+    from lang_sam.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,12 @@ class LangSAM:
         self._use_sam(*load_sam(sam_type, sam_checkpoint, self.dtype, self.checkpoint_dir))
 
     @classmethod
+    def from_settings(cls, settings: Settings) -> LangSAM:
+        """The pipeline the settings name (as every lang-sam command builds it)."""
+        return cls(settings.sam_type, settings.sam_checkpoint, settings.detector, device=settings.device,
+                   dtype=settings.dtype, checkpoint_dir=settings.checkpoint_dir)
+
+    @classmethod
     def from_parts(
         cls, sam: Sam, detector: GroundingDinoDetector, sam_type: str = "custom", embedding_cache_size: int = 4
     ) -> LangSAM:
@@ -339,8 +349,8 @@ class LangSAM:
 
         images: one image (path, PIL image, RGB array, or what prepare made of one) or a list;
         prompts: one for all images or one per image; or classes: a list of class names for all
-        images, taken as they are (a name may hold a period or a comma). Returns one LangSAMResult per image (a single
-        one for a single image). max_detections keeps only the highest-scoring boxes;
+        images, taken as they are (a name may hold a period or a comma). Returns one LangSAMResult
+        per image (a single one for a single image). max_detections keeps only the highest-scoring boxes;
         nms_iou_threshold, when set, drops boxes of a class that overlap a better one of that class
         more than this. multimask_output: SAM proposes three masks per box and the one with the
         highest predicted IoU is kept (SAM's own rule for ambiguous prompts); False (the default)

@@ -61,6 +61,12 @@ SAM_MODELS: dict[str, OfficialSam] = {
 DEFAULT_SAM = "vit_h"
 
 
+def default_sam_type(sam_type: str | None, checkpoint: str | Path | None) -> str | None:
+    """The SAM name to look for: sam_type, or vit_h when neither a name nor a checkpoint is given
+    (with only a checkpoint, None: the file says what it holds)."""
+    return DEFAULT_SAM if sam_type is None and checkpoint is None else sam_type
+
+
 def checkpoint_dir(folder: str | Path | None = None) -> Path | None:
     """The checkpoint folder: the one given, else $LANG_SAM_CHECKPOINTS, else none."""
     folder = folder or os.environ.get(CHECKPOINT_DIR_VARIABLE)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
-from lang_sam.detector import DEFAULT_DETECTOR
-from lang_sam.registry import CHECKPOINT_DIR_VARIABLE, check_sam_type
+from lang_sam.registry import CHECKPOINT_DIR_VARIABLE, DEFAULT_DETECTOR, check_sam_type
 
 # The environment variable of each setting; a flag given on the command line wins over it.
 ENVIRONMENT_VARIABLES = {

@@ -26,39 +26,21 @@ from lang_sam.datasets.coco import coco_dataset, yolo_label_path, yolo_segmentat
 from lang_sam.errors import InvalidImageError, InvalidOptionError
 from lang_sam.io.files import remove_leftovers, write_atomically
 from lang_sam.io.images import IMAGE_SUFFIXES, find_images, load_image
+from lang_sam.registry import default_sam_type
+from lang_sam.settings import Settings
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What to load, as plain values, so that Ray can ship it to its workers."""
+def model_record(settings: Settings) -> dict[str, str | None]:
+    """What decides the labels, for the run's manifest: the SAM (name and the SHA256 of its file),
+    the detector and the dtype it resolves to here. Loads no model."""
+    from lang_sam.devices import resolve_device, resolve_dtype
+    from lang_sam.io.weights import file_sha256, find_sam_checkpoint
 
-    sam_type: str | None = None
-    sam_checkpoint: str | None = None
-    detector: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    checkpoint_dir: str | None = None
-
-    def record(self) -> dict[str, str | None]:
-        """What decides the labels, for the run's manifest: the SAM (name and the SHA256 of its file),
-        the detector and the dtype it resolves to here. Loads no model."""
-        from lang_sam.detector import DEFAULT_DETECTOR
-        from lang_sam.devices import resolve_device, resolve_dtype
-        from lang_sam.io.weights import file_sha256, find_sam_checkpoint
-        from lang_sam.registry import DEFAULT_SAM
-
-        sam_type = self.sam_type or (None if self.sam_checkpoint else DEFAULT_SAM)
-        path = find_sam_checkpoint(sam_type, self.sam_checkpoint, checkpoint_dir=self.checkpoint_dir)
-        dtype = resolve_dtype(self.dtype, resolve_device(self.device))
-        return {"sam": sam_type or path.name, "sam_sha256": file_sha256(path), "detector": self.detector or DEFAULT_DETECTOR,
-                "dtype": str(dtype).removeprefix("torch.")}
-
-    def build(self):
-        from lang_sam.detector import DEFAULT_DETECTOR
-        from lang_sam.pipeline import LangSAM
-
-        return LangSAM(self.sam_type, self.sam_checkpoint, self.detector or DEFAULT_DETECTOR, self.device, self.dtype,
-                       checkpoint_dir=self.checkpoint_dir)
+    sam_type = default_sam_type(settings.sam_type, settings.sam_checkpoint)
+    path = find_sam_checkpoint(sam_type, settings.sam_checkpoint, checkpoint_dir=settings.checkpoint_dir)
+    dtype = resolve_dtype(settings.dtype, resolve_device(settings.device))
+    return {"sam": sam_type or path.name, "sam_sha256": file_sha256(path), "detector": settings.detector,
+            "dtype": str(dtype).removeprefix("torch.")}
 
 
 @dataclass(frozen=True)
@@ -90,7 +72,7 @@ class LabelJob:
 
     def prepare(self, models: dict[str, str | None]) -> None:
         """Create the output folders, refuse a folder labelled for other images, classes, settings
-        or models (ModelSpec.record), and remove temporary files a killed run left."""
+        or models (model_record), and remove temporary files a killed run left."""
         self.progress_dir.mkdir(parents=True, exist_ok=True)
         remove_leftovers(self.progress_dir)
         manifest_path = self.progress_dir / "job.json"
@@ -213,16 +195,18 @@ def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) ->
     return {"records": [records[name] for name, _ in readable], "failed": failed}
 
 
-def run_local(job: LabelJob, model_spec: ModelSpec, workers: int = 2, show_progress: bool = True) -> LabelStats:
+def run_local(job: LabelJob, settings: Settings, workers: int = 2, show_progress: bool = True) -> LabelStats:
     """Label the pending chunks on this machine; background threads decode and resize the images of
     the next chunk while the models label this one."""
-    job.prepare(model_spec.record())
+    job.prepare(model_record(settings))
     pending = job.pending()
     chunks = job.chunks()
     stats = LabelStats()
     if not pending:
         return stats
-    model = model_spec.build()
+    from lang_sam.pipeline import LangSAM
+
+    model = LangSAM.from_settings(settings)
     names = [name for index in pending for name in chunks[index]]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(

@@ -15,16 +15,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm.auto import tqdm
 
-from lang_sam.datasets.labeling import LabelJob, LabelStats, ModelSpec, label_chunk, prepared_ahead
+from lang_sam.datasets.labeling import LabelJob, LabelStats, label_chunk, model_record, prepared_ahead
+from lang_sam.settings import Settings
 
 
 class ChunkLabeler:
     """A Ray actor: models loaded once, then one chunk per call. Ray runs two calls at once: one
     prepares its images while the other holds the models."""
 
-    def __init__(self, job: LabelJob, model_spec: ModelSpec, workers: int = 2) -> None:
+    def __init__(self, job: LabelJob, settings: Settings, workers: int = 2) -> None:
+        from lang_sam.pipeline import LangSAM
+
         self.job = job
-        self.model = model_spec.build()
+        self.model = LangSAM.from_settings(settings)
         self.chunks = job.chunks()
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers))
         self.model_lock = threading.Lock()
@@ -42,7 +45,7 @@ class ChunkLabeler:
 
 def run_ray(
     job: LabelJob,
-    model_spec: ModelSpec,
+    settings: Settings,
     address: str | None = None,
     actors: int = 1,
     cpus_per_actor: float = 1,
@@ -54,7 +57,7 @@ def run_ray(
     threads per actor that decode and resize images."""
     import ray
 
-    job.prepare(model_spec.record())
+    job.prepare(model_record(settings))
     pending = job.pending()
     stats = LabelStats()
     if not pending:
@@ -67,7 +70,7 @@ def run_ray(
         chunks = job.chunks()
         dataset = ray.data.from_items([{"index": index} for index in pending], override_num_blocks=len(pending))
         labelled = dataset.map_batches(
-            ChunkLabeler, fn_constructor_kwargs={"job": job, "model_spec": model_spec, "workers": workers}, batch_size=1,
+            ChunkLabeler, fn_constructor_kwargs={"job": job, "settings": settings, "workers": workers}, batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=actors, max_concurrent_calls_per_actor=2, enable_true_multi_threading=True),
             num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
         )

@@ -93,7 +93,8 @@ class GroundingDinoDetector:
         """Detect the prompt's classes in one RGB image, or in a list of them.
 
         images: PIL images, or what preprocess made of them; prompts: one for all images, or one per
-        image (a string to split, or a list of class names taken as they are). Returns one BoxDetections per image (a single one when a single image was given).
+        image (a string to split, or a list of class names taken as they are). Returns one
+        BoxDetections per image (a single one when a single image was given).
         nms_iou_threshold: when set, boxes of the same class overlapping more than this are suppressed.
         """
         single = isinstance(images, (Image.Image, DetectorInput))

@@ -29,9 +29,7 @@ def parse_classes(prompt: str | Sequence[str]) -> list[str]:
     names is taken as it is (so a name may hold a period: ["st. bernard", "cat"]). Names are
     normalized (normalize_class_name), empties and duplicates dropped, order kept."""
     if isinstance(prompt, str):
-        # Control characters (tabs, NULs, escapes) become spaces rather than parts of a class name.
-        kept_lines = "".join(" " if unicodedata.category(char).startswith("C") and char not in "\n\r" else char for char in prompt)
-        parts = _SEPARATORS.split(kept_lines)
+        parts = _SEPARATORS.split(prompt)  # control characters other than newlines become spaces below
     elif isinstance(prompt, (list, tuple)) and all(isinstance(name, str) for name in prompt):
         parts = list(prompt)
     else:

@@ -129,13 +129,6 @@ def _settings(args: argparse.Namespace):
         "sam_type", "sam_checkpoint", "detector", "checkpoint_dir", "device", "dtype")})
 
 
-def _lang_sam(settings):
-    from lang_sam.pipeline import LangSAM
-
-    return LangSAM(settings.sam_type, settings.sam_checkpoint, settings.detector, device=settings.device,
-                   dtype=settings.dtype, checkpoint_dir=settings.checkpoint_dir)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -178,6 +171,7 @@ def _require(module: str, extra: str) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from lang_sam.drawing import draw_image
     from lang_sam.io.images import load_image
+    from lang_sam.pipeline import LangSAM
 
     images = _collect_images(args.inputs, args.out)
     if not images:
@@ -199,7 +193,7 @@ def _predict(args: argparse.Namespace) -> int:
         images = [path for path in images if path not in set(done)]
         if not images:
             return 0
-    model = _lang_sam(_settings(args))
+    model = LangSAM.from_settings(_settings(args))
     if args.verbose:
         print(f"lang-sam: {model.describe()}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)  # only once the models loaded: a failed start leaves nothing
@@ -227,7 +221,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from lang_sam.datasets.labeling import LabelJob, ModelSpec, finish, list_images, run_local
+    from lang_sam.datasets.labeling import LabelJob, finish, list_images, run_local
 
     classes = tuple(parse_classes(args.classes))
     job = LabelJob(
@@ -238,15 +232,13 @@ def _label(args: argparse.Namespace) -> int:
         raise InvalidOptionError(f"No images found under {args.images}.")
     check_output_folder(args.out)
     settings = _settings(args)
-    spec = ModelSpec(settings.sam_type, settings.sam_checkpoint, settings.detector, settings.device, settings.dtype,
-                     settings.checkpoint_dir)
     if args.engine == "ray" or args.ray_address:
         _require("ray", "ray")
         from lang_sam.datasets.ray_engine import run_ray
 
-        stats = run_ray(job, spec, args.ray_address, args.ray_actors, args.cpus_per_actor, args.gpus_per_actor, args.workers)
+        stats = run_ray(job, settings, args.ray_address, args.ray_actors, args.cpus_per_actor, args.gpus_per_actor, args.workers)
     else:
-        stats = run_local(job, spec, args.workers)
+        stats = run_local(job, settings, args.workers)
     report = finish(job, yolo=args.yolo)
     if stats.images:
         print(f"lang-sam: {stats.images} images in {stats.seconds:.1f} s ({stats.images / stats.seconds:.2f} images/s); "
@@ -259,6 +251,7 @@ def _label(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from lang_sam.datasets.evaluation import evaluate_pipeline, evaluate_sam_only, format_table, load_ground_truth
     from lang_sam.devices import resolve_device, resolve_dtype
+    from lang_sam.pipeline import LangSAM
     from lang_sam.segmenter import SamPredictor
     from lang_sam.segmenter.build import load_sam
 
@@ -276,7 +269,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         _, sam = load_sam(settings.sam_type, settings.sam_checkpoint, resolve_dtype(settings.dtype, device), settings.checkpoint_dir)
         metrics = evaluate_sam_only(SamPredictor(sam.to(device)), ground_truth, args.images, image_ids)
     else:
-        model = _lang_sam(settings)
+        model = LangSAM.from_settings(settings)
         metrics = evaluate_pipeline(
             model, ground_truth, args.images, image_ids, box_threshold=args.box_threshold, text_threshold=args.text_threshold
         )

@@ -9,7 +9,7 @@ import torch
 from lang_sam.devices import resolve_dtype
 from lang_sam.errors import CheckpointError, InvalidOptionError
 from lang_sam.io.weights import find_sam_checkpoint, read_weights_file
-from lang_sam.registry import DEFAULT_SAM, SAM_MODELS, SamArchitecture
+from lang_sam.registry import SAM_MODELS, SamArchitecture, default_sam_type
 from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
 from lang_sam.segmenter.prompt_encoder import PromptEncoder
@@ -42,7 +42,10 @@ def build_sam(
     else:
         path = Path(checkpoint)
         state_dict = load_sam_state_dict(path, official.name if official else None)
-        sam = build_sam_from_architecture(architecture_from_state_dict(state_dict, path))
+        architecture = architecture_from_state_dict(state_dict, path)
+        if official is not None:
+            _check_size(architecture, official.name, path)
+        sam = build_sam_from_architecture(architecture)
         _load_strict(sam, state_dict, path)
     sam.image_encoder.to(dtype)
     sam.mask_decoder.to(dtype)
@@ -59,8 +62,7 @@ def load_sam(
     and its name: sam_type, else the official size the file holds, else the file's stem. Without
     either, vit_h. With both, a name that is not an official size only names the model.
     checkpoint_dir: the folder searched by name (default $LANG_SAM_CHECKPOINTS)."""
-    if sam_type is None and checkpoint is None:
-        sam_type = DEFAULT_SAM
+    sam_type = default_sam_type(sam_type, checkpoint)
     path = find_sam_checkpoint(sam_type, checkpoint, checkpoint_dir=checkpoint_dir)  # checks the name if it must
     sam = build_sam(sam_type, path, dtype=dtype)
     return sam_type or official_sam_name(architecture_of(sam)) or path.stem, sam
@@ -81,30 +83,36 @@ def build_sam_from_architecture(architecture: SamArchitecture) -> Sam:
 
 
 def load_sam_state_dict(checkpoint: str | Path, sam_type: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a SAM checkpoint (Meta's format: a state dict); with an official sam_type, check that
-    the file holds exactly that size.
+    """Read a SAM checkpoint (Meta's format: a state dict); sam_type, an official size, names the
+    file to use instead in the error messages.
 
     Only tensors are unpickled (``weights_only=True``); a file that holds anything else is refused.
     """
     path = Path(checkpoint)
-    expected = SAM_MODELS[sam_type].file_name if sam_type else "a SAM .pth file"
-    remedy = f"Use Meta's {sam_type} file {expected}; download it again if it is damaged." if sam_type else (
-        "Use a SAM checkpoint in Meta's format."
+    remedy = (
+        f"Use Meta's {sam_type} file {SAM_MODELS[sam_type].file_name}; download it again if it is damaged."
+        if sam_type else "Use a SAM checkpoint in Meta's format."
     )
     state_dict = read_weights_file(path, "SAM checkpoint", remedy)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path} is not a SAM state dict (a mapping of names to tensors).")
-    if sam_type is not None:
-        architecture = architecture_from_state_dict(state_dict, path)
-        found = official_sam_name(architecture)
-        if found != sam_type:
-            held = f"a {found} checkpoint" if found else (
-                f"a SAM of its own architecture (encoder width {architecture.encoder_embed_dim}, depth "
-                f"{architecture.encoder_depth})"
-            )
-            advice = f"Pass sam_type={found!r}" if found else "Leave the SAM type unset to load it as it is"
-            raise CheckpointError(f"{path} holds {held}, but {sam_type} was requested. {advice}, or the {sam_type} file {expected}.")
     return state_dict
+
+
+def _check_size(architecture: SamArchitecture, sam_type: str, path: Path) -> None:
+    """Raise a CheckpointError naming what the file holds unless it is the official size sam_type."""
+    found = official_sam_name(architecture)
+    if found == sam_type:
+        return
+    held = f"a {found} checkpoint" if found else (
+        f"a SAM of its own architecture (encoder width {architecture.encoder_embed_dim}, depth "
+        f"{architecture.encoder_depth})"
+    )
+    advice = f"Pass sam_type={found!r}" if found else "Leave the SAM type unset to load it as it is"
+    raise CheckpointError(
+        f"{path} holds {held}, but {sam_type} was requested. {advice}, or the {sam_type} file "
+        f"{SAM_MODELS[sam_type].file_name}."
+    )
 
 
 def architecture_from_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> SamArchitecture:
