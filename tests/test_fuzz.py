@@ -8,7 +8,6 @@ must give a well-formed result; an invalid one must raise the project's error fo
 from __future__ import annotations
 
 import io
-import math
 from collections import Counter
 
 import numpy as np

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lang_sam import InvalidOptionError, InvalidPromptError, ModelLoadError
+from lang_sam import InvalidOptionError, InvalidPromptError
 from lang_sam.detector import GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
 
@@ -190,7 +190,12 @@ def test_devices_and_dtypes():
 
 def test_true_swin_t_size_with_random_weights(bert_tokenizer):
     """GroundingDinoConfig's defaults are Grounding DINO Swin-T (with a bert-base text encoder)."""
-    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor, GroundingDinoProcessor
+    from transformers import (
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
 
     torch.manual_seed(0)
     config = GroundingDinoConfig()

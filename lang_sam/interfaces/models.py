@@ -16,6 +16,13 @@ from lang_sam.registry import DEFAULT_SAM, check_sam_type, sam_names
 from lang_sam.settings import Settings
 
 
+def served_sam_types(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
+    """The SAMs a server offers: the settings' own first (vit_h when they name none), then the
+    requested names, each checked against the registry, without repeats."""
+    names = [settings.sam_type or DEFAULT_SAM, *(requested or [])]
+    return tuple(dict.fromkeys(check_sam_type(name, settings.checkpoint_dir) for name in names))
+
+
 class ModelPool:
     """One detector and one LangSAM per SAM, loaded on first use and reused; safe to share between threads.
 
@@ -29,9 +36,7 @@ class ModelPool:
         device = resolve_device(settings.device)  # bad settings fail here, before any model loads
         resolve_dtype(settings.dtype, device)
         self.settings = replace(settings, device=str(device), sam_type=settings.sam_type or DEFAULT_SAM)
-        self.allowed = tuple(check_sam_type(name, settings.checkpoint_dir) for name in allowed) if allowed else None
-        if self.allowed and self.settings.sam_type not in self.allowed:
-            self.allowed = (self.settings.sam_type, *self.allowed)
+        self.allowed = served_sam_types(self.settings, allowed) if allowed else None
         self._lock = threading.Lock()  # guards the dictionaries below, never a load or a prediction
         self._predicting = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}

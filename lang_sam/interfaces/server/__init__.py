@@ -2,8 +2,9 @@
 
 ``POST /predict`` takes an image (a multipart file field ``image``, or JSON with ``image`` as base64)
 and the fields ``prompt``, ``box_threshold``, ``text_threshold``, ``sam_type``, ``max_detections``,
-``nms_iou_threshold``, ``multimask_output`` and ``format`` ("json", the default, or "png" for the labelled drawing). JSON answers hold the image
-size, the model, and per detection: label, score, mask score, box and COCO RLE mask.
+``nms_iou_threshold``, ``multimask_output`` and ``format`` ("json", the default, or "png" for the
+labelled drawing). JSON answers hold the image size, the model, and per detection: label, score,
+mask score, box and COCO RLE mask.
 
 Modules: validation.py (what a request may hold), api.py (the LitAPI and the batching policy),
 guard.py (the ASGI request guard), client.py (the mounted app's HTTP backend).
@@ -20,11 +21,11 @@ from collections.abc import Sequence
 
 import litserve as ls
 
+from lang_sam.interfaces.models import served_sam_types
 from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
 from lang_sam.interfaces.server.client import remote_backend
 from lang_sam.interfaces.server.guard import RequestGuard
 from lang_sam.interfaces.server.validation import Limits
-from lang_sam.registry import DEFAULT_SAM, check_sam_type
 from lang_sam.settings import Settings
 
 
@@ -67,8 +68,7 @@ def serve(
     preload: bool = False,
 ) -> None:
     """Run the server until interrupted; call under ``if __name__ == "__main__"`` (workers are spawned)."""
-    default = settings.sam_type or DEFAULT_SAM
-    served = list(dict.fromkeys([default, *(check_sam_type(name, settings.checkpoint_dir) for name in sam_types or [])]))
+    served = served_sam_types(settings, sam_types)  # checked here, so a bad name fails before workers start
     accelerator = "cpu" if (settings.device or "").startswith("cpu") else "auto"
     server = build_server(
         settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator,
@@ -80,7 +80,7 @@ def serve(
 
         from lang_sam.interfaces.app import build_app
 
-        app = build_app(backend, default, served)
+        app = build_app(backend, served[0], list(served))
         gr.mount_gradio_app(server.app, app.queue(), path="/app")
     # LitServe shuts its workers down on Ctrl+C but leaves them running on SIGTERM (kill, docker stop):
     # treat SIGTERM as Ctrl+C so that stopping the server never leaves a process behind.

@@ -16,10 +16,9 @@ from PIL import Image
 
 from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
-from lang_sam.interfaces.models import ModelPool
+from lang_sam.interfaces.models import ModelPool, served_sam_types
 from lang_sam.interfaces.server.validation import Limits, PredictRequest, Rejected, parse_request
 from lang_sam.pipeline import LangSAMResult
-from lang_sam.registry import DEFAULT_SAM
 from lang_sam.settings import Settings
 
 PREDICT_PATH = "/predict"
@@ -46,7 +45,7 @@ class LangSAMAPI(ls.LitAPI):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.settings = settings
         self.limits = limits
-        self.sam_types = list(sam_types) if sam_types else [settings.sam_type or DEFAULT_SAM]
+        self.sam_types = served_sam_types(settings, sam_types)
         self.preload = preload
 
     def setup(self, device: str) -> None:
