@@ -115,6 +115,14 @@ def test_gradio_client_calls_the_api(app_url):
     assert [row[0] for row in table["data"]] == result.phrases
     assert set(result.phrases) <= {"cup", "spoon"}
     assert status.startswith(f"{result.num_detections} detection")
+    image = handle_file(str(ASSETS / "coffee.jpg"))
+    loose = client.predict(image, "cup, spoon", TINY_A, 0.0, 0.0, 1.0, False, api_name="/predict")[1]["data"]
+    pruned = client.predict(image, "cup, spoon", TINY_A, 0.0, 0.0, 0.3, False, api_name="/predict")[1]["data"]
+    assert loose == table["data"], "the options left out take their defaults: NMS off, one mask"
+    assert 0 < len(pruned) < len(loose), "NMS drops overlapping boxes of a class"
+    multimask = client.predict(image, "cup, spoon", TINY_A, 0.0, 0.0, 1.0, True, api_name="/predict")[1]["data"]
+    assert [row[:2] + row[3:] for row in multimask] == [row[:2] + row[3:] for row in loose], "same boxes"
+    assert [row[2] for row in multimask] != [row[2] for row in loose], "the best of three masks, by predicted IoU"
     with pytest.raises(Exception, match="Upload an image first"):
         client.predict(None, "cup", TINY_A, 0.3, 0.25, api_name="/predict")
 
@@ -140,7 +148,7 @@ def test_downloads_keep_only_the_newest_files_and_leave_nothing_at_exit():
 
     downloads = DownloadFolder(keep=2)
     result = LangSAMResult.from_json({"image": {"height": 2, "width": 3}, "detections": []})
-    paths = [Path(downloads.write(result)) for _ in range(3)]
+    paths = [Path(downloads.write(result.to_json())) for _ in range(3)]
     assert not paths[0].exists() and paths[1].is_file() and paths[2].is_file()
     assert LangSAMResult.from_json(json.loads(paths[2].read_text())).image_size == (2, 3)
     assert len(list(downloads.path.iterdir())) == 2

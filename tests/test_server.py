@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -24,7 +26,7 @@ from tests.robustness_cases import write_image_cases
 from tests.services import free_port, session_processes, start_service, stop_session, wait_until_gone
 from tests.test_grounding_dino import ASSETS
 
-MAX_UPLOAD_MB = 1
+MAX_UPLOAD_MB = 4  # above starlette's 1 MB spool size: large uploads must reach the worker too
 MAX_IMAGE_PIXELS = 2_000_000
 LOOSE = {"box_threshold": "0", "text_threshold": "0", "max_detections": "4"}
 
@@ -57,9 +59,25 @@ def post_multipart(url: str, image: bytes, **fields) -> httpx.Response:
     return httpx.post(f"{url}/predict", files={"image": ("photo.jpg", image, "image/jpeg")}, data=fields, timeout=300)
 
 
-def test_health(server):
+def healthy(url: str) -> bool:
+    response = httpx.get(f"{url}/health", timeout=10)
+    return response.status_code == 200 and response.json()["status"] == "ok"
+
+
+def test_health_reports_the_sams_device_and_dtype(server):
     _, url, _ = server
-    assert httpx.get(f"{url}/health", timeout=10).text == "ok"
+    report = httpx.get(f"{url}/health", timeout=10).json()
+    assert report == {"status": "ok", "sam_types": [TINY_A, TINY_B, "vit_h"], "device": "cpu", "dtype": "float32"}
+
+
+def test_an_upload_over_a_megabyte_reaches_the_model_as_sent(server):
+    _, url, _ = server
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 900, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    assert 1.5 * 2**20 < len(buffer.getvalue()) < MAX_UPLOAD_MB * 2**20
+    response = post_multipart(url, buffer.getvalue(), prompt="cat", **LOOSE)
+    assert response.status_code == 200, response.text
+    assert response.json()["image"] == {"height": 700, "width": 900}
 
 
 def test_preload_loads_the_served_sams_at_start_and_reports_those_that_fail(server):
@@ -188,7 +206,7 @@ def test_fields_of_the_wrong_type_and_unreadable_json_answer_only_themselves(ser
     for body in (huge_number, deep):
         response = httpx.post(f"{url}/predict", content=body, headers={"content-type": "application/json"}, timeout=300)
         assert response.status_code == 400 and "not valid JSON" in response.json()["detail"]
-    assert httpx.get(f"{url}/health", timeout=30).text == "ok"
+    assert healthy(url)
 
 
 def test_multimask_and_nms_fields(server):
@@ -222,7 +240,7 @@ def test_a_bad_request_in_a_batch_does_not_fail_the_others(server):
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda kwargs: httpx.post(f"{url}/predict", timeout=300, **kwargs), [good, bad] * 4))
     assert [r.status_code for r in responses] == [200, 400] * 4
-    assert httpx.get(f"{url}/health", timeout=10).text == "ok"
+    assert healthy(url)
 
 
 def test_odd_and_broken_image_files(server, tmp_path):
@@ -251,7 +269,7 @@ def test_a_request_failing_inside_the_model_is_answered_and_the_others_too(serve
             assert response.status_code == 200, response.text
         else:
             assert response.status_code == 503 and f"{TINY_B}.pth" in response.json()["detail"]
-    assert httpx.get(f"{url}/health", timeout=10).text == "ok"
+    assert healthy(url)
 
 
 def test_a_slow_client_does_not_hold_up_the_others(server):
@@ -323,10 +341,15 @@ def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, 
         from gradio_client import Client, handle_file
 
         client = Client(f"http://127.0.0.1:{port}/app/", verbose=False)
-        _, table, _, status = client.predict(
-            handle_file(str(ASSETS / "coffee.jpg")), "cup", TINY_A, 0.0, 0.0, api_name="/predict"
+        _, table, download, status = client.predict(
+            handle_file(str(ASSETS / "coffee.jpg")), "cup", TINY_A, 0.0, 0.0, 0.5, True, api_name="/predict"
         )
         assert f"SAM {TINY_A} (encoder width 192)" in status
+        direct = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},
+                            data={"prompt": "cup", "box_threshold": "0", "text_threshold": "0", "nms_iou_threshold": "0.5",
+                                  "multimask_output": "true"}, timeout=300).json()
+        assert json.loads(Path(download).read_text()) == {"image": direct["image"], "detections": direct["detections"]}, (
+            "the app hands on the server's answer, options included, as it came")
         not_served = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},
                                 data={"prompt": "cup", "sam_type": TINY_B}, timeout=300)
         assert not_served.status_code == 422, "only the SAM started with is served by default"

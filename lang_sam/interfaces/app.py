@@ -28,8 +28,11 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.jpg", "cup, saucer, spoon")]
 TABLE_HEADERS = ["label", "score", "mask score", "box (x0, y0, x1, y1)"]
 
-# (image, prompt, sam_type, box_threshold, text_threshold, progress) -> (result, "model in use")
-Backend = Callable[[np.ndarray, str, str, float, float, Callable], tuple[LangSAMResult, str]]
+# (image file, its decoded pixels, prompt, sam_type, options, progress) -> (result, "model in use",
+# result as JSON). options: LangSAM.predict's box_threshold, text_threshold, nms_iou_threshold and
+# multimask_output. The JSON is the download: a backend that received it (the server) hands it on
+# as it came, so the masks are not encoded to RLE again.
+Backend = Callable[[str, np.ndarray, str, str, dict, Callable], tuple[LangSAMResult, str, dict]]
 
 
 def uploaded_image(**options) -> gr.Image:
@@ -45,13 +48,13 @@ def uploaded_image(**options) -> gr.Image:
 def local_backend(pool: ModelPool) -> Backend:
     """Predict with models loaded in this process; a first use of a SAM size shows its loading."""
 
-    def predict(image, prompt, sam_type, box_threshold, text_threshold, progress):
+    def predict(image_path, image, prompt, sam_type, options, progress):
         if sam_type not in pool.loaded_sam_types:
             progress(0.0, desc=f"Loading SAM {sam_type} (downloaded on first use)")
             pool.get(sam_type)
         progress(0.5, desc="Segmenting")
-        result = pool.predict(image, prompt, sam_type, box_threshold=box_threshold, text_threshold=text_threshold)
-        return result, pool.describe(sam_type)
+        result = pool.predict(image, prompt, sam_type, **options)
+        return result, pool.describe(sam_type), result.to_json()
 
     return predict
 
@@ -61,17 +64,22 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
 
     sam_types: the dropdown's choices (default: the official sizes and $LANG_SAM_CHECKPOINTS' own files)."""
     downloads = DownloadFolder()
-    def segment(image_path, prompt, sam_type, box_threshold, text_threshold, progress=gr.Progress(track_tqdm=True)):
+    def segment(image_path, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output,
+                progress=gr.Progress(track_tqdm=True)):
         if image_path is None:
             raise gr.Error("Upload an image first.")
         if not prompt or not prompt.strip():
             raise gr.Error('Type what to find, e.g. "car, wheel".')
+        options = {
+            "box_threshold": box_threshold, "text_threshold": text_threshold, "multimask_output": bool(multimask_output),
+            "nms_iou_threshold": None if nms_iou_threshold >= 1.0 else nms_iou_threshold,  # 1: no box is dropped
+        }
         try:
             image = load_image(image_path)
-            result, model = backend(image, prompt, sam_type, box_threshold, text_threshold, progress)
+            result, model, exported = backend(image_path, image, prompt, sam_type, options, progress)
         except LangSAMError as error:
             raise gr.Error(str(error)) from None
-        return draw_image(image, result), detection_rows(result), downloads.write(result), status_line(result, model)
+        return draw_image(image, result), detection_rows(result), downloads.write(exported), status_line(result, model)
 
     with gr.Blocks(title="lang-sam") as app:
         gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks.")
@@ -80,6 +88,13 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
                 sam_type = gr.Dropdown(sam_types or sam_names(), value=default_sam_type, label="SAM model", elem_id="sam-type")
                 box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
                 text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
+                with gr.Accordion("More options", open=False):
+                    nms_iou_threshold = gr.Slider(
+                        0.0, 1.0, value=1.0, step=0.01, label="NMS IoU threshold (drops boxes of a class overlapping "
+                        "a better one by more than this; 1 = keep all)", elem_id="nms-iou-threshold")
+                    multimask_output = gr.Checkbox(
+                        value=False, label="Multimask: SAM proposes three masks per box, keep the best by predicted IoU",
+                        elem_id="multimask")
                 image = uploaded_image(label="Image", elem_id="input-image")
                 prompt = gr.Textbox(label="Text prompt", placeholder="car, wheel", elem_id="prompt")
                 submit = gr.Button("Segment", variant="primary", elem_id="submit")
@@ -91,7 +106,7 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         examples = [[str(ASSETS / name), text] for name, text in EXAMPLES if (ASSETS / name).is_file()]
         if examples:
             gr.Examples(examples, inputs=[image, prompt])
-        inputs = [image, prompt, sam_type, box_threshold, text_threshold]
+        inputs = [image, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output]
         outputs = [drawing, table, download, status]
         submit.click(segment, inputs=inputs, outputs=outputs, api_name="predict")
         prompt.submit(segment, inputs=inputs, outputs=outputs, api_name=False)
@@ -121,11 +136,12 @@ class DownloadFolder:
         self.path = Path(self._folder.name)
         self.keep = keep
 
-    def write(self, result: LangSAMResult) -> str:
+    def write(self, exported: dict) -> str:
+        """Write one answer's JSON (LangSAMResult.to_json) as a download; return its path."""
         folder = self.path / uuid.uuid4().hex  # one folder per answer: the download keeps its name
         folder.mkdir()
         path = folder / "detections.json"
-        path.write_text(json.dumps(result.to_json(), indent=1))
+        path.write_text(json.dumps(exported, indent=1))
         answers = sorted(self.path.iterdir(), key=lambda entry: entry.stat().st_mtime_ns)
         for old in answers[: max(0, len(answers) - self.keep)]:
             shutil.rmtree(old, ignore_errors=True)

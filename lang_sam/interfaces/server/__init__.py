@@ -6,25 +6,32 @@ and the fields ``prompt``, ``box_threshold``, ``text_threshold``, ``sam_type``, 
 labelled drawing). JSON answers hold the image size, the model, and per detection: label, score,
 mask score, box and COCO RLE mask.
 
+``GET /health`` answers 503 while the workers start, then JSON: status "ok", the SAMs served, the
+device and the dtype the models run in.
+
 Modules: validation.py (what a request may hold), api.py (the LitAPI and the batching policy),
-guard.py (the ASGI request guard), client.py (the mounted app's HTTP backend).
+guard.py (the ASGI request guard), health.py (the /health report), client.py (the mounted app's HTTP
+backend).
 
 Requests from different clients are batched (LitServe batching) and each batch runs one detector
-pass per group of requests with the same options. A request guard in front of LitServe turns every
-accepted body into one JSON object, so that bad bodies get a 4xx before they reach a worker.
+pass per group of requests with the same options. A request guard in front of LitServe answers
+unreadable bodies with a 4xx before they reach a worker, and hands the others on unchanged.
 """
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
+from dataclasses import replace
 
 import litserve as ls
 
+from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.interfaces.models import served_sam_types
 from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
 from lang_sam.interfaces.server.client import remote_backend
 from lang_sam.interfaces.server.guard import RequestGuard
+from lang_sam.interfaces.server.health import HealthReport
 from lang_sam.interfaces.server.validation import Limits
 from lang_sam.settings import Settings
 
@@ -43,14 +50,20 @@ def build_server(
 ):
     """A LitServer with the guard in front; the caller mounts the app if wanted, then runs it.
     sam_types: the SAMs requests may name (default: settings.sam_type alone); preload: load them all
-    at start instead of on first use."""
+    at start instead of on first use.
+
+    The dtype is resolved here, once ("auto" measures the CPU), and the workers get it resolved, so
+    that /health reports what every worker runs."""
+    device = resolve_device(settings.device or ("cpu" if accelerator == "cpu" else None))
+    settings = replace(settings, dtype=str(resolve_dtype(settings.dtype, device)).removeprefix("torch."))
+    report = {"sam_types": list(served_sam_types(settings, sam_types)), "device": device.type, "dtype": settings.dtype}
     return ls.LitServer(
         LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload),
         accelerator=accelerator,
         devices=devices,
         workers_per_device=workers_per_device,
         timeout=timeout,
-        middlewares=[(RequestGuard, {"max_upload_bytes": limits.max_upload_bytes})],
+        middlewares=[(RequestGuard, {"max_upload_bytes": limits.max_upload_bytes}), (HealthReport, {"report": report})],
     )
 
 

@@ -60,7 +60,7 @@ class LangSAMAPI(ls.LitAPI):
             except LangSAMError as error:  # remembered by the pool, answered as 503 to requests for it
                 LOGGER.warning("lang-sam: could not preload SAM %s: %s", name, error)
 
-    def decode_request(self, request) -> PredictRequest | Rejected:  # the JSON object the guard made
+    def decode_request(self, request) -> PredictRequest | Rejected:  # a JSON object or a multipart FormData
         try:
             return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.check)
         except LangSAMError as error:  # one bad request must not fail the others in its batch

@@ -3,10 +3,9 @@ and the API share the workers, the models and the batching."""
 
 from __future__ import annotations
 
-import io
+from pathlib import Path
 
 import httpx
-from PIL import Image
 
 from lang_sam.errors import LangSAMError
 from lang_sam.pipeline import LangSAMResult
@@ -14,16 +13,16 @@ from lang_sam.pipeline import LangSAMResult
 
 def remote_backend(url: str, timeout: float):
     """An app backend that asks the server at url, so the mounted app shares its models and batching."""
-    def predict(image, prompt, sam_type, box_threshold, text_threshold, progress):
+    def predict(image_path, image, prompt, sam_type, options, progress):
         progress(0.2, desc="Waiting for the server")
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG")
-        fields = {"prompt": prompt, "sam_type": sam_type, "box_threshold": box_threshold, "text_threshold": text_threshold}
-        response = httpx.post(url, files={"image": ("image.png", buffer.getvalue(), "image/png")}, data=fields, timeout=timeout)
+        fields = {"prompt": prompt, "sam_type": sam_type, **{k: str(v).lower() for k, v in options.items() if v is not None}}
+        upload = Path(image_path).read_bytes()  # the file as uploaded: the server decodes it as the app did
+        response = httpx.post(url, files={"image": (Path(image_path).name, upload)}, data=fields, timeout=timeout)
         if response.status_code != 200:
             raise LangSAMError(_detail(response))
         payload = response.json()
-        return LangSAMResult.from_json(payload), payload["model"]
+        exported = {"image": payload["image"], "detections": payload["detections"]}
+        return LangSAMResult.from_json(payload), payload["model"], exported
 
     return predict
 

@@ -1,19 +1,20 @@
-"""ASGI middleware in front of LitServe for POST /predict: body size, content type, and one JSON
-object per request, so that unreadable bodies get their 4xx before they reach a worker."""
+"""ASGI middleware in front of LitServe for POST /predict: body size and a readable body, so that
+bad bodies get their 4xx before they reach a worker."""
 
 from __future__ import annotations
 
-import base64
 import json
-from typing import Any
 
 from lang_sam.interfaces.server.api import PREDICT_PATH
 from lang_sam.interfaces.server.validation import DEFAULT_MAX_UPLOAD_BYTES
 
 
 class RequestGuard:
-    """ASGI middleware for POST /predict: bounds the body size (413), and turns multipart uploads
-    and JSON into one JSON object for LitServe, answering 400/415 for bodies it cannot read."""
+    """ASGI middleware for POST /predict: bounds the body size (413) and answers 400/415 for bodies
+    that LitServe could not parse, then hands the body on unchanged.
+
+    LitServe hands a multipart upload to its worker as starlette's FormData (it keeps uploaded files
+    in memory for that), so the file reaches the model as the bytes sent, never re-encoded."""
 
     def __init__(self, app, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
         self.app = app
@@ -39,24 +40,20 @@ class RequestGuard:
                 return
             if not message.get("more_body", False):
                 break
+        body = bytes(body)
         try:
-            payload = await _read_payload(scope, headers.get("content-type", ""), bytes(body))
+            await _check_body(scope, headers.get("content-type", ""), body)
         except _Unreadable as error:
             await _send_error(send, error.status, error.detail)
             return
-        encoded = json.dumps(payload).encode()
-        scope = dict(scope)
-        scope["headers"] = [
-            (key, value) for key, value in scope["headers"] if key.lower() not in (b"content-type", b"content-length")
-        ] + [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]
         sent = False
 
-        async def replay():
+        async def replay():  # the body as the client sent it: LitServe parses it once more, never re-encoded
             nonlocal sent
             if sent:
                 return await receive()
             sent = True
-            return {"type": "http.request", "body": encoded, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
 
@@ -70,7 +67,8 @@ class _Unreadable(Exception):
         self.status, self.detail = status, detail
 
 
-async def _read_payload(scope, content_type: str, body: bytes) -> dict[str, Any]:
+async def _check_body(scope, content_type: str, body: bytes) -> None:
+    """Raise _Unreadable unless LitServe's own parsing (starlette's form(), json.loads) will read body."""
     if content_type.startswith("multipart/form-data"):
         from starlette.requests import Request
 
@@ -81,14 +79,8 @@ async def _read_payload(scope, content_type: str, body: bytes) -> dict[str, Any]
             form = await Request(scope, once).form()
         except Exception as error:  # noqa: BLE001 - starlette's parser raises several types
             raise _Unreadable(400, f"The multipart body could not be read ({error}).") from None
-        payload: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if hasattr(value, "read"):
-                payload[key] = base64.b64encode(await value.read()).decode("ascii")
-            else:
-                payload[key] = value
         await form.close()
-        return payload
+        return
     if content_type.startswith("application/json") or not content_type:
         try:
             payload = json.loads(body)
@@ -96,7 +88,7 @@ async def _read_payload(scope, content_type: str, body: bytes) -> dict[str, Any]
             raise _Unreadable(400, f"The body is not valid JSON, or nests or counts too deep to read ({error}).") from None
         if not isinstance(payload, dict):
             raise _Unreadable(400, "The JSON body must be an object with the fields image, prompt, ...")
-        return payload
+        return
     raise _Unreadable(415, f"Unsupported content type {content_type!r}; send multipart/form-data or application/json.")
 
 

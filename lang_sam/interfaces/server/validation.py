@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,18 +57,10 @@ class Rejected:
 
 
 def parse_request(
-    payload: dict[str, Any], default_sam_type: str, limits: Limits, check_sam: Callable[[object], str] = check_sam_type
+    payload: Mapping[str, Any], default_sam_type: str, limits: Limits, check_sam: Callable[[object], str] = check_sam_type
 ) -> PredictRequest:
     """Check a request's fields; raise the project's errors with a message that says what to send."""
-    image_field = payload.get("image")
-    if not isinstance(image_field, str):
-        raise InvalidImageError('Send the image as a multipart file field "image", or as base64 text in JSON "image".')
-    if not image_field:
-        raise InvalidImageError("The uploaded image is empty (0 bytes).")
-    try:
-        data = base64.b64decode(image_field.split(",", 1)[-1] if image_field.startswith("data:") else image_field, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidImageError('The "image" field is not valid base64.') from None
+    data = _image_bytes(payload.get("image"))
     prompt = payload.get("prompt")
     legacy = prompt is None and "text_prompt" in payload  # lang-segment-anything v0.2.x's client
     if legacy:
@@ -101,7 +93,24 @@ def parse_request(
     )
 
 
-def _flag(payload: dict[str, Any], name: str) -> bool:
+def _image_bytes(field: Any) -> bytes:
+    """The uploaded file's bytes (a multipart file: starlette's UploadFile) or base64 text decoded."""
+    if hasattr(field, "file"):
+        data = field.file.read()
+    elif isinstance(field, str):
+        try:
+            text = field.split(",", 1)[-1] if field.startswith("data:") else field
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImageError('The "image" field is not valid base64.') from None
+    else:
+        raise InvalidImageError('Send the image as a multipart file field "image", or as base64 text in JSON "image".')
+    if not data:
+        raise InvalidImageError("The uploaded image is empty (0 bytes).")
+    return data
+
+
+def _flag(payload: Mapping[str, Any], name: str) -> bool:
     value = payload.get(name)
     if value in (None, "", False, "false", "False", "0", 0):
         return False
@@ -110,7 +119,7 @@ def _flag(payload: dict[str, Any], name: str) -> bool:
     raise InvalidOptionError(f"{name} must be true or false, got {value!r}.")
 
 
-def _threshold(payload: dict[str, Any], name: str, default: float | None) -> float | None:
+def _threshold(payload: Mapping[str, Any], name: str, default: float | None) -> float | None:
     value = payload.get(name)
     if value in (None, ""):
         return default
