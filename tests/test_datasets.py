@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
+from scipy.ndimage import binary_fill_holes
 
 from lang_sam.datasets.evaluation import coco_metrics, load_ground_truth
 from tests.conftest import SHARED_DATA, TINY_A, TINY_B
@@ -79,14 +80,80 @@ def test_label_writes_coco_yolo_and_a_report(subset, labelled):
     load_ground_truth(dataset)  # pycocotools reads it
     report = json.loads((out / "report.json").read_text())
     assert report["labelled"] == IMAGES and [u["file_name"] for u in report["unreadable"]] == ["zz-unreadable.jpg"]
-    for image in dataset["images"]:
-        lines = (out / "labels" / image["file_name"]).with_suffix(".txt").read_text().splitlines()
-        assert len(lines) >= 1
+    assert "images/s" in log and "waited" in log
+
+
+def test_the_yolo_dataset_reads_in_ultralytics_and_its_polygons_redraw_the_masks(labelled, monkeypatch, tmp_path):
+    """Ultralytics' own loader reads dataset.yaml (train and val) and every label; the polygons it
+    reads, filled, give back each image's masks of each class (every part of every mask kept)."""
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    import cv2
+    from ultralytics.data import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    out, _ = labelled
+    data = check_det_dataset(str(out / "dataset.yaml"))
+    assert data["names"] == {0: "person", 1: "dog", 2: "car", 3: "chair"} and data["nc"] == 4
+    dataset = json.loads((out / "annotations.json").read_text())
+    files = sorted(image["file_name"] for image in dataset["images"])
+    listed = {split: sorted(YOLODataset(img_path=data[split], data=data, task="segment", augment=False).labels,
+                            key=lambda label: label["im_file"]) for split in ("train", "val")}
+    assert sorted(os.path.basename(label["im_file"]) for labels in listed.values() for label in labels) == files
+    assert len(listed["val"]) == 1, "every 10th image validates, and at least one"
+    by_name = {image["file_name"]: image for image in dataset["images"]}
+    for label in listed["train"] + listed["val"]:
+        image = by_name[os.path.basename(label["im_file"])]
+        height, width = image["height"], image["width"]
+        assert label["shape"] == (height, width) and len(label["segments"]) == len(label["cls"]) >= 1
+        for class_index, name in data["names"].items():
+            category = next(c["id"] for c in dataset["categories"] if c["name"] == name)
+            masks = [mask_utils.decode({"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()})
+                     for a in dataset["annotations"] if a["image_id"] == image["id"] and a["category_id"] == category]
+            expected = np.any(masks, axis=0) if masks else np.zeros((height, width), bool)
+            drawn = np.zeros((height, width), np.uint8)
+            for segment, cls in zip(label["segments"], label["cls"][:, 0]):
+                if int(cls) == class_index:
+                    cv2.fillPoly(drawn, [np.round(segment * [width, height]).astype(np.int32)], 1)
+            # random masks are noise: parts of a pixel or two have no outline, and a part whose holes
+            # supervision cannot join is written filled (a real mask draws back exactly: next test)
+            assert (expected & (drawn == 0)).sum() <= 0.001 * expected.sum() + 1, (image["file_name"], name)
+            assert (drawn.astype(bool) & ~binary_fill_holes(expected)).sum() <= 0.02 * expected.sum(), (image["file_name"], name)
+
+
+def test_yolo_polygons_of_real_object_masks_draw_them_back():
+    """COCO's own masks (holes, several parts) written as YOLO lines and filled again."""
+    import cv2
+
+    from lang_sam.datasets.coco import yolo_segmentation_lines
+
+    dataset = json.loads((COCO / "instances.json").read_text())
+    images = {image["id"]: image for image in dataset["images"]}
+    parts = 0
+    for annotation in dataset["annotations"][:150]:
+        image = images[annotation["image_id"]]
+        height, width = image["height"], image["width"]
+        segmentation = annotation["segmentation"]
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+        mask = mask_utils.decode(rle).astype(bool)
+        encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        record = {"image": {"height": height, "width": width}, "detections": [
+            {"label": "thing", "box": [0, 0, 1, 1], "mask": {"size": encoded["size"], "counts": encoded["counts"].decode()}}]}
+        lines = yolo_segmentation_lines(record, ["thing"])
+        drawn = np.zeros((height, width), np.uint8)
         for line in lines:
             values = line.split()
-            assert 0 <= int(values[0]) < 4 and len(values) >= 7 and len(values) % 2 == 1
-            assert all(0 <= float(v) <= 1 for v in values[1:])
-    assert "images/s" in log and "waited" in log
+            assert values[0] == "0" and len(values) % 2 == 1 and all(0 <= float(v) <= 1 for v in values[1:])
+            cv2.fillPoly(drawn, [np.round(np.array(values[1:], float).reshape(-1, 2) * [width, height]).astype(np.int32)], 1)
+        drawn = drawn.astype(bool)
+        assert (drawn & mask).sum() / (drawn | mask).sum() > 0.998, annotation["id"]
+        parts += len(lines) > 1
+    assert parts > 0, "some masks have several parts, each its own line"
 
 
 def test_labelled_dataset_evaluates_against_the_ground_truth(subset, labelled):

@@ -58,3 +58,39 @@ def test_a_chunk_batches_images_of_equal_size_and_keeps_its_order(model, images,
     for together, apart in zip(chunks[2]["records"], chunks[1]["records"]):
         assert [d["label"] for d in together["detections"]] == [d["label"] for d in apart["detections"]]
         np.testing.assert_allclose([d["box"] for d in together["detections"]], [d["box"] for d in apart["detections"]], atol=0.01)
+
+
+def test_yolo_lines_are_all_polygons_and_an_outline_less_mask_keeps_its_box():
+    """Ultralytics refuses a label file that mixes box and polygon lines: a mask with no outline
+    (empty, or a single pixel) is written as its box's corners, a two-part mask as two lines."""
+    from pycocotools import mask as mask_utils
+
+    from lang_sam.datasets.coco import yolo_segmentation_lines
+
+    def detection(mask: np.ndarray, box: list[float]) -> dict:
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        return {"label": "b", "box": box, "mask": {"size": rle["size"], "counts": rle["counts"].decode()}}
+
+    two_parts = np.zeros((40, 80), bool)
+    two_parts[5:15, 5:25] = True
+    two_parts[20:35, 50:70] = True
+    one_pixel = np.zeros((40, 80), bool)
+    one_pixel[10, 10] = True
+    record = {"image": {"height": 40, "width": 80},
+              "detections": [detection(two_parts, [5, 5, 70, 35]), detection(one_pixel, [8, 4, 16, 20])]}
+    lines = [[float(v) for v in line.split()] for line in yolo_segmentation_lines(record, ["a", "b"])]
+    assert [line[0] for line in lines] == [1, 1, 1]
+    outlines = sorted(np.array(line[1:]).reshape(-1, 2).tolist() for line in lines[:2])
+    assert [min(p[0] for p in o) * 80 for o in outlines] == [5, 50] and [max(p[1] for p in o) * 40 for o in outlines] == [14, 34]
+    assert np.allclose(np.array(lines[2][1:]).reshape(-1, 2) * [80, 40], [[8, 4], [16, 4], [16, 20], [8, 20]])
+
+
+def test_the_yolo_split_is_stable_and_never_leaves_a_list_empty():
+    from lang_sam.datasets.coco import yolo_split
+
+    names = [f"{index:02d}.jpg" for index in range(25)]
+    train, val = yolo_split(list(reversed(names)), 0.1)
+    assert val == ["09.jpg", "19.jpg"] and train == [n for n in names if n not in val]
+    assert yolo_split(["a.jpg"], 0.1) == (["a.jpg"], ["a.jpg"])
+    assert yolo_split(["a.jpg", "b.jpg"], 0.1) == (["a.jpg"], ["b.jpg"])
+    assert yolo_split(names, 0.0)[1] == ["24.jpg"], "a val list Ultralytics can open, even at 0"

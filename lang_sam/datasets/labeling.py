@@ -4,7 +4,7 @@ The sorted image list is cut into fixed chunks; each finished chunk is written t
 ``OUT/progress/chunk-NNNNN.json`` (temporary file, then rename), so a killed run starts again at
 the first missing chunk and, since chunks and their batches are the same in every run, ends with
 the same dataset as an uninterrupted one. ``finish`` merges the chunks into ``annotations.json``
-(COCO), ``report.json`` (unreadable images) and, on request, YOLO segmentation labels.
+(COCO), ``report.json`` (unreadable images) and, on request, a YOLO segmentation dataset.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from lang_sam.datasets.coco import coco_dataset, yolo_label_path, yolo_segmentation_lines
+from lang_sam.datasets.coco import coco_dataset, yolo_dataset_yaml, yolo_label_path, yolo_segmentation_lines, yolo_split
 from lang_sam.errors import InvalidImageError, InvalidOptionError
 from lang_sam.io.files import remove_leftovers, write_atomically
 from lang_sam.io.images import IMAGE_SUFFIXES, find_images, load_image
@@ -223,8 +223,8 @@ def run_local(job: LabelJob, settings: Settings, workers: int = 2, show_progress
     return stats
 
 
-def finish(job: LabelJob, yolo: bool = False) -> dict[str, Any]:
-    """Merge every chunk into annotations.json (COCO) and report.json; write YOLO labels if asked."""
+def finish(job: LabelJob, yolo: bool = False, val_fraction: float = 0.1) -> dict[str, Any]:
+    """Merge every chunk into annotations.json (COCO) and report.json; write the YOLO dataset if asked."""
     records, failed = [], []
     for index in range(len(job.chunks())):
         chunk = json.loads(job.chunk_path(index).read_text())
@@ -235,12 +235,39 @@ def finish(job: LabelJob, yolo: bool = False) -> dict[str, Any]:
     report = {"images": len(job.files), "labelled": len(records), "detections": len(dataset["annotations"]), "unreadable": failed}
     write_atomically(job.out / "report.json", lambda file: file.write(json.dumps(report, indent=1).encode()))
     if yolo:
-        labels_dir = job.out / "labels"
-        for record in records:
-            path = yolo_label_path(labels_dir, record["file_name"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            text = "".join(f"{line}\n" for line in yolo_segmentation_lines(record, list(job.classes)))
-            write_atomically(path, lambda file: file.write(text.encode()))
-        names = "".join(f"  {index}: {name}\n" for index, name in enumerate(job.classes))
-        write_atomically(job.out / "dataset.yaml", lambda file: file.write(f"path: {job.out.resolve()}\nnames:\n{names}".encode()))
+        write_yolo_dataset(job, records, val_fraction)
     return report
+
+
+def check_yolo_output(images_root: str, out: Path, val_fraction: float) -> None:
+    """Refuse, before any work, a YOLO dataset that could not be written."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise InvalidOptionError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}.")
+    if not Path(images_root).is_dir():
+        raise InvalidOptionError(f"--yolo needs IMAGES to be a local folder (the dataset links to it), not {images_root}.")
+    images_link = out / "images"
+    if images_link.exists() and not images_link.is_symlink():
+        raise InvalidOptionError(f"{images_link} exists and is not lang-sam's link to the images; move it, or choose another --out.")
+
+
+def write_yolo_dataset(job: LabelJob, records: list[dict[str, Any]], val_fraction: float) -> None:
+    """An Ultralytics YOLO segmentation dataset in OUT: labels/NAME.txt for each labelled image,
+    images (a link to the images folder: Ultralytics finds each label by swapping images/ for labels/
+    in the image's path), train.txt and val.txt listing ./images/NAME, and dataset.yaml."""
+    labels_dir = job.out / "labels"
+    for record in records:
+        path = yolo_label_path(labels_dir, record["file_name"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{line}\n" for line in yolo_segmentation_lines(record, list(job.classes)))
+        write_atomically(path, lambda file: file.write(text.encode()))
+    check_yolo_output(job.images_root, job.out, val_fraction)
+    images_link = job.out / "images"
+    temporary_link = job.out / ".images.link"
+    temporary_link.unlink(missing_ok=True)
+    temporary_link.symlink_to(Path(job.images_root).resolve(), target_is_directory=True)
+    temporary_link.replace(images_link)
+    for name, listed in zip(("train.txt", "val.txt"), yolo_split([r["file_name"] for r in records], val_fraction)):
+        text = "".join(f"./images/{file_name}\n" for file_name in listed)
+        write_atomically(job.out / name, lambda file: file.write(text.encode()))
+    text = yolo_dataset_yaml(list(job.classes), val_fraction)
+    write_atomically(job.out / "dataset.yaml", lambda file: file.write(text.encode()))

@@ -72,13 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="label a folder of images into a COCO dataset",
         description="Label every image under IMAGES (a folder, or a URI such as s3://bucket/photos with "
         "--engine ray) with the given classes. Writes OUT/annotations.json (COCO instance segmentation: RLE "
-        "masks, scores, image sizes), OUT/report.json (unreadable images) and, with --yolo, YOLO segmentation "
-        "labels. Progress is committed in chunks: run the same command again to continue a stopped run.",
+        "masks, scores, image sizes), OUT/report.json (unreadable images) and, with --yolo, an Ultralytics YOLO "
+        "segmentation dataset (OUT/dataset.yaml, labels/, train.txt, val.txt, images: a link to IMAGES). Progress is committed in chunks: run the same command again to continue a stopped run.",
     )
     label.add_argument("images", help="folder of images (or a URI pyarrow reads, with --engine ray)")
     label.add_argument("--classes", "-c", required=True, help='classes separated by commas, e.g. "car, wheel"')
     label.add_argument("--out", "-o", type=Path, required=True, help="output folder")
-    label.add_argument("--yolo", action="store_true", help="also write YOLO segmentation labels (OUT/labels, OUT/dataset.yaml)")
+    label.add_argument("--yolo", action="store_true", help="also write a YOLO segmentation dataset (OUT/dataset.yaml)")
+    label.add_argument("--val-fraction", type=float, default=0.1,
+                       help="with --yolo, the share of images listed in val.txt, the rest in train.txt (default: %(default)s)")
     label.add_argument("--chunk-size", type=int, default=16, help="images per committed chunk (default: %(default)s)")
     label.add_argument("--batch-size", type=int, default=4, help="images per detector batch (default: %(default)s)")
     label.add_argument("--workers", type=int, default=2, help="threads that decode and resize images ahead of the models (default: %(default)s)")
@@ -221,7 +223,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from lang_sam.datasets.labeling import LabelJob, finish, list_images, run_local
+    from lang_sam.datasets.labeling import LabelJob, check_yolo_output, finish, list_images, run_local
 
     classes = tuple(parse_classes(args.classes))
     job = LabelJob(
@@ -231,6 +233,8 @@ def _label(args: argparse.Namespace) -> int:
     if not job.files:
         raise InvalidOptionError(f"No images found under {args.images}.")
     check_output_folder(args.out)
+    if args.yolo:
+        check_yolo_output(args.images, args.out, args.val_fraction)
     settings = _settings(args)
     if args.engine == "ray" or args.ray_address:
         _require("ray", "ray")
@@ -239,7 +243,7 @@ def _label(args: argparse.Namespace) -> int:
         stats = run_ray(job, settings, args.ray_address, args.ray_actors, args.cpus_per_actor, args.gpus_per_actor, args.workers)
     else:
         stats = run_local(job, settings, args.workers)
-    report = finish(job, yolo=args.yolo)
+    report = finish(job, yolo=args.yolo, val_fraction=args.val_fraction)
     if stats.images:
         print(f"lang-sam: {stats.images} images in {stats.seconds:.1f} s ({stats.images / stats.seconds:.2f} images/s); "
               f"the model waited {stats.waiting_seconds:.1f} s for input", file=sys.stderr)
