@@ -262,6 +262,7 @@ def pycocotools_metrics(truth: dict, folder, sam_checkpoint, detector, limit: in
             evaluation.accumulate()
             evaluation.summarize()
             found[key] = list(evaluation.stats[:3])
+            found[f"{key}_precision"] = evaluation.eval["precision"][:, :, :, 0, -1]
     return found
 
 
@@ -280,6 +281,12 @@ def test_eval_reports_coco_ap_and_sam_only_iou(subset, service_models, tmp_path)
     for key in ("mask", "box"):
         for name, position in (("AP", 0), ("AP50", 1), ("AP75", 2)):
             assert metrics[key][name] == pytest.approx(expected[key][position], abs=1e-6), (key, name)
+        curve, precision = metrics[key]["pr_curve"], expected[f"{key}_precision"]  # [IoU, recall, class]
+        assert curve["recall"] == [round(r, 2) for r in np.linspace(0, 1, 101)]
+        with_truth = [k for k in range(precision.shape[2]) if (precision[0, :, k] > -1).all()]
+        assert curve["precision_iou50"] == pytest.approx(precision[0][:, with_truth].mean(axis=1), abs=1e-6)
+        assert curve["precision_iou50_95"] == pytest.approx(precision[:, :, with_truth].mean(axis=(0, 2)), abs=1e-6)
+        assert np.mean(curve["precision_iou50"]) == pytest.approx(metrics[key]["AP50"], abs=1e-5), "AP50 is the curve's mean"
     assert "mask AP" in completed.stdout and "all" in completed.stdout
     sam_only = subprocess.run(
         command("eval", service_models, "--coco", truth_path, "--images", folder, "--limit", "2", "--sam-only", "--json", metrics_path),

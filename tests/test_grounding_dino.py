@@ -205,6 +205,16 @@ def test_true_swin_t_size_with_random_weights(bert_tokenizer):
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=bert_tokenizer)
     detector = GroundingDinoDetector.from_parts(model, processor, device="cpu", dtype="float32")
     image = photo("astronaut.jpg")
+    forwards = []
+    model.register_forward_hook(lambda module, args, kwargs, output: forwards.append(output), with_kwargs=True)
     result = detector.detect(image, "person, flag, rocket", box_threshold=0.0, text_threshold=0.0)
-    assert len(result) == 900
     assert_well_formed(result, image, ["person", "flag", "rocket"])
+    # transformers' own post-processing of the same forward pass, at zero thresholds: every query
+    (expected,) = processor.post_process_grounded_object_detection(
+        forwards[0], threshold=0.0, text_threshold=0.0, target_sizes=[(image.height, image.width)])
+    assert len(forwards) == 1 and len(expected["scores"]) == config.num_queries
+    height, width = image.height, image.width
+    expected_boxes = expected["boxes"].clamp(min=0).minimum(torch.tensor([width, height, width, height]))
+    assert torch.allclose(result.scores.sort(descending=True).values, expected["scores"].sort(descending=True).values, atol=1e-6)
+    ours, theirs = (np.array(sorted(b.tolist())) for b in (result.boxes, expected_boxes))
+    assert np.allclose(ours, theirs, atol=1e-3), "the same 900 boxes, clipped to the image"

@@ -59,10 +59,14 @@ def load_ground_truth(dataset: dict[str, Any], source: str = "the dataset"):
 
 
 def coco_metrics(ground_truth, predictions: list[dict[str, Any]], image_ids: list[int] | None = None) -> dict[str, Any]:
-    """Mask ("segm") and box AP, AP50 and AP75, overall and per class name, from COCOeval.
+    """Mask ("segm") and box AP, AP50 and AP75, overall and per class name, and the precision-recall
+    curve, from COCOeval.
 
     predictions: COCO results (image_id, category_id, segmentation RLE, score); image_ids limits
-    the evaluation to those images (default: all of the ground truth's).
+    the evaluation to those images (default: all of the ground truth's). The curve is COCOeval's
+    precision at its 101 recall levels, averaged over the classes with ground truth, at IoU 0.5 and
+    over IoU 0.5:0.95 (its mean is AP50, and AP); it reaches as far as the predictions' scores do,
+    so predict with box_threshold=0 to see all of it.
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -70,7 +74,8 @@ def coco_metrics(ground_truth, predictions: list[dict[str, Any]], image_ids: lis
     metrics: dict[str, Any] = {}
     for iou_type, key in (("segm", "mask"), ("bbox", "box")):
         if not predictions:
-            metrics[key] = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "per_class": {name: 0.0 for name in names.values()}}
+            metrics[key] = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "per_class": {name: 0.0 for name in names.values()},
+                            "pr_curve": precision_recall_curve(None)}
             continue
         with contextlib.redirect_stdout(io.StringIO()):
             detections = ground_truth.loadRes(copy.deepcopy(predictions))
@@ -88,8 +93,27 @@ def coco_metrics(ground_truth, predictions: list[dict[str, Any]], image_ids: lis
             if values.size:  # classes without ground truth in these images have no AP
                 per_class[names[category_id]] = float(values.mean())
         stats = evaluation.stats
-        metrics[key] = {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]), "per_class": per_class}
+        metrics[key] = {"AP": float(stats[0]), "AP50": float(stats[1]), "AP75": float(stats[2]), "per_class": per_class,
+                        "pr_curve": precision_recall_curve(precision[:, :, :, 0, -1])}
     return metrics
+
+
+RECALL_LEVELS = np.linspace(0.0, 1.0, 101)  # COCOeval's recThrs
+
+
+def precision_recall_curve(precision: np.ndarray | None) -> dict[str, list[float]]:
+    """precision: COCOeval's [IoU threshold, recall level, class] for all areas and 100 detections,
+    -1 where a class has no ground truth (None: no predictions). Per recall level, the precision
+    averaged over the classes with ground truth, at IoU 0.5 and over all ten IoU thresholds."""
+    if precision is None:
+        zeros = [0.0] * len(RECALL_LEVELS)
+        return {"recall": RECALL_LEVELS.round(2).tolist(), "precision_iou50": zeros, "precision_iou50_95": zeros}
+    counted = precision > -1
+    with np.errstate(invalid="ignore"):
+        at_50 = np.where(counted[0], precision[0], 0).sum(axis=1) / counted[0].sum(axis=1)
+        over_all = np.where(counted, precision, 0).sum(axis=(0, 2)) / counted.sum(axis=(0, 2))
+    return {"recall": RECALL_LEVELS.round(2).tolist(), "precision_iou50": np.nan_to_num(at_50).round(6).tolist(),
+            "precision_iou50_95": np.nan_to_num(over_all).round(6).tolist()}
 
 
 def result_to_predictions(result, image_id: int, category_ids: dict[str, int]) -> list[dict[str, Any]]:

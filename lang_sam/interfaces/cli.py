@@ -96,14 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="measure COCO mask and box AP on a COCO dataset",
         description="Prompt with the dataset's category names and report COCO mask AP, AP50, AP75 and box AP "
-        "(pycocotools), overall and per class; --sam-only prompts SAM with the ground-truth boxes and reports "
-        "mean mask IoU.",
+        "(pycocotools), overall and per class, and in --json the precision-recall curves; --sam-only prompts SAM "
+        "with the ground-truth boxes and reports mean mask IoU. Predictions below --box-threshold (default 0.3) "
+        "are not scored, which cuts the curve short: --box-threshold 0 --text-threshold 0 measures all of it.",
     )
     evaluate.add_argument("--coco", type=Path, required=True, help="COCO instances JSON")
     evaluate.add_argument("--images", type=Path, required=True, help="folder of the dataset's images")
     evaluate.add_argument("--sam-only", action="store_true", help="SAM on ground-truth boxes: mean mask IoU")
     evaluate.add_argument("--limit", type=int, help="evaluate the first N images only")
     evaluate.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    evaluate.add_argument("--max-detections", type=int, default=100,
+                          help="best detections kept per image, as COCO AP counts them (default: %(default)s)")
     _add_pipeline_arguments(evaluate)
     return parser
 
@@ -275,7 +278,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         model = LangSAM.from_settings(settings)
         metrics = evaluate_pipeline(
-            model, ground_truth, args.images, image_ids, box_threshold=args.box_threshold, text_threshold=args.text_threshold
+            model, ground_truth, args.images, image_ids, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+            max_detections=args.max_detections,
         )
     print(format_table(metrics))
     if args.json:
