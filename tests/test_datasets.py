@@ -187,8 +187,22 @@ def test_a_killed_run_resumes_to_the_same_dataset(subset, service_models, labell
     assert 1 <= len(done) < 4, "killed after the first chunk, before the last"
     completed = subprocess.run(label(subset, service_models, out), capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr
-    assert json.loads((out / "annotations.json").read_text()) == json.loads((labelled[0] / "annotations.json").read_text())
+    assert_same_dataset(json.loads((out / "annotations.json").read_text()), json.loads((labelled[0] / "annotations.json").read_text()))
     assert not list((out / "progress").glob(".*")), "no temporary file is left"
+
+
+def assert_same_dataset(found: dict, expected: dict) -> None:
+    """Equal COCO datasets up to the float noise of two processes (MKL's results depend on memory
+    alignment: a score may move by 1e-6 and a mask pixel flip between runs of the same model)."""
+    assert found["images"] == expected["images"] and found["categories"] == expected["categories"]
+    assert len(found["annotations"]) == len(expected["annotations"])
+    for ours, theirs in zip(found["annotations"], expected["annotations"]):
+        assert (ours["id"], ours["image_id"], ours["category_id"]) == (theirs["id"], theirs["image_id"], theirs["category_id"])
+        assert np.allclose(ours["bbox"], theirs["bbox"], atol=0.01)
+        assert abs(ours["score"] - theirs["score"]) < 1e-5 and abs(ours["mask_score"] - theirs["mask_score"]) < 1e-5
+        masks = [mask_utils.decode({"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()})
+                 for a in (ours, theirs)]
+        assert (masks[0] != masks[1]).sum() <= 0.001 * masks[1].sum() + 2
 
 
 def test_another_job_in_the_same_folder_is_refused(subset, service_models, labelled):
@@ -221,13 +235,7 @@ def test_ray_engine_gives_the_single_machine_dataset(subset, service_models, lab
     assert completed.returncode == 0, completed.stderr[-3000:]
     ray_dataset = json.loads((out / "annotations.json").read_text())
     local_dataset = json.loads((labelled[0] / "annotations.json").read_text())
-    assert ray_dataset["images"] == local_dataset["images"] and ray_dataset["categories"] == local_dataset["categories"]
-    assert len(ray_dataset["annotations"]) == len(local_dataset["annotations"])
-    for mine, theirs in zip(ray_dataset["annotations"], local_dataset["annotations"]):
-        assert (mine["image_id"], mine["category_id"]) == (theirs["image_id"], theirs["category_id"])
-        np.testing.assert_allclose(mine["bbox"], theirs["bbox"], atol=0.01)
-        first, second = (mask_utils.decode({**a["segmentation"], "counts": a["segmentation"]["counts"].encode()}) for a in (mine, theirs))
-        assert np.logical_and(first, second).sum() >= 0.99 * np.logical_or(first, second).sum()
+    assert_same_dataset(ray_dataset, local_dataset)
 
 
 def pycocotools_metrics(truth: dict, folder, sam_checkpoint, detector, limit: int) -> dict:

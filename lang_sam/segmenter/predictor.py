@@ -84,6 +84,26 @@ def decode_prompts(
 
 
 def _decode_chunk(sam, embedding, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits):
+    low_res, iou = decode_low_res(sam, embedding, point_coords, point_labels, boxes, mask_input, multimask_output)
+    masks = processing.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
+    if not return_logits:
+        masks = masks > processing.MASK_THRESHOLD
+    return masks, iou, low_res
+
+
+@torch.inference_mode()
+def decode_low_res(
+    sam: Sam,
+    embedding: ImageEmbedding,
+    point_coords: torch.Tensor | None = None,
+    point_labels: torch.Tensor | None = None,
+    boxes: torch.Tensor | None = None,
+    mask_input: torch.Tensor | None = None,
+    multimask_output: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of the prompt encoder and mask decoder, prompts in the resized 1024 frame: low-res
+    logits (B, M, 256, 256) and IoU predictions (B, M), float32, nothing taken to full resolution
+    (callers that filter first, like the automatic mask generator, upscale only what they keep)."""
     points = (point_coords, point_labels) if point_coords is not None else None
     sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
     dtype = sam.mask_decoder.iou_token.weight.dtype
@@ -94,11 +114,7 @@ def _decode_chunk(sam, embedding, point_coords, point_labels, boxes, mask_input,
         dense_prompt_embeddings=dense.to(dtype),
         multimask_output=multimask_output,
     )
-    low_res, iou = low_res.float(), iou.float()
-    masks = processing.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
-    if not return_logits:
-        masks = masks > processing.MASK_THRESHOLD
-    return masks, iou, low_res
+    return low_res.float(), iou.float()
 
 
 class SamPredictor:
