@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from bench.bench_sam import reset_peak, rss_mib, test_image
+from bench_sam import reset_peak, rss_mib, test_image  # this folder is on the path when run as a script
 from lang_sam.devices import bf16_skip_reason, describe_cpu
 
 SETTINGS = {
@@ -60,7 +60,7 @@ def worker(implementation: str, sam_type: str, dtype_name: str, setting: str) ->
 
 
 def run_worker(implementation: str, sam_type: str, dtype_name: str, setting: str) -> dict:
-    command = [sys.executable, "-m", "bench.bench_amg", "--worker", implementation, sam_type, dtype_name, setting]
+    command = [sys.executable, __file__, "--worker", implementation, sam_type, dtype_name, setting]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 

@@ -7,9 +7,13 @@ stability filters, box NMS, crops and their NMS, small-region removal) in both i
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from pycocotools import mask as mask_utils
 from segment_anything import SamAutomaticMaskGenerator as ReferenceGenerator
 
@@ -139,3 +143,33 @@ def test_progress_counts_every_point_batch(models):
         shared_image("groceries.jpg")[::8, ::8].copy(), progress=lambda done, total: calls.append((done, total)))
     # 16 points -> 4 batches on the whole image; layer 1: 4 crops of 16 points -> 16 batches
     assert calls == [(done, 20) for done in range(1, 21)]
+
+
+def test_lang_sam_everything_writes_the_generators_masks_and_a_drawing(sam_files, tmp_path, capsys):
+    from lang_sam.interfaces.cli import main
+    from lang_sam.segmenter import build_sam
+    from tests.test_grounding_dino import ASSETS
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(ASSETS / "coffee.jpg", photos / "coffee.jpg")
+    (photos / "broken.jpg").write_bytes(b"not an image")
+    options = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--min-mask-region-area", "50"]
+    code = main(["everything", str(photos), "--out", str(tmp_path / "out"), "--sam-checkpoint", str(sam_files[0]),
+                 "--device", "cpu", *options])
+    assert code == 1, "one image could not be read"
+    assert "skipped" in capsys.readouterr().err
+    payload = json.loads((tmp_path / "out" / "coffee.json").read_text())
+    image = np.asarray(Image.open(ASSETS / "coffee.jpg").convert("RGB"))
+    expected = SamAutomaticMaskGenerator(build_sam(checkpoint=sam_files[0]), points_per_side=3, pred_iou_thresh=0.0,
+                                         stability_score_thresh=0.0, min_mask_region_area=50).generate(image)
+    expected.sort(key=lambda r: -r["area"])
+    assert payload["image"] == {"height": 400, "width": 600} and len(payload["masks"]) == len(expected) > 0
+    for written, record in zip(payload["masks"], expected):
+        rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), record["segmentation"])
+        assert {k: written[k] for k in FIELDS[1:]} == {k: record[k] for k in FIELDS[1:]}
+    drawing = np.asarray(Image.open(tmp_path / "out" / "coffee.png"))
+    assert drawing.shape == image.shape and (drawing != image).any()
+    assert main(["everything", str(photos), "--out", str(tmp_path / "bad"), "--points-per-side", "0"]) == 2
+    assert "points_per_side must be" in capsys.readouterr().err and not (tmp_path / "bad").exists()

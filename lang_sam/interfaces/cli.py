@@ -17,6 +17,18 @@ from lang_sam.io.files import check_output_file, check_output_folder, remove_lef
 from lang_sam.io.images import find_images
 
 
+# SamAutomaticMaskGenerator's options as `lang-sam everything` flags: flag, type, default, help.
+GENERATOR_OPTIONS = [
+    ("--points-per-side", int, 32, "grid points along each side of the image"),
+    ("--points-per-batch", int, 64, "points decoded at once (memory)"),
+    ("--pred-iou-thresh", float, 0.88, "keep masks whose predicted IoU is above this"),
+    ("--stability-score-thresh", float, 0.95, "keep masks at least this stable under threshold changes"),
+    ("--box-nms-thresh", float, 0.7, "box IoU above which the lesser of two masks is dropped"),
+    ("--crop-n-layers", int, 0, "also run on 2^k x 2^k crops for k = 1..N (finds small objects, slower)"),
+    ("--min-mask-region-area", int, 0, "fill holes and drop islands smaller than this many pixels"),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lang-sam", description="Text-prompted segmentation: Grounding DINO + SAM.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--multimask", action="store_true", help="three SAM masks per box, keep the one with the highest predicted IoU")
     predict.add_argument("--verbose", "-v", action="store_true", help="say which models run, on which device, in which dtype")
     predict.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder (resume a run)")
+
+    everything = commands.add_parser(
+        "everything",
+        help="segment everything in images (SAM's automatic mask generator, no prompt)",
+        description="SAM prompted with a grid of points (segment-anything's automatic mask generator and its "
+        "defaults). For each image, write NAME.png (every mask in its own colour) and NAME.json (COCO RLE masks "
+        "with area, bbox, predicted_iou, point_coords, stability_score, crop_box) into the output folder. No "
+        "detector is loaded.",
+    )
+    everything.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
+    everything.add_argument("--out", "-o", type=Path, default=Path("lang-sam-everything"), help="output folder (default: %(default)s)")
+    _add_model_arguments(everything)
+    everything.add_argument("--sam-checkpoint", help="a SAM .pth file ($LANG_SAM_SAM_CHECKPOINT; default: found by --sam-type, else downloaded)")
+    for flag, kind, default, text in GENERATOR_OPTIONS:
+        everything.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
+    everything.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder")
 
     app = commands.add_parser(
         "app",
@@ -162,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
         if args.command == "eval":
             return _evaluate(args)
+        if args.command == "everything":
+            return _everything(args)
         return _predict(args)
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
@@ -178,26 +208,10 @@ def _predict(args: argparse.Namespace) -> int:
     from lang_sam.io.images import load_image
     from lang_sam.pipeline import LangSAM
 
-    images = _collect_images(args.inputs, args.out)
-    if not images:
-        print("lang-sam: no images found in the given paths.", file=sys.stderr)
-        return 2
     parse_classes(args.prompt)  # a prompt that names nothing fails before the models load
-    outputs = dict(zip(images, _output_names(images)))
-    overwritten = sorted(
-        str(path) for path in images for stem in [outputs[path]] for suffix in (".png", ".json")
-        if (args.out / f"{stem}{suffix}").resolve() == path.resolve()
-    )
-    if overwritten:
-        raise InvalidOptionError(f"Writing into {args.out} would overwrite the input {overwritten[0]}; choose another --out.")
-    check_output_folder(args.out)
-    if args.skip_existing:
-        done = [path for path in images if all((args.out / f"{outputs[path]}{s}").is_file() for s in (".png", ".json"))]
-        if done:
-            print(f"lang-sam: {len(done)} of {len(images)} images already have outputs; skipped.", file=sys.stderr)
-        images = [path for path in images if path not in set(done)]
-        if not images:
-            return 0
+    images, outputs = _plan_outputs(args)
+    if not images:
+        return 0 if outputs else 2
     model = LangSAM.from_settings(_settings(args))
     if args.verbose:
         print(f"lang-sam: {model.describe()}", file=sys.stderr)
@@ -217,10 +231,78 @@ def _predict(args: argparse.Namespace) -> int:
             failures += 1
             tqdm.write(f"lang-sam: skipped {path}: {error}", file=sys.stderr)
             continue
-        stem = outputs[path]
-        write_atomically(args.out / f"{stem}.png", lambda file: Image.fromarray(drawing).save(file, format="PNG"))
-        payload = {"file": path.name, **result.to_json()}  # written last: its presence marks the image done
-        write_atomically(args.out / f"{stem}.json", lambda file: file.write(json.dumps(payload, indent=1).encode()))
+        _write_outputs(args.out / outputs[path], drawing, {"file": path.name, **result.to_json()})
+    print(f"lang-sam: {len(images) - failures} of {len(images)} images written to {args.out}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _plan_outputs(args: argparse.Namespace) -> tuple[list[Path], dict[Path, str]]:
+    """The images to process and the output stem of every image found; checks the output folder
+    first. No images to process: ([], {}) when none were found (reported), ([], stems) when all
+    are done already (--skip-existing)."""
+    images = _collect_images(args.inputs, args.out)
+    if not images:
+        print("lang-sam: no images found in the given paths.", file=sys.stderr)
+        return [], {}
+    outputs = dict(zip(images, _output_names(images)))
+    overwritten = sorted(
+        str(path) for path in images for stem in [outputs[path]] for suffix in (".png", ".json")
+        if (args.out / f"{stem}{suffix}").resolve() == path.resolve()
+    )
+    if overwritten:
+        raise InvalidOptionError(f"Writing into {args.out} would overwrite the input {overwritten[0]}; choose another --out.")
+    check_output_folder(args.out)
+    if args.skip_existing:
+        done = [path for path in images if all((args.out / f"{outputs[path]}{s}").is_file() for s in (".png", ".json"))]
+        if done:
+            print(f"lang-sam: {len(done)} of {len(images)} images already have outputs; skipped.", file=sys.stderr)
+        images = [path for path in images if path not in set(done)]
+    return images, outputs
+
+
+def _write_outputs(stem: Path, drawing, payload: dict) -> None:
+    """STEM.png, then STEM.json (written last: its presence marks the image done), each atomically."""
+    write_atomically(stem.with_name(f"{stem.name}.png"), lambda file: Image.fromarray(drawing).save(file, format="PNG"))
+    write_atomically(stem.with_name(f"{stem.name}.json"), lambda file: file.write(json.dumps(payload, indent=1).encode()))
+
+
+def _everything(args: argparse.Namespace) -> int:
+    from lang_sam.devices import resolve_device, resolve_dtype
+    from lang_sam.everything import draw_everything, everything_json
+    from lang_sam.io.images import load_image
+    from lang_sam.segmenter import SamAutomaticMaskGenerator
+    from lang_sam.segmenter.build import load_sam
+
+    options = {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag, *_ in GENERATOR_OPTIONS}
+    settings = _settings(args)
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    SamAutomaticMaskGenerator(None, **options)  # bad options fail before the model loads
+    images, outputs = _plan_outputs(args)
+    if not images:
+        return 0 if outputs else 2
+    name, sam = load_sam(settings.sam_type, settings.sam_checkpoint, dtype, settings.checkpoint_dir)
+    generator = SamAutomaticMaskGenerator(sam.to(device), **options)
+    print(f"lang-sam: SAM {name} on {device.type}, {str(dtype).removeprefix('torch.')}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(args.out)
+    failures = 0
+    for path in images:
+        try:
+            image = load_image(path)
+        except InvalidImageError as error:
+            failures += 1
+            print(f"lang-sam: skipped {path}: {error}", file=sys.stderr)
+            continue
+        with tqdm(desc=f"lang-sam everything {path.name}", unit="batch", leave=False) as bar:
+            def advance(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            records = generator.generate(image, progress=advance)
+        payload = {"file": path.name, **everything_json(records, image.shape[:2])}
+        _write_outputs(args.out / outputs[path], draw_everything(image, records), payload)
+        print(f"lang-sam: {path}: {len(records)} masks", file=sys.stderr)
     print(f"lang-sam: {len(images) - failures} of {len(images)} images written to {args.out}", file=sys.stderr)
     return 1 if failures else 0
 
