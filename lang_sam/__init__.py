@@ -8,7 +8,8 @@ from lang_sam.errors import (
     LangSAMError,
     ModelLoadError,
 )
-from lang_sam.pipeline import LangSAM, LangSAMResult, PreparedImage
+from lang_sam.pipeline import LangSAM, PreparedImage
+from lang_sam.results import LangSAMResult
 from lang_sam.registry import SAM_MODELS
 from lang_sam.segmenter import SamPredictor, build_sam
 

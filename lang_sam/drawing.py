@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from lang_sam.io.images import ImageInput, load_image
-from lang_sam.pipeline import LangSAMResult
+from lang_sam.results import LangSAMResult
 
 
 def draw_image(image: ImageInput, result: LangSAMResult) -> np.ndarray:

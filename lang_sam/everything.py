@@ -1,8 +1,10 @@
-"""Segment-everything mode: the automatic mask generator's records drawn and exported.
+"""Segment-everything mode: the automatic mask generator's records named, drawn and exported.
 
 The generator itself is segment-anything's, in ``lang_sam.segmenter.automatic_mask_generator``;
-this module turns its records (with binary masks) into what users keep: a drawing where each
-mask has its own colour, and JSON with COCO RLE masks and every record field.
+this module names its masks (optional: the class that holds most of each mask's pixels in a
+universal model's semantic map, as Semantic Segment Anything does) and turns the records (with
+binary masks) into what users keep: a drawing where each mask has its own colour, and JSON with
+COCO RLE masks and every record field.
 """
 
 from __future__ import annotations
@@ -13,6 +15,20 @@ import numpy as np
 from PIL import Image
 
 RECORD_FIELDS = ("area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box")
+LABEL_FIELDS = ("label", "label_share")
+
+
+def name_masks(records: list[dict[str, Any]], image: np.ndarray, segmenter) -> list[dict[str, Any]]:
+    """The records with "label" (the class of a UniversalSegmenter's semantic map holding most of
+    the mask's pixels) and "label_share" (the share of the mask's pixels of that class)."""
+    from lang_sam.families.universal import vote_labels
+
+    if not records:
+        return []
+    class_map = segmenter.semantic_map(image)
+    winners, shares = vote_labels(np.stack([r["segmentation"] for r in records]), class_map)
+    return [{**record, "label": segmenter.labels[int(winner)], "label_share": round(float(share), 6)}
+            for record, winner, share in zip(records, winners, shares)]
 
 
 def everything_json(records: list[dict[str, Any]], image_size: tuple[int, int]) -> dict[str, Any]:
@@ -24,13 +40,14 @@ def everything_json(records: list[dict[str, Any]], image_size: tuple[int, int]) 
     for record in sorted(records, key=lambda r: -r["area"]):
         rle = mask_utils.encode(np.asfortranarray(record["segmentation"].astype(np.uint8)))
         masks.append({"segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-                      **{name: record[name] for name in RECORD_FIELDS}})
+                      **{name: record[name] for name in RECORD_FIELDS + LABEL_FIELDS if name in record}})
     return {"image": {"height": height, "width": width}, "masks": masks}
 
 
 def draw_everything(image: np.ndarray, records: list[dict[str, Any]]) -> np.ndarray:
     """(H, W, 3) uint8 drawing: every mask filled in its own colour, largest first so that the
-    small ones stay visible, with its outline. The input is never changed."""
+    small ones stay visible, with its outline, and its label when the masks were named. The input
+    is never changed."""
     import supervision as sv
 
     scene = Image.fromarray(image.copy())
@@ -42,4 +59,8 @@ def draw_everything(image: np.ndarray, records: list[dict[str, Any]]) -> np.ndar
                                class_id=np.arange(len(ordered)))
     scene = sv.MaskAnnotator(opacity=0.5, color_lookup=sv.ColorLookup.INDEX).annotate(scene, detections)
     scene = sv.PolygonAnnotator(thickness=1, color_lookup=sv.ColorLookup.INDEX).annotate(scene, detections)
+    if all("label" in r for r in ordered):
+        labels = [f"{r['label']} {r['label_share']:.2f}" for r in ordered]
+        scene = sv.LabelAnnotator(text_scale=0.4, text_padding=2, color_lookup=sv.ColorLookup.INDEX,
+                                  text_position=sv.Position.CENTER_OF_MASS).annotate(scene, detections, labels=labels)
     return np.asarray(scene)

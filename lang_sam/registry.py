@@ -119,3 +119,28 @@ DETECTORS: dict[str, DetectorEntry] = {
     )
 }
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
+
+
+@dataclass(frozen=True)
+class UniversalEntry:
+    """A universal segmentation model (Mask2Former, OneFormer) on the Hugging Face hub: a semantic
+    map of its label set names the masks of segment-everything mode."""
+
+    name: str
+    repo_id: str
+    label_set: str
+    description: str = ""
+
+
+UNIVERSAL_MODELS: dict[str, UniversalEntry] = {
+    entry.name: entry
+    for entry in (
+        UniversalEntry("oneformer-ade20k-swin-tiny", "shi-labs/oneformer_ade20k_swin_tiny", "ADE20K (150 classes)",
+                       "OneFormer, Swin-T"),
+        UniversalEntry("mask2former-swin-tiny-ade-semantic", "facebook/mask2former-swin-tiny-ade-semantic",
+                       "ADE20K (150 classes)", "Mask2Former, Swin-T"),
+        UniversalEntry("mask2former-swin-tiny-coco-panoptic", "facebook/mask2former-swin-tiny-coco-panoptic",
+                       "COCO panoptic (133 classes)", "Mask2Former, Swin-T"),
+    )
+}
+DEFAULT_UNIVERSAL = "mask2former-swin-tiny-ade-semantic"

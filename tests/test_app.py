@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lang_sam.pipeline import LangSAMResult
+from lang_sam.results import LangSAMResult
 from tests.conftest import TINY_A, TINY_B
 from tests.services import free_port, start_service, stop_session
 from tests.test_grounding_dino import ASSETS

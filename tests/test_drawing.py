@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lang_sam.drawing import draw_image
-from lang_sam.pipeline import LangSAMResult
+from lang_sam.results import LangSAMResult
 
 
 def make_result(count: int, size=(100, 150)) -> LangSAMResult:

@@ -11,7 +11,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from lang_sam import InvalidOptionError, InvalidPromptError
-from lang_sam.pipeline import LangSAM, LangSAMResult
+from lang_sam.pipeline import LangSAM
+from lang_sam.results import LangSAMResult
 from tests.conftest import shared_image
 from tests.test_grounding_dino import ASSETS
 

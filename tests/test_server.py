@@ -20,7 +20,7 @@ from PIL import Image
 from lang_sam.errors import InvalidPromptError
 from lang_sam.interfaces.server.api import predict_batch
 from lang_sam.interfaces.server.validation import PredictRequest, Rejected
-from lang_sam.pipeline import LangSAMResult
+from lang_sam.results import LangSAMResult
 from tests.conftest import TINY_A, TINY_B
 from tests.robustness_cases import write_image_cases
 from tests.services import free_port, session_processes, start_service, stop_session, wait_until_gone

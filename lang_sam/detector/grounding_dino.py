@@ -19,6 +19,7 @@ from lang_sam.detector.prompts import Caption, parse_classes, split_into_caption
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import CheckpointError, InvalidOptionError, ModelLoadError
 from lang_sam.registry import DEFAULT_DETECTOR, DETECTORS
+from lang_sam.io.weights import missing_hub_model_message
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def _source(model: str) -> str:
     try:
         return hf_hub_download(entry.repo_id, entry.file_name)
     except Exception as error:  # noqa: BLE001 - offline, missing, refused: all mean "not here"
-        raise ModelLoadError(_missing_model_message(f"{entry.repo_id}/{entry.file_name}", error)) from None
+        raise ModelLoadError(missing_hub_model_message("Grounding DINO", f"{entry.repo_id}/{entry.file_name}", error)) from None
 
 
 def _load(source: str, tokenizer: str | Path, processor: str | None = None):
@@ -172,7 +173,7 @@ def _load(source: str, tokenizer: str | Path, processor: str | None = None):
     try:
         model = GroundingDinoForObjectDetection.from_pretrained(source)
     except OSError as error:
-        raise ModelLoadError(_missing_model_message(source, error)) from None
+        raise ModelLoadError(missing_hub_model_message("Grounding DINO", source, error)) from None
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"Refused to load the detector {source}: its weights file holds Python objects other than tensors, "
@@ -189,7 +190,7 @@ def _load_processor(source: str):
     try:
         return AutoProcessor.from_pretrained(source)
     except OSError as error:
-        raise ModelLoadError(_missing_model_message(source, error)) from None
+        raise ModelLoadError(missing_hub_model_message("Grounding DINO", source, error)) from None
 
 
 def _prepare(model, device: torch.device, dtype: torch.dtype):
@@ -226,13 +227,3 @@ def _check_threshold(name: str, value: float) -> None:
         raise InvalidOptionError(f"{name} must be a number between 0 and 1, got {value!r}.")
 
 
-def _missing_model_message(source: str, error: Exception) -> str:
-    from huggingface_hub import constants
-
-    return (
-        f"Could not load the Grounding DINO model {source!r}: it is not a local folder and not in the Hugging Face "
-        f"cache ({constants.HF_HUB_CACHE}), and it could not be downloaded (no network, or HF_HUB_OFFLINE=1). "
-        f"Run once with network to cache it, set HF_HOME to a cache that holds it, or pass the path of a local "
-        f"copy saved with save_pretrained (a folder with config.json, the weights and the processor files). "
-        f"[{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}]"
-    )

@@ -20,7 +20,7 @@ from lang_sam.drawing import draw_image
 from lang_sam.errors import LangSAMError
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.io.images import load_image
-from lang_sam.pipeline import LangSAMResult
+from lang_sam.results import LangSAMResult
 from lang_sam.registry import sam_names
 from lang_sam.settings import Settings
 

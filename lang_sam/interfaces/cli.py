@@ -15,6 +15,7 @@ from lang_sam.detector import DEFAULT_DETECTOR, parse_classes
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
 from lang_sam.io.files import check_output_file, check_output_folder, remove_leftovers, write_atomically
 from lang_sam.io.images import find_images
+from lang_sam.registry import UNIVERSAL_MODELS
 
 
 # SamAutomaticMaskGenerator's options as `lang-sam everything` flags: flag, type, default, help.
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     everything.add_argument("--sam-checkpoint", help="a SAM .pth file ($LANG_SAM_SAM_CHECKPOINT; default: found by --sam-type, else downloaded)")
     for flag, kind, default, text in GENERATOR_OPTIONS:
         everything.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
+    everything.add_argument("--semantic", metavar="MODEL", help="name each mask by a Mask2Former or OneFormer model's "
+                            f"semantic map: {', '.join(UNIVERSAL_MODELS)}, a Hugging Face id or a folder")
     everything.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder")
 
     app = commands.add_parser(
@@ -268,7 +271,7 @@ def _write_outputs(stem: Path, drawing, payload: dict) -> None:
 
 def _everything(args: argparse.Namespace) -> int:
     from lang_sam.devices import resolve_device, resolve_dtype
-    from lang_sam.everything import draw_everything, everything_json
+    from lang_sam.everything import draw_everything, everything_json, name_masks
     from lang_sam.io.images import load_image
     from lang_sam.segmenter import SamAutomaticMaskGenerator
     from lang_sam.segmenter.build import load_sam
@@ -283,7 +286,13 @@ def _everything(args: argparse.Namespace) -> int:
         return 0 if outputs else 2
     name, sam = load_sam(settings.sam_type, settings.sam_checkpoint, dtype, settings.checkpoint_dir)
     generator = SamAutomaticMaskGenerator(sam.to(device), **options)
-    print(f"lang-sam: SAM {name} on {device.type}, {str(dtype).removeprefix('torch.')}", file=sys.stderr)
+    namer = None
+    if args.semantic:
+        from lang_sam.families.universal import UniversalSegmenter
+
+        namer = UniversalSegmenter(args.semantic, device=device, dtype=dtype)
+    print(f"lang-sam: SAM {name} on {device.type}, {str(dtype).removeprefix('torch.')}"
+          + (f", masks named by {args.semantic}" if namer else ""), file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(args.out)
     failures = 0
@@ -300,6 +309,8 @@ def _everything(args: argparse.Namespace) -> int:
                 bar.update(done - bar.n)
 
             records = generator.generate(image, progress=advance)
+        if namer is not None:
+            records = name_masks(records, image, namer)
         payload = {"file": path.name, **everything_json(records, image.shape[:2])}
         _write_outputs(args.out / outputs[path], draw_everything(image, records), payload)
         print(f"lang-sam: {path}: {len(records)} masks", file=sys.stderr)

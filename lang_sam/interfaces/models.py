@@ -11,7 +11,8 @@ from lang_sam.detector import GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.io.images import ImageInput
-from lang_sam.pipeline import LangSAM, LangSAMResult
+from lang_sam.pipeline import LangSAM
+from lang_sam.results import LangSAMResult
 from lang_sam.registry import DEFAULT_SAM, check_sam_type, sam_names
 from lang_sam.settings import Settings
 

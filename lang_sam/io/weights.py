@@ -148,3 +148,17 @@ def _missing_message(official: OfficialSam, destination: Path, reason: str) -> s
         f"and put it in {destination.parent} (or in the folder named by ${CHECKPOINT_DIR_VARIABLE}), "
         f"or pass its path as the checkpoint."
     )
+
+
+def missing_hub_model_message(kind: str, source: str, error: Exception) -> str:
+    """What to do when a transformers model (kind: "Grounding DINO", "Mask2Former", ...) is neither a
+    local folder nor in the Hugging Face cache, and cannot be downloaded."""
+    from huggingface_hub import constants
+
+    return (
+        f"Could not load the {kind} model {source!r}: it is not a local folder and not in the Hugging Face "
+        f"cache ({constants.HF_HUB_CACHE}), and it could not be downloaded (no network, or HF_HUB_OFFLINE=1). "
+        f"Run once with network to cache it, set HF_HOME to a cache that holds it, or pass the path of a local "
+        f"copy saved with save_pretrained (a folder with config.json, the weights and the processor files). "
+        f"[{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}]"
+    )

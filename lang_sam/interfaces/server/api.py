@@ -18,7 +18,7 @@ from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
 from lang_sam.interfaces.models import ModelPool, served_sam_types
 from lang_sam.interfaces.server.validation import Limits, PredictRequest, Rejected, parse_request
-from lang_sam.pipeline import LangSAMResult
+from lang_sam.results import LangSAMResult
 from lang_sam.settings import Settings
 
 PREDICT_PATH = "/predict"

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from lang_sam.errors import LangSAMError
-from lang_sam.pipeline import LangSAMResult
+from lang_sam.results import LangSAMResult
 
 
 def remote_backend(url: str, timeout: float):

@@ -1,0 +1,133 @@
+"""Mask2Former and OneFormer (transformers) as one universal segmenter: semantic, instance and
+panoptic results as LangSAMResult, and the semantic vote that names segment-everything masks.
+
+The families differ only in their processor call (OneFormer is told the task in text) and are
+otherwise the same: transformers' own pre- and post-processing, run unchanged.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import CheckpointError, InvalidOptionError, ModelLoadError
+from lang_sam.io.images import ImageInput, load_image
+from lang_sam.io.weights import missing_hub_model_message
+from lang_sam.registry import DEFAULT_UNIVERSAL, UNIVERSAL_MODELS
+from lang_sam.results import LangSAMResult
+
+# model_type -> whether the processor takes the task as text (OneFormer's task token)
+TASK_AS_TEXT = {"mask2former": False, "oneformer": True}
+
+
+class UniversalSegmenter:
+    """A Mask2Former or OneFormer model: a registry name (lang_sam.registry.UNIVERSAL_MODELS), a
+    Hugging Face repo id, or a folder saved with save_pretrained (model and processor).
+    Stateless after loading, so one instance serves many threads."""
+
+    def __init__(self, model: str | Path = DEFAULT_UNIVERSAL, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str | None = None) -> None:
+        from transformers import AutoModelForUniversalSegmentation, AutoProcessor
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        entry = UNIVERSAL_MODELS.get(str(model))
+        source = entry.repo_id if entry else str(model)
+        try:
+            network = AutoModelForUniversalSegmentation.from_pretrained(source)
+            self.processor = AutoProcessor.from_pretrained(source)
+        except OSError as error:
+            raise ModelLoadError(missing_hub_model_message("universal segmentation", source, error)) from None
+        except pickle.UnpicklingError:
+            raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors; "
+                                  "use a copy saved with safetensors.") from None
+        except ValueError as error:  # a folder of another kind of model
+            raise ModelLoadError(f"{source} is not a Mask2Former or OneFormer model ({error}).") from None
+        model_type = network.config.model_type
+        if model_type not in TASK_AS_TEXT:
+            raise ModelLoadError(f"{source} is a {model_type} model; use Mask2Former or OneFormer.")
+        self.name = str(model)
+        self.task_as_text = TASK_AS_TEXT[model_type]
+        self.model = network.to(self.device, self.dtype).eval()
+        self.labels = [network.config.id2label[index] for index in range(len(network.config.id2label))]
+
+    @torch.inference_mode()
+    def _outputs(self, image: np.ndarray, task: str):
+        from PIL import Image
+
+        extra = {"task_inputs": [task]} if self.task_as_text else {}
+        inputs = self.processor(images=Image.fromarray(image), return_tensors="pt", **extra)
+        inputs = {key: value.to(self.device, self.dtype if value.is_floating_point() else value.dtype)
+                  for key, value in inputs.items()}
+        outputs = self.model(**inputs)
+        for name in ("class_queries_logits", "masks_queries_logits"):  # post-processing in float32
+            setattr(outputs, name, getattr(outputs, name).float())
+        return outputs
+
+    def semantic_map(self, image: ImageInput) -> np.ndarray:
+        """(H, W) int64 class index of every pixel (into self.labels)."""
+        pixels = load_image(image)
+        outputs = self._outputs(pixels, "semantic")
+        processed = self.processor.post_process_semantic_segmentation(outputs, target_sizes=[pixels.shape[:2]])[0]
+        return processed.cpu().numpy().astype(np.int64)
+
+    def semantic(self, image: ImageInput) -> LangSAMResult:
+        """One mask per class present in the semantic map; score: the share of the image it covers."""
+        class_map = self.semantic_map(image)
+        present, counts = np.unique(class_map, return_counts=True)
+        masks = class_map[None] == present[:, None, None]
+        order = np.argsort(-counts, kind="stable")  # largest first, as scores go
+        masks, present, counts = masks[order], present[order], counts[order]
+        return _result(masks, present, counts / class_map.size, self.labels)
+
+    def instances(self, image: ImageInput, threshold: float = 0.5) -> LangSAMResult:
+        """The model's own instance segmentation, segments scoring above threshold."""
+        return self._segments(image, "instance", threshold)
+
+    def panoptic(self, image: ImageInput, threshold: float = 0.5) -> LangSAMResult:
+        """The model's own panoptic segmentation (things and stuff), segments scoring above threshold."""
+        return self._segments(image, "panoptic", threshold)
+
+    def _segments(self, image: ImageInput, task: str, threshold: float) -> LangSAMResult:
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidOptionError(f"threshold must be between 0 and 1, got {threshold!r}.")
+        pixels = load_image(image)
+        outputs = self._outputs(pixels, task)
+        post_process = getattr(self.processor, f"post_process_{task}_segmentation")
+        processed = post_process(outputs, target_sizes=[pixels.shape[:2]], threshold=threshold)[0]
+        segmentation = processed["segmentation"].cpu().numpy()
+        info = processed["segments_info"]
+        masks = np.stack([segmentation == s["id"] for s in info]) if info else np.zeros((0, *pixels.shape[:2]), bool)
+        return _result(masks, np.array([s["label_id"] for s in info], np.int64), np.array([s["score"] for s in info]), self.labels)
+
+
+def vote_labels(masks: np.ndarray, class_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Name each mask by the class holding most of its pixels in a semantic map.
+
+    masks: (N, H, W) bool; class_map: (H, W) class indices. Returns (N,) class indices and (N,)
+    shares of the mask's pixels that voted for it (0 and class 0 for an empty mask)."""
+    classes = int(class_map.max()) + 1 if class_map.size else 1
+    flat = torch.from_numpy(class_map.reshape(-1))
+    votes = torch.stack([torch.bincount(flat[torch.from_numpy(mask.reshape(-1))], minlength=classes) for mask in masks]) \
+        if len(masks) else torch.zeros(0, classes, dtype=torch.int64)
+    winners = votes.argmax(dim=1)
+    areas = votes.sum(dim=1).clamp(min=1)
+    return winners.numpy(), (votes.gather(1, winners[:, None])[:, 0] / areas).numpy()
+
+
+def _result(masks: np.ndarray, label_ids: np.ndarray, scores: np.ndarray, labels: list[str]) -> LangSAMResult:
+    """masks (N, H, W) with their label ids and scores as a LangSAMResult (boxes around the masks)."""
+    from lang_sam.segmenter.automatic_mask_generator import masks_to_boxes_inclusive
+
+    names = [labels[int(i)] for i in label_ids]
+    classes = list(dict.fromkeys(names))
+    boxes = masks_to_boxes_inclusive(torch.from_numpy(masks)).numpy().astype(np.float32) if len(masks) else np.zeros((0, 4), np.float32)
+    return LangSAMResult(
+        masks=masks.astype(bool), boxes=boxes, phrases=names, logits=np.asarray(scores, np.float32),
+        mask_scores=np.asarray(scores, np.float32), class_ids=np.array([classes.index(n) for n in names], np.int64),
+        classes=classes, image_size=tuple(masks.shape[1:]),
+    )

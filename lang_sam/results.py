@@ -1,0 +1,120 @@
+"""LangSAMResult: detections and masks in one image, with the access styles of lang-segment-anything
+v1 and v0.2.x, and its exports (supervision Detections, COCO RLE, JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class LangSAMResult:
+    """Detections and masks in one image, highest score first.
+
+    Code written for lang-segment-anything runs unchanged: it unpacks and indexes like v1's
+    ``masks, boxes, phrases, logits`` and reads like v0.2.x's dicts (``result["masks"]``); the
+    number of detections is ``num_detections``.
+    masks: (N, H, W) bool; boxes: (N, 4) float32 pixel xyxy; phrases: N class names; logits: (N,)
+    detection scores; mask_scores: (N,) SAM's predicted mask IoU; class_ids: (N,) into classes.
+    """
+
+    masks: np.ndarray
+    boxes: np.ndarray
+    phrases: list[str]
+    logits: np.ndarray
+    mask_scores: np.ndarray
+    class_ids: np.ndarray
+    classes: list[str]
+    image_size: tuple[int, int] = field(default=(0, 0))
+
+    # lang-segment-anything v1: ``masks, boxes, phrases, logits = model.predict(image, text)``, and
+    # result[0] .. result[3]: a sequence of those four, whatever the number of detections.
+    def __iter__(self):
+        return iter(self._as_v1())
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, key: int | slice | str):
+        """result[0] .. result[3] as v1 unpacks; result["masks"], ["boxes"], ["scores"], ["labels"],
+        ["mask_scores"] as lang-segment-anything v0.2.x's per-image dicts."""
+        if isinstance(key, str):
+            v02 = self._as_v02()
+            if key not in v02:
+                raise KeyError(f"{key!r}: a result has the keys {', '.join(v02)} (and the attributes of LangSAMResult)")
+            return v02[key]
+        return self._as_v1()[key]
+
+    def keys(self) -> list[str]:
+        return list(self._as_v02())
+
+    @property
+    def num_detections(self) -> int:
+        """How many objects were found (len() is 4, the length of the v1 tuple)."""
+        return len(self.phrases)
+
+    def _as_v1(self) -> tuple:
+        return (self.masks, self.boxes, self.phrases, self.logits)
+
+    def _as_v02(self) -> dict:
+        return {"masks": self.masks, "boxes": self.boxes, "scores": self.logits, "labels": self.phrases, "mask_scores": self.mask_scores}
+
+    def to_supervision(self):
+        """supervision.Detections with masks, class ids, confidences and class names."""
+        import supervision as sv
+
+        return sv.Detections(
+            xyxy=self.boxes.astype(np.float32).reshape(-1, 4),
+            mask=self.masks.astype(bool),
+            confidence=self.logits.astype(np.float32),
+            class_id=self.class_ids.astype(int),
+            data={"class_name": np.array(self.phrases, dtype=object), "mask_score": self.mask_scores},
+        )
+
+    def to_coco_rle(self) -> list[dict]:
+        """COCO RLE of each mask (size [H, W], counts as a string), as pycocotools reads them."""
+        from pycocotools import mask as mask_utils
+
+        encoded = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
+        return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+
+    def to_json(self) -> dict:
+        """Image size, then per detection: label, score, mask score, box and COCO RLE mask."""
+        height, width = self.image_size
+        return {
+            "image": {"height": height, "width": width},
+            "detections": [
+                {
+                    "label": label,
+                    "score": round(float(score), 6),
+                    "mask_score": round(float(mask_score), 6),
+                    "box": [round(float(v), 3) for v in box],
+                    "mask": rle,
+                }
+                for label, score, mask_score, box, rle in zip(
+                    self.phrases, self.logits, self.mask_scores, self.boxes, self.to_coco_rle()
+                )
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict) -> LangSAMResult:
+        """The result that to_json wrote (as the CLI and the server send it), masks decoded from RLE."""
+        from pycocotools import mask as mask_utils
+
+        height, width = payload["image"]["height"], payload["image"]["width"]
+        detections = payload["detections"]
+        classes = list(dict.fromkeys(d["label"] for d in detections))
+        rles = [{"size": d["mask"]["size"], "counts": d["mask"]["counts"].encode("ascii")} for d in detections]
+        masks = mask_utils.decode(rles).transpose(2, 0, 1).astype(bool) if rles else np.zeros((0, height, width), bool)
+        return cls(
+            masks=masks,
+            boxes=np.array([d["box"] for d in detections], dtype=np.float32).reshape(-1, 4),
+            phrases=[d["label"] for d in detections],
+            logits=np.array([d["score"] for d in detections], dtype=np.float32),
+            mask_scores=np.array([d["mask_score"] for d in detections], dtype=np.float32),
+            class_ids=np.array([classes.index(d["label"]) for d in detections], dtype=np.int64),
+            classes=classes,
+            image_size=(height, width),
+        )

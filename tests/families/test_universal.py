@@ -1,0 +1,125 @@
+"""Mask2Former through lang_sam.families.universal: a tiny random model saved with save_pretrained,
+loaded through the public path, checked against transformers' model and post-processing called
+directly; the vote that names masks against a count made here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lang_sam.errors import InvalidOptionError, ModelLoadError
+from lang_sam.families.universal import UniversalSegmenter, vote_labels
+from tests.conftest import shared_image
+
+LABELS = ["wall", "floor", "cup", "saucer", "spoon"]
+
+
+@pytest.fixture(scope="module")
+def mask2former_dir(tmp_path_factory):
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, SwinConfig
+
+    backbone = SwinConfig(image_size=224, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                          window_size=7, out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = Mask2FormerConfig(
+        backbone_config=backbone, hidden_dim=32, feature_size=32, mask_feature_size=32, encoder_layers=1, decoder_layers=2,
+        num_attention_heads=2, dim_feedforward=64, encoder_feedforward_dim=64, num_queries=10, num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)), label2id={name: index for index, name in enumerate(LABELS)},
+    )
+    torch.manual_seed(1)
+    model = Mask2FormerForUniversalSegmentation(config).eval()
+    with torch.no_grad():  # default inits give one class everywhere; these heads make the map vary
+        for name, parameter in model.named_parameters():
+            if "class_predictor" in name or "mask_embedder" in name or "queries" in name:
+                parameter.normal_(0, 1.0)
+    folder = tmp_path_factory.mktemp("mask2former")
+    model.save_pretrained(folder)
+    Mask2FormerImageProcessor(size={"shortest_edge": 128, "longest_edge": 256}).save_pretrained(folder)
+    return folder
+
+
+def reference_outputs(folder, image: np.ndarray):
+    from PIL import Image
+    from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
+
+    model = Mask2FormerForUniversalSegmentation.from_pretrained(folder).eval()
+    processor = AutoImageProcessor.from_pretrained(folder)
+    with torch.no_grad():
+        outputs = model(**processor(images=Image.fromarray(image), return_tensors="pt"))
+    return processor, outputs
+
+
+def test_semantic_map_and_segments_equal_transformers_called_directly(mask2former_dir):
+    image = shared_image("groceries.jpg")
+    segmenter = UniversalSegmenter(str(mask2former_dir), device="cpu", dtype="float32")
+    assert segmenter.labels == LABELS
+    processor, outputs = reference_outputs(mask2former_dir, image)
+    expected = processor.post_process_semantic_segmentation(outputs, target_sizes=[image.shape[:2]])[0].numpy()
+    class_map = segmenter.semantic_map(image)
+    assert np.array_equal(class_map, expected) and len(np.unique(class_map)) >= 2
+    semantic = segmenter.semantic(image)
+    present, counts = np.unique(expected, return_counts=True)
+    assert sorted(semantic.phrases) == sorted(LABELS[i] for i in present)
+    assert semantic.logits.sum() == pytest.approx(1.0) and np.all(np.diff(semantic.logits) <= 0)
+    for mask, name in zip(semantic.masks, semantic.phrases):
+        assert np.array_equal(mask, expected == LABELS.index(name))
+    panoptic = processor.post_process_panoptic_segmentation(outputs, target_sizes=[image.shape[:2]], threshold=0.1)[0]
+    ours = segmenter.panoptic(image, threshold=0.1)
+    assert ours.num_detections == len(panoptic["segments_info"]) > 0
+    for mask, name, score, info in zip(ours.masks, ours.phrases, ours.logits, panoptic["segments_info"]):
+        assert np.array_equal(mask, panoptic["segmentation"].numpy() == info["id"])
+        assert name == LABELS[info["label_id"]] and score == pytest.approx(info["score"], abs=1e-6)
+    instances = segmenter.instances(image, threshold=0.1)
+    assert instances.masks.shape[1:] == image.shape[:2] and set(instances.phrases) <= set(LABELS)
+
+
+def test_the_vote_names_each_mask_by_its_majority_class():
+    rng = np.random.default_rng(0)
+    class_map = rng.integers(0, 4, (30, 40))
+    class_map[:15, :20] = 2
+    masks = np.zeros((3, 30, 40), bool)
+    masks[0, :10, :10] = True  # all class 2
+    masks[1] = rng.random((30, 40)) < 0.3
+    masks[1, :15, :20] = True  # mostly class 2, then noise
+    masks[2, 20:, 30:] = True
+    winners, shares = vote_labels(masks, class_map)
+    for mask, winner, share in zip(masks, winners, shares):
+        counts = np.array([(class_map[mask] == c).sum() for c in range(4)])
+        assert winner == counts.argmax() and share == pytest.approx(counts.max() / mask.sum())
+    assert winners[0] == 2 and shares[0] == 1.0
+    assert vote_labels(np.zeros((0, 30, 40), bool), class_map)[0].shape == (0,)
+
+
+def test_bad_folders_and_options_are_clear_errors(mask2former_dir, tmp_path):
+    with pytest.raises(ModelLoadError, match="not a local folder"):
+        UniversalSegmenter(str(tmp_path / "missing"), device="cpu")
+    segmenter = UniversalSegmenter(str(mask2former_dir), device="cpu", dtype="float32")
+    with pytest.raises(InvalidOptionError, match="threshold"):
+        segmenter.panoptic(shared_image("groceries.jpg"), threshold=2)
+
+
+def test_lang_sam_everything_names_its_masks_with_the_semantic_model(mask2former_dir, sam_files, tmp_path):
+    import json
+
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from lang_sam.interfaces.cli import main
+    from tests.test_grounding_dino import ASSETS
+
+    out = tmp_path / "out"
+    code = main(["everything", str(ASSETS / "coffee.jpg"), "--out", str(out), "--sam-checkpoint", str(sam_files[0]),
+                 "--device", "cpu", "--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+                 "--min-mask-region-area", "50", "--semantic", str(mask2former_dir)])
+    assert code == 0
+    payload = json.loads((out / "coffee.json").read_text())
+    image = np.asarray(Image.open(ASSETS / "coffee.jpg").convert("RGB"))
+    processor, outputs = reference_outputs(mask2former_dir, image)
+    class_map = processor.post_process_semantic_segmentation(outputs, target_sizes=[image.shape[:2]])[0].numpy()
+    assert payload["masks"]
+    for written in payload["masks"]:
+        rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode()}
+        pixels = class_map[mask_utils.decode(rle).astype(bool)]
+        counts = np.bincount(pixels, minlength=len(LABELS))
+        assert written["label"] == LABELS[counts.argmax()]
+        assert written["label_share"] == pytest.approx(counts.max() / pixels.size, abs=1e-6)
