@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from lang_sam.errors import InvalidPromptError
 from lang_sam.interfaces.server.api import predict_batch
@@ -368,3 +369,29 @@ def test_the_server_imports_gradio_only_to_mount_the_app():
     code = ("import sys; from lang_sam.interfaces.server import build_server, serve; "
             "from lang_sam.interfaces.server import api, guard, client, validation; assert 'gradio' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_mode_everything_answers_the_generators_masks(server, service_models):
+    from lang_sam.segmenter import SamAutomaticMaskGenerator, build_sam
+
+    _, url, _ = server
+    fields = {"mode": "everything", "points_per_side": "2", "pred_iou_thresh": "0", "stability_score_thresh": "0",
+              "min_mask_region_area": "30"}
+    response = post_multipart(url, photo_bytes("coffee.jpg"), **fields)
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    image = np.asarray(Image.open(ASSETS / "coffee.jpg").convert("RGB"))
+    expected = SamAutomaticMaskGenerator(build_sam(checkpoint=service_models[0] / f"{TINY_A}.pth"), points_per_side=2,
+                                         pred_iou_thresh=0.0, stability_score_thresh=0.0, min_mask_region_area=30).generate(image)
+    expected.sort(key=lambda record: -record["area"])
+    assert payload["image"] == {"height": 400, "width": 600} and f"SAM {TINY_A}" in payload["model"]
+    assert [m["area"] for m in payload["masks"]] == [r["area"] for r in expected] and len(expected) > 0
+    for written, record in zip(payload["masks"], expected):
+        rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), record["segmentation"])
+    drawing = post_multipart(url, photo_bytes("coffee.jpg"), format="png", **fields)
+    assert drawing.status_code == 200 and np.asarray(Image.open(io.BytesIO(drawing.content))).shape == image.shape
+    too_many = post_multipart(url, photo_bytes("coffee.jpg"), mode="everything", points_per_side="500")
+    assert too_many.status_code == 422 and "points_per_side must be between 1 and 64" in too_many.json()["detail"]
+    unknown = post_multipart(url, photo_bytes("coffee.jpg"), mode="panorama", prompt="cup")
+    assert unknown.status_code == 422 and "Unknown mode" in unknown.json()["detail"]

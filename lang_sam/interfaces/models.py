@@ -105,6 +105,15 @@ class ModelPool:
         with self._predicting:
             return pipeline.predict(images, prompts, **options)
 
+    def everything(self, image, sam_type: str | None = None, **generator_options) -> list[dict]:
+        """SamAutomaticMaskGenerator(**generator_options) on the SAM of sam_type: segment-anything's
+        records, binary masks; one call at a time, like predict."""
+        from lang_sam.segmenter import SamAutomaticMaskGenerator
+
+        generator = SamAutomaticMaskGenerator(self.get(sam_type).sam, **generator_options)
+        with self._predicting:
+            return generator.generate(image)
+
     def describe(self, sam_type: str | None = None) -> str:
         """What a loaded pipeline really runs: SAM name and encoder width, detector, device, dtype."""
         return self.get(sam_type).describe()

@@ -17,7 +17,7 @@ from PIL import Image
 from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
 from lang_sam.interfaces.models import ModelPool, served_sam_types
-from lang_sam.interfaces.server.validation import Limits, PredictRequest, Rejected, parse_request
+from lang_sam.interfaces.server.validation import EverythingRequest, Limits, PredictRequest, Rejected, parse_request
 from lang_sam.results import LangSAMResult
 from lang_sam.settings import Settings
 
@@ -60,7 +60,7 @@ class LangSAMAPI(ls.LitAPI):
             except LangSAMError as error:  # remembered by the pool, answered as 503 to requests for it
                 LOGGER.warning("lang-sam: could not preload SAM %s: %s", name, error)
 
-    def decode_request(self, request) -> PredictRequest | Rejected:  # a JSON object or a multipart FormData
+    def decode_request(self, request) -> PredictRequest | EverythingRequest | Rejected:  # a JSON object or a multipart FormData
         try:
             return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.check)
         except LangSAMError as error:  # one bad request must not fail the others in its batch
@@ -84,21 +84,33 @@ class LangSAMAPI(ls.LitAPI):
         if isinstance(output, Rejected):
             return JSONResponse({"detail": output.detail}, status_code=output.status)
         request, result, model = output
+        if isinstance(request, EverythingRequest):
+            from lang_sam.everything import draw_everything, everything_json
+
+            if request.response_format == "png":
+                return _png(draw_everything(request.image, result))
+            return {"model": model, **everything_json(result, request.image.shape[:2])}
         if request.response_format == "png":
-            buffer = io.BytesIO()
-            Image.fromarray(draw_image(request.image, result)).save(buffer, format="PNG")
-            return Response(buffer.getvalue(), media_type="image/png")
+            return _png(draw_image(request.image, result))
         return response_json(result, model)
 
 
-def predict_batch(pool: ModelPool, inputs: list[PredictRequest | Rejected]) -> list:
+def _png(drawing) -> Response:
+    buffer = io.BytesIO()
+    Image.fromarray(drawing).save(buffer, format="PNG")
+    return Response(buffer.getvalue(), media_type="image/png")
+
+
+def predict_batch(pool: ModelPool, inputs: list[PredictRequest | EverythingRequest | Rejected]) -> list:
     """One predict call per group of requests with equal options; a failing group is retried one by
-    one, so that only the request at fault gets an error."""
+    one, so that only the request at fault gets an error. mode=everything requests run one by one."""
     outputs: list = list(inputs)
     groups: dict[tuple, list[int]] = {}
     for index, item in enumerate(inputs):
         if isinstance(item, PredictRequest):
             groups.setdefault(item.options, []).append(index)
+        elif isinstance(item, EverythingRequest):
+            outputs[index] = _answer(item, lambda item=item: pool.everything(item.image, item.sam_type, **item.generator_options), pool)
     for (sam_type, box_threshold, text_threshold, max_detections, nms_iou_threshold, multimask_output), indices in groups.items():
         requests = [inputs[i] for i in indices]
 
@@ -114,14 +126,21 @@ def predict_batch(pool: ModelPool, inputs: list[PredictRequest | Rejected]) -> l
         except Exception:  # noqa: BLE001 - isolate the request at fault below
             results = None
         for position, (index, request) in enumerate(zip(indices, requests)):
-            try:
-                result = results[position] if results is not None else run([request])[0]
-                outputs[index] = (request, result, pool.describe(sam_type))
-            except LangSAMError as error:
-                outputs[index] = Rejected(503 if _is_model_problem(error) else 400, str(error))
-            except Exception as error:  # noqa: BLE001 - a model failure answers this request only
-                outputs[index] = Rejected(500, f"The model failed on this request ({type(error).__name__}: {error}).")
+            def alone_if_needed(position=position, request=request) -> LangSAMResult:
+                return results[position] if results is not None else run([request])[0]
+
+            outputs[index] = _answer(request, alone_if_needed, pool)
     return outputs
+
+
+def _answer(request, compute, pool: ModelPool):
+    """(request, what compute() returns, the model's description), or the Rejected that says why not."""
+    try:
+        return request, compute(), pool.describe(request.sam_type)
+    except LangSAMError as error:
+        return Rejected(503 if _is_model_problem(error) else 400, str(error))
+    except Exception as error:  # noqa: BLE001 - a model failure answers this request only
+        return Rejected(500, f"The model failed on this request ({type(error).__name__}: {error}).")
 
 
 def _is_model_problem(error: LangSAMError) -> bool:

@@ -49,6 +49,27 @@ class PredictRequest:
 
 
 @dataclass
+class EverythingRequest:
+    """mode=everything: SAM's automatic mask generator on the image, no prompt."""
+
+    image: np.ndarray
+    sam_type: str
+    response_format: str
+    generator_options: dict[str, Any]
+
+
+# mode=everything: generator option -> (kind, default, smallest, largest); bounds keep one request's work in reason
+GENERATOR_FIELDS: dict[str, tuple[type, Any, float, float]] = {
+    "points_per_side": (int, 32, 1, 64),
+    "pred_iou_thresh": (float, 0.88, 0.0, 1.0),
+    "stability_score_thresh": (float, 0.95, 0.0, 1.0),
+    "box_nms_thresh": (float, 0.7, 0.0, 1.0),
+    "crop_n_layers": (int, 0, 0, 2),
+    "min_mask_region_area": (int, 0, 0, 1_000_000),
+}
+
+
+@dataclass
 class Rejected:
     """A request answered with an error status instead of a prediction."""
 
@@ -58,9 +79,14 @@ class Rejected:
 
 def parse_request(
     payload: Mapping[str, Any], default_sam_type: str, limits: Limits, check_sam: Callable[[object], str] = check_sam_type
-) -> PredictRequest:
+) -> PredictRequest | EverythingRequest:
     """Check a request's fields; raise the project's errors with a message that says what to send."""
     data = _image_bytes(payload.get("image"))
+    mode = payload.get("mode") or "text"
+    if mode == "everything":
+        return _everything_request(payload, data, default_sam_type, limits, check_sam)
+    if mode != "text":
+        raise InvalidOptionError(f'Unknown mode {mode!r}; use "text" (the default: a prompt names what to find) or "everything".')
     prompt = payload.get("prompt")
     legacy = prompt is None and "text_prompt" in payload  # lang-segment-anything v0.2.x's client
     if legacy:
@@ -70,9 +96,7 @@ def parse_request(
     if len(prompt) > MAX_PROMPT_CHARACTERS:
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
     sam_type = check_sam(payload.get("sam_type") or default_sam_type)  # the pool's check: known and served
-    response_format = str(payload.get("format") or ("png" if legacy else "json")).lower()
-    if response_format not in ("json", "png"):
-        raise InvalidOptionError(f'Unknown format {response_format!r}; use "json" or "png".')
+    response_format = _response_format(payload, "png" if legacy else "json")
     max_detections = payload.get("max_detections")
     if max_detections in (None, ""):
         max_detections = None
@@ -91,6 +115,30 @@ def parse_request(
         nms_iou_threshold=_threshold(payload, "nms_iou_threshold", None),
         multimask_output=_flag(payload, "multimask_output"),
     )
+
+
+def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_type: str, limits: Limits,
+                        check_sam: Callable[[object], str]) -> EverythingRequest:
+    options = {}
+    for name, (kind, default, smallest, largest) in GENERATOR_FIELDS.items():
+        value = payload.get(name)
+        number = default if value in (None, "") else _number(value, name, integer=kind is int)
+        if not smallest <= number <= largest:
+            raise InvalidOptionError(f"{name} must be between {smallest} and {largest} in mode=everything, got {value!r}.")
+        options[name] = number
+    return EverythingRequest(
+        image=load_image(data, max_pixels=limits.max_image_pixels),
+        sam_type=check_sam(payload.get("sam_type") or default_sam_type),
+        response_format=_response_format(payload, "json"),
+        generator_options=options,
+    )
+
+
+def _response_format(payload: Mapping[str, Any], default: str) -> str:
+    response_format = str(payload.get("format") or default).lower()
+    if response_format not in ("json", "png"):
+        raise InvalidOptionError(f'Unknown format {response_format!r}; use "json" or "png".')
+    return response_format
 
 
 def _image_bytes(field: Any) -> bytes:
