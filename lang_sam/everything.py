@@ -44,6 +44,17 @@ def everything_json(records: list[dict[str, Any]], image_size: tuple[int, int]) 
     return {"image": {"height": height, "width": width}, "masks": masks}
 
 
+def records_from_json(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records that everything_json wrote (as the server answers), masks decoded from RLE."""
+    from pycocotools import mask as mask_utils
+
+    records = []
+    for written in payload["masks"]:
+        rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode("ascii")}
+        records.append({**written, "segmentation": mask_utils.decode(rle).astype(bool)})
+    return records
+
+
 def draw_everything(image: np.ndarray, records: list[dict[str, Any]]) -> np.ndarray:
     """(H, W, 3) uint8 drawing: every mask filled in its own colour, largest first so that the
     small ones stay visible, with its outline, and its label when the masks were named. The input

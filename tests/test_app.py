@@ -127,6 +127,29 @@ def test_gradio_client_calls_the_api(app_url):
         client.predict(None, "cup", TINY_A, 0.3, 0.25, api_name="/predict")
 
 
+def test_the_everything_tab_answers_the_generators_masks(app_url, service_models):
+    from gradio_client import Client, handle_file
+
+    from lang_sam.everything import records_from_json
+    from lang_sam.registry import DEFAULT_UNIVERSAL
+    from lang_sam.segmenter import SamAutomaticMaskGenerator, build_sam
+
+    client = Client(app_url, verbose=False)
+    drawing, table, json_file, status = client.predict(
+        handle_file(str(ASSETS / "coffee.jpg")), TINY_A, 2, 0.0, 0.0, "none", api_name="/everything")
+    records = records_from_json(json.loads(Path(json_file).read_text()))
+    image = np.asarray(Image.open(ASSETS / "coffee.jpg").convert("RGB"))
+    assert np.asarray(Image.open(drawing)).shape == image.shape
+    assert len(records) == len(table["data"]) > 0 and status.startswith(f"{len(records)} mask")
+    assert [row[2] for row in table["data"]] == sorted((r["area"] for r in records), reverse=True)
+    expected = SamAutomaticMaskGenerator(build_sam(checkpoint=service_models[0] / f"{TINY_A}.pth"), points_per_side=2,
+                                         pred_iou_thresh=0.0, stability_score_thresh=0.0).generate(image)
+    expected.sort(key=lambda record: -record["area"])
+    assert all(np.array_equal(r["segmentation"], e["segmentation"]) for r, e in zip(records, expected, strict=True))
+    with pytest.raises(Exception, match="Could not load the universal segmentation model"):  # offline: explained
+        client.predict(handle_file(str(ASSETS / "coffee.jpg")), TINY_A, 2, 0.0, 0.0, DEFAULT_UNIVERSAL, api_name="/everything")
+
+
 def test_unreadable_upload_is_explained_and_exif_is_applied(app_url, tmp_path):
     from gradio_client import Client, handle_file
 

@@ -351,6 +351,13 @@ def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, 
                                   "multimask_output": "true"}, timeout=300).json()
         assert json.loads(Path(download).read_text()) == {"image": direct["image"], "detections": direct["detections"]}, (
             "the app hands on the server's answer, options included, as it came")
+        _, masks_table, masks_download, _ = client.predict(
+            handle_file(str(ASSETS / "coffee.jpg")), TINY_A, 2, 0.0, 0.0, "none", api_name="/everything")
+        everything = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},
+                                data={"mode": "everything", "points_per_side": "2", "pred_iou_thresh": "0",
+                                      "stability_score_thresh": "0"}, timeout=300).json()
+        assert json.loads(Path(masks_download).read_text()) == {"image": everything["image"], "masks": everything["masks"]}
+        assert len(masks_table["data"]) == len(everything["masks"]) > 0
         not_served = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},
                                 data={"prompt": "cup", "sam_type": TINY_B}, timeout=300)
         assert not_served.status_code == 422, "only the SAM started with is served by default"

@@ -10,8 +10,10 @@ import json
 import shutil
 import tempfile
 import uuid
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import gradio as gr
 import numpy as np
@@ -21,18 +23,34 @@ from lang_sam.errors import LangSAMError
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.io.images import load_image
 from lang_sam.results import LangSAMResult
-from lang_sam.registry import sam_names
+from lang_sam.registry import UNIVERSAL_MODELS, sam_names
 from lang_sam.settings import Settings
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
+NO_NAMES = "none"
 EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.jpg", "cup, saucer, spoon")]
 TABLE_HEADERS = ["label", "score", "mask score", "box (x0, y0, x1, y1)"]
 
-# (image file, its decoded pixels, prompt, sam_type, options, progress) -> (result, "model in use",
-# result as JSON). options: LangSAM.predict's box_threshold, text_threshold, nms_iou_threshold and
-# multimask_output. The JSON is the download: a backend that received it (the server) hands it on
-# as it came, so the masks are not encoded to RLE again.
-Backend = Callable[[str, np.ndarray, str, str, dict, Callable], tuple[LangSAMResult, str, dict]]
+EVERYTHING_HEADERS = ["mask", "label", "area", "predicted IoU", "stability", "box (x, y, w, h)"]
+
+
+class Backend(Protocol):
+    """Where the app's answers come from: models in this process, or the server the app is mounted on.
+
+    Both methods take the image file, its decoded pixels, the SAM name, options and Gradio's
+    progress, and return (answer, "model in use", answer as JSON). The JSON is the download: a
+    backend that received it (the server) hands it on as it came, so masks are not encoded again.
+    """
+
+    semantic_models: list[str]  # the models that may name everything-masks (none: not offered)
+
+    def text(self, image_path: str, image: np.ndarray, prompt: str, sam_type: str, options: dict,
+             progress: Callable) -> tuple[LangSAMResult, str, dict]:
+        """options: LangSAM.predict's box_threshold, text_threshold, nms_iou_threshold, multimask_output."""
+
+    def everything(self, image_path: str, image: np.ndarray, sam_type: str, options: dict,
+                   progress: Callable) -> tuple[list[dict], str, dict]:
+        """options: SamAutomaticMaskGenerator's, and "semantic": a model of semantic_models or None."""
 
 
 def uploaded_image(**options) -> gr.Image:
@@ -45,22 +63,53 @@ def uploaded_image(**options) -> gr.Image:
     return component
 
 
-def local_backend(pool: ModelPool) -> Backend:
-    """Predict with models loaded in this process; a first use of a SAM size shows its loading."""
+class LocalBackend:
+    """Models loaded in this process; a first use of a SAM size shows its loading."""
 
-    def predict(image_path, image, prompt, sam_type, options, progress):
-        if sam_type not in pool.loaded_sam_types:
+    semantic_models = list(UNIVERSAL_MODELS)
+
+    def __init__(self, pool: ModelPool) -> None:
+        self.pool = pool
+        self._namers: dict[str, object] = {}
+        self._namers_lock = threading.Lock()
+
+    def _load(self, sam_type: str, progress: Callable) -> None:
+        if sam_type not in self.pool.loaded_sam_types:
             progress(0.0, desc=f"Loading SAM {sam_type} (downloaded on first use)")
-            pool.get(sam_type)
-        progress(0.5, desc="Segmenting")
-        result = pool.predict(image, prompt, sam_type, **options)
-        return result, pool.describe(sam_type), result.to_json()
+            self.pool.get(sam_type)
 
-    return predict
+    def text(self, image_path, image, prompt, sam_type, options, progress):
+        self._load(sam_type, progress)
+        progress(0.5, desc="Segmenting")
+        result = self.pool.predict(image, prompt, sam_type, **options)
+        return result, self.pool.describe(sam_type), result.to_json()
+
+    def everything(self, image_path, image, sam_type, options, progress):
+        from lang_sam.everything import everything_json, name_masks
+
+        options = dict(options)
+        semantic = options.pop("semantic", None)
+        self._load(sam_type, progress)
+        progress(0.3, desc="Segmenting everything")
+        records = self.pool.everything(image, sam_type, **options)
+        if semantic:
+            progress(0.8, desc=f"Naming the masks with {semantic}")
+            records = name_masks(records, image, self._namer(semantic))
+        model = self.pool.describe(sam_type) + (f"; names from {semantic}" if semantic else "")
+        return records, model, everything_json(records, image.shape[:2])
+
+    def _namer(self, name: str):
+        from lang_sam.families.universal import UniversalSegmenter
+
+        with self._namers_lock:  # one load per model, kept for later answers
+            if name not in self._namers:
+                self._namers[name] = UniversalSegmenter(name, device=self.pool.settings.device, dtype=self.pool.settings.dtype)
+            return self._namers[name]
 
 
 def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list[str] | None = None):
-    """The Blocks app; its submit button is also the API endpoint "/predict" (gradio_client).
+    """The Blocks app: a text-prompt tab (its submit button is also the API endpoint "/predict" for
+    gradio_client) and an everything tab ("/everything"), sharing the SAM dropdown.
 
     sam_types: the dropdown's choices (default: the official sizes and $LANG_SAM_CHECKPOINTS' own files)."""
     downloads = DownloadFolder()
@@ -76,41 +125,95 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         }
         try:
             image = load_image(image_path)
-            result, model, exported = backend(image_path, image, prompt, sam_type, options, progress)
+            result, model, exported = backend.text(image_path, image, prompt, sam_type, options, progress)
         except LangSAMError as error:
             raise gr.Error(str(error)) from None
         return draw_image(image, result), detection_rows(result), downloads.write(exported), status_line(result, model)
 
+    def segment_everything(image_path, sam_type, points_per_side, pred_iou_thresh, stability_score_thresh, semantic,
+                           progress=gr.Progress(track_tqdm=True)):
+        from lang_sam.everything import draw_everything
+
+        if image_path is None:
+            raise gr.Error("Upload an image first.")
+        options = {"points_per_side": int(points_per_side), "pred_iou_thresh": pred_iou_thresh,
+                   "stability_score_thresh": stability_score_thresh}
+        if semantic and semantic != NO_NAMES:
+            options["semantic"] = semantic
+        try:
+            image = load_image(image_path)
+            records, model, exported = backend.everything(image_path, image, sam_type, options, progress)
+        except LangSAMError as error:
+            raise gr.Error(str(error)) from None
+        count = len(records)
+        status = f"{count} mask{'s' if count != 1 else ''}. Model: {model}." if count else f"No mask kept. Model: {model}."
+        return draw_everything(image, records), everything_rows(exported), downloads.write(exported), status
+
     with gr.Blocks(title="lang-sam") as app:
-        gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks.")
-        with gr.Row():
-            with gr.Column():
-                sam_type = gr.Dropdown(sam_types or sam_names(), value=default_sam_type, label="SAM model", elem_id="sam-type")
-                box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
-                text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
-                with gr.Accordion("More options", open=False):
-                    nms_iou_threshold = gr.Slider(
-                        0.0, 1.0, value=1.0, step=0.01, label="NMS IoU threshold (drops boxes of a class overlapping "
-                        "a better one by more than this; 1 = keep all)", elem_id="nms-iou-threshold")
-                    multimask_output = gr.Checkbox(
-                        value=False, label="Multimask: SAM proposes three masks per box, keep the best by predicted IoU",
-                        elem_id="multimask")
-                image = uploaded_image(label="Image", elem_id="input-image")
-                prompt = gr.Textbox(label="Text prompt", placeholder="car, wheel", elem_id="prompt")
-                submit = gr.Button("Segment", variant="primary", elem_id="submit")
-            with gr.Column():
-                drawing = gr.Image(label="Result", type="numpy", format="png", interactive=False, elem_id="drawing")
-                status = gr.Markdown(elem_id="status")
-                table = gr.Dataframe(headers=TABLE_HEADERS, label="Detections", interactive=False, elem_id="detections")
-                download = gr.File(label="Detections as JSON (COCO RLE masks)", elem_id="download")
-        examples = [[str(ASSETS / name), text] for name, text in EXAMPLES if (ASSETS / name).is_file()]
-        if examples:
-            gr.Examples(examples, inputs=[image, prompt])
+        gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks. "
+                    "Or segment everything: SAM prompted with a grid of points.")
+        sam_type = gr.Dropdown(sam_types or sam_names(), value=default_sam_type, label="SAM model", elem_id="sam-type")
+        with gr.Tab("Text prompt"):
+            with gr.Row():
+                with gr.Column():
+                    box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
+                    text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
+                    with gr.Accordion("More options", open=False):
+                        nms_iou_threshold = gr.Slider(
+                            0.0, 1.0, value=1.0, step=0.01, label="NMS IoU threshold (drops boxes of a class overlapping "
+                            "a better one by more than this; 1 = keep all)", elem_id="nms-iou-threshold")
+                        multimask_output = gr.Checkbox(
+                            value=False, label="Multimask: SAM proposes three masks per box, keep the best by predicted IoU",
+                            elem_id="multimask")
+                    image = uploaded_image(label="Image", elem_id="input-image")
+                    prompt = gr.Textbox(label="Text prompt", placeholder="car, wheel", elem_id="prompt")
+                    submit = gr.Button("Segment", variant="primary", elem_id="submit")
+                with gr.Column():
+                    drawing = gr.Image(label="Result", type="numpy", format="png", interactive=False, elem_id="drawing")
+                    status = gr.Markdown(elem_id="status")
+                    table = gr.Dataframe(headers=TABLE_HEADERS, label="Detections", interactive=False, elem_id="detections")
+                    download = gr.File(label="Detections as JSON (COCO RLE masks)", elem_id="download")
+            examples = [[str(ASSETS / name), text] for name, text in EXAMPLES if (ASSETS / name).is_file()]
+            if examples:
+                gr.Examples(examples, inputs=[image, prompt])
+        with gr.Tab("Everything"):
+            with gr.Row():
+                with gr.Column():
+                    points_per_side = gr.Slider(1, 64, value=32, step=1, label="Points per side (the grid of point prompts)",
+                                                elem_id="points-per-side")
+                    pred_iou_thresh = gr.Slider(0.0, 1.0, value=0.88, step=0.01, label="Predicted IoU threshold")
+                    stability_score_thresh = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="Stability score threshold")
+                    semantic = gr.Dropdown([NO_NAMES, *backend.semantic_models], value=NO_NAMES, elem_id="semantic",
+                                           label="Name the masks with (a semantic segmentation model)",
+                                           visible=bool(backend.semantic_models))
+                    everything_image = uploaded_image(label="Image", elem_id="everything-image")
+                    everything_submit = gr.Button("Segment everything", variant="primary", elem_id="everything-submit")
+                with gr.Column():
+                    everything_drawing = gr.Image(label="Masks", type="numpy", format="png", interactive=False,
+                                                  elem_id="everything-drawing")
+                    everything_status = gr.Markdown(elem_id="everything-status")
+                    everything_table = gr.Dataframe(headers=EVERYTHING_HEADERS, label="Masks", interactive=False,
+                                                    elem_id="everything-masks")
+                    everything_download = gr.File(label="Masks as JSON (COCO RLE)", elem_id="everything-download")
         inputs = [image, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output]
         outputs = [drawing, table, download, status]
         submit.click(segment, inputs=inputs, outputs=outputs, api_name="predict")
         prompt.submit(segment, inputs=inputs, outputs=outputs, api_name=False)
+        everything_submit.click(
+            segment_everything,
+            inputs=[everything_image, sam_type, points_per_side, pred_iou_thresh, stability_score_thresh, semantic],
+            outputs=[everything_drawing, everything_table, everything_download, everything_status],
+            api_name="everything",
+        )
     return app
+
+
+def everything_rows(exported: dict) -> list[list]:
+    return [
+        [index + 1, mask.get("label", ""), mask["area"], round(mask["predicted_iou"], 3), round(mask["stability_score"], 3),
+         ", ".join(f"{v:.0f}" for v in mask["bbox"])]
+        for index, mask in enumerate(exported["masks"])
+    ]
 
 
 def detection_rows(result: LangSAMResult) -> list[list]:
@@ -151,5 +254,5 @@ class DownloadFolder:
 def launch(settings: Settings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
     """Build the app on a local ModelPool and serve it until interrupted."""
     pool = ModelPool(settings)
-    app = build_app(local_backend(pool), pool.settings.sam_type, pool.sam_types)
+    app = build_app(LocalBackend(pool), pool.settings.sam_type, pool.sam_types)
     app.queue().launch(server_name=host, server_port=port, share=share or None)  # None: $GRADIO_SHARE decides

@@ -29,7 +29,7 @@ import litserve as ls
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.interfaces.models import served_sam_types
 from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
-from lang_sam.interfaces.server.client import remote_backend
+from lang_sam.interfaces.server.client import RemoteBackend
 from lang_sam.interfaces.server.guard import RequestGuard
 from lang_sam.interfaces.server.health import HealthReport
 from lang_sam.interfaces.server.validation import Limits
@@ -88,7 +88,7 @@ def serve(
         sam_types=served, preload=preload,
     )
     if with_app:
-        backend = remote_backend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)
+        backend = RemoteBackend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)
         import gradio as gr  # only here: a server without the app never imports Gradio
 
         from lang_sam.interfaces.app import build_app

@@ -11,20 +11,35 @@ from lang_sam.errors import LangSAMError
 from lang_sam.results import LangSAMResult
 
 
-def remote_backend(url: str, timeout: float):
-    """An app backend that asks the server at url, so the mounted app shares its models and batching."""
-    def predict(image_path, image, prompt, sam_type, options, progress):
+class RemoteBackend:
+    """An app backend that asks the server at url, so the mounted app shares its models and batching.
+    The server names no everything-masks (no semantic models)."""
+
+    semantic_models: list[str] = []
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url, self.timeout = url, timeout
+
+    def _post(self, image_path: str, fields: dict, progress) -> dict:
         progress(0.2, desc="Waiting for the server")
-        fields = {"prompt": prompt, "sam_type": sam_type, **{k: str(v).lower() for k, v in options.items() if v is not None}}
+        fields = {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in fields.items() if value is not None}
         upload = Path(image_path).read_bytes()  # the file as uploaded: the server decodes it as the app did
-        response = httpx.post(url, files={"image": (Path(image_path).name, upload)}, data=fields, timeout=timeout)
+        response = httpx.post(self.url, files={"image": (Path(image_path).name, upload)}, data=fields, timeout=self.timeout)
         if response.status_code != 200:
             raise LangSAMError(_detail(response))
-        payload = response.json()
+        return response.json()
+
+    def text(self, image_path, image, prompt, sam_type, options, progress):
+        payload = self._post(image_path, {"prompt": prompt, "sam_type": sam_type, **options}, progress)
         exported = {"image": payload["image"], "detections": payload["detections"]}
         return LangSAMResult.from_json(payload), payload["model"], exported
 
-    return predict
+    def everything(self, image_path, image, sam_type, options, progress):
+        from lang_sam.everything import records_from_json
+
+        payload = self._post(image_path, {"mode": "everything", "sam_type": sam_type, **options}, progress)
+        exported = {"image": payload["image"], "masks": payload["masks"]}
+        return records_from_json(payload), payload["model"], exported
 
 
 def _detail(response) -> str:
