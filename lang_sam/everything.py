@@ -16,6 +16,7 @@ from PIL import Image
 
 RECORD_FIELDS = ("area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box")
 LABEL_FIELDS = ("label", "label_share")
+OBJECT = "object"  # the class of every mask when no universal model names them
 
 
 def name_masks(records: list[dict[str, Any]], image: np.ndarray, segmenter) -> list[dict[str, Any]]:
@@ -75,3 +76,51 @@ def draw_everything(image: np.ndarray, records: list[dict[str, Any]]) -> np.ndar
         scene = sv.LabelAnnotator(text_scale=0.4, text_padding=2, color_lookup=sv.ColorLookup.INDEX,
                                   text_position=sv.Position.CENTER_OF_MASS).annotate(scene, detections, labels=labels)
     return np.asarray(scene)
+
+
+class EverythingLabeler:
+    """What ``lang-sam label --everything`` runs in place of LangSAM: prepare (decode) an image, then
+    its masks as label records (LangSAMResult.to_json's detections: label, score = predicted IoU,
+    mask_score = stability score, xyxy box, COCO RLE mask). Labels: the universal model's vote, or
+    "object"."""
+
+    def __init__(self, generator, namer=None) -> None:
+        self.generator = generator
+        self.namer = namer
+
+    @classmethod
+    def from_settings(cls, settings, generator_options: dict[str, Any], semantic: str | None = None) -> EverythingLabeler:
+        from lang_sam.devices import resolve_device, resolve_dtype
+        from lang_sam.segmenter import SamAutomaticMaskGenerator
+        from lang_sam.segmenter.build import load_sam
+
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.dtype, device)
+        _, sam = load_sam(settings.sam_type, settings.sam_checkpoint, dtype, settings.checkpoint_dir)
+        namer = None
+        if semantic:
+            from lang_sam.families.universal import UniversalSegmenter
+
+            namer = UniversalSegmenter(semantic, device=device, dtype=dtype)
+        return cls(SamAutomaticMaskGenerator(sam.to(device), **generator_options), namer)
+
+    def prepare(self, image) -> np.ndarray:
+        from lang_sam.io.images import load_image
+
+        return load_image(image)
+
+    def label(self, image: np.ndarray) -> dict[str, Any]:
+        """{"image": size, "detections": [...]} for one prepared image, largest mask first."""
+        from pycocotools import mask as mask_utils
+
+        records = self.generator.generate(image)
+        if self.namer is not None:
+            records = name_masks(records, image, self.namer)
+        detections = []
+        for record in sorted(records, key=lambda r: -r["area"]):
+            rle = mask_utils.encode(np.asfortranarray(record["segmentation"].astype(np.uint8)))
+            x, y, w, h = record["bbox"]
+            detections.append({"label": record.get("label", OBJECT), "score": round(record["predicted_iou"], 6),
+                               "mask_score": round(record["stability_score"], 6), "box": [x, y, x + w, y + h],
+                               "mask": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}})
+        return {"image": {"height": image.shape[0], "width": image.shape[1]}, "detections": detections}

@@ -56,6 +56,7 @@ class LabelJob:
     box_threshold: float = 0.3
     text_threshold: float = 0.25
     max_detections: int | None = None
+    everything: dict[str, Any] | None = None  # segment everything: the generator's options and "semantic"
 
     @property
     def progress_dir(self) -> Path:
@@ -78,7 +79,7 @@ class LabelJob:
         manifest_path = self.progress_dir / "job.json"
         manifest = {"files": list(self.files), "classes": list(self.classes), "chunk_size": self.chunk_size,
                     "batch_size": self.batch_size, "box_threshold": self.box_threshold, "text_threshold": self.text_threshold,
-                    "max_detections": self.max_detections, "models": models}
+                    "max_detections": self.max_detections, "everything": self.everything, "models": models}
         if manifest_path.is_file():
             found = json.loads(manifest_path.read_text())
             if found.get("models") != models and {**found, "models": None} == {**manifest, "models": None}:
@@ -173,13 +174,16 @@ def _timed_prepare(model, images_root: str, name: str):
 
 
 def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) -> dict[str, Any]:
-    """Predict a chunk; prepared[i] is LangSAM.prepare of names[i], or its InvalidImageError.
+    """Predict a chunk; prepared[i] is model.prepare of names[i], or its InvalidImageError (model:
+    LangSAM, or the everything labeler when job.everything is set).
 
     Images of equal detector input size are batched together (job.batch_size at most), since the
     detector runs only those as one batch; results do not depend on the batching. Returns the chunk
     as committed: records in the order of names, and failures."""
     failed = [{"file_name": name, "error": str(image)} for name, image in zip(names, prepared) if isinstance(image, InvalidImageError)]
     readable = [(name, image) for name, image in zip(names, prepared) if not isinstance(image, InvalidImageError)]
+    if job.everything is not None:  # one image at a time: the generator batches its own point prompts
+        return {"records": [{"file_name": name, **model.label(image)} for name, image in readable], "failed": failed}
     by_size: dict[tuple, list] = {}
     for name, image in readable:
         by_size.setdefault(tuple(image.detector_input.pixel_values.shape), []).append((name, image))
@@ -195,6 +199,19 @@ def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) ->
     return {"records": [records[name] for name, _ in readable], "failed": failed}
 
 
+def labeling_model(job: LabelJob, settings: Settings):
+    """The models a job runs: LangSAM for classes, or the everything labeler (prepare, label)."""
+    if job.everything is not None:
+        from lang_sam.everything import EverythingLabeler
+
+        options = dict(job.everything)
+        semantic = options.pop("semantic", None)
+        return EverythingLabeler.from_settings(settings, options, semantic)
+    from lang_sam.pipeline import LangSAM
+
+    return LangSAM.from_settings(settings)
+
+
 def run_local(job: LabelJob, settings: Settings, workers: int = 2, show_progress: bool = True) -> LabelStats:
     """Label the pending chunks on this machine; background threads decode and resize the images of
     the next chunk while the models label this one."""
@@ -204,9 +221,7 @@ def run_local(job: LabelJob, settings: Settings, workers: int = 2, show_progress
     stats = LabelStats()
     if not pending:
         return stats
-    from lang_sam.pipeline import LangSAM
-
-    model = LangSAM.from_settings(settings)
+    model = labeling_model(job, settings)
     names = [name for index in pending for name in chunks[index]]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm.auto import tqdm
 
-from lang_sam.datasets.labeling import LabelJob, LabelStats, label_chunk, model_record, prepared_ahead
+from lang_sam.datasets.labeling import LabelJob, LabelStats, label_chunk, labeling_model, model_record, prepared_ahead
 from lang_sam.settings import Settings
 
 
@@ -24,10 +24,8 @@ class ChunkLabeler:
     prepares its images while the other holds the models."""
 
     def __init__(self, job: LabelJob, settings: Settings, workers: int = 2) -> None:
-        from lang_sam.pipeline import LangSAM
-
         self.job = job
-        self.model = LangSAM.from_settings(settings)
+        self.model = labeling_model(job, settings)
         self.chunks = job.chunks()
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers))
         self.model_lock = threading.Lock()

@@ -105,6 +105,20 @@ class UniversalSegmenter:
         return _result(masks, np.array([s["label_id"] for s in info], np.int64), np.array([s["score"] for s in info]), self.labels)
 
 
+def universal_labels(model: str | Path) -> list[str]:
+    """The class names of a universal model (registry name, hub id or folder), from its config
+    alone: no weights are loaded."""
+    from transformers import AutoConfig
+
+    entry = UNIVERSAL_MODELS.get(str(model))
+    source = entry.repo_id if entry else str(model)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(missing_hub_model_message("universal segmentation", source, error)) from None
+    return [config.id2label[index] for index in range(len(config.id2label))]
+
+
 def vote_labels(masks: np.ndarray, class_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Name each mask by the class holding most of its pixels in a semantic map.
 

@@ -107,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         "segmentation dataset (OUT/dataset.yaml, labels/, train.txt, val.txt, images: a link to IMAGES). Progress is committed in chunks: run the same command again to continue a stopped run.",
     )
     label.add_argument("images", help="folder of images (or a URI pyarrow reads, with --engine ray)")
-    label.add_argument("--classes", "-c", required=True, help='classes separated by commas, e.g. "car, wheel"')
+    label.add_argument("--classes", "-c", help='classes separated by commas, e.g. "car, wheel" (or --everything)')
+    label.add_argument("--everything", action="store_true", help="no classes: every mask of SAM's automatic mask "
+                       "generator (the --points-per-side ... options of lang-sam everything), class \"object\", or "
+                       "named by --semantic")
+    label.add_argument("--semantic", metavar="MODEL", help="with --everything, name the masks by this Mask2Former or OneFormer model")
+    for flag, kind, default, text in GENERATOR_OPTIONS:
+        label.add_argument(flag, type=kind, default=default, help=f"with --everything: {text} (default: %(default)s)")
     label.add_argument("--out", "-o", type=Path, required=True, help="output folder")
     label.add_argument("--yolo", action="store_true", help="also write a YOLO segmentation dataset (OUT/dataset.yaml)")
     label.add_argument("--val-fraction", type=float, default=0.1,
@@ -269,6 +275,11 @@ def _write_outputs(stem: Path, drawing, payload: dict) -> None:
     write_atomically(stem.with_name(f"{stem.name}.json"), lambda file: file.write(json.dumps(payload, indent=1).encode()))
 
 
+def _generator_options(args: argparse.Namespace) -> dict:
+    """SamAutomaticMaskGenerator's keyword arguments from the GENERATOR_OPTIONS flags."""
+    return {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag, *_ in GENERATOR_OPTIONS}
+
+
 def _everything(args: argparse.Namespace) -> int:
     from lang_sam.devices import resolve_device, resolve_dtype
     from lang_sam.everything import draw_everything, everything_json, name_masks
@@ -276,7 +287,7 @@ def _everything(args: argparse.Namespace) -> int:
     from lang_sam.segmenter import SamAutomaticMaskGenerator
     from lang_sam.segmenter.build import load_sam
 
-    options = {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag, *_ in GENERATOR_OPTIONS}
+    options = _generator_options(args)
     settings = _settings(args)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
@@ -321,10 +332,27 @@ def _everything(args: argparse.Namespace) -> int:
 def _label(args: argparse.Namespace) -> int:
     from lang_sam.datasets.labeling import LabelJob, check_yolo_output, finish, list_images, run_local
 
-    classes = tuple(parse_classes(args.classes))
+    everything = None
+    if args.everything:
+        from lang_sam.everything import OBJECT
+        from lang_sam.families.universal import universal_labels
+        from lang_sam.segmenter import SamAutomaticMaskGenerator
+
+        if args.classes:
+            raise InvalidOptionError("--everything labels every mask it finds: give --classes or --everything, not both.")
+        everything = _generator_options(args)
+        SamAutomaticMaskGenerator(None, **everything)  # bad options fail before any work
+        classes = tuple(universal_labels(args.semantic)) if args.semantic else (OBJECT,)
+        everything["semantic"] = args.semantic
+    elif args.classes:
+        if args.semantic:
+            raise InvalidOptionError("--semantic names the masks of --everything; with --classes the detector names them.")
+        classes = tuple(parse_classes(args.classes))
+    else:
+        raise InvalidOptionError('Name the classes to label (--classes "car, wheel"), or label every mask (--everything).')
     job = LabelJob(
         args.images, tuple(list_images(args.images)), classes, args.out, args.chunk_size, args.batch_size,
-        args.box_threshold, args.text_threshold, args.max_detections,
+        args.box_threshold, args.text_threshold, args.max_detections, everything,
     )
     if not job.files:
         raise InvalidOptionError(f"No images found under {args.images}.")

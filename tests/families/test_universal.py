@@ -123,3 +123,45 @@ def test_lang_sam_everything_names_its_masks_with_the_semantic_model(mask2former
         counts = np.bincount(pixels, minlength=len(LABELS))
         assert written["label"] == LABELS[counts.argmax()]
         assert written["label_share"] == pytest.approx(counts.max() / pixels.size, abs=1e-6)
+
+
+def test_label_everything_names_masks_as_categories_and_resumes(mask2former_dir, sam_files, tmp_path):
+    import json
+    import shutil
+
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from lang_sam.interfaces.cli import main
+    from lang_sam.segmenter import SamAutomaticMaskGenerator, build_sam
+    from tests.test_grounding_dino import ASSETS
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee.jpg", "chelsea.jpg"):
+        shutil.copy(ASSETS / name, photos / name)
+    out = tmp_path / "labelled"
+    options = ["--points-per-side", "2", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--chunk-size", "1"]
+    command = ["label", str(photos), "--everything", "--semantic", str(mask2former_dir), "--out", str(out),
+               "--sam-checkpoint", str(sam_files[0]), "--device", "cpu", *options]
+    assert main(command) == 0
+    dataset = json.loads((out / "annotations.json").read_text())
+    assert [c["name"] for c in dataset["categories"]] == LABELS
+    generator = SamAutomaticMaskGenerator(build_sam(checkpoint=sam_files[0]), points_per_side=2, pred_iou_thresh=0.0,
+                                          stability_score_thresh=0.0)
+    for image in dataset["images"]:
+        pixels = np.asarray(Image.open(photos / image["file_name"]).convert("RGB"))
+        expected = sorted(generator.generate(pixels), key=lambda r: -r["area"])
+        processor, outputs = reference_outputs(mask2former_dir, pixels)
+        class_map = processor.post_process_semantic_segmentation(outputs, target_sizes=[pixels.shape[:2]])[0].numpy()
+        annotations = [a for a in dataset["annotations"] if a["image_id"] == image["id"]]
+        assert len(annotations) == len(expected) > 0
+        for annotation, record in zip(annotations, expected):
+            mask = mask_utils.decode({**annotation["segmentation"], "counts": annotation["segmentation"]["counts"].encode()})
+            assert np.array_equal(mask.astype(bool), record["segmentation"])
+            assert annotation["category_id"] == np.bincount(class_map[record["segmentation"]], minlength=len(LABELS)).argmax() + 1
+            assert annotation["score"] == pytest.approx(record["predicted_iou"], abs=1e-6)
+    assert main(command) == 0, "a finished run resumes to the same dataset"
+    assert json.loads((out / "annotations.json").read_text()) == dataset
+    other = command[:3] + command[5:]  # without --semantic: other settings, refused
+    assert main(other) == 2
