@@ -1,6 +1,6 @@
-"""Mask2Former through lang_sam.families.universal: a tiny random model saved with save_pretrained,
-loaded through the public path, checked against transformers' model and post-processing called
-directly; the vote that names masks against a count made here."""
+"""Mask2Former and OneFormer through lang_sam.families.universal: tiny random models saved with
+save_pretrained, loaded through the public path, checked against transformers' model and
+post-processing called directly; the vote that names masks against a count made here."""
 
 from __future__ import annotations
 
@@ -38,22 +38,66 @@ def mask2former_dir(tmp_path_factory):
     return folder
 
 
-def reference_outputs(folder, image: np.ndarray):
-    from PIL import Image
-    from transformers import AutoImageProcessor, Mask2FormerForUniversalSegmentation
+@pytest.fixture(scope="module")
+def oneformer_dir(tmp_path_factory):
+    """A tiny OneFormer with a CLIP tokenizer over the 512 byte-level symbols (no merges) and the
+    class-info file its image processor reads."""
+    import json
 
-    model = Mask2FormerForUniversalSegmentation.from_pretrained(folder).eval()
-    processor = AutoImageProcessor.from_pretrained(folder)
+    from transformers import CLIPTokenizer, OneFormerConfig, OneFormerForUniversalSegmentation, OneFormerImageProcessor
+    from transformers import OneFormerProcessor, SwinConfig
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    folder = tmp_path_factory.mktemp("oneformer")
+    symbols = list(bytes_to_unicode().values())
+    vocab = {symbol: index for index, symbol in enumerate(symbols)}
+    vocab.update({f"{symbol}</w>": index + len(symbols) for index, symbol in enumerate(symbols)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    (folder / "classes.json").write_text(json.dumps({str(i): {"name": name, "isthing": int(i >= 2)} for i, name in enumerate(LABELS)}))
+    image_processor = OneFormerImageProcessor(repo_path=str(folder), class_info_file="classes.json", num_text=4,
+                                              size={"shortest_edge": 128, "longest_edge": 256})
+    processor = OneFormerProcessor(image_processor=image_processor, tokenizer=CLIPTokenizer(vocab=vocab, merges=[]),
+                                   max_seq_length=16, task_seq_length=16)
+    backbone = SwinConfig(image_size=224, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                          window_size=7, out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = OneFormerConfig(
+        backbone_config=backbone, hidden_dim=32, conv_dim=32, mask_dim=32, encoder_layers=1, decoder_layers=2,
+        num_attention_heads=2, dim_feedforward=64, encoder_feedforward_dim=64, num_queries=10, text_encoder_width=32,
+        text_encoder_num_layers=1, text_encoder_context_length=16, text_encoder_proj_layers=1, text_encoder_n_ctx=4,
+        text_encoder_vocab_size=len(vocab), max_seq_len=16, task_seq_len=16, num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)), label2id={name: index for index, name in enumerate(LABELS)},
+    )
+    torch.manual_seed(2)
+    model = OneFormerForUniversalSegmentation(config).eval()
+    with torch.no_grad():  # as for Mask2Former: heads that make the semantic map vary
+        for name, parameter in model.named_parameters():
+            if "class_embed" in name or "mask_embed" in name or "queries_embedder" in name:
+                parameter.normal_(0, 1.0)
+    model.save_pretrained(folder / "model")
+    processor.save_pretrained(folder / "model")
+    return folder / "model"
+
+
+def reference_outputs(folder, image: np.ndarray, task: str = "semantic"):
+    """transformers' own processor and model on image: (processor, outputs)."""
+    from PIL import Image
+    from transformers import AutoModelForUniversalSegmentation, AutoProcessor
+
+    model = AutoModelForUniversalSegmentation.from_pretrained(folder).eval()
+    processor = AutoProcessor.from_pretrained(folder)
+    extra = {"task_inputs": [task]} if model.config.model_type == "oneformer" else {}
     with torch.no_grad():
-        outputs = model(**processor(images=Image.fromarray(image), return_tensors="pt"))
+        outputs = model(**processor(images=Image.fromarray(image), return_tensors="pt", **extra))
     return processor, outputs
 
 
-def test_semantic_map_and_segments_equal_transformers_called_directly(mask2former_dir):
+@pytest.mark.parametrize("family", ["mask2former", "oneformer"])
+def test_semantic_map_and_segments_equal_transformers_called_directly(family, request):
+    folder = request.getfixturevalue(f"{family}_dir")
     image = shared_image("groceries.jpg")
-    segmenter = UniversalSegmenter(str(mask2former_dir), device="cpu", dtype="float32")
+    segmenter = UniversalSegmenter(str(folder), device="cpu", dtype="float32")
     assert segmenter.labels == LABELS
-    processor, outputs = reference_outputs(mask2former_dir, image)
+    processor, outputs = reference_outputs(folder, image)
     expected = processor.post_process_semantic_segmentation(outputs, target_sizes=[image.shape[:2]])[0].numpy()
     class_map = segmenter.semantic_map(image)
     assert np.array_equal(class_map, expected) and len(np.unique(class_map)) >= 2
@@ -63,6 +107,7 @@ def test_semantic_map_and_segments_equal_transformers_called_directly(mask2forme
     assert semantic.logits.sum() == pytest.approx(1.0) and np.all(np.diff(semantic.logits) <= 0)
     for mask, name in zip(semantic.masks, semantic.phrases):
         assert np.array_equal(mask, expected == LABELS.index(name))
+    processor, outputs = reference_outputs(folder, image, "panoptic")
     panoptic = processor.post_process_panoptic_segmentation(outputs, target_sizes=[image.shape[:2]], threshold=0.1)[0]
     ours = segmenter.panoptic(image, threshold=0.1)
     assert ours.num_detections == len(panoptic["segments_info"]) > 0
