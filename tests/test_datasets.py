@@ -83,38 +83,52 @@ def test_label_writes_coco_yolo_and_a_report(subset, labelled):
     assert "images/s" in log and "waited" in log
 
 
-def test_the_yolo_dataset_reads_in_ultralytics_and_its_polygons_redraw_the_masks(labelled, monkeypatch, tmp_path):
+# Ultralytics' loader, run in its own process: importing ultralytics replaces PIL.Image.open for the
+# whole process (with a version that tries to install pi-heif for files PIL cannot identify).
+ULTRALYTICS_READER = """
+import json, sys
+from ultralytics.data import YOLODataset
+from ultralytics.data.utils import check_det_dataset
+data = check_det_dataset(sys.argv[1])
+labels = {split: [{"im_file": label["im_file"], "shape": list(label["shape"]), "cls": label["cls"][:, 0].tolist(),
+                   "segments": [segment.tolist() for segment in label["segments"]]}
+                  for label in YOLODataset(img_path=data[split], data=data, task="segment", augment=False).labels]
+          for split in ("train", "val")}
+print(json.dumps({"names": data["names"], "nc": data["nc"], "labels": labels}))
+"""
+
+
+def test_the_yolo_dataset_reads_in_ultralytics_and_its_polygons_redraw_the_masks(labelled, tmp_path):
     """Ultralytics' own loader reads dataset.yaml (train and val) and every label; the polygons it
     reads, filled, give back each image's masks of each class (every part of every mask kept)."""
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path))
-    monkeypatch.setenv("YOLO_OFFLINE", "1")
     import cv2
-    from ultralytics.data import YOLODataset
-    from ultralytics.data.utils import check_det_dataset
 
     out, _ = labelled
-    data = check_det_dataset(str(out / "dataset.yaml"))
-    assert data["names"] == {0: "person", 1: "dog", 2: "car", 3: "chair"} and data["nc"] == 4
+    environment = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path), "YOLO_OFFLINE": "1"}
+    completed = subprocess.run([sys.executable, "-c", ULTRALYTICS_READER, str(out / "dataset.yaml")], capture_output=True,
+                               text=True, timeout=600, env=environment)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    data = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert data["names"] == {"0": "person", "1": "dog", "2": "car", "3": "chair"} and data["nc"] == 4
     dataset = json.loads((out / "annotations.json").read_text())
     files = sorted(image["file_name"] for image in dataset["images"])
-    listed = {split: sorted(YOLODataset(img_path=data[split], data=data, task="segment", augment=False).labels,
-                            key=lambda label: label["im_file"]) for split in ("train", "val")}
+    listed = {split: sorted(labels, key=lambda label: label["im_file"]) for split, labels in data["labels"].items()}
     assert sorted(os.path.basename(label["im_file"]) for labels in listed.values() for label in labels) == files
     assert len(listed["val"]) == 1, "every 10th image validates, and at least one"
     by_name = {image["file_name"]: image for image in dataset["images"]}
     for label in listed["train"] + listed["val"]:
         image = by_name[os.path.basename(label["im_file"])]
         height, width = image["height"], image["width"]
-        assert label["shape"] == (height, width) and len(label["segments"]) == len(label["cls"]) >= 1
-        for class_index, name in data["names"].items():
+        assert label["shape"] == [height, width] and len(label["segments"]) == len(label["cls"]) >= 1
+        for class_index, name in ((int(key), value) for key, value in data["names"].items()):
             category = next(c["id"] for c in dataset["categories"] if c["name"] == name)
             masks = [mask_utils.decode({"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"].encode()})
                      for a in dataset["annotations"] if a["image_id"] == image["id"] and a["category_id"] == category]
             expected = np.any(masks, axis=0) if masks else np.zeros((height, width), bool)
             drawn = np.zeros((height, width), np.uint8)
-            for segment, cls in zip(label["segments"], label["cls"][:, 0]):
+            for segment, cls in zip(label["segments"], label["cls"]):
                 if int(cls) == class_index:
-                    cv2.fillPoly(drawn, [np.round(segment * [width, height]).astype(np.int32)], 1)
+                    cv2.fillPoly(drawn, [np.round(np.array(segment) * [width, height]).astype(np.int32)], 1)
             # random masks are noise: parts of a pixel or two have no outline, and a part whose holes
             # supervision cannot join is written filled (a real mask draws back exactly: next test)
             assert (expected & (drawn == 0)).sum() <= 0.001 * expected.sum() + 1, (image["file_name"], name)

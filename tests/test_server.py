@@ -122,6 +122,9 @@ def test_png_answer_is_the_drawing(server):
     original = np.asarray(Image.open(ASSETS / "coffee.jpg").convert("RGB"))
     assert drawing.shape == original.shape
     assert (drawing != original).any(axis=2).mean() > 0.01, "masks and boxes are drawn"
+    both = post_multipart(url, photo_bytes("coffee.jpg"), prompt="cup", include_drawing="true", **LOOSE).json()
+    assert len(both["detections"]) == 4, "the JSON answer, with the drawing beside it"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(both["drawing"])))), drawing)
 
 
 def test_twenty_concurrent_requests_are_batched_and_all_answered_correctly(server):

@@ -22,7 +22,6 @@ from lang_sam.drawing import draw_image
 from lang_sam.errors import LangSAMError
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.io.images import load_image
-from lang_sam.results import LangSAMResult
 from lang_sam.registry import UNIVERSAL_MODELS, sam_names
 from lang_sam.settings import Settings
 
@@ -38,18 +37,19 @@ class Backend(Protocol):
     """Where the app's answers come from: models in this process, or the server the app is mounted on.
 
     Both methods take the image file, its decoded pixels, the SAM name, options and Gradio's
-    progress, and return (answer, "model in use", answer as JSON). The JSON is the download: a
-    backend that received it (the server) hands it on as it came, so masks are not encoded again.
+    progress, and return (drawing, "model in use", the answer as JSON: LangSAMResult.to_json or
+    everything_json). The table and the download come from the JSON; a backend that received both
+    (the server) hands them on as they came, so no mask is decoded or encoded again.
     """
 
     semantic_models: list[str]  # the models that may name everything-masks (none: not offered)
 
     def text(self, image_path: str, image: np.ndarray, prompt: str, sam_type: str, options: dict,
-             progress: Callable) -> tuple[LangSAMResult, str, dict]:
+             progress: Callable) -> tuple[np.ndarray, str, dict]:
         """options: LangSAM.predict's box_threshold, text_threshold, nms_iou_threshold, multimask_output."""
 
     def everything(self, image_path: str, image: np.ndarray, sam_type: str, options: dict,
-                   progress: Callable) -> tuple[list[dict], str, dict]:
+                   progress: Callable) -> tuple[np.ndarray, str, dict]:
         """options: SamAutomaticMaskGenerator's, and "semantic": a model of semantic_models or None."""
 
 
@@ -82,21 +82,24 @@ class LocalBackend:
         self._load(sam_type, progress)
         progress(0.5, desc="Segmenting")
         result = self.pool.predict(image, prompt, sam_type, **options)
-        return result, self.pool.describe(sam_type), result.to_json()
+        return draw_image(image, result), self.pool.describe(sam_type), result.to_json()
 
     def everything(self, image_path, image, sam_type, options, progress):
-        from lang_sam.everything import everything_json, name_masks
+        from lang_sam.everything import draw_everything, everything_json, name_masks
 
         options = dict(options)
         semantic = options.pop("semantic", None)
         self._load(sam_type, progress)
-        progress(0.3, desc="Segmenting everything")
-        records = self.pool.everything(image, sam_type, **options)
+
+        def batches(done: int, total: int) -> None:
+            progress(done / total, desc=f"Segmenting everything: point batch {done} of {total}")
+
+        records = self.pool.everything(image, sam_type, progress=batches, **options)
         if semantic:
             progress(0.8, desc=f"Naming the masks with {semantic}")
             records = name_masks(records, image, self._namer(semantic))
         model = self.pool.describe(sam_type) + (f"; names from {semantic}" if semantic else "")
-        return records, model, everything_json(records, image.shape[:2])
+        return draw_everything(image, records), model, everything_json(records, image.shape[:2])
 
     def _namer(self, name: str):
         from lang_sam.families.universal import UniversalSegmenter
@@ -125,15 +128,13 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         }
         try:
             image = load_image(image_path)
-            result, model, exported = backend.text(image_path, image, prompt, sam_type, options, progress)
+            drawing, model, exported = backend.text(image_path, image, prompt, sam_type, options, progress)
         except LangSAMError as error:
             raise gr.Error(str(error)) from None
-        return draw_image(image, result), detection_rows(result), downloads.write(exported), status_line(result, model)
+        return drawing, detection_rows(exported), downloads.write(exported), status_line(len(exported["detections"]), model)
 
     def segment_everything(image_path, sam_type, points_per_side, pred_iou_thresh, stability_score_thresh, semantic,
                            progress=gr.Progress(track_tqdm=True)):
-        from lang_sam.everything import draw_everything
-
         if image_path is None:
             raise gr.Error("Upload an image first.")
         options = {"points_per_side": int(points_per_side), "pred_iou_thresh": pred_iou_thresh,
@@ -142,12 +143,12 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
             options["semantic"] = semantic
         try:
             image = load_image(image_path)
-            records, model, exported = backend.everything(image_path, image, sam_type, options, progress)
+            drawing, model, exported = backend.everything(image_path, image, sam_type, options, progress)
         except LangSAMError as error:
             raise gr.Error(str(error)) from None
-        count = len(records)
+        count = len(exported["masks"])
         status = f"{count} mask{'s' if count != 1 else ''}. Model: {model}." if count else f"No mask kept. Model: {model}."
-        return draw_everything(image, records), everything_rows(exported), downloads.write(exported), status
+        return drawing, everything_rows(exported), downloads.write(exported), status
 
     with gr.Blocks(title="lang-sam") as app:
         gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks. "
@@ -216,15 +217,15 @@ def everything_rows(exported: dict) -> list[list]:
     ]
 
 
-def detection_rows(result: LangSAMResult) -> list[list]:
+def detection_rows(exported: dict) -> list[list]:
+    """The table of LangSAMResult.to_json's detections."""
     return [
-        [label, round(float(score), 3), round(float(mask_score), 3), ", ".join(f"{v:.1f}" for v in box)]
-        for label, score, mask_score, box in zip(result.phrases, result.logits, result.mask_scores, result.boxes)
+        [d["label"], round(d["score"], 3), round(d["mask_score"], 3), ", ".join(f"{v:.1f}" for v in d["box"])]
+        for d in exported["detections"]
     ]
 
 
-def status_line(result: LangSAMResult, model: str) -> str:
-    count = result.num_detections
+def status_line(count: int, model: str) -> str:
     found = f"{count} detection{'s' if count != 1 else ''}" if count else "Nothing found"
     return f"{found}. Model: {model}."
 

@@ -105,14 +105,14 @@ class ModelPool:
         with self._predicting:
             return pipeline.predict(images, prompts, **options)
 
-    def everything(self, image, sam_type: str | None = None, **generator_options) -> list[dict]:
+    def everything(self, image, sam_type: str | None = None, progress=None, **generator_options) -> list[dict]:
         """SamAutomaticMaskGenerator(**generator_options) on the SAM of sam_type: segment-anything's
-        records, binary masks; one call at a time, like predict."""
+        records, binary masks; one call at a time, like predict. progress: generate's callback."""
         from lang_sam.segmenter import SamAutomaticMaskGenerator
 
         generator = SamAutomaticMaskGenerator(self.get(sam_type).sam, **generator_options)
         with self._predicting:
-            return generator.generate(image)
+            return generator.generate(image, progress=progress)
 
     def describe(self, sam_type: str | None = None) -> str:
         """What a loaded pipeline really runs: SAM name and encoder width, detector, device, dtype."""

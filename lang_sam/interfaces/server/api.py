@@ -3,11 +3,13 @@ JSON or the PNG drawing. A bad request or a model failure answers only itself.""
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import litserve as ls
@@ -87,12 +89,16 @@ class LangSAMAPI(ls.LitAPI):
         if isinstance(request, EverythingRequest):
             from lang_sam.everything import draw_everything, everything_json
 
-            if request.response_format == "png":
-                return _png(draw_everything(request.image, result))
-            return {"model": model, **everything_json(result, request.image.shape[:2])}
+            draw = partial(draw_everything, request.image, result)  # drawn only when asked for
+            answer = {"model": model, **everything_json(result, request.image.shape[:2])}
+        else:
+            draw = partial(draw_image, request.image, result)
+            answer = response_json(result, model)
         if request.response_format == "png":
-            return _png(draw_image(request.image, result))
-        return response_json(result, model)
+            return _png(draw())
+        if request.include_drawing:  # the mounted app shows the server's drawing: no mask decoded there
+            answer["drawing"] = base64.b64encode(_png(draw()).body).decode("ascii")
+        return answer
 
 
 def _png(drawing) -> Response:

@@ -3,12 +3,15 @@ and the API share the workers, the models and the batching."""
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import httpx
+import numpy as np
+from PIL import Image
 
 from lang_sam.errors import LangSAMError
-from lang_sam.results import LangSAMResult
 
 
 class RemoteBackend:
@@ -30,16 +33,19 @@ class RemoteBackend:
         return response.json()
 
     def text(self, image_path, image, prompt, sam_type, options, progress):
-        payload = self._post(image_path, {"prompt": prompt, "sam_type": sam_type, **options}, progress)
+        payload = self._post(image_path, {"prompt": prompt, "sam_type": sam_type, "include_drawing": True, **options}, progress)
         exported = {"image": payload["image"], "detections": payload["detections"]}
-        return LangSAMResult.from_json(payload), payload["model"], exported
+        return _drawing(payload), payload["model"], exported
 
     def everything(self, image_path, image, sam_type, options, progress):
-        from lang_sam.everything import records_from_json
+        fields = {"mode": "everything", "sam_type": sam_type, "include_drawing": True, **options}
+        payload = self._post(image_path, fields, progress)
+        return _drawing(payload), payload["model"], {"image": payload["image"], "masks": payload["masks"]}
 
-        payload = self._post(image_path, {"mode": "everything", "sam_type": sam_type, **options}, progress)
-        exported = {"image": payload["image"], "masks": payload["masks"]}
-        return records_from_json(payload), payload["model"], exported
+
+def _drawing(payload: dict) -> np.ndarray:
+    """The server's drawing, sent as base64 PNG beside the JSON (include_drawing)."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload["drawing"]))).convert("RGB"))
 
 
 def _detail(response) -> str:

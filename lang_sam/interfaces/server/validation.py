@@ -40,6 +40,7 @@ class PredictRequest:
     response_format: str
     nms_iou_threshold: float | None = None
     multimask_output: bool = False
+    include_drawing: bool = False
 
     @property
     def options(self) -> tuple:
@@ -56,6 +57,7 @@ class EverythingRequest:
     sam_type: str
     response_format: str
     generator_options: dict[str, Any]
+    include_drawing: bool = False
 
 
 # mode=everything: generator option -> (kind, default, smallest, largest); bounds keep one request's work in reason
@@ -114,6 +116,7 @@ def parse_request(
         response_format=response_format,
         nms_iou_threshold=_threshold(payload, "nms_iou_threshold", None),
         multimask_output=_flag(payload, "multimask_output"),
+        include_drawing=_flag(payload, "include_drawing"),
     )
 
 
@@ -131,6 +134,7 @@ def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_typ
         sam_type=check_sam(payload.get("sam_type") or default_sam_type),
         response_format=_response_format(payload, "json"),
         generator_options=options,
+        include_drawing=_flag(payload, "include_drawing"),
     )
 
 
