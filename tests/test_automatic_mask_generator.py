@@ -56,14 +56,12 @@ def assert_same_records(reference: list[dict], ours: list[dict]) -> None:
 
 
 CONFIGURATIONS = {
-    # every mask of 6 x 6 points, three per point, none suppressed
-    "all masks": dict(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0),
-    "iou filter": dict(points_per_side=6, pred_iou_thresh=0.001, stability_score_thresh=0.0, box_nms_thresh=1.0),
-    # random masks all span the image: box NMS keeps one
-    "box nms": dict(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.7),
-    "stability filter": dict(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.02,
+    # every mask of 5 x 5 points, three per point, none suppressed
+    "all masks": dict(points_per_side=5, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0),
+    "iou filter, box nms": dict(points_per_side=5, pred_iou_thresh=0.001, stability_score_thresh=0.0, box_nms_thresh=0.7),
+    "stability filter": dict(points_per_side=5, pred_iou_thresh=0.0, stability_score_thresh=0.02,
                              stability_score_offset=0.05, box_nms_thresh=1.0),
-    "crops": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, crop_n_layers=1, box_nms_thresh=1.0,
+    "crops": dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, crop_n_layers=1, box_nms_thresh=1.0,
                   crop_nms_thresh=1.0),
     "small regions": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, min_mask_region_area=300,
                           box_nms_thresh=1.0),
