@@ -69,6 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
                             f"semantic map: {', '.join(UNIVERSAL_MODELS)}, a Hugging Face id or a folder")
     everything.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder")
 
+    export = commands.add_parser(
+        "export-onnx",
+        help="export SAM's prompt decoder (and encoder) to ONNX",
+        description="Write OUT/decoder.onnx with segment-anything's exported interface (inputs image_embeddings, "
+        "point_coords, point_labels, mask_input, has_mask_input, orig_im_size; outputs masks, iou_predictions, "
+        "low_res_masks; any number of points), so code written for Meta's exported decoder runs on it. Needs "
+        "pip install 'lang-sam[onnx]'.",
+    )
+    export.add_argument("--out", "-o", type=Path, required=True, help="output folder")
+    export.add_argument("--sam-type", help="vit_h, vit_l, vit_b or NAME.pth in the checkpoint folder (default vit_h, or what --checkpoint holds)")
+    export.add_argument("--checkpoint", help="a SAM .pth file")
+    export.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
+    export.add_argument("--quantize", action="store_true", help="also write decoder_quantized.onnx (int8 dynamic quantization)")
+    export.add_argument("--encoder", action="store_true", help="also write encoder.onnx (resized (h, w, 3) uint8 RGB in, embedding out)")
+    export.add_argument("--return-all-masks", action="store_true", help="output all four masks instead of the best one")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+
     app = commands.add_parser(
         "app",
         help="open the Gradio web app",
@@ -201,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "everything":
             return _everything(args)
+        if args.command == "export-onnx":
+            return _export_onnx(args)
         return _predict(args)
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
@@ -273,6 +292,23 @@ def _write_outputs(stem: Path, drawing, payload: dict) -> None:
     """STEM.png, then STEM.json (written last: its presence marks the image done), each atomically."""
     write_atomically(stem.with_name(f"{stem.name}.png"), lambda file: Image.fromarray(drawing).save(file, format="PNG"))
     write_atomically(stem.with_name(f"{stem.name}.json"), lambda file: file.write(json.dumps(payload, indent=1).encode()))
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    _require("onnx", "onnx")
+    from lang_sam.segmenter.build import load_sam
+    from lang_sam.segmenter.onnx import export_onnx
+
+    if args.quantize:
+        _require("onnxruntime", "onnx")
+    if args.out.exists() and not args.out.is_dir():
+        raise InvalidOptionError(f"--out {args.out} is a file; give a folder for the ONNX files.")
+    name, sam = load_sam(args.sam_type, args.checkpoint, "float32", args.checkpoint_dir)
+    paths = export_onnx(sam, args.out, quantize=args.quantize, encoder=args.encoder,
+                        return_single_mask=not args.return_all_masks, opset=args.opset)
+    for path in paths:
+        print(f"lang-sam: wrote {path} (SAM {name})", file=sys.stderr)
+    return 0
 
 
 def _generator_options(args: argparse.Namespace) -> dict:

@@ -18,7 +18,7 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels_last = x.permute(0, 2, 3, 1)
-        normalised = F.layer_norm(channels_last, (channels_last.shape[-1],), self.weight, self.bias, self.eps)
+        normalised = F.layer_norm(channels_last, self.weight.shape, self.weight, self.bias, self.eps)
         return normalised.permute(0, 3, 1, 2)
 
 

@@ -50,6 +50,20 @@ class MaskDecoder(nn.Module):
         Returns mask logits (B, M, 256, 256) and IoU predictions (B, M), with M = 3 when
         multimask_output, else 1.
         """
+        # Only the masks that are returned are computed: token 0 alone, or tokens 1..3.
+        selected = range(1, self.num_mask_tokens) if multimask_output else range(0, 1)
+        return self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, selected)
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        selected: range,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits (B, len(selected), 256, 256) and IoU predictions of the mask tokens in
+        selected (0: the single-mask token, 1..3: the multimask ones; all four for ONNX export)."""
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
@@ -62,8 +76,6 @@ class MaskDecoder(nn.Module):
         channels, height, width = source.shape[1:]
         image_tokens = image_tokens.transpose(1, 2).reshape(batch, channels, height, width)
         upscaled = self.output_upscaling(image_tokens)
-        # Only the masks that are returned are computed: token 0 alone, or tokens 1..3.
-        selected = range(1, self.num_mask_tokens) if multimask_output else range(0, 1)
         hyper_in = torch.stack(
             [self.output_hypernetworks_mlps[index](mask_tokens_out[:, index, :]) for index in selected], dim=1
         )
