@@ -226,8 +226,13 @@ class LangSAM:
         text_threshold: float = 0.25,
         max_detections: int | None = None,
         nms_iou_threshold: float | None = None,
-        multimask_output: bool = False,
+        multimask_output: bool | None = None,
         *,
+        points=None,
+        point_labels=None,
+        boxes=None,
+        mask_input=None,
+        label: str = "object",
         classes: Sequence[str] | None = None,
         image_pil: ImageInput | None = None,
         text_prompt: str | None = None,
@@ -241,17 +246,28 @@ class LangSAM:
         images, taken as they are (a name may hold a period or a comma). Returns one LangSAMResult
         per image (a single one for a single image). max_detections keeps only the highest-scoring boxes;
         nms_iou_threshold, when set, drops boxes of a class that overlap a better one of that class
-        more than this. multimask_output: SAM proposes three masks per box and the one with the
-        highest predicted IoU is kept (SAM's own rule for ambiguous prompts); False (the default)
-        takes SAM's single-mask output, the one SAM's authors advise for a box.
+        more than this. multimask_output: SAM proposes three masks per prompt and the one with the
+        highest predicted IoU is kept (SAM's own rule for ambiguous prompts); False takes SAM's
+        single-mask output, the one SAM's authors advise for a box; None (the default) is False,
+        except for a single click with no box, where SAM's demo takes the best of three.
+
+        Your own prompts, for one image, with or without a text prompt, in image pixels: boxes (M, 4)
+        xyxy, each an object; points (N, 2) xy with point_labels (N,) (1 object, 0 background;
+        default all 1), together one object: the detected or given object whose box holds the
+        first object point (the smallest such box) is refined with the points, or, if none holds
+        it, the points are a new object; mask_input (256, 256) a previous result's low_res_logits
+        row for that object. Objects you give are named label and score 1.0.
         lang-segment-anything's keywords work too: v1's image_pil / text_prompt, v0.2.x's
         images_pil / texts_prompt.
         """
         images = _one_of(images=images, image_pil=image_pil, images_pil=images_pil)
         prompts = _one_of(prompts=prompts, text_prompt=text_prompt, texts_prompt=texts_prompt, classes=classes)
-        if images is None or prompts is None:
-            raise InvalidOptionError("predict needs images and prompts: model.predict(image, \"car, wheel\").")
+        own = any(value is not None for value in (points, boxes, mask_input))
+        if images is None or (prompts is None and not own):
+            raise InvalidOptionError("predict needs images and prompts: model.predict(image, \"car, wheel\"), or points or boxes.")
         single = not isinstance(images, list)
+        if own and not single:
+            raise InvalidPromptError("points, boxes and mask_input are for one image: call predict once per image.")
         if classes is not None:
             if isinstance(classes, str):
                 raise InvalidPromptError(f"classes is a list of class names, e.g. [{classes!r}]; a string goes in prompts.")
@@ -259,51 +275,173 @@ class LangSAM:
         prepared = [image if isinstance(image, PreparedImage) else self.prepare(image) for image in ([images] if single else images)]
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
             raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")
-        if not isinstance(multimask_output, (bool, np.bool_)):
-            raise InvalidOptionError(f"multimask_output must be True or False, got {multimask_output!r}.")
-        detections = self.detector.detect(
-            [image.detector_input for image in prepared], prompts, box_threshold=box_threshold,
-            text_threshold=text_threshold, nms_iou_threshold=nms_iou_threshold,
-        )
+        if multimask_output is not None and not isinstance(multimask_output, (bool, np.bool_)):
+            raise InvalidOptionError(f"multimask_output must be True, False or None, got {multimask_output!r}.")
+        user = check_user_prompts(points, point_labels, boxes, mask_input, prepared[0].original_size) if own else None
+        if prompts is None or (isinstance(prompts, str) and not prompts.strip() and own):
+            detections = [None]  # clicks and boxes alone: no detector
+        else:
+            detections = self.detector.detect(
+                [image.detector_input for image in prepared], prompts, box_threshold=box_threshold,
+                text_threshold=text_threshold, nms_iou_threshold=nms_iou_threshold,
+            )
         loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
         results = [
-            self._segment(loaded, image, found, max_detections, bool(multimask_output))
+            self._segment(loaded, image, found, max_detections, multimask_output, user, label)
             for image, found in zip(prepared, detections)
         ]
         return results[0] if single else results
 
     def _segment(
-        self, loaded: LoadedSam, image: PreparedImage, found, max_detections: int | None, multimask_output: bool
+        self, loaded: LoadedSam, image: PreparedImage, found, max_detections: int | None, multimask_output: bool | None,
+        user: UserPrompts | None = None, label: str = "object",
     ) -> LangSAMResult:
         keep = slice(0, max_detections)
-        boxes = found.boxes[keep]
+        boxes = found.boxes[keep].float() if found is not None else torch.zeros(0, 4)
+        phrases = [found.classes[i] for i in found.class_ids[keep].tolist()] if found is not None else []
+        scores = found.scores[keep].float() if found is not None else torch.zeros(0)
+        classes = list(found.classes) if found is not None else []
+        click_target = None  # index of the object the clicks refine
+        if user is not None:
+            count = len(user.boxes)
+            boxes = torch.cat([torch.from_numpy(user.boxes), boxes])
+            phrases = [label] * count + phrases
+            scores = torch.cat([torch.ones(count), scores])
+            if user.points is not None:
+                click_target = _box_holding(boxes, user.points[user.labels == 1][0]) if (user.labels == 1).any() else None
+                if click_target is None:  # the clicks are an object of their own, first
+                    boxes = torch.cat([torch.full((1, 4), float("nan")), boxes])
+                    phrases = [label] + phrases
+                    scores = torch.cat([torch.ones(1), scores])
+                    click_target = 0
+            if label not in classes and len(phrases) > len(found.boxes[keep] if found is not None else []):
+                classes = classes + [label]
         height, width = image.original_size
-        if len(boxes) == 0:
-            masks = np.zeros((0, height, width), dtype=bool)
-            mask_scores = np.zeros(0, dtype=np.float32)
-        else:
+        masks = np.zeros((len(boxes), height, width), dtype=bool)
+        mask_scores = np.zeros(len(boxes), dtype=np.float32)
+        low_res = np.zeros((len(boxes), 256, 256), dtype=np.float32)
+        if len(boxes):
             embedding = loaded.embeddings.get_or_encode(
                 image.key,
                 lambda: encode_image(loaded.model, torch.from_numpy(image.sam_input).permute(2, 0, 1)[None], image.original_size),
             )
-            mask_tensor, iou, _ = decode_prompts(
-                loaded.model, embedding, boxes=boxes.to(self.device), multimask_output=multimask_output,
-                prompts_in_image_pixels=True,
-            )
-            best = iou.argmax(dim=1)  # the only candidate without multimask_output
-            rows = torch.arange(len(best))
-            masks = mask_tensor[rows, best].cpu().numpy()
-            mask_scores = iou[rows, best].float().cpu().numpy()
+            plain = [i for i in range(len(boxes)) if i != click_target]
+            if plain:
+                decoded = decode_prompts(loaded.model, embedding, boxes=boxes[plain].to(self.device),
+                                         multimask_output=bool(multimask_output), prompts_in_image_pixels=True)
+                _place(decoded, plain, masks, mask_scores, low_res)
+            if click_target is not None:
+                box = boxes[click_target : click_target + 1]
+                single_click = len(user.points) == 1 and bool(torch.isnan(box).all())
+                decoded = decode_prompts(
+                    loaded.model, embedding,
+                    point_coords=torch.from_numpy(user.points)[None].to(self.device),
+                    point_labels=torch.from_numpy(user.labels)[None].to(self.device),
+                    boxes=None if torch.isnan(box).all() else box.to(self.device),
+                    mask_input=None if user.mask_input is None else torch.from_numpy(user.mask_input)[None, None].to(self.device),
+                    multimask_output=single_click if multimask_output is None else bool(multimask_output),
+                    prompts_in_image_pixels=True,
+                )
+                _place(decoded, [click_target], masks, mask_scores, low_res)
+                if torch.isnan(box).all():  # the box around the clicked mask
+                    rows, columns = np.nonzero(masks[click_target])
+                    boxes[click_target] = torch.tensor(
+                        [columns.min(), rows.min(), columns.max() + 1, rows.max() + 1] if len(rows) else [0, 0, 0, 0],
+                        dtype=torch.float32)
+        order = torch.argsort(scores, descending=True, stable=True).numpy()
         return LangSAMResult(
-            masks=masks,
-            boxes=boxes.numpy().astype(np.float32).reshape(-1, 4),
-            phrases=[found.classes[i] for i in found.class_ids[keep].tolist()],
-            logits=found.scores[keep].numpy().astype(np.float32),
-            mask_scores=mask_scores,
-            class_ids=found.class_ids[keep].numpy(),
-            classes=list(found.classes),
+            masks=masks[order],
+            boxes=boxes.numpy().astype(np.float32).reshape(-1, 4)[order],
+            phrases=[phrases[i] for i in order],
+            logits=scores.numpy().astype(np.float32)[order],
+            mask_scores=mask_scores[order],
+            class_ids=np.array([classes.index(phrases[i]) for i in order], dtype=np.int64),
+            classes=classes,
             image_size=(height, width),
+            low_res_logits=low_res[order],
         )
+
+
+@dataclass(frozen=True)
+class UserPrompts:
+    """Checked prompts of one image, in image pixels: boxes (M, 4); points (N, 2) with labels (N,)
+    or None; mask_input (256, 256) or None."""
+
+    boxes: np.ndarray
+    points: np.ndarray | None
+    labels: np.ndarray | None
+    mask_input: np.ndarray | None
+
+
+def check_user_prompts(points, point_labels, boxes, mask_input, image_size: tuple[int, int]) -> UserPrompts:
+    """UserPrompts, or the InvalidPromptError that names what is wrong."""
+    height, width = image_size
+    checked_boxes = np.zeros((0, 4), np.float32)
+    if boxes is not None:
+        checked_boxes = _finite_array(boxes, "boxes").reshape(-1, 4) if np.size(boxes) % 4 == 0 and np.size(boxes) else None
+        if checked_boxes is None:
+            raise InvalidPromptError(f"boxes must be (M, 4) x1, y1, x2, y2 in pixels, got shape {np.shape(boxes)}.")
+        bad = np.flatnonzero((checked_boxes[:, 2] < checked_boxes[:, 0]) | (checked_boxes[:, 3] < checked_boxes[:, 1]))
+        if len(bad):
+            raise InvalidPromptError(f"Box {bad[0]} {checked_boxes[bad[0]].tolist()} has x2 < x1 or y2 < y1; give x1, y1, x2, y2.")
+        _inside(checked_boxes.reshape(-1, 2), width, height, "box corner")
+    checked_points = checked_labels = None
+    if points is not None:
+        checked_points = _finite_array(points, "points")
+        if checked_points.ndim == 1 and checked_points.size == 2:
+            checked_points = checked_points[None]
+        if checked_points.ndim != 2 or checked_points.shape[1] != 2 or not len(checked_points):
+            raise InvalidPromptError(f"points must be (N, 2) x, y pixels, got shape {np.shape(points)}.")
+        _inside(checked_points, width, height, "point")
+        checked_labels = np.ones(len(checked_points), np.int64) if point_labels is None else np.asarray(point_labels).reshape(-1)
+        if len(checked_labels) != len(checked_points):
+            raise InvalidPromptError(f"Got {len(checked_points)} points but {len(checked_labels)} point_labels; give one label per point.")
+        if not np.isin(checked_labels, (0, 1)).all():
+            raise InvalidPromptError(f"point_labels are 1 (object) or 0 (background), got {sorted(set(checked_labels.tolist()))}.")
+        checked_labels = checked_labels.astype(np.int64)
+    elif point_labels is not None:
+        raise InvalidPromptError("point_labels were given without points.")
+    checked_mask = None
+    if mask_input is not None:
+        checked_mask = np.asarray(mask_input, dtype=np.float32).squeeze()
+        if checked_mask.shape != (256, 256):
+            raise InvalidPromptError(f"mask_input is a (256, 256) low-res mask (a result's low_res_logits row), got shape {np.shape(mask_input)}.")
+        if checked_points is None:
+            raise InvalidPromptError("mask_input refines the object your points name: give points with it.")
+    return UserPrompts(checked_boxes, checked_points, checked_labels, checked_mask)
+
+
+def _finite_array(value, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidPromptError(f"{name} must be numbers, got {value!r}.") from None
+    if not np.isfinite(array).all():
+        raise InvalidPromptError(f"{name} must be finite numbers, got {array.tolist()}.")
+    return array
+
+
+def _inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
+    outside = np.flatnonzero((xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height))
+    if len(outside):
+        raise InvalidPromptError(f"The {what} {xy[outside[0]].tolist()} is outside the {width}x{height} image.")
+
+
+def _box_holding(boxes: torch.Tensor, point: np.ndarray) -> int | None:
+    """Index of the smallest box holding point, or None."""
+    x, y = float(point[0]), float(point[1])
+    holding = [i for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()) if x0 <= x <= x1 and y0 <= y <= y1]
+    return min(holding, key=lambda i: float((boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1]))) if holding else None
+
+
+def _place(decoded, indices: list[int], masks: np.ndarray, mask_scores: np.ndarray, low_res: np.ndarray) -> None:
+    """Put decode_prompts' best candidate of each prompt (by predicted IoU) at indices."""
+    mask_tensor, iou, low_res_logits = decoded
+    best = iou.argmax(dim=1)
+    rows = torch.arange(len(best))
+    masks[indices] = mask_tensor[rows, best].cpu().numpy()
+    mask_scores[indices] = iou[rows, best].float().cpu().numpy()
+    low_res[indices] = low_res_logits[rows, best].float().cpu().numpy()
 
 
 def _one_of(**names):

@@ -16,7 +16,8 @@ class LangSAMResult:
     ``masks, boxes, phrases, logits`` and reads like v0.2.x's dicts (``result["masks"]``); the
     number of detections is ``num_detections``.
     masks: (N, H, W) bool; boxes: (N, 4) float32 pixel xyxy; phrases: N class names; logits: (N,)
-    detection scores; mask_scores: (N,) SAM's predicted mask IoU; class_ids: (N,) into classes.
+    detection scores (1.0 for your own boxes and clicks); mask_scores: (N,) SAM's predicted mask IoU;
+    class_ids: (N,) into classes; low_res_logits: (N, 256, 256) SAM's logits, for refinement.
     """
 
     masks: np.ndarray
@@ -27,6 +28,8 @@ class LangSAMResult:
     class_ids: np.ndarray
     classes: list[str]
     image_size: tuple[int, int] = field(default=(0, 0))
+    # (N, 256, 256) SAM's low-res logits of each mask: pass one as mask_input to refine that object
+    low_res_logits: np.ndarray = field(default_factory=lambda: np.zeros((0, 256, 256), np.float32), repr=False)
 
     # lang-segment-anything v1: ``masks, boxes, phrases, logits = model.predict(image, text)``, and
     # result[0] .. result[3]: a sequence of those four, whatever the number of detections.

@@ -233,7 +233,7 @@ def test_multimask_keeps_the_candidate_sam_scores_best_and_nms_reaches_the_detec
     expected = model.detector.detect(Image.fromarray(image), "cat, sofa", nms_iou_threshold=0.3, **LOOSE)
     np.testing.assert_allclose(suppressed.boxes, expected.boxes.numpy(), atol=1e-4)
     assert suppressed.num_detections < model.predict(image, "cat, sofa", **LOOSE).num_detections
-    with pytest.raises(InvalidOptionError, match="multimask_output must be True or False"):
+    with pytest.raises(InvalidOptionError, match="multimask_output must be True, False or None"):
         model.predict(image, "cat", multimask_output="yes")
     with pytest.raises(InvalidOptionError, match="nms_iou_threshold"):
         model.predict(image, "cat", nms_iou_threshold=2)

@@ -1,0 +1,94 @@
+"""Your own prompts in LangSAM.predict: clicks and boxes, with or without text, refinement with a
+previous mask; each checked against SamPredictor called directly with the same prompt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lang_sam import LangSAM
+from lang_sam.errors import InvalidPromptError
+from lang_sam.segmenter import SamPredictor
+from tests.test_grounding_dino import ASSETS
+
+
+@pytest.fixture(scope="module")
+def model(sam_files, tiny_detector_dir):
+    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def predictor(model, photo):
+    predictor = SamPredictor(model.sam)
+    predictor.set_image(photo)
+    return predictor
+
+
+def best(masks, scores, low_res):
+    index = int(np.argmax(scores))
+    return masks[index], scores[index], low_res[index]
+
+
+def test_a_click_alone_is_the_best_of_sams_three_masks(model, photo, predictor):
+    result = model.predict(photo, points=[[200, 150]])
+    mask, score, low_res = best(*predictor.predict(point_coords=np.array([[200, 150]]), point_labels=np.array([1])))
+    assert result.phrases == ["object"] and result.logits.tolist() == [1.0] and result.classes == ["object"]
+    assert np.array_equal(result.masks[0], mask) and result.mask_scores[0] == pytest.approx(score, abs=1e-6)
+    rows, columns = np.nonzero(mask)
+    assert result.boxes[0].tolist() == [columns.min(), rows.min(), columns.max() + 1, rows.max() + 1]
+    # refine: a background click and the previous low-res mask (SAM's single-mask output, as for >1 point)
+    refined = model.predict(photo, points=[[200, 150], [300, 100]], point_labels=[1, 0], mask_input=result.low_res_logits[0])
+    masks, scores, _ = predictor.predict(point_coords=np.array([[200, 150], [300, 100]]), point_labels=np.array([1, 0]),
+                                         mask_input=low_res[None], multimask_output=False)
+    assert np.array_equal(refined.masks[0], masks[0]) and not np.array_equal(refined.masks[0], result.masks[0])
+
+
+def test_boxes_alone_and_multimask_candidates(model, photo, predictor):
+    boxes = [[50, 40, 250, 280], [200, 20, 440, 200]]
+    result = model.predict(photo, boxes=boxes, label="thing")
+    expected = [predictor.predict(box=np.array(box), multimask_output=False)[0][0] for box in boxes]
+    assert result.phrases == ["thing", "thing"] and all(np.array_equal(m, e) for m, e in zip(result.masks, expected))
+    chosen = model.predict(photo, boxes=boxes[:1], multimask_output=True)
+    assert np.array_equal(chosen.masks[0], best(*predictor.predict(box=np.array(boxes[0]), multimask_output=True))[0])
+
+
+def test_text_and_a_click_refine_the_detected_object_it_falls_in(model, photo, predictor):
+    found = model.predict(photo, "cat, sofa", box_threshold=0.0, text_threshold=0.0, max_detections=3)
+    x0, y0, x1, y1 = found.boxes[0]
+    click = [(x0 + x1) / 2, (y0 + y1) / 2]
+    holding = [i for i, (a, b, c, d) in enumerate(found.boxes) if a <= click[0] <= c and b <= click[1] <= d]
+    target = min(holding, key=lambda i: (found.boxes[i][2] - found.boxes[i][0]) * (found.boxes[i][3] - found.boxes[i][1]))
+    both = model.predict(photo, "cat, sofa", box_threshold=0.0, text_threshold=0.0, max_detections=3, points=[click])
+    assert both.num_detections == found.num_detections and both.phrases == found.phrases
+    masks, _, _ = predictor.predict(point_coords=np.array([click]), point_labels=np.array([1]), box=found.boxes[target],
+                                    multimask_output=False)
+    assert np.array_equal(both.masks[target], masks[0])
+    others = [i for i in range(found.num_detections) if i != target]
+    assert all(np.array_equal(both.masks[i], found.masks[i]) for i in others), "the other objects are untouched"
+    outside = model.predict(photo, "cat", max_detections=0, points=[[5, 5]])
+    assert outside.phrases == ["object"], "a click where nothing was found is an object of its own"
+
+
+@pytest.mark.parametrize("prompts, message", [
+    (dict(points=[[900, 10]]), "outside the 451x300 image"),
+    (dict(points=[[10, 10]], point_labels=[2]), "point_labels are 1 (object) or 0 (background)"),
+    (dict(points=[[10, 10], [20, 20]], point_labels=[1]), "2 points but 1 point_labels"),
+    (dict(boxes=[[100, 100, 50, 200]]), "x2 < x1"),
+    (dict(boxes=[[1, 2, 3]]), "boxes must be"),
+    (dict(points=[[10, 10]], mask_input=np.zeros((64, 64))), "mask_input is a (256, 256)"),
+    (dict(mask_input=np.zeros((256, 256))), "give points with it"),
+    (dict(points=[[float("nan"), 1]]), "finite"),
+    (dict(point_labels=[1]), "predict needs images and prompts"),
+])
+def test_bad_prompts_name_the_problem(model, photo, prompts, message):
+    from lang_sam.errors import LangSAMError
+
+    with pytest.raises(LangSAMError, match=message.replace("(", r"\(").replace(")", r"\)")) as raised:
+        model.predict(photo, **prompts)
+    assert isinstance(raised.value, InvalidPromptError) or "needs images" in message
