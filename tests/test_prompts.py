@@ -92,3 +92,26 @@ def test_bad_prompts_name_the_problem(model, photo, prompts, message):
     with pytest.raises(LangSAMError, match=message.replace("(", r"\(").replace(")", r"\)")) as raised:
         model.predict(photo, **prompts)
     assert isinstance(raised.value, InvalidPromptError) or "needs images" in message
+
+
+def test_lang_sam_predict_takes_points_and_boxes(model, photo, sam_files, tiny_detector_dir, tmp_path, capsys):
+    import json
+
+    from pycocotools import mask as mask_utils
+
+    from lang_sam.interfaces.cli import main
+
+    common = ["--sam-checkpoint", str(sam_files[0]), "--detector", str(tiny_detector_dir), "--device", "cpu"]
+    code = main(["predict", str(ASSETS / "chelsea.jpg"), "--points", "200,150;300,100", "--point-labels", "1,0",
+                 "--boxes", "10,10,100,120", "--out", str(tmp_path / "out"), *common])
+    assert code == 0
+    written = json.loads((tmp_path / "out" / "chelsea.json").read_text())["detections"]
+    expected = model.predict(photo, points=[[200, 150], [300, 100]], point_labels=[1, 0], boxes=[[10, 10, 100, 120]])
+    assert [d["label"] for d in written] == expected.phrases == ["object", "object"]
+    for detection, mask in zip(written, expected.masks):
+        rle = {"size": detection["mask"]["size"], "counts": detection["mask"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), mask)
+    assert main(["predict", str(ASSETS / "chelsea.jpg"), "--points", "1,2,3", "--out", str(tmp_path / "bad"), *common]) == 2
+    assert "--points takes 2 numbers per item" in capsys.readouterr().err
+    assert main(["predict", str(ASSETS / "chelsea.jpg"), "--out", str(tmp_path / "bad"), *common]) == 2
+    assert "--points / --boxes" in capsys.readouterr().err

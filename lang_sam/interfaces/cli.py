@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs, and --skip-existing makes a rerun continue where a stopped run ended.",
     )
     predict.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
-    predict.add_argument("--prompt", "-p", required=True, help='classes separated by commas, e.g. "car, wheel"')
+    predict.add_argument("--prompt", "-p", help='classes separated by commas, e.g. "car, wheel" (or give --points / --boxes)')
+    predict.add_argument("--points", help='clicks in pixels, "x,y;x,y": one object, refining the detected one they fall in')
+    predict.add_argument("--point-labels", help='one per point, "1,0": 1 object, 0 background (default: all 1)')
+    predict.add_argument("--boxes", help='boxes in pixels, "x1,y1,x2,y2;x1,y1,x2,y2": each an object')
     predict.add_argument("--out", "-o", type=Path, default=Path("lang-sam-output"), help="output folder (default: %(default)s)")
     _add_pipeline_arguments(predict)
     predict.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
@@ -236,7 +239,11 @@ def _predict(args: argparse.Namespace) -> int:
     from lang_sam.io.images import load_image
     from lang_sam.pipeline import LangSAM
 
-    parse_classes(args.prompt)  # a prompt that names nothing fails before the models load
+    user_prompts = _user_prompts(args)
+    if args.prompt is None and not user_prompts:
+        raise InvalidOptionError('Say what to segment: --prompt "car, wheel", or --points / --boxes.')
+    if args.prompt is not None:
+        parse_classes(args.prompt)  # a prompt that names nothing fails before the models load
     images, outputs = _plan_outputs(args)
     if not images:
         return 0 if outputs else 2
@@ -252,7 +259,7 @@ def _predict(args: argparse.Namespace) -> int:
             result = model.predict(
                 image, args.prompt, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
                 max_detections=args.max_detections, nms_iou_threshold=args.nms_iou_threshold,
-                multimask_output=args.multimask,
+                multimask_output=True if args.multimask else None, **user_prompts,
             )
             drawing = draw_image(image, result)
         except InvalidImageError as error:  # other errors (prompt, options) concern every image: stop
@@ -262,6 +269,29 @@ def _predict(args: argparse.Namespace) -> int:
         _write_outputs(args.out / outputs[path], drawing, {"file": path.name, **result.to_json()})
     print(f"lang-sam: {len(images) - failures} of {len(images)} images written to {args.out}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _user_prompts(args: argparse.Namespace) -> dict:
+    """--points, --point-labels and --boxes as LangSAM.predict's points, point_labels, boxes."""
+    def numbers(text: str, per_item: int, flag: str) -> list[list[float]]:
+        try:
+            items = [[float(v) for v in item.split(",")] for item in text.split(";") if item.strip()]
+        except ValueError:
+            raise InvalidOptionError(f"{flag} takes numbers, e.g. {'10,20;30,40' if per_item == 2 else '10,20,110,220'}; got {text!r}.") from None
+        if not items or any(len(item) != per_item for item in items):
+            raise InvalidOptionError(f"{flag} takes {per_item} numbers per item, separated by ';'; got {text!r}.")
+        return items
+
+    prompts: dict = {}
+    if args.points:
+        prompts["points"] = numbers(args.points, 2, "--points")
+    if args.point_labels:
+        if not args.points:
+            raise InvalidOptionError("--point-labels needs --points.")
+        prompts["point_labels"] = [int(v) if v.strip() in ("0", "1") else -1 for v in args.point_labels.split(",")]
+    if args.boxes:
+        prompts["boxes"] = numbers(args.boxes, 4, "--boxes")
+    return prompts
 
 
 def _plan_outputs(args: argparse.Namespace) -> tuple[list[Path], dict[Path, str]]:
