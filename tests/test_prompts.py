@@ -115,3 +115,17 @@ def test_lang_sam_predict_takes_points_and_boxes(model, photo, sam_files, tiny_d
     assert "--points takes 2 numbers per item" in capsys.readouterr().err
     assert main(["predict", str(ASSETS / "chelsea.jpg"), "--out", str(tmp_path / "bad"), *common]) == 2
     assert "--points / --boxes" in capsys.readouterr().err
+
+
+def test_a_binary_mask_as_mask_input_upscales_back_to_itself():
+    import torch
+
+    from lang_sam.segmenter import processing
+
+    mask = np.zeros((300, 451), bool)
+    mask[40:200, 100:350] = True
+    mask[120:160, 180:260] = False
+    logits = processing.mask_to_low_res_logits(mask)
+    assert logits.shape == (256, 256) and set(np.unique(logits)) == {-20.0, 20.0}
+    back = processing.postprocess_masks(torch.from_numpy(logits)[None, None], processing.resized_shape(mask.shape), mask.shape)[0, 0] > 0
+    assert (back.numpy() & mask).sum() / (back.numpy() | mask).sum() > 0.97

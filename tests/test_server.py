@@ -405,3 +405,34 @@ def test_mode_everything_answers_the_generators_masks(server, service_models):
     assert too_many.status_code == 422 and "points_per_side must be between 1 and 64" in too_many.json()["detail"]
     unknown = post_multipart(url, photo_bytes("coffee.jpg"), mode="panorama", prompt="cup")
     assert unknown.status_code == 422 and "Unknown mode" in unknown.json()["detail"]
+
+
+def test_clicks_boxes_and_a_mask_in_json_or_multipart(server, service_models):
+    from lang_sam import LangSAM
+
+    _, url, _ = server
+    image = photo_bytes("chelsea.jpg")
+    body = {"image": base64.b64encode(image).decode(), "points": [[200, 150], [300, 100]], "point_labels": [1, 0],
+            "boxes": [[10, 10, 100, 120]]}
+    as_json = httpx.post(f"{url}/predict", json=body, timeout=300)
+    assert as_json.status_code == 200, as_json.text
+    multipart = post_multipart(url, image, points="200,150;300,100", point_labels="1,0", boxes="10,10,100,120")
+    assert multipart.status_code == 200 and multipart.json()["detections"] == as_json.json()["detections"]
+    model = LangSAM(sam_checkpoint=service_models[0] / f"{TINY_A}.pth", detector=service_models[1], device="cpu", dtype="float32")
+    photo = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
+    expected = model.predict(photo, points=[[200, 150], [300, 100]], point_labels=[1, 0], boxes=[[10, 10, 100, 120]])
+    found = LangSAMResult.from_json(as_json.json())
+    assert found.phrases == expected.phrases and np.array_equal(found.masks, expected.masks)
+    previous = as_json.json()["detections"][0]["mask"]
+    refined = httpx.post(f"{url}/predict", json={**body, "boxes": None, "mask": previous}, timeout=300)
+    assert refined.status_code == 200, refined.text
+    from lang_sam.segmenter.processing import mask_to_low_res_logits
+
+    expected = model.predict(photo, points=[[200, 150], [300, 100]], point_labels=[1, 0],
+                             mask_input=mask_to_low_res_logits(expected.masks[0]))
+    assert np.array_equal(LangSAMResult.from_json(refined.json()).masks, expected.masks)
+    for fields, message in ((dict(points="1,2", point_labels="2"), "point_labels are 1 (object) or 0"),
+                            (dict(points="9000,2"), "outside the 451x300 image"),
+                            (dict(points="1,2", mask='{"size": [5, 5], "counts": "x"}'), "send the mask of this image")):
+        response = post_multipart(url, image, **fields)
+        assert response.status_code == 400 and message in response.json()["detail"], response.text

@@ -62,3 +62,16 @@ def postprocess_masks(
     masks = F.interpolate(low_res_masks, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
     masks = masks[..., : input_size[0], : input_size[1]]
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
+
+
+def mask_to_low_res_logits(mask: np.ndarray, strength: float = 20.0) -> np.ndarray:
+    """An (H, W) binary mask as SAM's mask_input: (256, 256) logits in the padded 1024 frame, +strength
+    inside the mask and -strength outside (and in the padding), for prompting with a mask from
+    elsewhere (a COCO RLE, a drawing) instead of SAM's own low-res logits."""
+    height, width = mask.shape
+    resized_height, resized_width = resized_shape((height, width))
+    tensor = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
+    resized = F.interpolate(tensor, (resized_height, resized_width), mode="bilinear", align_corners=False)
+    frame = F.pad(resized, (0, IMAGE_SIZE - resized_width, 0, IMAGE_SIZE - resized_height))
+    low_res = F.interpolate(frame, (IMAGE_SIZE // 4, IMAGE_SIZE // 4), mode="bilinear", align_corners=False)[0, 0]
+    return ((low_res > 0.5).float() * 2 - 1).mul(strength).numpy()

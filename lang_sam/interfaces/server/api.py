@@ -117,15 +117,15 @@ def predict_batch(pool: ModelPool, inputs: list[PredictRequest | EverythingReque
             groups.setdefault(item.options, []).append(index)
         elif isinstance(item, EverythingRequest):
             outputs[index] = _answer(item, lambda item=item: pool.everything(item.image, item.sam_type, **item.generator_options), pool)
-    for (sam_type, box_threshold, text_threshold, max_detections, nms_iou_threshold, multimask_output), indices in groups.items():
+    for (sam_type, box_threshold, text_threshold, max_detections, nms_iou_threshold, multimask_output, _), indices in groups.items():
         requests = [inputs[i] for i in indices]
 
         def run(chosen: list[PredictRequest]) -> list[LangSAMResult]:
-            return pool.predict(
-                [r.image for r in chosen], [r.prompt for r in chosen], sam_type,
-                box_threshold=box_threshold, text_threshold=text_threshold, max_detections=max_detections,
-                nms_iou_threshold=nms_iou_threshold, multimask_output=multimask_output,
-            )
+            options = dict(box_threshold=box_threshold, text_threshold=text_threshold, max_detections=max_detections,
+                           nms_iou_threshold=nms_iou_threshold, multimask_output=multimask_output)
+            if chosen[0].user_prompts:  # a request with its own clicks or boxes: alone (its group holds only it)
+                return [pool.predict(chosen[0].image, chosen[0].prompt, sam_type, **options, **_prompts(chosen[0]))]
+            return pool.predict([r.image for r in chosen], [r.prompt for r in chosen], sam_type, **options)
 
         try:
             results = run(requests)
@@ -137,6 +137,26 @@ def predict_batch(pool: ModelPool, inputs: list[PredictRequest | EverythingReque
 
             outputs[index] = _answer(request, alone_if_needed, pool)
     return outputs
+
+
+def _prompts(request: PredictRequest) -> dict:
+    """The request's own prompts as LangSAM.predict takes them; a COCO RLE mask becomes SAM's mask_input."""
+    prompts = dict(request.user_prompts)
+    rle = prompts.pop("mask", None)
+    if rle is not None:
+        from pycocotools import mask as mask_utils
+
+        from lang_sam.segmenter.processing import mask_to_low_res_logits
+
+        if tuple(rle["size"]) != request.image.shape[:2]:
+            raise InvalidPromptError(f"The mask is {rle['size'][0]}x{rle['size'][1]}, the image {request.image.shape[0]}x"
+                                     f"{request.image.shape[1]}; send the mask of this image.")
+        try:
+            mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+        except Exception:  # noqa: BLE001 - pycocotools raises several types for bad counts
+            raise InvalidPromptError("The mask's RLE counts could not be decoded.") from None
+        prompts["mask_input"] = mask_to_low_res_logits(mask.astype(bool))
+    return prompts
 
 
 def _answer(request, compute, pool: ModelPool):

@@ -39,14 +39,16 @@ class PredictRequest:
     max_detections: int | None
     response_format: str
     nms_iou_threshold: float | None = None
-    multimask_output: bool = False
+    multimask_output: bool | None = None
     include_drawing: bool = False
+    user_prompts: dict[str, Any] | None = None  # points, point_labels, boxes, mask_input for LangSAM.predict
 
     @property
     def options(self) -> tuple:
-        """Requests with equal options share one batched predict call."""
+        """Requests with equal options share one batched predict call (requests with clicks or
+        boxes of their own run alone)."""
         return (self.sam_type, self.box_threshold, self.text_threshold, self.max_detections, self.nms_iou_threshold,
-                self.multimask_output)
+                self.multimask_output, id(self) if self.user_prompts else None)
 
 
 @dataclass
@@ -93,9 +95,12 @@ def parse_request(
     legacy = prompt is None and "text_prompt" in payload  # lang-segment-anything v0.2.x's client
     if legacy:
         prompt = payload["text_prompt"]
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidPromptError('Send a text "prompt" naming what to segment, e.g. "car, wheel".')
-    if len(prompt) > MAX_PROMPT_CHARACTERS:
+    user_prompts = _user_prompts(payload)
+    if user_prompts and prompt in (None, ""):
+        prompt = None
+    elif not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidPromptError('Send a text "prompt" naming what to segment, e.g. "car, wheel", or "points" / "boxes".')
+    if prompt is not None and len(prompt) > MAX_PROMPT_CHARACTERS:
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
     sam_type = check_sam(payload.get("sam_type") or default_sam_type)  # the pool's check: known and served
     response_format = _response_format(payload, "png" if legacy else "json")
@@ -115,9 +120,51 @@ def parse_request(
         max_detections=max_detections,
         response_format=response_format,
         nms_iou_threshold=_threshold(payload, "nms_iou_threshold", None),
-        multimask_output=_flag(payload, "multimask_output"),
+        multimask_output=_flag(payload, "multimask_output") if payload.get("multimask_output") not in (None, "") else None,
         include_drawing=_flag(payload, "include_drawing"),
+        user_prompts=user_prompts or None,
     )
+
+
+def _user_prompts(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """points, point_labels and boxes (JSON lists, or multipart text "x,y;x,y" and "1,0"), and mask
+    (a COCO RLE of the previous mask, JSON text in multipart); checked by LangSAM.predict itself."""
+    prompts: dict[str, Any] = {}
+    for name in ("points", "boxes"):
+        value = payload.get(name)
+        if value in (None, ""):
+            continue
+        if isinstance(value, str):
+            try:
+                value = [[float(v) for v in item.split(",")] for item in value.split(";") if item.strip()]
+            except ValueError:
+                raise InvalidPromptError(f'{name} must be numbers, as JSON [[x, y], ...] or text "x,y;x,y"; got {value!r}.') from None
+        prompts[name] = value
+    labels = payload.get("point_labels")
+    if labels not in (None, ""):
+        if isinstance(labels, str):
+            labels = [label.strip() for label in labels.split(",")]
+        if not isinstance(labels, list) or not all(str(label) in ("0", "1") for label in labels):
+            raise InvalidPromptError(f"point_labels are 1 (object) or 0 (background), e.g. [1, 0] or \"1,0\"; got {labels!r}.")
+        prompts["point_labels"] = [int(label) for label in labels]
+    mask = payload.get("mask")
+    if mask not in (None, ""):
+        prompts["mask"] = _rle(mask)
+    return prompts
+
+
+def _rle(value: Any) -> dict[str, Any]:
+    import json
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidPromptError('mask must be a COCO RLE {"size": [H, W], "counts": "..."} (JSON).') from None
+    if not (isinstance(value, dict) and isinstance(value.get("counts"), str) and isinstance(value.get("size"), list)
+            and len(value["size"]) == 2 and all(isinstance(v, int) for v in value["size"])):
+        raise InvalidPromptError('mask must be a COCO RLE {"size": [H, W], "counts": "..."}, as the answers hold them.')
+    return value
 
 
 def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_type: str, limits: Limits,
