@@ -102,6 +102,49 @@ def test_bad_input_shows_a_message_and_the_app_keeps_serving(page):
     page.locator("#status").get_by_text(f"SAM {TINY_A} (encoder width 192)").wait_for()
 
 
+def canvas_pixels(page, app_url: str) -> np.ndarray:
+    import io
+    from urllib.parse import urljoin
+
+    import httpx
+
+    source = page.locator("#click-canvas img").first.get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(httpx.get(urljoin(app_url, source), timeout=60).content)).convert("RGB"))
+
+
+def test_clicks_segment_as_the_library_does_and_a_background_click_changes_the_mask(page, app_url, service_models):
+    from lang_sam import LangSAM
+    from lang_sam.drawing import draw_image
+
+    model = LangSAM(sam_checkpoint=service_models[0] / f"{TINY_A}.pth", detector=service_models[1], device="cpu", dtype="float32")
+    photo = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
+    page.get_by_role("tab", name="Clicks").click()
+    choose_sam(page, TINY_A)
+    page.locator("#click-upload input[type=file]").set_input_files(str(ASSETS / "chelsea.jpg"))
+    page.locator("#click-status").get_by_text("Click on the object").wait_for()
+    canvas = page.locator("#click-canvas img").first
+    box = canvas.bounding_box()
+    drawings = []
+    for count, (fx, fy, mode) in enumerate(((0.45, 0.5, "object point"), (0.8, 0.3, "background point")), start=1):
+        page.get_by_label(mode).check()
+        canvas.click(position={"x": fx * box["width"], "y": fy * box["height"]})
+        page.locator("#click-status").get_by_text(f"{count} click").wait_for()
+        page.wait_for_function(f"() => JSON.parse(document.querySelector('#click-points textarea').value || '[]').length == {count}")
+        clicks = json.loads(page.locator("#click-points textarea").input_value())
+        assert clicks[-1][2] == (1 if mode == "object point" else 0)
+        assert abs(clicks[-1][0] - fx * photo.shape[1]) <= 3 and abs(clicks[-1][1] - fy * photo.shape[0]) <= 3
+        expected = model.predict(photo, points=[c[:2] for c in clicks], point_labels=[c[2] for c in clicks])
+        drawing = canvas_pixels(page, app_url)
+        assert np.array_equal(drawing, draw_image(photo, expected)), f"after {count} clicks, the library's drawing"
+        drawings.append(drawing)
+        status = page.locator("#click-status").inner_text()
+        print(f"click-to-mask: {status}")
+    assert not np.array_equal(drawings[0], drawings[1]), "the background click changed the mask"
+    page.locator("#click-undo").click()
+    page.wait_for_function("() => JSON.parse(document.querySelector('#click-points textarea').value || '[]').length == 1")
+    page.get_by_role("tab", name="Text prompt").click()
+
+
 def test_gradio_client_calls_the_api(app_url):
     from gradio_client import Client, handle_file
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import uuid
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +28,7 @@ from lang_sam.settings import Settings
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 NO_NAMES = "none"
+OBJECT, BACKGROUND = "object point", "background point"
 EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.jpg", "cup, saucer, spoon")]
 TABLE_HEADERS = ["label", "score", "mask score", "box (x0, y0, x1, y1)"]
 
@@ -150,6 +152,32 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         status = f"{count} mask{'s' if count != 1 else ''}. Model: {model}." if count else f"No mask kept. Model: {model}."
         return drawing, everything_rows(exported), downloads.write(exported), status
 
+    def clicked(image_path, points, mode, prompt, sam_type, evt: gr.SelectData, progress=gr.Progress()):
+        if image_path is None:
+            raise gr.Error("Upload an image first.")
+        x, y = evt.index
+        return run_clicks(image_path, [*points, [int(x), int(y), 0 if mode == BACKGROUND else 1]], prompt, sam_type, progress)
+
+    def undo(image_path, points, prompt, sam_type, progress=gr.Progress()):
+        return run_clicks(image_path, points[:-1], prompt, sam_type, progress)
+
+    def run_clicks(image_path, points, prompt, sam_type, progress):
+        if image_path is None:
+            return None, [], "Upload an image, then click on it.", "[]"
+        image = load_image(image_path)
+        if not points:
+            return image, [], "Click on the object.", "[]"
+        options = {"points": [p[:2] for p in points], "point_labels": [p[2] for p in points]}
+        started = time.perf_counter()
+        try:
+            drawing, model, exported = backend.text(image_path, image, prompt or "", sam_type, options, progress)
+        except LangSAMError as error:
+            raise gr.Error(str(error)) from None
+        milliseconds = (time.perf_counter() - started) * 1000
+        status = (f"{len(points)} click{'s' if len(points) != 1 else ''}: mask in {milliseconds:.0f} ms "
+                  f"(the image's embedding is encoded once, then reused). Model: {model}.")
+        return drawing, points, status, json.dumps(points)
+
     with gr.Blocks(title="lang-sam") as app:
         gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks. "
                     "Or segment everything: SAM prompted with a grid of points.")
@@ -177,6 +205,21 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
             examples = [[str(ASSETS / name), text] for name, text in EXAMPLES if (ASSETS / name).is_file()]
             if examples:
                 gr.Examples(examples, inputs=[image, prompt])
+        with gr.Tab("Clicks"):
+            with gr.Row():
+                with gr.Column():
+                    click_upload = uploaded_image(label="Image", elem_id="click-upload")
+                    click_mode = gr.Radio([OBJECT, BACKGROUND], value=OBJECT, label="A click adds", elem_id="click-mode")
+                    click_prompt = gr.Textbox(label="Text prompt (optional: text finds, clicks refine)", elem_id="click-prompt")
+                    with gr.Row():
+                        undo_button = gr.Button("Undo", elem_id="click-undo")
+                        clear_button = gr.Button("Clear", elem_id="click-clear")
+                with gr.Column():
+                    canvas = gr.Image(label="Click on the image", type="numpy", format="png", interactive=False,
+                                      elem_id="click-canvas")
+                    click_status = gr.Markdown(elem_id="click-status")
+                    click_points = gr.Textbox(label="Clicks (x, y, label)", interactive=False, elem_id="click-points")
+            clicks = gr.State([])
         with gr.Tab("Everything"):
             with gr.Row():
                 with gr.Column():
@@ -200,6 +243,14 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         outputs = [drawing, table, download, status]
         submit.click(segment, inputs=inputs, outputs=outputs, api_name="predict")
         prompt.submit(segment, inputs=inputs, outputs=outputs, api_name=False)
+        click_outputs = [canvas, clicks, click_status, click_points]
+        click_upload.change(lambda path: run_clicks(path, [], "", None, None), inputs=[click_upload], outputs=click_outputs,
+                            api_name=False)
+        canvas.select(clicked, inputs=[click_upload, clicks, click_mode, click_prompt, sam_type], outputs=click_outputs,
+                      api_name=False)
+        undo_button.click(undo, inputs=[click_upload, clicks, click_prompt, sam_type], outputs=click_outputs, api_name=False)
+        clear_button.click(lambda path: run_clicks(path, [], "", None, None), inputs=[click_upload], outputs=click_outputs,
+                           api_name=False)
         everything_submit.click(
             segment_everything,
             inputs=[everything_image, sam_type, points_per_side, pred_iou_thresh, stability_score_thresh, semantic],

@@ -25,7 +25,7 @@ class RemoteBackend:
 
     def _post(self, image_path: str, fields: dict, progress) -> dict:
         progress(0.2, desc="Waiting for the server")
-        fields = {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in fields.items() if value is not None}
+        fields = {key: _field(value) for key, value in fields.items() if value is not None}
         upload = Path(image_path).read_bytes()  # the file as uploaded: the server decodes it as the app did
         response = httpx.post(self.url, files={"image": (Path(image_path).name, upload)}, data=fields, timeout=self.timeout)
         if response.status_code != 200:
@@ -41,6 +41,16 @@ class RemoteBackend:
         fields = {"mode": "everything", "sam_type": sam_type, "include_drawing": True, **options}
         payload = self._post(image_path, fields, progress)
         return _drawing(payload), payload["model"], {"image": payload["image"], "masks": payload["masks"]}
+
+
+def _field(value) -> str:
+    """A multipart field as the server reads it: true/false, "x,y;x,y" for points and boxes, "1,0" for labels."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ";".join(",".join(str(v) for v in item) if isinstance(item, list) else str(item) for item in value) \
+            if value and isinstance(value[0], list) else ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _drawing(payload: dict) -> np.ndarray:
