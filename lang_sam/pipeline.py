@@ -320,6 +320,7 @@ class LangSAM:
         masks = np.zeros((len(boxes), height, width), dtype=bool)
         mask_scores = np.zeros(len(boxes), dtype=np.float32)
         low_res = np.zeros((len(boxes), 256, 256), dtype=np.float32)
+        candidates: dict[int, tuple] = {}  # object index -> its (3, H, W) masks and (3,) scores, when multimask
         if len(boxes):
             embedding = loaded.embeddings.get_or_encode(
                 image.key,
@@ -329,7 +330,7 @@ class LangSAM:
             if plain:
                 decoded = decode_prompts(loaded.model, embedding, boxes=boxes[plain].to(self.device),
                                          multimask_output=bool(multimask_output), prompts_in_image_pixels=True)
-                _place(decoded, plain, masks, mask_scores, low_res)
+                _place(decoded, plain, masks, mask_scores, low_res, candidates)
             if click_target is not None:
                 box = boxes[click_target : click_target + 1]
                 single_click = len(user.points) == 1 and bool(torch.isnan(box).all())
@@ -342,13 +343,21 @@ class LangSAM:
                     multimask_output=single_click if multimask_output is None else bool(multimask_output),
                     prompts_in_image_pixels=True,
                 )
-                _place(decoded, [click_target], masks, mask_scores, low_res)
+                _place(decoded, [click_target], masks, mask_scores, low_res, candidates)
                 if torch.isnan(box).all():  # the box around the clicked mask
                     rows, columns = np.nonzero(masks[click_target])
                     boxes[click_target] = torch.tensor(
                         [columns.min(), rows.min(), columns.max() + 1, rows.max() + 1] if len(rows) else [0, 0, 0, 0],
                         dtype=torch.float32)
         order = torch.argsort(scores, descending=True, stable=True).numpy()
+        candidate_masks = candidate_scores = None
+        if candidates:
+            candidate_masks = np.zeros((len(boxes), 3, height, width), dtype=bool)
+            candidate_scores = np.full((len(boxes), 3), np.nan, dtype=np.float32)
+            for index in range(len(boxes)):
+                candidate_masks[index], candidate_scores[index] = candidates.get(
+                    index, (np.stack([masks[index], *np.zeros((2, height, width), bool)]), [mask_scores[index], np.nan, np.nan]))
+            candidate_masks, candidate_scores = candidate_masks[order], candidate_scores[order]
         return LangSAMResult(
             masks=masks[order],
             boxes=boxes.numpy().astype(np.float32).reshape(-1, 4)[order],
@@ -359,6 +368,8 @@ class LangSAM:
             classes=classes,
             image_size=(height, width),
             low_res_logits=low_res[order],
+            candidates=candidate_masks,
+            candidate_scores=candidate_scores,
         )
 
 
@@ -434,14 +445,19 @@ def _box_holding(boxes: torch.Tensor, point: np.ndarray) -> int | None:
     return min(holding, key=lambda i: float((boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1]))) if holding else None
 
 
-def _place(decoded, indices: list[int], masks: np.ndarray, mask_scores: np.ndarray, low_res: np.ndarray) -> None:
-    """Put decode_prompts' best candidate of each prompt (by predicted IoU) at indices."""
+def _place(decoded, indices: list[int], masks: np.ndarray, mask_scores: np.ndarray, low_res: np.ndarray,
+           candidates: dict[int, tuple]) -> None:
+    """Put decode_prompts' best candidate of each prompt (by predicted IoU) at indices, and all
+    three into candidates when it decoded with multimask output."""
     mask_tensor, iou, low_res_logits = decoded
     best = iou.argmax(dim=1)
     rows = torch.arange(len(best))
     masks[indices] = mask_tensor[rows, best].cpu().numpy()
     mask_scores[indices] = iou[rows, best].float().cpu().numpy()
     low_res[indices] = low_res_logits[rows, best].float().cpu().numpy()
+    if iou.shape[1] > 1:
+        for row, index in enumerate(indices):
+            candidates[index] = (mask_tensor[row].cpu().numpy(), iou[row].float().cpu().numpy())
 
 
 def _one_of(**names):

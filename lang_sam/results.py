@@ -30,6 +30,11 @@ class LangSAMResult:
     image_size: tuple[int, int] = field(default=(0, 0))
     # (N, 256, 256) SAM's low-res logits of each mask: pass one as mask_input to refine that object
     low_res_logits: np.ndarray = field(default_factory=lambda: np.zeros((0, 256, 256), np.float32), repr=False)
+    # with multimask output: (N, 3, H, W) SAM's three candidates of each object and (N, 3) their predicted
+    # IoU (masks holds the best); an object decoded with the single-mask output has it first, then
+    # empty masks scored NaN. None when no object was decoded with multimask output.
+    candidates: np.ndarray | None = field(default=None, repr=False)
+    candidate_scores: np.ndarray | None = field(default=None, repr=False)
 
     # lang-segment-anything v1: ``masks, boxes, phrases, logits = model.predict(image, text)``, and
     # result[0] .. result[3]: a sequence of those four, whatever the number of detections.

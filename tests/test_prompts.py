@@ -129,3 +129,15 @@ def test_a_binary_mask_as_mask_input_upscales_back_to_itself():
     assert logits.shape == (256, 256) and set(np.unique(logits)) == {-20.0, 20.0}
     back = processing.postprocess_masks(torch.from_numpy(logits)[None, None], processing.resized_shape(mask.shape), mask.shape)[0, 0] > 0
     assert (back.numpy() & mask).sum() / (back.numpy() | mask).sum() > 0.97
+
+
+def test_multimask_returns_sams_three_candidates_with_their_scores(model, photo, predictor):
+    click = model.predict(photo, points=[[200, 150]])
+    masks, scores, _ = predictor.predict(point_coords=np.array([[200, 150]]), point_labels=np.array([1]))
+    assert click.candidates.shape == (1, 3, 300, 451) and np.array_equal(click.candidates[0], masks)
+    np.testing.assert_allclose(click.candidate_scores[0], scores, atol=1e-6)
+    assert np.array_equal(click.masks[0], masks[np.argmax(scores)]), "masks holds the best candidate"
+    both = model.predict(photo, points=[[200, 150]], boxes=[[300, 10, 440, 120]])  # the box: single-mask output
+    assert both.candidates.shape == (2, 3, 300, 451) and np.isnan(both.candidate_scores[1, 1:]).all()
+    assert np.array_equal(both.candidates[1, 0], both.masks[1]) and not both.candidates[1, 1:].any()
+    assert model.predict(photo, boxes=[[300, 10, 440, 120]]).candidates is None
