@@ -301,6 +301,7 @@ class LangSAM:
         phrases = [found.classes[i] for i in found.class_ids[keep].tolist()] if found is not None else []
         scores = found.scores[keep].float() if found is not None else torch.zeros(0)
         classes = list(found.classes) if found is not None else []
+        detected = len(phrases)
         click_target = None  # index of the object the clicks refine
         if user is not None:
             count = len(user.boxes)
@@ -314,7 +315,7 @@ class LangSAM:
                     phrases = [label] + phrases
                     scores = torch.cat([torch.ones(1), scores])
                     click_target = 0
-            if label not in classes and len(phrases) > len(found.boxes[keep] if found is not None else []):
+            if len(phrases) > detected and label not in classes:  # objects of the user's own
                 classes = classes + [label]
         height, width = image.original_size
         masks = np.zeros((len(boxes), height, width), dtype=bool)
