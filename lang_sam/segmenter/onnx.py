@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lang_sam.errors import InvalidOptionError
-from lang_sam.io.files import FILE_MODE
+from lang_sam.io.files import FILE_MODE, check_output_folder
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.sam import Sam
 
@@ -101,14 +100,8 @@ def export_onnx(model: Sam, out: Path, quantize: bool = False, encoder: bool = F
     """Write OUT/decoder.onnx, with quantize OUT/decoder_quantized.onnx (int8 dynamic), with
     encoder OUT/encoder.onnx; each through a temporary file renamed into place. Returns the paths."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InvalidOptionError(f"--out {out} is a file; give a folder for the ONNX files.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".lang-sam-probe-")
-        probe.close()
-    except OSError as error:
-        raise InvalidOptionError(f"Cannot write ONNX files into {out}: {error.strerror or error}.") from None
+    check_output_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
     written = [_atomic(out / "decoder.onnx", lambda path: _export_decoder(model, path, return_single_mask, opset))]
     if quantize:
