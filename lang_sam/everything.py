@@ -79,14 +79,16 @@ def draw_everything(image: np.ndarray, records: list[dict[str, Any]]) -> np.ndar
 
 
 class EverythingLabeler:
-    """What ``lang-sam label --everything`` runs in place of LangSAM: prepare (decode) an image, then
-    its masks as label records (LangSAMResult.to_json's detections: label, score = predicted IoU,
-    mask_score = stability score, xyxy box, COCO RLE mask). Labels: the universal model's vote, or
-    "object"."""
+    """The models of segment-everything mode (``lang-sam everything``, and ``label --everything`` in
+    place of LangSAM): records of an image, named when a universal model is set; for labeling,
+    prepare (decode) an image, then its masks as label records (LangSAMResult.to_json's detections:
+    label, score = predicted IoU, mask_score = stability score, xyxy box, COCO RLE mask). Labels:
+    the universal model's vote, or "object"."""
 
-    def __init__(self, generator, namer=None) -> None:
+    def __init__(self, generator, namer=None, description: str = "") -> None:
         self.generator = generator
         self.namer = namer
+        self.description = description  # what runs: SAM name, device, dtype, naming model
 
     @classmethod
     def from_settings(cls, settings, generator_options: dict[str, Any], semantic: str | None = None) -> EverythingLabeler:
@@ -96,26 +98,31 @@ class EverythingLabeler:
 
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
-        _, sam = load_sam(settings.sam_type, settings.sam_checkpoint, dtype, settings.checkpoint_dir)
+        name, sam = load_sam(settings.sam_type, settings.sam_checkpoint, dtype, settings.checkpoint_dir)
         namer = None
         if semantic:
             from lang_sam.families.universal import UniversalSegmenter
 
             namer = UniversalSegmenter(semantic, device=device, dtype=dtype)
-        return cls(SamAutomaticMaskGenerator(sam.to(device), **generator_options), namer)
+        description = f"SAM {name} on {device.type}, {str(dtype).removeprefix('torch.')}" + (
+            f", masks named by {semantic}" if semantic else "")
+        return cls(SamAutomaticMaskGenerator(sam.to(device), **generator_options), namer, description)
 
     def prepare(self, image) -> np.ndarray:
         from lang_sam.io.images import load_image
 
         return load_image(image)
 
+    def records(self, image: np.ndarray, progress=None) -> list[dict[str, Any]]:
+        """The generator's records of an image (progress: generate's callback), named if a namer is set."""
+        records = self.generator.generate(image, progress=progress)
+        return name_masks(records, image, self.namer) if self.namer is not None else records
+
     def label(self, image: np.ndarray) -> dict[str, Any]:
         """{"image": size, "detections": [...]} for one prepared image, largest mask first."""
         from pycocotools import mask as mask_utils
 
-        records = self.generator.generate(image)
-        if self.namer is not None:
-            records = name_masks(records, image, self.namer)
+        records = self.records(image)
         detections = []
         for record in sorted(records, key=lambda r: -r["area"]):
             rle = mask_utils.encode(np.asfortranarray(record["segmentation"].astype(np.uint8)))

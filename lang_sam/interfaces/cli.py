@@ -273,24 +273,17 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _user_prompts(args: argparse.Namespace) -> dict:
     """--points, --point-labels and --boxes as LangSAM.predict's points, point_labels, boxes."""
-    def numbers(text: str, per_item: int, flag: str) -> list[list[float]]:
-        try:
-            items = [[float(v) for v in item.split(",")] for item in text.split(";") if item.strip()]
-        except ValueError:
-            raise InvalidOptionError(f"{flag} takes numbers, e.g. {'10,20;30,40' if per_item == 2 else '10,20,110,220'}; got {text!r}.") from None
-        if not items or any(len(item) != per_item for item in items):
-            raise InvalidOptionError(f"{flag} takes {per_item} numbers per item, separated by ';'; got {text!r}.")
-        return items
+    from lang_sam.io.prompt_text import parse_coordinates, parse_point_labels
 
     prompts: dict = {}
     if args.points:
-        prompts["points"] = numbers(args.points, 2, "--points")
+        prompts["points"] = parse_coordinates(args.points, 2, "--points")
     if args.point_labels:
         if not args.points:
             raise InvalidOptionError("--point-labels needs --points.")
-        prompts["point_labels"] = [int(v) if v.strip() in ("0", "1") else -1 for v in args.point_labels.split(",")]
+        prompts["point_labels"] = parse_point_labels(args.point_labels, "--point-labels")
     if args.boxes:
-        prompts["boxes"] = numbers(args.boxes, 4, "--boxes")
+        prompts["boxes"] = parse_coordinates(args.boxes, 4, "--boxes")
     return prompts
 
 
@@ -331,8 +324,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
 
     if args.quantize:
         _require("onnxruntime", "onnx")
-    if args.out.exists() and not args.out.is_dir():
-        raise InvalidOptionError(f"--out {args.out} is a file; give a folder for the ONNX files.")
+    check_output_folder(args.out)  # before the model loads; export_onnx checks again for library callers
     name, sam = load_sam(args.sam_type, args.checkpoint, "float32", args.checkpoint_dir)
     paths = export_onnx(sam, args.out, quantize=args.quantize, encoder=args.encoder,
                         return_single_mask=not args.return_all_masks, opset=args.opset)
@@ -348,28 +340,19 @@ def _generator_options(args: argparse.Namespace) -> dict:
 
 def _everything(args: argparse.Namespace) -> int:
     from lang_sam.devices import resolve_device, resolve_dtype
-    from lang_sam.everything import draw_everything, everything_json, name_masks
+    from lang_sam.everything import EverythingLabeler, draw_everything, everything_json
     from lang_sam.io.images import load_image
     from lang_sam.segmenter import SamAutomaticMaskGenerator
-    from lang_sam.segmenter.build import load_sam
 
     options = _generator_options(args)
     settings = _settings(args)
-    device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
+    resolve_dtype(settings.dtype, resolve_device(settings.device))  # bad settings fail before any work
     SamAutomaticMaskGenerator(None, **options)  # bad options fail before the model loads
     images, outputs = _plan_outputs(args)
     if not images:
         return 0 if outputs else 2
-    name, sam = load_sam(settings.sam_type, settings.sam_checkpoint, dtype, settings.checkpoint_dir)
-    generator = SamAutomaticMaskGenerator(sam.to(device), **options)
-    namer = None
-    if args.semantic:
-        from lang_sam.families.universal import UniversalSegmenter
-
-        namer = UniversalSegmenter(args.semantic, device=device, dtype=dtype)
-    print(f"lang-sam: SAM {name} on {device.type}, {str(dtype).removeprefix('torch.')}"
-          + (f", masks named by {args.semantic}" if namer else ""), file=sys.stderr)
+    models = EverythingLabeler.from_settings(settings, options, args.semantic)
+    print(f"lang-sam: {models.description}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(args.out)
     failures = 0
@@ -385,9 +368,7 @@ def _everything(args: argparse.Namespace) -> int:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            records = generator.generate(image, progress=advance)
-        if namer is not None:
-            records = name_masks(records, image, namer)
+            records = models.records(image, progress=advance)
         payload = {"file": path.name, **everything_json(records, image.shape[:2])}
         _write_outputs(args.out / outputs[path], draw_everything(image, records), payload)
         print(f"lang-sam: {path}: {len(records)} masks", file=sys.stderr)

@@ -14,6 +14,7 @@ import numpy as np
 
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError
 from lang_sam.io.images import load_image
+from lang_sam.io.prompt_text import parse_coordinates, parse_point_labels
 from lang_sam.registry import check_sam_type
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -130,23 +131,17 @@ def _user_prompts(payload: Mapping[str, Any]) -> dict[str, Any]:
     """points, point_labels and boxes (JSON lists, or multipart text "x,y;x,y" and "1,0"), and mask
     (a COCO RLE of the previous mask, JSON text in multipart); checked by LangSAM.predict itself."""
     prompts: dict[str, Any] = {}
-    for name in ("points", "boxes"):
+    for name, per_item in (("points", 2), ("boxes", 4)):
         value = payload.get(name)
-        if value in (None, ""):
-            continue
-        if isinstance(value, str):
-            try:
-                value = [[float(v) for v in item.split(",")] for item in value.split(";") if item.strip()]
-            except ValueError:
-                raise InvalidPromptError(f'{name} must be numbers, as JSON [[x, y], ...] or text "x,y;x,y"; got {value!r}.') from None
-        prompts[name] = value
+        if value not in (None, ""):
+            prompts[name] = parse_coordinates(value, per_item, name) if isinstance(value, str) else value
     labels = payload.get("point_labels")
     if labels not in (None, ""):
-        if isinstance(labels, str):
-            labels = [label.strip() for label in labels.split(",")]
-        if not isinstance(labels, list) or not all(str(label) in ("0", "1") for label in labels):
-            raise InvalidPromptError(f"point_labels are 1 (object) or 0 (background), e.g. [1, 0] or \"1,0\"; got {labels!r}.")
-        prompts["point_labels"] = [int(label) for label in labels]
+        if isinstance(labels, list):
+            labels = ",".join(str(label) for label in labels)
+        if not isinstance(labels, str):
+            raise InvalidPromptError(f'point_labels are 1 (object) or 0 (background), e.g. [1, 0] or "1,0"; got {labels!r}.')
+        prompts["point_labels"] = parse_point_labels(labels, "point_labels")
     mask = payload.get("mask")
     if mask not in (None, ""):
         prompts["mask"] = _rle(mask)
