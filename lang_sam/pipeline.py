@@ -33,13 +33,13 @@ class PreparedImage:
     """An image decoded and resized for both models (LangSAM.prepare), which predict accepts in
     place of the image: preparing the next images in other threads keeps the models busy.
 
-    sam_input: (h, w, 3) uint8, longest side 1024; detector_input: the detector's pixels; key:
-    identifies the image for the embedding cache.
+    sam_input: (h, w, 3) uint8, longest side 1024; detector_input: the detector's pixels (None when
+    only SAM will see the image, as in embed); key: image_key, names the image in the embedding cache.
     """
 
     original_size: tuple[int, int]
     sam_input: np.ndarray
-    detector_input: DetectorInput
+    detector_input: DetectorInput | None
     key: str
 
 
@@ -215,7 +215,40 @@ class LangSAM:
             original_size=array.shape[:2],
             sam_input=processing.resize_image(array),
             detector_input=self.detector.preprocess(Image.fromarray(array)),
-            key=hashlib.blake2b(array.tobytes(), digest_size=16, key=repr(array.shape).encode()).hexdigest(),
+            key=image_key(array),
+        )
+
+    def embed(self, image: ImageInput | PreparedImage) -> ImageEmbedding:
+        """SAM's embedding of one image, kept in the embedding cache under its image_key, so that
+        predict on the same image skips the image encoder; decode answers clicks against it."""
+        if not isinstance(image, PreparedImage):
+            array = load_image(image)
+            image = PreparedImage(array.shape[:2], processing.resize_image(array), None, image_key(array))
+        return self._embedding(self._sam, image)
+
+    def decode(
+        self,
+        embedding: ImageEmbedding,
+        points=None,
+        point_labels=None,
+        boxes=None,
+        mask_input=None,
+        multimask_output: bool | None = None,
+        label: str = "object",
+    ) -> LangSAMResult:
+        """Your clicks and boxes (as predict takes them) against an embedding that embed made with
+        this SAM: no image, no detector, no encoder; the result predict gives for that image and
+        those prompts without a text prompt. A client that clicks many times encodes once."""
+        if all(value is None for value in (points, boxes, mask_input)):
+            raise InvalidPromptError("decode needs points (with point_labels) or boxes; a text prompt needs predict(image, prompt).")
+        _check_multimask(multimask_output)
+        user = check_user_prompts(points, point_labels, boxes, mask_input, embedding.original_size)
+        return self._segment(self._sam, embedding.original_size, lambda: embedding, None, None, multimask_output, user, label)
+
+    def _embedding(self, loaded: LoadedSam, image: PreparedImage) -> ImageEmbedding:
+        return loaded.embeddings.get_or_encode(
+            image.key,
+            lambda: encode_image(loaded.model, torch.from_numpy(image.sam_input).permute(2, 0, 1)[None], image.original_size),
         )
 
     def predict(
@@ -275,8 +308,7 @@ class LangSAM:
         prepared = [image if isinstance(image, PreparedImage) else self.prepare(image) for image in ([images] if single else images)]
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
             raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")
-        if multimask_output is not None and not isinstance(multimask_output, (bool, np.bool_)):
-            raise InvalidOptionError(f"multimask_output must be True, False or None, got {multimask_output!r}.")
+        _check_multimask(multimask_output)
         user = check_user_prompts(points, point_labels, boxes, mask_input, prepared[0].original_size) if own else None
         if prompts is None or (isinstance(prompts, str) and not prompts.strip() and own):
             detections = [None]  # clicks and boxes alone: no detector
@@ -287,15 +319,17 @@ class LangSAM:
             )
         loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
         results = [
-            self._segment(loaded, image, found, max_detections, multimask_output, user, label)
+            self._segment(loaded, image.original_size, lambda image=image: self._embedding(loaded, image), found,
+                          max_detections, multimask_output, user, label)
             for image, found in zip(prepared, detections)
         ]
         return results[0] if single else results
 
     def _segment(
-        self, loaded: LoadedSam, image: PreparedImage, found, max_detections: int | None, multimask_output: bool | None,
-        user: UserPrompts | None = None, label: str = "object",
+        self, loaded: LoadedSam, original_size: tuple[int, int], embed: Callable[[], ImageEmbedding], found,
+        max_detections: int | None, multimask_output: bool | None, user: UserPrompts | None = None, label: str = "object",
     ) -> LangSAMResult:
+        """Decode the found boxes and the user's prompts; embed() is called only if there is something to decode."""
         keep = slice(0, max_detections)
         boxes = found.boxes[keep].float() if found is not None else torch.zeros(0, 4)
         phrases = [found.classes[i] for i in found.class_ids[keep].tolist()] if found is not None else []
@@ -317,16 +351,13 @@ class LangSAM:
                     click_target = 0
             if len(phrases) > detected and label not in classes:  # objects of the user's own
                 classes = classes + [label]
-        height, width = image.original_size
+        height, width = original_size
         masks = np.zeros((len(boxes), height, width), dtype=bool)
         mask_scores = np.zeros(len(boxes), dtype=np.float32)
         low_res = np.zeros((len(boxes), 256, 256), dtype=np.float32)
         candidates: dict[int, tuple] = {}  # object index -> its (3, H, W) masks and (3,) scores, when multimask
         if len(boxes):
-            embedding = loaded.embeddings.get_or_encode(
-                image.key,
-                lambda: encode_image(loaded.model, torch.from_numpy(image.sam_input).permute(2, 0, 1)[None], image.original_size),
-            )
+            embedding = embed()
             plain = [i for i in range(len(boxes)) if i != click_target]
             if plain:
                 decoded = decode_prompts(loaded.model, embedding, boxes=boxes[plain].to(self.device),
@@ -459,6 +490,16 @@ def _place(decoded, indices: list[int], masks: np.ndarray, mask_scores: np.ndarr
     if iou.shape[1] > 1:
         for row, index in enumerate(indices):
             candidates[index] = (mask_tensor[row].cpu().numpy(), iou[row].float().cpu().numpy())
+
+
+def image_key(array: np.ndarray) -> str:
+    """The content hash (pixels and shape) that names an image in the embedding caches."""
+    return hashlib.blake2b(array.tobytes(), digest_size=16, key=repr(array.shape).encode()).hexdigest()
+
+
+def _check_multimask(multimask_output) -> None:
+    if multimask_output is not None and not isinstance(multimask_output, (bool, np.bool_)):
+        raise InvalidOptionError(f"multimask_output must be True, False or None, got {multimask_output!r}.")
 
 
 def _one_of(**names):

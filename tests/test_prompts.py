@@ -4,6 +4,7 @@ previous mask; each checked against SamPredictor called directly with the same p
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -141,3 +142,23 @@ def test_multimask_returns_sams_three_candidates_with_their_scores(model, photo,
     assert both.candidates.shape == (2, 3, 300, 451) and np.isnan(both.candidate_scores[1, 1:]).all()
     assert np.array_equal(both.candidates[1, 0], both.masks[1]) and not both.candidates[1, 1:].any()
     assert model.predict(photo, boxes=[[300, 10, 440, 120]]).candidates is None
+
+
+def test_embed_once_then_decode_answers_as_predict_does(model, photo, predictor):
+    """embed encodes once (into the cache predict uses); decode answers clicks and boxes against
+    that embedding with no image: the masks SamPredictor gives for the same prompts."""
+    model.embeddings.clear()
+    embedding = model.embed(photo)
+    assert torch.equal(embedding.features, predictor.get_image_embedding()) and len(model.embeddings) == 1
+    assert model.embed(photo) is embedding, "the same pixels are encoded once"
+    clicked = model.decode(embedding, points=[[200, 150]])
+    mask, score, _ = best(*predictor.predict(point_coords=np.array([[200, 150]]), point_labels=np.array([1])))
+    assert np.array_equal(clicked.masks[0], mask) and clicked.mask_scores[0] == pytest.approx(score, abs=1e-6)
+    prompts = dict(points=[[200, 150], [300, 100]], point_labels=[1, 0], boxes=[[10, 10, 100, 120]], multimask_output=True)
+    decoded, predicted = model.decode(embedding, **prompts), model.predict(photo, **prompts)
+    assert np.array_equal(decoded.masks, predicted.masks) and np.array_equal(decoded.candidates, predicted.candidates)
+    assert decoded.phrases == predicted.phrases and np.allclose(decoded.boxes, predicted.boxes)
+    with pytest.raises(InvalidPromptError, match="decode needs points"):
+        model.decode(embedding)
+    with pytest.raises(InvalidPromptError, match="outside the 451x300 image"):
+        model.decode(embedding, points=[[452, 3]])

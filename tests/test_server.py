@@ -20,6 +20,7 @@ from pycocotools import mask as mask_utils
 
 from lang_sam.errors import InvalidPromptError
 from lang_sam.interfaces.server.api import predict_batch
+from lang_sam.interfaces.server.embeddings import EmbeddingStore
 from lang_sam.interfaces.server.validation import PredictRequest, Rejected
 from lang_sam.results import LangSAMResult
 from tests.conftest import TINY_A, TINY_B
@@ -322,11 +323,11 @@ class FailingPool:
 
 
 @pytest.mark.parametrize(("error", "status"), [(RuntimeError("CUDA error: out of memory"), 500), (InvalidPromptError("no class"), 400)])
-def test_predict_batch_isolates_the_request_at_fault(error, status):
+def test_predict_batch_isolates_the_request_at_fault(error, status, tmp_path):
     image = np.zeros((1, 1, 3), np.uint8)
     requests = [PredictRequest(image, prompt, TINY_A, 0.3, 0.25, None, "json") for prompt in ("a", "bad", "c")]
     pool = FailingPool("bad", error)
-    outputs = predict_batch(pool, [*requests, Rejected(422, "already refused")])
+    outputs = predict_batch(pool, [*requests, Rejected(422, "already refused")], EmbeddingStore(tmp_path))
     assert [type(o).__name__ for o in outputs] == ["tuple", "Rejected", "tuple", "Rejected"]
     assert outputs[1].status == status and str(error) in outputs[1].detail and outputs[3].status == 422
     assert pool.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]], "one batched call, then one call per request"
@@ -436,3 +437,87 @@ def test_clicks_boxes_and_a_mask_in_json_or_multipart(server, service_models):
                             (dict(points="1,2", mask='{"size": [5, 5], "counts": "x"}'), "send the mask of this image")):
         response = post_multipart(url, image, **fields)
         assert response.status_code == 400 and message in response.json()["detail"], response.text
+
+
+def test_embed_once_then_decode_clicks_by_image_id(server, service_models):
+    """/embed answers the image's content hash; /decode with clicks and boxes on it answers what
+    /predict answers with the image and the same prompts, by JSON or multipart, with no image sent."""
+    from lang_sam.io.images import load_image
+    from lang_sam.pipeline import image_key
+
+    _, url, _ = server
+    image = photo_bytes("chelsea.jpg")
+    embedded = httpx.post(f"{url}/embed", files={"image": ("photo.jpg", image, "image/jpeg")}, data={"sam_type": TINY_A},
+                          timeout=300)
+    assert embedded.status_code == 200, embedded.text
+    answer = embedded.json()
+    assert answer["image_id"] == image_key(load_image(image)) and answer["image"] == {"height": 300, "width": 451}
+    assert answer["sam_type"] == TINY_A and answer["cached"] is False
+    again = httpx.post(f"{url}/embed", json={"image": base64.b64encode(image).decode()}, timeout=300).json()
+    assert again["image_id"] == answer["image_id"] and again["cached"] is True, "the same pixels are encoded once"
+    prompts = {"points": [[200, 150], [300, 100]], "point_labels": [1, 0], "boxes": [[10, 10, 100, 120]]}
+    expected = httpx.post(f"{url}/predict", json={"image": base64.b64encode(image).decode(), **prompts}, timeout=300).json()
+    decoded = httpx.post(f"{url}/decode", json={"image_id": answer["image_id"], **prompts}, timeout=300)
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.json()["detections"] == expected["detections"] and decoded.json()["image_id"] == answer["image_id"]
+    multipart = httpx.post(f"{url}/decode", data={"image_id": answer["image_id"], "points": "200,150;300,100",
+                                                  "point_labels": "1,0", "boxes": "10,10,100,120"}, timeout=300)
+    assert multipart.status_code == 200 and multipart.json()["detections"] == expected["detections"]
+    as_mode = httpx.post(f"{url}/predict", json={"mode": "decode", "image_id": answer["image_id"], **prompts}, timeout=300)
+    assert as_mode.status_code == 200 and as_mode.json()["detections"] == expected["detections"]
+    single = httpx.post(f"{url}/decode", json={"image_id": answer["image_id"], "points": [[200, 150]], "multimask_output": False},
+                        timeout=300).json()
+    one_of_three = httpx.post(f"{url}/decode", json={"image_id": answer["image_id"], "points": [[200, 150]]}, timeout=300).json()
+    assert single["detections"][0]["mask_score"] != one_of_three["detections"][0]["mask_score"], "multimask_output reaches SAM"
+    refined = httpx.post(f"{url}/decode", json={"image_id": answer["image_id"], "points": [[200, 150]],
+                                                "mask": one_of_three["detections"][0]["mask"]}, timeout=300)
+    assert refined.status_code == 200 and refined.json()["detections"][0]["mask"] != one_of_three["detections"][0]["mask"]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "message"), [
+    ("/decode", {"image_id": "0" * 32, "points": [[1, 2]]}, 404, "POST the image to /embed again"),
+    ("/decode", {"image_id": "not-an-id", "points": [[1, 2]]}, 422, "image_id must be the id that POST /embed answered"),
+    ("/decode", {"image_id": "0" * 32}, 400, '/decode needs "points"'),
+    ("/decode", {"image_id": "0" * 32, "points": [[1, 2]], "prompt": "cat"}, 400, "no image or text prompt"),
+    ("/decode", {"image_id": "0" * 32, "points": [[1, 2]], "format": "png"}, 422, "answers JSON only"),
+    ("/decode", {"image_id": "0" * 32, "points": [[1, 2]], "mode": "text"}, 400, "leave the mode field out"),
+    ("/embed", {"prompt": "cat"}, 400, 'Send the image as a multipart file field "image"'),
+    ("/embed", {"image": ""}, 400, "The uploaded image is empty"),
+    ("/embed", {"image": base64.b64encode(photo_bytes("coffee.jpg")).decode(), "sam_type": "vit_q"}, 422, "vit_q"),
+])
+def test_bad_embed_and_decode_requests_name_the_field(server, path, body, status, message):
+    _, url, _ = server
+    response = httpx.post(f"{url}{path}", json=body, timeout=60)
+    assert response.status_code == status and message in response.json()["detail"], response.text
+
+
+def test_a_decode_outside_the_embedded_image_is_refused_with_its_size(server):
+    _, url, _ = server
+    image_id = httpx.post(f"{url}/embed", files={"image": ("photo.jpg", photo_bytes("coffee.jpg"), "image/jpeg")},
+                          timeout=300).json()["image_id"]
+    response = httpx.post(f"{url}/decode", json={"image_id": image_id, "points": [[9000, 5]]}, timeout=60)
+    assert response.status_code == 400 and "outside the" in response.json()["detail"], response.text
+
+
+def test_the_embedding_store_keeps_the_most_recently_used_across_instances(tmp_path):
+    """Two workers are two EmbeddingStores on one folder: what one puts the other reads; the least
+    recently used go first; nothing but whole files is ever there."""
+    import time
+
+    import torch
+
+    from lang_sam.segmenter.predictor import ImageEmbedding
+
+    writer, reader = EmbeddingStore(tmp_path, capacity=2), EmbeddingStore(tmp_path, capacity=2)
+    embeddings = [ImageEmbedding(torch.randn(1, 256, 64, 64), (300, 451), (681, 1024)) for _ in range(3)]
+    writer.put("vit_b", "a" * 32, embeddings[0])
+    time.sleep(0.01)  # mtime order; no timing is asserted
+    writer.put("vit_b", "b" * 32, embeddings[1])
+    time.sleep(0.01)
+    read = reader.get("vit_b", "a" * 32)  # used now: "b" becomes the oldest
+    assert torch.equal(read.features, embeddings[0].features) and read.original_size == (300, 451) and read.input_size == (681, 1024)
+    assert reader.get("vit_l", "a" * 32) is None, "embeddings are per SAM"
+    time.sleep(0.01)
+    reader.put("vit_b", "c" * 32, embeddings[2])
+    assert writer.get("vit_b", "b" * 32) is None and writer.touch("vit_b", "a" * 32) and writer.touch("vit_b", "c" * 32)
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".safetensors", ".safetensors"], "no temporary file left"

@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the LitServe API server",
-        description="Serve POST /predict (multipart or JSON with base64 image; JSON or PNG answers) and /health "
+        description="Serve POST /predict (multipart or JSON with base64 image; JSON or PNG answers), /embed + "
+        "/decode (encode an image once, then clicks and boxes on it by image_id) and /health "
         "with LitServe, batching requests across clients. Needs the serve extra: pip install 'lang-sam[serve]'.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for all)")
@@ -116,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--with-app", action="store_true", help="also serve the Gradio app at /app")
     serve.add_argument("--sam-types", help="comma-separated SAM names requests may ask for (default: --sam-type alone)")
     serve.add_argument("--preload", action="store_true", help="load every SAM of --sam-types at start, not on first use")
+    serve.add_argument("--embeddings-kept", type=int, default=32,
+                       help="image embeddings /embed keeps for /decode, 4 MB each (default: %(default)s)")
     _add_model_arguments(serve)
 
     label = commands.add_parser(
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 _settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels), args.host,
                 args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
                 sam_types=[name.strip() for name in (args.sam_types or "").split(",") if name.strip()], preload=args.preload,
+                embeddings_kept=args.embeddings_kept,
             )
             return 0
         if args.command == "label":

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from lang_sam.detector import GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, LangSAMError
@@ -14,6 +16,7 @@ from lang_sam.io.images import ImageInput
 from lang_sam.pipeline import LangSAM
 from lang_sam.results import LangSAMResult
 from lang_sam.registry import DEFAULT_SAM, check_sam_type, sam_names
+from lang_sam.segmenter.predictor import ImageEmbedding
 from lang_sam.settings import Settings
 
 
@@ -113,6 +116,18 @@ class ModelPool:
         generator = SamAutomaticMaskGenerator(self.get(sam_type).sam, **generator_options)
         with self._predicting:
             return generator.generate(image, progress=progress)
+
+    def embed(self, image: np.ndarray, sam_type: str | None = None) -> ImageEmbedding:
+        """LangSAM.embed on the SAM of sam_type, one call at a time, like predict."""
+        pipeline = self.get(sam_type)
+        with self._predicting:
+            return pipeline.embed(image)
+
+    def decode(self, embedding: ImageEmbedding, sam_type: str | None = None, **prompts) -> LangSAMResult:
+        """LangSAM.decode (clicks and boxes against an embedding of this SAM), one call at a time."""
+        pipeline = self.get(sam_type)
+        with self._predicting:
+            return pipeline.decode(embedding, **prompts)
 
     def describe(self, sam_type: str | None = None) -> str:
         """What a loaded pipeline really runs: SAM name and encoder width, detector, device, dtype."""

@@ -6,11 +6,19 @@ and the fields ``prompt``, ``box_threshold``, ``text_threshold``, ``sam_type``, 
 labelled drawing). JSON answers hold the image size, the model, and per detection: label, score,
 mask score, box and COCO RLE mask.
 
+``POST /embed`` (an image and ``sam_type``) encodes the image once and answers its ``image_id`` (its
+content hash); ``POST /decode`` (``image_id``, ``sam_type``, ``points``, ``point_labels``, ``boxes``,
+``mask``, ``multimask_output``; no image) answers masks for clicks and boxes on it as /predict does,
+in milliseconds: a client that clicks many times sends and encodes the image once. The last
+``embeddings_kept`` embeddings are kept, in a folder every worker reads (404 for one no longer kept).
+The same requests may go to /predict with ``mode`` "embed" or "decode".
+
 ``GET /health`` answers 503 while the workers start, then JSON: status "ok", the SAMs served, the
 device and the dtype the models run in.
 
 Modules: validation.py (what a request may hold), api.py (the LitAPI and the batching policy),
-guard.py (the ASGI request guard), health.py (the /health report), client.py (the mounted app's HTTP
+guard.py (the ASGI request guard, which also routes /embed and /decode), embeddings.py (the
+embeddings kept for /decode), health.py (the /health report), client.py (the mounted app's HTTP
 backend).
 
 Requests from different clients are batched (LitServe batching) and each batch runs one detector
@@ -20,7 +28,10 @@ unreadable bodies with a 4xx before they reach a worker, and hands the others on
 
 from __future__ import annotations
 
+import shutil
 import signal
+import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -30,6 +41,7 @@ from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.interfaces.models import served_sam_types
 from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
 from lang_sam.interfaces.server.client import RemoteBackend
+from lang_sam.interfaces.server.embeddings import DEFAULT_CAPACITY
 from lang_sam.interfaces.server.guard import RequestGuard
 from lang_sam.interfaces.server.health import HealthReport
 from lang_sam.interfaces.server.validation import Limits
@@ -47,24 +59,29 @@ def build_server(
     devices: int | str = "auto",
     sam_types: Sequence[str] | None = None,
     preload: bool = False,
+    embeddings_kept: int = DEFAULT_CAPACITY,
 ):
     """A LitServer with the guard in front; the caller mounts the app if wanted, then runs it.
     sam_types: the SAMs requests may name (default: settings.sam_type alone); preload: load them all
-    at start instead of on first use.
+    at start instead of on first use; embeddings_kept: how many /embed embeddings /decode can use
+    (4 MB each, in a temporary folder removed with the server).
 
     The dtype is resolved here, once ("auto" measures the CPU), and the workers get it resolved, so
     that /health reports what every worker runs."""
     device = resolve_device(settings.device or ("cpu" if accelerator == "cpu" else None))
     settings = replace(settings, dtype=str(resolve_dtype(settings.dtype, device)).removeprefix("torch."))
     report = {"sam_types": list(served_sam_types(settings, sam_types)), "device": device.type, "dtype": settings.dtype}
-    return ls.LitServer(
-        LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload),
+    embeddings = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
+    server = ls.LitServer(
+        LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept),
         accelerator=accelerator,
         devices=devices,
         workers_per_device=workers_per_device,
         timeout=timeout,
         middlewares=[(RequestGuard, {"max_upload_bytes": limits.max_upload_bytes}), (HealthReport, {"report": report})],
     )
+    weakref.finalize(server, shutil.rmtree, embeddings, True)  # also at exit
+    return server
 
 
 def serve(
@@ -79,13 +96,14 @@ def serve(
     with_app: bool = False,
     sam_types: Sequence[str] | None = None,
     preload: bool = False,
+    embeddings_kept: int = DEFAULT_CAPACITY,
 ) -> None:
     """Run the server until interrupted; call under ``if __name__ == "__main__"`` (workers are spawned)."""
     served = served_sam_types(settings, sam_types)  # checked here, so a bad name fails before workers start
     accelerator = "cpu" if (settings.device or "").startswith("cpu") else "auto"
     server = build_server(
         settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator,
-        sam_types=served, preload=preload,
+        sam_types=served, preload=preload, embeddings_kept=embeddings_kept,
     )
     if with_app:
         backend = RemoteBackend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)

@@ -19,7 +19,11 @@ from PIL import Image
 from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
 from lang_sam.interfaces.models import ModelPool, served_sam_types
-from lang_sam.interfaces.server.validation import EverythingRequest, Limits, PredictRequest, Rejected, parse_request
+from lang_sam.interfaces.server.embeddings import DEFAULT_CAPACITY, EmbeddingStore
+from lang_sam.interfaces.server.validation import (
+    DecodeRequest, EmbedRequest, EverythingRequest, Limits, PredictRequest, Rejected, parse_request,
+)
+from lang_sam.pipeline import image_key
 from lang_sam.results import LangSAMResult
 from lang_sam.settings import Settings
 
@@ -43,18 +47,28 @@ class LangSAMAPI(ls.LitAPI):
         batch_timeout: float = 0.05,
         sam_types: Sequence[str] | None = None,
         preload: bool = False,
+        embeddings_folder: str | None = None,
+        embeddings_kept: int = DEFAULT_CAPACITY,
     ):
+        """embeddings_folder: where /embed keeps embeddings for /decode, shared by the workers (the
+        server makes one for its run); embeddings_kept: how many."""
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.settings = settings
         self.limits = limits
         self.sam_types = served_sam_types(settings, sam_types)
         self.preload = preload
+        self.embeddings_folder, self.embeddings_kept = embeddings_folder, embeddings_kept
 
     def setup(self, device: str) -> None:
         if not LOGGER.handlers:  # a spawned worker process: log to its stderr, the server's log
             LOGGER.addHandler(logging.StreamHandler(sys.stderr))
             LOGGER.setLevel(logging.INFO)
         self.pool = ModelPool(replace(self.settings, device=self.settings.device or device), allowed=self.sam_types)
+        if self.embeddings_folder is None:  # a LitAPI used without build_server: a folder of this worker's own
+            import tempfile
+
+            self.embeddings_folder = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
+        self.store = EmbeddingStore(self.embeddings_folder, self.embeddings_kept)
         self.pool.get()  # the default SAM is ready before /health says so
         for name in self.pool.sam_types if self.preload else []:
             try:
@@ -62,7 +76,7 @@ class LangSAMAPI(ls.LitAPI):
             except LangSAMError as error:  # remembered by the pool, answered as 503 to requests for it
                 LOGGER.warning("lang-sam: could not preload SAM %s: %s", name, error)
 
-    def decode_request(self, request) -> PredictRequest | EverythingRequest | Rejected:  # a JSON object or a multipart FormData
+    def decode_request(self, request) -> PredictRequest | EverythingRequest | EmbedRequest | DecodeRequest | Rejected:  # a JSON object or a multipart FormData
         try:
             return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.check)
         except LangSAMError as error:  # one bad request must not fail the others in its batch
@@ -75,9 +89,9 @@ class LangSAMAPI(ls.LitAPI):
 
     def predict(self, inputs):
         if not isinstance(inputs, list):  # max_batch_size == 1: LitServe passes one input
-            return predict_batch(self.pool, [inputs])[0]
+            return predict_batch(self.pool, [inputs], self.store)[0]
         LOGGER.info("lang-sam: a batch of %d requests", len(inputs))
-        return predict_batch(self.pool, inputs)
+        return predict_batch(self.pool, inputs, self.store)
 
     def unbatch(self, outputs: list) -> list:
         return outputs
@@ -86,6 +100,13 @@ class LangSAMAPI(ls.LitAPI):
         if isinstance(output, Rejected):
             return JSONResponse({"detail": output.detail}, status_code=output.status)
         request, result, model = output
+        if isinstance(request, EmbedRequest):
+            image_id, cached = result
+            height, width = request.image.shape[:2]
+            return {"image_id": image_id, "sam_type": request.sam_type, "image": {"height": height, "width": width},
+                    "model": model, "cached": cached}
+        if isinstance(request, DecodeRequest):
+            return {"image_id": request.image_id, **response_json(result, model)}
         if isinstance(request, EverythingRequest):
             from lang_sam.everything import draw_everything, everything_json
 
@@ -107,9 +128,10 @@ def _png(drawing) -> Response:
     return Response(buffer.getvalue(), media_type="image/png")
 
 
-def predict_batch(pool: ModelPool, inputs: list[PredictRequest | EverythingRequest | Rejected]) -> list:
+def predict_batch(pool: ModelPool, inputs: list, store: EmbeddingStore) -> list:
     """One predict call per group of requests with equal options; a failing group is retried one by
-    one, so that only the request at fault gets an error. mode=everything requests run one by one."""
+    one, so that only the request at fault gets an error. Requests of the other modes (everything,
+    embed, decode) run one by one; store keeps the embeddings of embed for decode."""
     outputs: list = list(inputs)
     groups: dict[tuple, list[int]] = {}
     for index, item in enumerate(inputs):
@@ -117,6 +139,10 @@ def predict_batch(pool: ModelPool, inputs: list[PredictRequest | EverythingReque
             groups.setdefault(item.options, []).append(index)
         elif isinstance(item, EverythingRequest):
             outputs[index] = _answer(item, lambda item=item: pool.everything(item.image, item.sam_type, **item.generator_options), pool)
+        elif isinstance(item, EmbedRequest):
+            outputs[index] = _answer(item, partial(_embed, pool, store, item), pool)
+        elif isinstance(item, DecodeRequest):
+            outputs[index] = _answer(item, partial(_decode, pool, store, item), pool)
     for (sam_type, box_threshold, text_threshold, max_detections, nms_iou_threshold, multimask_output, _), indices in groups.items():
         requests = [inputs[i] for i in indices]
 
@@ -124,7 +150,8 @@ def predict_batch(pool: ModelPool, inputs: list[PredictRequest | EverythingReque
             options = dict(box_threshold=box_threshold, text_threshold=text_threshold, max_detections=max_detections,
                            nms_iou_threshold=nms_iou_threshold, multimask_output=multimask_output)
             if chosen[0].user_prompts:  # a request with its own clicks or boxes: alone (its group holds only it)
-                return [pool.predict(chosen[0].image, chosen[0].prompt, sam_type, **options, **_prompts(chosen[0]))]
+                own = _prompts(chosen[0].user_prompts, chosen[0].image.shape[:2])
+                return [pool.predict(chosen[0].image, chosen[0].prompt, sam_type, **options, **own)]
             return pool.predict([r.image for r in chosen], [r.prompt for r in chosen], sam_type, **options)
 
         try:
@@ -139,18 +166,42 @@ def predict_batch(pool: ModelPool, inputs: list[PredictRequest | EverythingReque
     return outputs
 
 
-def _prompts(request: PredictRequest) -> dict:
-    """The request's own prompts as LangSAM.predict takes them; a COCO RLE mask becomes SAM's mask_input."""
-    prompts = dict(request.user_prompts)
+class _UnknownImage(LookupError):
+    """A decode names an image_id whose embedding is not (or no longer) kept: answered 404."""
+
+
+def _embed(pool: ModelPool, store: EmbeddingStore, request: EmbedRequest) -> tuple[str, bool]:
+    """(image_id, whether it was kept already): the embedding is computed only if not."""
+    image_id = image_key(request.image)
+    if store.touch(request.sam_type, image_id):
+        return image_id, True
+    store.put(request.sam_type, image_id, pool.embed(request.image, request.sam_type))
+    return image_id, False
+
+
+def _decode(pool: ModelPool, store: EmbeddingStore, request: DecodeRequest) -> LangSAMResult:
+    embedding = store.get(request.sam_type, request.image_id, device=pool.settings.device)
+    if embedding is None:
+        raise _UnknownImage(
+            f"No embedding of image {request.image_id} for SAM {request.sam_type} is kept (the server keeps the "
+            f"last {store.capacity}); POST the image to /embed again, then decode."
+        )
+    multimask = {} if request.multimask_output is None else {"multimask_output": request.multimask_output}
+    return pool.decode(embedding, request.sam_type, **multimask, **_prompts(request.user_prompts, embedding.original_size))
+
+
+def _prompts(user_prompts: dict, image_size: tuple[int, int]) -> dict:
+    """A request's own prompts as LangSAM.predict takes them; a COCO RLE mask becomes SAM's mask_input."""
+    prompts = dict(user_prompts)
     rle = prompts.pop("mask", None)
     if rle is not None:
         from pycocotools import mask as mask_utils
 
         from lang_sam.segmenter.processing import mask_to_low_res_logits
 
-        if tuple(rle["size"]) != request.image.shape[:2]:
-            raise InvalidPromptError(f"The mask is {rle['size'][0]}x{rle['size'][1]}, the image {request.image.shape[0]}x"
-                                     f"{request.image.shape[1]}; send the mask of this image.")
+        if tuple(rle["size"]) != tuple(image_size):
+            raise InvalidPromptError(f"The mask is {rle['size'][0]}x{rle['size'][1]}, the image {image_size[0]}x"
+                                     f"{image_size[1]}; send the mask of this image.")
         try:
             mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
         except Exception:  # noqa: BLE001 - pycocotools raises several types for bad counts
@@ -163,6 +214,8 @@ def _answer(request, compute, pool: ModelPool):
     """(request, what compute() returns, the model's description), or the Rejected that says why not."""
     try:
         return request, compute(), pool.describe(request.sam_type)
+    except _UnknownImage as error:
+        return Rejected(404, str(error))
     except LangSAMError as error:
         return Rejected(503 if _is_model_problem(error) else 400, str(error))
     except Exception as error:  # noqa: BLE001 - a model failure answers this request only

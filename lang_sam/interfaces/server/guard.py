@@ -1,12 +1,17 @@
-"""ASGI middleware in front of LitServe for POST /predict: body size and a readable body, so that
-bad bodies get their 4xx before they reach a worker."""
+"""ASGI middleware in front of LitServe for POST /predict, /embed and /decode: body size and a
+readable body, so that bad bodies get their 4xx before they reach a worker; /embed and /decode go
+to the /predict worker as its modes (one model worker serves all three, its models loaded once)."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from lang_sam.interfaces.server.api import PREDICT_PATH
 from lang_sam.interfaces.server.validation import DEFAULT_MAX_UPLOAD_BYTES
+
+FORM_URLENCODED = "application/x-www-form-urlencoded"  # LitServe reads it as a form too (fields only, no file)
+MODE_PATHS = {"/embed": "embed", "/decode": "decode"}  # path -> the /predict mode it is
 
 
 class RequestGuard:
@@ -21,7 +26,7 @@ class RequestGuard:
         self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PREDICT_PATH:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (PREDICT_PATH, *MODE_PATHS):
             await self.app(scope, receive, send)
             return
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
@@ -41,8 +46,17 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         body = bytes(body)
+        content_type = headers.get("content-type", "")
         try:
-            await _check_body(scope, headers.get("content-type", ""), body)
+            mode_given = await _check_body(scope, content_type, body)
+            mode = MODE_PATHS.get(scope["path"])
+            if mode is not None:  # the /predict worker, told the mode the path names
+                if mode_given not in (None, "", mode):
+                    raise _Unreadable(400, f"POST {scope['path']} is mode {mode}; leave the mode field out.")
+                body = _with_mode(content_type, body, mode)
+                scope = {**scope, "path": PREDICT_PATH, "raw_path": PREDICT_PATH.encode(),
+                         "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+                         + [(b"content-length", str(len(body)).encode())]}
         except _Unreadable as error:
             await _send_error(send, error.status, error.detail)
             return
@@ -67,9 +81,10 @@ class _Unreadable(Exception):
         self.status, self.detail = status, detail
 
 
-async def _check_body(scope, content_type: str, body: bytes) -> None:
-    """Raise _Unreadable unless LitServe's own parsing (starlette's form(), json.loads) will read body."""
-    if content_type.startswith("multipart/form-data"):
+async def _check_body(scope, content_type: str, body: bytes) -> str | None:
+    """Raise _Unreadable unless LitServe's own parsing (starlette's form(), json.loads) will read
+    body; return its mode field."""
+    if content_type.startswith(("multipart/form-data", FORM_URLENCODED)):
         from starlette.requests import Request
 
         async def once():
@@ -78,9 +93,10 @@ async def _check_body(scope, content_type: str, body: bytes) -> None:
         try:
             form = await Request(scope, once).form()
         except Exception as error:  # noqa: BLE001 - starlette's parser raises several types
-            raise _Unreadable(400, f"The multipart body could not be read ({error}).") from None
+            raise _Unreadable(400, f"The form body could not be read ({error}).") from None
+        mode = form.get("mode")
         await form.close()
-        return
+        return mode if isinstance(mode, str) else None
     if content_type.startswith("application/json") or not content_type:
         try:
             payload = json.loads(body)
@@ -88,8 +104,28 @@ async def _check_body(scope, content_type: str, body: bytes) -> None:
             raise _Unreadable(400, f"The body is not valid JSON, or nests or counts too deep to read ({error}).") from None
         if not isinstance(payload, dict):
             raise _Unreadable(400, "The JSON body must be an object with the fields image, prompt, ...")
-        return
-    raise _Unreadable(415, f"Unsupported content type {content_type!r}; send multipart/form-data or application/json.")
+        mode = payload.get("mode")
+        return mode if isinstance(mode, str) else None
+    raise _Unreadable(415, f"Unsupported content type {content_type!r}; send multipart/form-data, {FORM_URLENCODED} or application/json.")
+
+
+def _with_mode(content_type: str, body: bytes, mode: str) -> bytes:
+    """The body with the field mode=mode added: JSON (small for /decode; /embed's base64 image is
+    copied once), multipart (one part inserted before the closing boundary, the rest as sent) or
+    a urlencoded form (one pair appended)."""
+    if content_type.startswith(FORM_URLENCODED):
+        return body + (b"&" if body else b"") + b"mode=" + mode.encode()
+    if content_type.startswith("multipart/form-data"):
+        found = re.search(r'boundary="?([^";]+)"?', content_type)
+        closing = body.rfind(b"--" + found.group(1).encode("latin-1") + b"--") if found else -1
+        if closing < 0:
+            raise _Unreadable(400, "The multipart body has no closing boundary.")
+        part = (b"--" + found.group(1).encode("latin-1") + b'\r\nContent-Disposition: form-data; name="mode"\r\n\r\n'
+                + mode.encode() + b"\r\n")
+        return body[:closing] + part + body[closing:]
+    payload = json.loads(body)
+    payload["mode"] = mode
+    return json.dumps(payload).encode()
 
 
 async def _send_error(send, status: int, detail: str) -> None:

@@ -63,6 +63,27 @@ class EverythingRequest:
     include_drawing: bool = False
 
 
+@dataclass
+class EmbedRequest:
+    """mode=embed (POST /embed): encode the image once; /decode then names it by the image_id answered."""
+
+    image: np.ndarray
+    sam_type: str
+
+
+@dataclass
+class DecodeRequest:
+    """mode=decode (POST /decode): clicks and boxes against the embedding /embed made; no image sent."""
+
+    image_id: str
+    sam_type: str
+    user_prompts: dict[str, Any]
+    multimask_output: bool | None = None
+
+
+IMAGE_ID_CHARACTERS = 32  # pipeline.image_key: 16 bytes, hexadecimal
+MODES = ("text", "everything", "embed", "decode")
+
 # mode=everything: generator option -> (kind, default, smallest, largest); bounds keep one request's work in reason
 GENERATOR_FIELDS: dict[str, tuple[type, Any, float, float]] = {
     "points_per_side": (int, 32, 1, 64),
@@ -84,14 +105,20 @@ class Rejected:
 
 def parse_request(
     payload: Mapping[str, Any], default_sam_type: str, limits: Limits, check_sam: Callable[[object], str] = check_sam_type
-) -> PredictRequest | EverythingRequest:
+) -> PredictRequest | EverythingRequest | EmbedRequest | DecodeRequest:
     """Check a request's fields; raise the project's errors with a message that says what to send."""
-    data = _image_bytes(payload.get("image"))
     mode = payload.get("mode") or "text"
+    if mode not in MODES:
+        raise InvalidOptionError(f'Unknown mode {mode!r}; use "text" (the default: a prompt names what to find), '
+                                 f'"everything", "embed" or "decode" (POST /embed, /decode).')
+    if mode == "decode":
+        return _decode_request(payload, default_sam_type, check_sam)
+    data = _image_bytes(payload.get("image"))
     if mode == "everything":
         return _everything_request(payload, data, default_sam_type, limits, check_sam)
-    if mode != "text":
-        raise InvalidOptionError(f'Unknown mode {mode!r}; use "text" (the default: a prompt names what to find) or "everything".')
+    if mode == "embed":
+        _response_format(payload, "json", allow_png=False)
+        return EmbedRequest(load_image(data, max_pixels=limits.max_image_pixels), check_sam(payload.get("sam_type") or default_sam_type))
     prompt = payload.get("prompt")
     legacy = prompt is None and "text_prompt" in payload  # lang-segment-anything v0.2.x's client
     if legacy:
@@ -148,6 +175,28 @@ def _user_prompts(payload: Mapping[str, Any]) -> dict[str, Any]:
     return prompts
 
 
+def _decode_request(payload: Mapping[str, Any], default_sam_type: str, check_sam: Callable[[object], str]) -> DecodeRequest:
+    image_id = payload.get("image_id")
+    if not (isinstance(image_id, str) and len(image_id) == IMAGE_ID_CHARACTERS
+            and all(c in "0123456789abcdef" for c in image_id)):
+        raise InvalidOptionError(f"image_id must be the id that POST /embed answered ({IMAGE_ID_CHARACTERS} hexadecimal "
+                                 f"characters), got {image_id!r}.")
+    if payload.get("prompt") not in (None, "") or payload.get("image") not in (None, ""):
+        raise InvalidPromptError("/decode takes clicks and boxes only, no image or text prompt; POST those to /predict.")
+    user_prompts = _user_prompts(payload)
+    if not user_prompts.keys() & {"points", "boxes"}:
+        raise InvalidPromptError('/decode needs "points" (with "point_labels") or "boxes".')
+    _response_format(payload, "json", allow_png=False)
+    if _flag(payload, "include_drawing"):
+        raise InvalidOptionError("/decode answers JSON only (it has no image to draw on); draw the masks yourself or use /predict.")
+    return DecodeRequest(
+        image_id=image_id,
+        sam_type=check_sam(payload.get("sam_type") or default_sam_type),
+        user_prompts=user_prompts,
+        multimask_output=_flag(payload, "multimask_output") if payload.get("multimask_output") not in (None, "") else None,
+    )
+
+
 def _rle(value: Any) -> dict[str, Any]:
     import json
 
@@ -180,10 +229,12 @@ def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_typ
     )
 
 
-def _response_format(payload: Mapping[str, Any], default: str) -> str:
+def _response_format(payload: Mapping[str, Any], default: str, allow_png: bool = True) -> str:
     response_format = str(payload.get("format") or default).lower()
     if response_format not in ("json", "png"):
         raise InvalidOptionError(f'Unknown format {response_format!r}; use "json" or "png".')
+    if response_format == "png" and not allow_png:
+        raise InvalidOptionError(f'mode={payload.get("mode")} answers JSON only; leave "format" out or send "json".')
     return response_format
 
 
