@@ -221,10 +221,7 @@ class LangSAM:
     def embed(self, image: ImageInput | PreparedImage) -> ImageEmbedding:
         """SAM's embedding of one image, kept in the embedding cache under its image_key, so that
         predict on the same image skips the image encoder; decode answers clicks against it."""
-        if not isinstance(image, PreparedImage):
-            array = load_image(image)
-            image = PreparedImage(array.shape[:2], processing.resize_image(array), None, image_key(array))
-        return self._embedding(self._sam, image)
+        return self._embedding(self._sam, image if isinstance(image, PreparedImage) else _prepare_for_sam(image))
 
     def decode(
         self,
@@ -305,12 +302,14 @@ class LangSAM:
             if isinstance(classes, str):
                 raise InvalidPromptError(f"classes is a list of class names, e.g. [{classes!r}]; a string goes in prompts.")
             prompts = [list(classes)] * (1 if single else len(images))
-        prepared = [image if isinstance(image, PreparedImage) else self.prepare(image) for image in ([images] if single else images)]
+        detect = not (prompts is None or (isinstance(prompts, str) and not prompts.strip() and own))
+        prepare = self.prepare if detect else _prepare_for_sam  # clicks and boxes alone: no detector pixels
+        prepared = [image if isinstance(image, PreparedImage) else prepare(image) for image in ([images] if single else images)]
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
             raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")
         _check_multimask(multimask_output)
         user = check_user_prompts(points, point_labels, boxes, mask_input, prepared[0].original_size) if own else None
-        if prompts is None or (isinstance(prompts, str) and not prompts.strip() and own):
+        if not detect:
             detections = [None]  # clicks and boxes alone: no detector
         else:
             detections = self.detector.detect(
@@ -490,6 +489,12 @@ def _place(decoded, indices: list[int], masks: np.ndarray, mask_scores: np.ndarr
     if iou.shape[1] > 1:
         for row, index in enumerate(indices):
             candidates[index] = (mask_tensor[row].cpu().numpy(), iou[row].float().cpu().numpy())
+
+
+def _prepare_for_sam(image: ImageInput) -> PreparedImage:
+    """PreparedImage without the detector's pixels, for what only SAM sees (embed, clicks alone)."""
+    array = load_image(image)
+    return PreparedImage(array.shape[:2], processing.resize_image(array), None, image_key(array))
 
 
 def image_key(array: np.ndarray) -> str:

@@ -82,29 +82,30 @@ class LangSAMResult:
 
     def to_coco_rle(self) -> list[dict]:
         """COCO RLE of each mask (size [H, W], counts as a string), as pycocotools reads them."""
-        from pycocotools import mask as mask_utils
-
-        encoded = mask_utils.encode(np.asfortranarray(self.masks.transpose(1, 2, 0).astype(np.uint8)))
-        return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+        return _coco_rle(self.masks)
 
     def to_json(self) -> dict:
-        """Image size, then per detection: label, score, mask score, box and COCO RLE mask."""
+        """Image size, then per detection: label, score, mask score, box and COCO RLE mask, and with
+        multimask output "candidates": SAM's masks of that object with their mask scores."""
         height, width = self.image_size
-        return {
-            "image": {"height": height, "width": width},
-            "detections": [
-                {
-                    "label": label,
-                    "score": round(float(score), 6),
-                    "mask_score": round(float(mask_score), 6),
-                    "box": [round(float(v), 3) for v in box],
-                    "mask": rle,
-                }
-                for label, score, mask_score, box, rle in zip(
-                    self.phrases, self.logits, self.mask_scores, self.boxes, self.to_coco_rle()
-                )
-            ],
-        }
+        detections = [
+            {
+                "label": label,
+                "score": round(float(score), 6),
+                "mask_score": round(float(mask_score), 6),
+                "box": [round(float(v), 3) for v in box],
+                "mask": rle,
+            }
+            for label, score, mask_score, box, rle in zip(self.phrases, self.logits, self.mask_scores, self.boxes, self.to_coco_rle())
+        ]
+        if self.candidates is not None:
+            for detection, masks, scores in zip(detections, self.candidates, self.candidate_scores):
+                decoded = np.isfinite(scores)  # an object decoded with the single-mask output has one
+                detection["candidates"] = [
+                    {"mask_score": round(float(score), 6), "mask": rle}
+                    for score, rle in zip(scores[decoded], _coco_rle(masks[decoded]))
+                ]
+        return {"image": {"height": height, "width": width}, "detections": detections}
 
     @classmethod
     def from_json(cls, payload: dict) -> LangSAMResult:
@@ -116,6 +117,15 @@ class LangSAMResult:
         classes = list(dict.fromkeys(d["label"] for d in detections))
         rles = [{"size": d["mask"]["size"], "counts": d["mask"]["counts"].encode("ascii")} for d in detections]
         masks = mask_utils.decode(rles).transpose(2, 0, 1).astype(bool) if rles else np.zeros((0, height, width), bool)
+        candidates = candidate_scores = None
+        if any("candidates" in d for d in detections):
+            candidates = np.zeros((len(detections), 3, height, width), bool)
+            candidate_scores = np.full((len(detections), 3), np.nan, np.float32)
+            for index, detection in enumerate(detections):
+                for slot, candidate in enumerate(detection.get("candidates", [])):
+                    rle = {"size": candidate["mask"]["size"], "counts": candidate["mask"]["counts"].encode("ascii")}
+                    candidates[index, slot] = mask_utils.decode(rle).astype(bool)
+                    candidate_scores[index, slot] = candidate["mask_score"]
         return cls(
             masks=masks,
             boxes=np.array([d["box"] for d in detections], dtype=np.float32).reshape(-1, 4),
@@ -125,4 +135,14 @@ class LangSAMResult:
             class_ids=np.array([classes.index(d["label"]) for d in detections], dtype=np.int64),
             classes=classes,
             image_size=(height, width),
+            candidates=candidates,
+            candidate_scores=candidate_scores,
         )
+
+
+def _coco_rle(masks: np.ndarray) -> list[dict]:
+    """COCO RLE of each (H, W) mask of masks (N, H, W), counts as a string."""
+    from pycocotools import mask as mask_utils
+
+    encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]

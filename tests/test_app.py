@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,41 @@ def test_clicks_segment_as_the_library_does_and_a_background_click_changes_the_m
     assert not np.array_equal(drawings[0], drawings[1]), "the background click changed the mask"
     page.locator("#click-undo").click()
     page.wait_for_function("() => JSON.parse(document.querySelector('#click-points textarea').value || '[]').length == 1")
+
+    def clicks_after(count: int) -> list:
+        page.wait_for_function(f"() => JSON.parse(document.querySelector('#click-points textarea').value || '[]').length == {count}")
+        page.locator("#click-status").get_by_text(f"{count} click").wait_for() if count else None
+        return json.loads(page.locator("#click-points textarea").input_value())
+
+    page.get_by_label("object point").check()
+    canvas.click(position={"x": 0.8 * box["width"], "y": 0.3 * box["height"]}, modifiers=["Shift"])
+    assert clicks_after(2)[-1][2] == 0, "Shift+click adds a background point in object mode"
+    page.locator("#click-clear").click()
+    clicks_after(0)
+    page.get_by_label("box corner (two clicks)").check()
+    canvas.click(position={"x": 0.6 * box["width"], "y": 0.7 * box["height"]})
+    page.locator("#click-status").get_by_text("Click the opposite corner").wait_for()
+    canvas.click(position={"x": 0.1 * box["width"], "y": 0.15 * box["height"]})
+    corners = clicks_after(2)
+    (x1, y1, _), (x0, y0, _) = corners
+    assert np.array_equal(canvas_pixels(page, app_url), draw_image(photo, model.predict(photo, boxes=[[x0, y0, x1, y1]]))), \
+        "two corners make the box the library segments"
+    page.locator("#click-clear").click()
+    clicks_after(0)
+    page.get_by_label("object point").check()
+    canvas.click(position={"x": 0.45 * box["width"], "y": 0.5 * box["height"]})
+    click = clicks_after(1)
+    page.locator("#click-candidate").wait_for()
+    expected = model.predict(photo, points=[click[0][:2]])
+    for index in (2, 0):
+        page.locator("#click-candidate").get_by_text(f"{index + 1}: mask score").click()
+        wanted = draw_image(photo, replace(expected, masks=expected.candidates[:, index],
+                                           mask_scores=expected.candidate_scores[:, index]))
+        for _ in range(600):  # the drawing updates when the answer lands
+            if np.array_equal(canvas_pixels(page, app_url), wanted):
+                break
+            page.wait_for_timeout(100)
+        assert np.array_equal(canvas_pixels(page, app_url), wanted), f"candidate {index + 1} is drawn"
     page.get_by_role("tab", name="Text prompt").click()
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from lang_sam import LangSAM
 from lang_sam.errors import InvalidPromptError
+from lang_sam.results import LangSAMResult
 from lang_sam.segmenter import SamPredictor
 from tests.test_grounding_dino import ASSETS
 
@@ -142,6 +143,11 @@ def test_multimask_returns_sams_three_candidates_with_their_scores(model, photo,
     assert both.candidates.shape == (2, 3, 300, 451) and np.isnan(both.candidate_scores[1, 1:]).all()
     assert np.array_equal(both.candidates[1, 0], both.masks[1]) and not both.candidates[1, 1:].any()
     assert model.predict(photo, boxes=[[300, 10, 440, 120]]).candidates is None
+    exported = both.to_json()["detections"]  # the JSON holds the candidates each object was decoded with
+    assert [len(d["candidates"]) for d in exported] == [3, 1] and "candidates" not in model.predict(photo, boxes=[[300, 10, 440, 120]]).to_json()["detections"][0]
+    restored = LangSAMResult.from_json(both.to_json())
+    assert np.array_equal(restored.candidates, both.candidates)
+    np.testing.assert_allclose(restored.candidate_scores, both.candidate_scores, atol=1e-6)
 
 
 def test_embed_once_then_decode_answers_as_predict_does(model, photo, predictor):

@@ -6,6 +6,7 @@ The app draws and tabulates; the predictions come from a backend: a ModelPool in
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -13,22 +14,30 @@ import uuid
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from lang_sam.drawing import draw_image
 from lang_sam.errors import LangSAMError
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.io.images import load_image
 from lang_sam.registry import UNIVERSAL_MODELS, sam_names
+from lang_sam.results import LangSAMResult
 from lang_sam.settings import Settings
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 NO_NAMES = "none"
-OBJECT, BACKGROUND = "object point", "background point"
+OBJECT, BACKGROUND, BOX_CORNER = "object point", "background point", "box corner (two clicks)"
+CLICK_KINDS = {OBJECT: 1, BACKGROUND: 0, BOX_CORNER: 2}  # a click is [x, y, kind]; corners pair into boxes
+BEST = "best"
+# Shift+click adds a background point: the page remembers whether Shift was held at the last mouse press
+SHIFT_LISTENER = "() => { document.addEventListener('mousedown', (e) => { window.langSamShift = e.shiftKey; }, true); }"
+SHIFT_MEANS_BACKGROUND = f"(...inputs) => {{ if (window.langSamShift) inputs[2] = {BACKGROUND!r}; return inputs; }}"
 EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.jpg", "cup, saucer, spoon")]
 TABLE_HEADERS = ["label", "score", "mask score", "box (x0, y0, x1, y1)"]
 
@@ -152,31 +161,45 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         status = f"{count} mask{'s' if count != 1 else ''}. Model: {model}." if count else f"No mask kept. Model: {model}."
         return drawing, everything_rows(exported), downloads.write(exported), status
 
-    def clicked(image_path, points, mode, prompt, sam_type, evt: gr.SelectData, progress=gr.Progress()):
+    def clicked(image_path, clicks, mode, prompt, sam_type, evt: gr.SelectData, progress=gr.Progress()):
         if image_path is None:
             raise gr.Error("Upload an image first.")
         x, y = evt.index
-        return run_clicks(image_path, [*points, [int(x), int(y), 0 if mode == BACKGROUND else 1]], prompt, sam_type, progress)
+        return run_clicks(image_path, [*clicks, [int(x), int(y), CLICK_KINDS[mode]]], prompt, sam_type, progress)
 
-    def undo(image_path, points, prompt, sam_type, progress=gr.Progress()):
-        return run_clicks(image_path, points[:-1], prompt, sam_type, progress)
+    def undo(image_path, clicks, prompt, sam_type, progress=gr.Progress()):
+        return run_clicks(image_path, clicks[:-1], prompt, sam_type, progress)
 
-    def run_clicks(image_path, points, prompt, sam_type, progress):
+    def run_clicks(image_path, clicks, prompt, sam_type, progress):
+        """Segment with the clicks so far; outputs: drawing, clicks, status, clicks as text, the
+        answer's JSON (for the candidate choice) and the candidate choice itself."""
+        no_choice = gr.update(choices=[BEST], value=BEST, visible=False)
         if image_path is None:
-            return None, [], "Upload an image, then click on it.", "[]"
-        image = load_image(image_path)
-        if not points:
-            return image, [], "Click on the object.", "[]"
-        options = {"points": [p[:2] for p in points], "point_labels": [p[2] for p in points]}
+            return None, [], "Upload an image, then click on it.", "[]", {}, no_choice
+        image = decoded_image(image_path)
+        options = click_prompts(clicks)
+        if not options:
+            waiting = "Click the opposite corner of the box." if clicks else "Click on the object."
+            return downloads.write_drawing(draw_corners(image, clicks)), clicks, waiting, json.dumps(clicks), {}, no_choice
         started = time.perf_counter()
         try:
             drawing, model, exported = backend.text(image_path, image, prompt or "", sam_type, options, progress)
         except LangSAMError as error:
             raise gr.Error(str(error)) from None
         milliseconds = (time.perf_counter() - started) * 1000
-        status = (f"{len(points)} click{'s' if len(points) != 1 else ''}: mask in {milliseconds:.0f} ms "
+        status = (f"{len(clicks)} click{'s' if len(clicks) != 1 else ''}: mask in {milliseconds:.0f} ms "
                   f"(the image's embedding is encoded once, then reused). Model: {model}.")
-        return drawing, points, status, json.dumps(points)
+        choices = candidate_choices(exported)
+        choice = gr.update(choices=choices, value=BEST, visible=len(choices) > 1)
+        return downloads.write_drawing(draw_corners(drawing, clicks)), clicks, status, json.dumps(clicks), exported, choice
+
+    def choose_candidate(image_path, clicks, exported, choice):
+        if image_path is None or not exported:
+            return gr.update()
+        result = LangSAMResult.from_json(exported)
+        if choice != BEST:
+            result = with_candidate(result, int(choice))
+        return downloads.write_drawing(draw_corners(draw_image(decoded_image(image_path), result), clicks))
 
     with gr.Blocks(title="lang-sam") as app:
         gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks. "
@@ -209,17 +232,22 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
             with gr.Row():
                 with gr.Column():
                     click_upload = uploaded_image(label="Image", elem_id="click-upload")
-                    click_mode = gr.Radio([OBJECT, BACKGROUND], value=OBJECT, label="A click adds", elem_id="click-mode")
+                    click_mode = gr.Radio(list(CLICK_KINDS), value=OBJECT, elem_id="click-mode",
+                                          label="A click adds (Shift+click: a background point)")
                     click_prompt = gr.Textbox(label="Text prompt (optional: text finds, clicks refine)", elem_id="click-prompt")
                     with gr.Row():
                         undo_button = gr.Button("Undo", elem_id="click-undo")
                         clear_button = gr.Button("Clear", elem_id="click-clear")
                 with gr.Column():
-                    canvas = gr.Image(label="Click on the image", type="numpy", format="png", interactive=False,
+                    canvas = gr.Image(label="Click on the image", type="filepath", interactive=False,
                                       elem_id="click-canvas")
                     click_status = gr.Markdown(elem_id="click-status")
-                    click_points = gr.Textbox(label="Clicks (x, y, label)", interactive=False, elem_id="click-points")
+                    candidate = gr.Radio([BEST], value=BEST, visible=False, elem_id="click-candidate",
+                                         label="SAM's three masks for this click (best: the highest predicted IoU)")
+                    click_points = gr.Textbox(label="Clicks (x, y, kind: 1 object, 0 background, 2 box corner)",
+                                              interactive=False, elem_id="click-points")
             clicks = gr.State([])
+            click_answer = gr.State({})
         with gr.Tab("Everything"):
             with gr.Row():
                 with gr.Column():
@@ -243,11 +271,14 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         outputs = [drawing, table, download, status]
         submit.click(segment, inputs=inputs, outputs=outputs, api_name="predict")
         prompt.submit(segment, inputs=inputs, outputs=outputs, api_name=False)
-        click_outputs = [canvas, clicks, click_status, click_points]
+        click_outputs = [canvas, clicks, click_status, click_points, click_answer, candidate]
         click_upload.change(lambda path: run_clicks(path, [], "", None, None), inputs=[click_upload], outputs=click_outputs,
                             api_name=False)
         canvas.select(clicked, inputs=[click_upload, clicks, click_mode, click_prompt, sam_type], outputs=click_outputs,
-                      api_name=False)
+                      api_name=False, js=SHIFT_MEANS_BACKGROUND)
+        candidate.input(choose_candidate, inputs=[click_upload, clicks, click_answer, candidate], outputs=[canvas],
+                        api_name=False)
+        app.load(None, js=SHIFT_LISTENER)
         undo_button.click(undo, inputs=[click_upload, clicks, click_prompt, sam_type], outputs=click_outputs, api_name=False)
         clear_button.click(lambda path: run_clicks(path, [], "", None, None), inputs=[click_upload], outputs=click_outputs,
                            api_name=False)
@@ -258,6 +289,63 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
             api_name="everything",
         )
     return app
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded(path: str, modified: int) -> np.ndarray:
+    image = load_image(path)
+    image.flags.writeable = False  # shared by the clicks on this upload: nothing may draw on it
+    return image
+
+
+def decoded_image(path: str) -> np.ndarray:
+    """The uploaded image, decoded once for all the clicks on it (read-only)."""
+    return _decoded(path, Path(path).stat().st_mtime_ns)
+
+
+def click_prompts(clicks: list[list[int]]) -> dict:
+    """LangSAM.predict's points, point_labels and boxes from the app's clicks [x, y, kind]: kind 1
+    or 0 a point, 2 a box corner (each two corners one box; a lone last corner waits for its pair).
+    Empty when there is nothing to segment yet."""
+    points = [click[:2] for click in clicks if click[2] in (0, 1)]
+    corners = [click[:2] for click in clicks if click[2] == 2]
+    boxes = [[min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])] for a, b in zip(corners[::2], corners[1::2])]
+    prompts: dict = {}
+    if points:
+        prompts.update(points=points, point_labels=[click[2] for click in clicks if click[2] in (0, 1)])
+    if boxes:
+        prompts["boxes"] = boxes
+    return prompts
+
+
+def draw_corners(drawing: np.ndarray, clicks: list[list[int]]) -> np.ndarray:
+    """The drawing with a box corner still waiting for its pair marked (a small cross)."""
+    corners = [click for click in clicks if click[2] == 2]
+    if len(corners) % 2 == 0:
+        return drawing
+    marked = drawing.copy()
+    x, y = corners[-1][:2]
+    height, width = marked.shape[:2]
+    marked[max(0, y - 6) : y + 7, min(max(0, x), width - 1)] = (255, 0, 255)
+    marked[min(max(0, y), height - 1), max(0, x - 6) : x + 7] = (255, 0, 255)
+    return marked
+
+
+def candidate_choices(exported: dict) -> list:
+    """The candidate radio's choices: best, then SAM's masks of the first object decoded with three, by score."""
+    for detection in exported.get("detections", []):
+        if len(detection.get("candidates", [])) == 3:
+            return [BEST, *((f"{index + 1}: mask score {c['mask_score']:.3f}", str(index))
+                             for index, c in enumerate(detection["candidates"]))]
+    return [BEST]
+
+
+def with_candidate(result: LangSAMResult, index: int) -> LangSAMResult:
+    """result with candidate `index` as the mask of every object decoded with three candidates."""
+    masks, scores = result.masks.copy(), result.mask_scores.copy()
+    for row in np.flatnonzero(np.isfinite(result.candidate_scores[:, index])):
+        masks[row], scores[row] = result.candidates[row, index], result.candidate_scores[row, index]
+    return replace(result, masks=masks, mask_scores=scores)
 
 
 def everything_rows(exported: dict) -> list[list]:
@@ -293,14 +381,24 @@ class DownloadFolder:
 
     def write(self, exported: dict) -> str:
         """Write one answer's JSON (LangSAMResult.to_json) as a download; return its path."""
+        path = self._new_file("detections.json")
+        path.write_text(json.dumps(exported, indent=1))
+        return str(path)
+
+    def write_drawing(self, drawing: np.ndarray) -> str:
+        """A drawing as a quickly compressed PNG (a quarter of the time of Gradio's own encoding of
+        an array, the same pixels): what a click answers with; return its path."""
+        path = self._new_file("drawing.png")
+        Image.fromarray(drawing).save(path, format="PNG", compress_level=1)
+        return str(path)
+
+    def _new_file(self, name: str) -> Path:
         folder = self.path / uuid.uuid4().hex  # one folder per answer: the download keeps its name
         folder.mkdir()
-        path = folder / "detections.json"
-        path.write_text(json.dumps(exported, indent=1))
         answers = sorted(self.path.iterdir(), key=lambda entry: entry.stat().st_mtime_ns)
         for old in answers[: max(0, len(answers) - self.keep)]:
             shutil.rmtree(old, ignore_errors=True)
-        return str(path)
+        return folder / name
 
 
 def launch(settings: Settings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
