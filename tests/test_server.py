@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 
 from lang_sam.errors import InvalidPromptError
 from lang_sam.interfaces.server.api import predict_batch
-from lang_sam.interfaces.server.embeddings import EmbeddingStore
+from lang_sam.segmenter.embedding_store import EmbeddingStore
 from lang_sam.interfaces.server.validation import PredictRequest, Rejected
 from lang_sam.results import LangSAMResult
 from tests.conftest import TINY_A, TINY_B

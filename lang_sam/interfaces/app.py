@@ -187,8 +187,8 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         except LangSAMError as error:
             raise gr.Error(str(error)) from None
         milliseconds = (time.perf_counter() - started) * 1000
-        status = (f"{len(clicks)} click{'s' if len(clicks) != 1 else ''}: mask in {milliseconds:.0f} ms "
-                  f"(the image's embedding is encoded once, then reused). Model: {model}.")
+        status = (f"{len(clicks)} click{'s' if len(clicks) != 1 else ''}: mask in {milliseconds:.0f} ms (the "
+                  f"{image.shape[1]}x{image.shape[0]} image's embedding is encoded once, then reused). Model: {model}.")
         choices = candidate_choices(exported)
         choice = gr.update(choices=choices, value=BEST, visible=len(choices) > 1)
         return downloads.write_drawing(draw_corners(drawing, clicks)), clicks, status, json.dumps(clicks), exported, choice

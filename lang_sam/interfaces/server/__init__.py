@@ -10,15 +10,14 @@ mask score, box and COCO RLE mask.
 content hash); ``POST /decode`` (``image_id``, ``sam_type``, ``points``, ``point_labels``, ``boxes``,
 ``mask``, ``multimask_output``; no image) answers masks for clicks and boxes on it as /predict does,
 in milliseconds: a client that clicks many times sends and encodes the image once. The last
-``embeddings_kept`` embeddings are kept, in a folder every worker reads (404 for one no longer kept).
+``embeddings_kept`` embeddings are kept, in a folder every worker reads (segmenter/embedding_store.py; 404 for one no longer kept).
 The same requests may go to /predict with ``mode`` "embed" or "decode".
 
 ``GET /health`` answers 503 while the workers start, then JSON: status "ok", the SAMs served, the
 device and the dtype the models run in.
 
 Modules: validation.py (what a request may hold), api.py (the LitAPI and the batching policy),
-guard.py (the ASGI request guard, which also routes /embed and /decode), embeddings.py (the
-embeddings kept for /decode), health.py (the /health report), client.py (the mounted app's HTTP
+guard.py (the ASGI request guard, which also routes /embed and /decode), health.py (the /health report), client.py (the mounted app's HTTP
 backend).
 
 Requests from different clients are batched (LitServe batching) and each batch runs one detector
@@ -41,7 +40,7 @@ from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.interfaces.models import served_sam_types
 from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
 from lang_sam.interfaces.server.client import RemoteBackend
-from lang_sam.interfaces.server.embeddings import DEFAULT_CAPACITY
+from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY
 from lang_sam.interfaces.server.guard import RequestGuard
 from lang_sam.interfaces.server.health import HealthReport
 from lang_sam.interfaces.server.validation import Limits

@@ -19,7 +19,7 @@ from PIL import Image
 from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
 from lang_sam.interfaces.models import ModelPool, served_sam_types
-from lang_sam.interfaces.server.embeddings import DEFAULT_CAPACITY, EmbeddingStore
+from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY, EmbeddingStore
 from lang_sam.interfaces.server.validation import (
     DecodeRequest, EmbedRequest, EverythingRequest, Limits, PredictRequest, Rejected, parse_request,
 )

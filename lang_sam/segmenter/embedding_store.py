@@ -1,6 +1,6 @@
-"""The server's embeddings of the last images sent to /embed, on disk, shared by all its workers: a
-/decode may reach another worker than the /embed before it (LitServe hands each request to any
-free worker), so an embedding kept in one worker's memory would be missed there."""
+"""SAM image embeddings on disk, shared between processes: the server's workers (a /decode may
+reach another worker than the /embed before it) and fine-tuning (each image encoded once, reused
+by later runs and by every DDP process)."""
 
 from __future__ import annotations
 
@@ -15,19 +15,20 @@ from safetensors.torch import save_file
 
 from lang_sam.segmenter.predictor import ImageEmbedding
 
-DEFAULT_CAPACITY = 32  # 4 MB each
+DEFAULT_CAPACITY = 32  # the server's default; 4 MB each
 
 
 class EmbeddingStore:
-    """Embeddings by (SAM name, image id) in folder; the `capacity` most recently used are kept.
+    """Embeddings by (model name, image id) in folder; the `capacity` most recently used are kept
+    (None: all).
 
     Each is one safetensors file, written to a temporary name then renamed, so a worker never reads
     half of one; a file another worker evicts meanwhile reads as missing (the client embeds again).
     """
 
-    def __init__(self, folder: str | Path, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, folder: str | Path, capacity: int | None = DEFAULT_CAPACITY) -> None:
         self.folder = Path(folder)
-        self.capacity = max(1, capacity)
+        self.capacity = None if capacity is None else max(1, capacity)
 
     def _path(self, sam_type: str, image_id: str) -> Path:
         name = hashlib.blake2b(f"{sam_type}\0{image_id}".encode(), digest_size=16).hexdigest()
@@ -65,6 +66,8 @@ class EmbeddingStore:
         return ImageEmbedding(features, _size(metadata["original_size"]), _size(metadata["input_size"]))
 
     def _evict(self) -> None:
+        if self.capacity is None:
+            return
         entries = []
         for path in self.folder.glob("*.safetensors"):
             try:
