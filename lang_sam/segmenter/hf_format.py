@@ -91,9 +91,14 @@ _FIXED_CONFIG = {
     "mask_decoder_config": {
         "hidden_size": 256, "hidden_act": "relu", "mlp_dim": 2048, "num_hidden_layers": 2, "num_attention_heads": 8,
         "attention_downsample_rate": 2, "num_multimask_outputs": 3, "iou_head_depth": 3, "iou_head_hidden_dim": 256,
-        "layer_norm_eps": 1e-6,
+        # The two-way transformer's norm1-4: Meta's are nn.LayerNorm's default 1e-5, SamConfig's default
+        # (and the facebook/sam-vit-* configs) 1e-6, which moves SamModel's logits by up to ~2e-4. Written
+        # as 1e-5, so that a converted SamModel computes Meta's SAM; 1e-6 is read too (lang-sam then
+        # computes Meta's SAM with those weights).
+        "layer_norm_eps": 1e-5,
     },
 }
+_ALSO_ACCEPTED = {("mask_decoder_config", "layer_norm_eps"): (1e-6,)}
 _SUB_MODEL_TYPES = {
     "vision_config": "sam_vision_model", "prompt_encoder_config": "sam_prompt_encoder",
     "mask_decoder_config": "sam_mask_decoder",
@@ -204,7 +209,8 @@ def architecture_from_hf_config(config: Mapping[str, Any]) -> SamArchitecture:
         expected = {**fixed, "mlp_dim": mlp_dim} if section == "vision_config" else fixed
         differing += [
             f"{section}.{key} = {given[key]!r} (SAM: {value!r})"
-            for key, value in expected.items() if given.get(key) is not None and given[key] != value
+            for key, value in expected.items()
+            if given.get(key) is not None and given[key] != value and given[key] not in _ALSO_ACCEPTED.get((section, key), ())
         ]
     if differing:
         raise CheckpointError(
