@@ -171,3 +171,166 @@ def test_vit_b_sam_model_folder_loads_into_our_sam_with_equal_outputs(vit_b_hf_f
     config.mask_decoder_config.layer_norm_eps = 1e-5
     with_meta_eps = SamModel.from_pretrained(vit_b_hf_folder, config=config).eval()
     assert_same_decodes(with_meta_eps, embeddings, predictor, photo, LOGIT_TOLERANCE)
+
+
+def hf_copy(hf_folder: Path, destination: Path, edit_tensors=None, edit_config=None) -> Path:
+    """A copy of a transformers SAM folder, its tensors or config edited."""
+    destination.mkdir()
+    tensors = load_file(hf_folder / "model.safetensors")
+    config = json.loads((hf_folder / "config.json").read_text())
+    if edit_tensors:
+        edit_tensors(tensors)
+    if edit_config:
+        edit_config(config)
+    save_file(tensors, destination / "model.safetensors", metadata={"format": "pt"})
+    (destination / "config.json").write_text(json.dumps(config))
+    return destination
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_official_to_hf_to_official_is_bit_exact(meta_checkpoint, hf_folder, tmp_path, suffix):
+    _, state_dict = meta_checkpoint
+    back = tmp_path / f"back{suffix}"
+    assert convert_checkpoint(hf_folder, back) == back
+    loaded = load_file(back) if suffix == ".safetensors" else torch.load(back, weights_only=True)
+    assert loaded.keys() == state_dict.keys()
+    for name, tensor in state_dict.items():
+        assert loaded[name].dtype == tensor.dtype and torch.equal(loaded[name], tensor), name
+
+
+def test_key_mapping_is_a_bijection_onto_sam_models_names(meta_checkpoint):
+    from transformers import SamConfig, SamModel
+
+    _, state_dict = meta_checkpoint
+    hf_state_dict, config = meta_to_hf(state_dict, SMALL_ARCHITECTURE)
+    expected = SamModel(SamConfig(**config)).state_dict()
+    expected.pop("prompt_encoder.shared_embedding.positional_embedding")  # tied to shared_image_embedding's
+    assert {name: tensor.shape for name, tensor in hf_state_dict.items()} == {
+        name: tensor.shape for name, tensor in expected.items()}
+    back = hf_to_meta(hf_state_dict, config)
+    assert back.keys() == state_dict.keys() and all(back[name] is state_dict[name] for name in back)
+
+
+def test_meta_state_dict_as_safetensors_loads(meta_checkpoint, tmp_path):
+    _, state_dict = meta_checkpoint
+    path = tmp_path / "tiny_sam.safetensors"
+    save_file(state_dict, path)
+    sam = build_sam(checkpoint=path)
+    assert all(torch.equal(tensor, state_dict[name]) for name, tensor in sam.state_dict().items())
+
+
+def test_folder_and_repo_id_load_through_load_sam_and_the_cli(hf_folder, meta_checkpoint, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--tiny-sam" / "snapshots" / ("0" * 40)
+    snapshot.parent.mkdir(parents=True)
+    (cache / "models--someone--tiny-sam" / "refs").mkdir()
+    (cache / "models--someone--tiny-sam" / "refs" / "main").write_text("0" * 40)
+    hf_copy(hf_folder, snapshot)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    _, state_dict = meta_checkpoint
+    for checkpoint, name in ((hf_folder, hf_folder.name), ("someone/tiny-sam", "someone/tiny-sam")):
+        loaded_name, sam = load_sam(checkpoint=checkpoint)
+        assert loaded_name == name
+        assert all(torch.equal(tensor, state_dict[key]) for key, tensor in sam.state_dict().items())
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "chelsea.jpg").write_bytes((ASSETS / "chelsea.jpg").read_bytes())
+    code = main(["everything", str(photos), "--out", str(tmp_path / "out"), "--sam-checkpoint", "someone/tiny-sam",
+                 "--points-per-side", "2", "--device", "cpu"])
+    assert code == 0 and (tmp_path / "out" / "chelsea.json").is_file()
+
+
+def test_repo_id_missing_from_the_cache_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with pytest.raises(CheckpointError) as error:
+        build_sam(checkpoint="facebook/sam-vit-base")
+    message = str(error.value)
+    assert "'facebook/sam-vit-base'" in message and "HF_HUB_OFFLINE=1" in message and "Run once with network" in message
+
+
+def test_folder_of_another_model_type(hf_folder, tmp_path):
+    folder = hf_copy(hf_folder, tmp_path / "bert", edit_config=lambda config: config.update(model_type="bert"))
+    with pytest.raises(CheckpointError, match=r"model_type 'bert', not 'sam'.*save_pretrained"):
+        build_sam(checkpoint=folder)
+
+
+def test_folder_without_weights_or_config(hf_folder, tmp_path):
+    folder = hf_copy(hf_folder, tmp_path / "no-weights")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="has no model.safetensors.*save_pretrained"):
+        build_sam(checkpoint=folder)
+    (folder / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        build_sam(checkpoint=folder)
+
+
+def test_mismatched_tensors_are_named_as_the_folder_names_them(hf_folder, tmp_path):
+    def drop_neck(tensors):
+        del tensors["vision_encoder.neck.conv1.weight"]
+
+    def reshape_token(tensors):
+        tensors["mask_decoder.iou_token.weight"] = torch.zeros(2, 256)
+
+    with pytest.raises(CheckpointError, match=r"1 missing keys \['vision_encoder.neck.conv1.weight'\]"):
+        build_sam(checkpoint=hf_copy(hf_folder, tmp_path / "missing", drop_neck))
+    with pytest.raises(CheckpointError, match=r"1 with other shapes \['mask_decoder.iou_token.weight'\]"):
+        build_sam(checkpoint=hf_copy(hf_folder, tmp_path / "shape", reshape_token))
+    with pytest.raises(CheckpointError, match=r"not part of a transformers SamModel: \['vision_encoder.extra.weight'\]"):
+        build_sam(checkpoint=hf_copy(hf_folder, tmp_path / "extra", lambda t: t.update({"vision_encoder.extra.weight": torch.zeros(1)})))
+    patch_8 = hf_copy(hf_folder, tmp_path / "patch", edit_config=lambda config: config["vision_config"].update(patch_size=8))
+    with pytest.raises(CheckpointError, match=r"vision_config.patch_size = 8 \(SAM: 16\)"):
+        build_sam(checkpoint=patch_8)
+
+
+def test_folder_of_another_size_than_requested(hf_folder, vit_b_hf_folder):
+    with pytest.raises(CheckpointError, match=r"own architecture \(encoder width 192, depth 2\), but vit_b was requested"):
+        build_sam("vit_b", checkpoint=hf_folder)
+    with pytest.raises(CheckpointError, match=r"holds a vit_b checkpoint, but vit_h was requested.*sam_type='vit_b'"):
+        build_sam("vit_h", checkpoint=vit_b_hf_folder)
+
+
+def test_cli_convert_both_ways_and_refuses_to_overwrite(meta_checkpoint, hf_folder, tmp_path, capsys):
+    path, state_dict = meta_checkpoint
+    out = tmp_path / "again-hf"
+    assert main(["convert", str(path), "--out", str(out), "--to", "hf"]) == 0
+    assert load_file(out / "model.safetensors").keys() == load_file(hf_folder / "model.safetensors").keys()
+    before = (out / "model.safetensors").read_bytes()
+    assert main(["convert", str(path), "--out", str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["convert", str(path), "--out", str(out), "--overwrite"]) == 0
+    assert (out / "model.safetensors").read_bytes() == before
+    meta_file = tmp_path / "back.pth"
+    assert main(["convert", str(out), "--out", str(meta_file), "--sam-type", "vit_b"]) == 2
+    assert "but vit_b was requested" in capsys.readouterr().err and not meta_file.exists()
+    assert main(["convert", str(out), "--out", str(meta_file)]) == 0
+    assert torch.load(meta_file, weights_only=True).keys() == state_dict.keys()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again-hf", "back.pth"]
+
+
+def test_cli_convert_bad_input_leaves_nothing(meta_checkpoint, tmp_path, capsys, monkeypatch):
+    import lang_sam.segmenter.convert as convert
+
+    path, _ = meta_checkpoint
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(path.read_bytes()[:1000])
+    assert main(["convert", str(broken), "--out", str(tmp_path / "out")]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+    assert main(["convert", str(path), "--out", str(tmp_path / "out.bin"), "--to", "meta"]) == 2
+    assert "ending in .pth or .safetensors" in capsys.readouterr().err
+
+    def fail_midway(folder, *args):
+        (folder / "model.safetensors").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(convert, "_write_hf_folder", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        convert_checkpoint(path, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pth"]
