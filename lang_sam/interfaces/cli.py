@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pip install 'lang-sam[onnx]'.",
     )
     export.add_argument("--out", "-o", type=Path, required=True, help="output folder")
-    export.add_argument("--sam-type", help="vit_h, vit_l, vit_b or NAME.pth in the checkpoint folder (default vit_h, or what --checkpoint holds)")
+    export.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth or a transformers SAM folder NAME in the checkpoint folder (default vit_h, or what --checkpoint holds)")
     export.add_argument("--checkpoint", help="a SAM .pth or .safetensors file, a transformers SAM folder or a Hugging Face repo id")
     export.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
     export.add_argument("--quantize", action="store_true", help="also write decoder_quantized.onnx (int8 dynamic quantization)")
@@ -200,7 +200,7 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The settings every subcommand reads alike: flag, then environment variable, then default."""
-    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth in the checkpoint folder ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
+    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth or a transformers SAM folder NAME in the checkpoint folder ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
     parser.add_argument("--detector", help=f"Grounding DINO repo id, folder or .pth ($LANG_SAM_DETECTOR; default {DEFAULT_DETECTOR})")
     parser.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps ($LANG_SAM_DEVICE; default: best available)")

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from lang_sam.errors import CheckpointError
-from lang_sam.registry import SAM_MODELS, SamArchitecture
+from lang_sam.registry import SAM_MODELS, TRANSFORMERS_SAM_MODEL_TYPE, SamArchitecture
 
-HF_MODEL_TYPE = "sam"
+HF_MODEL_TYPE = TRANSFORMERS_SAM_MODEL_TYPE
 HF_POSITIONAL = "shared_image_embedding.positional_embedding"
 HF_POSITIONAL_TIED = "prompt_encoder.shared_embedding.positional_embedding"
 META_POSITIONAL = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
