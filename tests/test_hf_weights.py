@@ -222,6 +222,10 @@ def test_meta_state_dict_as_safetensors_loads(meta_checkpoint, tmp_path):
 def test_folder_and_repo_id_load_through_load_sam_and_the_cli(hf_folder, meta_checkpoint, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
+    from lang_sam.datasets.labeling import model_record
+    from lang_sam.io.weights import file_sha256
+    from lang_sam.settings import Settings
+
     cache = tmp_path / "hub"
     snapshot = cache / "models--someone--tiny-sam" / "snapshots" / ("0" * 40)
     snapshot.parent.mkdir(parents=True)
@@ -236,6 +240,8 @@ def test_folder_and_repo_id_load_through_load_sam_and_the_cli(hf_folder, meta_ch
         loaded_name, sam = load_sam(checkpoint=checkpoint)
         assert loaded_name == name
         assert all(torch.equal(tensor, state_dict[key]) for key, tensor in sam.state_dict().items())
+    record = model_record(Settings(sam_checkpoint="someone/tiny-sam", device="cpu"))
+    assert record["sam"] == "someone/tiny-sam" and record["sam_sha256"] == file_sha256(snapshot / "model.safetensors")
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "chelsea.jpg").write_bytes((ASSETS / "chelsea.jpg").read_bytes())
