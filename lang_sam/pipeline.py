@@ -107,7 +107,8 @@ class LangSAM:
     """Text-prompted segmentation: ``LangSAM().predict(image, "car, wheel")``.
 
     sam_type: "vit_h", "vit_l", "vit_b" or the name of a NAME.pth in $LANG_SAM_CHECKPOINTS (see
-    lang_sam.registry); sam_checkpoint: a path, else found or downloaded (lang_sam.io.weights).
+    lang_sam.registry); sam_checkpoint: Meta's .pth or .safetensors file, a transformers SAM folder or a
+    Hugging Face repo id, else found or downloaded (lang_sam.io.weights).
     Without either, vit_h; with only a checkpoint, whatever SAM it holds (with both, a name that is
     not an official size only names it); checkpoint_dir: where names are looked up (default
     $LANG_SAM_CHECKPOINTS). detector: a Grounding DINO repo id, folder or original .pth, or a loaded

@@ -3,12 +3,14 @@ own, and the Grounding DINO detectors (transformers models and IDEA's original f
 
 An official size names its architecture, file, download URL and SHA256. Any other ``NAME.pth`` in
 the checkpoint folder (``--checkpoint-dir`` / ``$LANG_SAM_CHECKPOINTS``) is a model called NAME,
-e.g. a fine-tuned SAM: its architecture is read from its keys when it loads. The CLI, the app's
+e.g. a fine-tuned SAM: its architecture is read from its keys when it loads; so is a subfolder
+NAME saved by transformers' SamModel.save_pretrained (its architecture read from config.json). The CLI, the app's
 dropdown and the server all take their model names from here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 from lang_sam.errors import InvalidOptionError
 
 CHECKPOINT_DIR_VARIABLE = "LANG_SAM_CHECKPOINTS"
+TRANSFORMERS_SAM_MODEL_TYPE = "sam"  # config.json's model_type in a folder of transformers' SamModel
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,23 @@ def checkpoint_dir(folder: str | Path | None = None) -> Path | None:
 
 
 def local_sam_checkpoints(folder: str | Path | None = None) -> dict[str, Path]:
-    """NAME -> path of each NAME.pth in the checkpoint folder that is not an official file, sorted."""
+    """NAME -> path of each NAME.pth in the checkpoint folder that is not an official file, and of
+    each subfolder NAME holding a transformers SAM (config.json with model_type "sam"), sorted."""
     folder = checkpoint_dir(folder)
     if folder is None or not folder.is_dir():
         return {}
     official = {model.file_name for model in SAM_MODELS.values()}
-    return {path.stem: path for path in sorted(folder.glob("*.pth")) if path.name not in official and path.is_file()}
+    files = {path.stem: path for path in folder.glob("*.pth") if path.name not in official and path.is_file()}
+    folders = {path.name: path for path in folder.iterdir() if path.is_dir() and _is_transformers_sam(path)}
+    return dict(sorted({**folders, **files}.items()))
+
+
+def _is_transformers_sam(folder: Path) -> bool:
+    """Whether folder's config.json names a transformers SAM (its model_type is "sam")."""
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type") == TRANSFORMERS_SAM_MODEL_TYPE
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
 
 
 def sam_names(folder: str | Path | None = None) -> list[str]:
@@ -88,8 +102,8 @@ def sam_names(folder: str | Path | None = None) -> list[str]:
 
 
 def check_sam_type(sam_type: object, folder: str | Path | None = None) -> str:
-    """sam_type itself when it names an official size or a NAME.pth in the checkpoint folder, else an
-    InvalidOptionError listing the names there are."""
+    """sam_type itself when it names an official size or a NAME.pth (or a transformers SAM folder
+    NAME) in the checkpoint folder, else an InvalidOptionError listing the names there are."""
     names = sam_names(folder)
     if not isinstance(sam_type, str) or sam_type not in names:
         where = checkpoint_dir(folder)

@@ -34,12 +34,13 @@ def model_record(settings: Settings) -> dict[str, str | None]:
     """What decides the labels, for the run's manifest: the SAM (name and the SHA256 of its file),
     the detector and the dtype it resolves to here. Loads no model."""
     from lang_sam.devices import resolve_device, resolve_dtype
-    from lang_sam.io.weights import file_sha256, find_sam_checkpoint
+    from lang_sam.io.weights import file_sha256, find_sam_checkpoint, is_hub_repo_id, sam_weights_file
 
     sam_type = default_sam_type(settings.sam_type, settings.sam_checkpoint)
     path = find_sam_checkpoint(sam_type, settings.sam_checkpoint, checkpoint_dir=settings.checkpoint_dir)
     dtype = resolve_dtype(settings.dtype, resolve_device(settings.device))
-    return {"sam": sam_type or path.name, "sam_sha256": file_sha256(path), "detector": settings.detector,
+    own_name = settings.sam_checkpoint if is_hub_repo_id(settings.sam_checkpoint) else path.name
+    return {"sam": sam_type or own_name, "sam_sha256": file_sha256(sam_weights_file(path)), "detector": settings.detector,
             "dtype": str(dtype).removeprefix("torch.")}
 
 

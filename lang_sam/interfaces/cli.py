@@ -15,8 +15,12 @@ from lang_sam.detector import DEFAULT_DETECTOR, parse_classes
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
 from lang_sam.io.files import check_output_file, check_output_folder, remove_leftovers, write_atomically
 from lang_sam.io.images import find_images
-from lang_sam.registry import UNIVERSAL_MODELS
+from lang_sam.registry import SAM_MODELS, UNIVERSAL_MODELS
 
+SAM_CHECKPOINT_HELP = (
+    "a SAM .pth or .safetensors file, a transformers SAM folder or a Hugging Face repo id "
+    "($LANG_SAM_SAM_CHECKPOINT; default: found by --sam-type, else downloaded)"
+)
 
 # SamAutomaticMaskGenerator's options as `lang-sam everything` flags: flag, type, default, help.
 GENERATOR_OPTIONS = [
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     everything.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
     everything.add_argument("--out", "-o", type=Path, default=Path("lang-sam-everything"), help="output folder (default: %(default)s)")
     _add_model_arguments(everything)
-    everything.add_argument("--sam-checkpoint", help="a SAM .pth file ($LANG_SAM_SAM_CHECKPOINT; default: found by --sam-type, else downloaded)")
+    everything.add_argument("--sam-checkpoint", help=SAM_CHECKPOINT_HELP)
     for flag, kind, default, text in GENERATOR_OPTIONS:
         everything.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
     everything.add_argument("--semantic", metavar="MODEL", help="name each mask by a Mask2Former or OneFormer model's "
@@ -81,13 +85,32 @@ def build_parser() -> argparse.ArgumentParser:
         "pip install 'lang-sam[onnx]'.",
     )
     export.add_argument("--out", "-o", type=Path, required=True, help="output folder")
-    export.add_argument("--sam-type", help="vit_h, vit_l, vit_b or NAME.pth in the checkpoint folder (default vit_h, or what --checkpoint holds)")
-    export.add_argument("--checkpoint", help="a SAM .pth file")
+    export.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth or a transformers SAM folder NAME in the checkpoint folder (default vit_h, or what --checkpoint holds)")
+    export.add_argument("--checkpoint", help="a SAM .pth or .safetensors file, a transformers SAM folder or a Hugging Face repo id")
     export.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
     export.add_argument("--quantize", action="store_true", help="also write decoder_quantized.onnx (int8 dynamic quantization)")
     export.add_argument("--encoder", action="store_true", help="also write encoder.onnx (resized (h, w, 3) uint8 RGB in, embedding out)")
     export.add_argument("--return-all-masks", action="store_true", help="output all four masks instead of the best one")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert SAM weights between Meta's .pth and a transformers (Hugging Face) folder",
+        description="Convert SAM weights from Meta's layout (a .pth or .safetensors state dict) to a folder that "
+        "transformers' SamModel.from_pretrained and SamProcessor.from_pretrained load (config.json, "
+        "model.safetensors, preprocessor_config.json), or back. The input is checked as lang-sam loads it (every "
+        "tensor used, none missing, every shape right; weights read with safetensors or torch.load(weights_only=True)) "
+        "and the tensors are copied unchanged. The output is written under a temporary name and renamed into place "
+        "whole; an existing output is kept unless --overwrite.",
+    )
+    convert.add_argument("input", help="Meta's .pth or .safetensors file, a transformers SAM folder, or a Hugging Face "
+                         "repo id in the Hugging Face cache (e.g. facebook/sam-vit-base)")
+    convert.add_argument("--out", "-o", type=Path, required=True,
+                         help="the output: a folder for --to hf, a .pth or .safetensors file for --to meta")
+    convert.add_argument("--to", choices=["hf", "meta"], help="the output layout (default: the other one: a file "
+                         "becomes a transformers folder, a folder or repo id Meta's layout)")
+    convert.add_argument("--sam-type", choices=list(SAM_MODELS), help="the official size the input must hold (checked; default: any)")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     app = commands.add_parser(
         "app",
@@ -173,14 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_arguments(parser)
-    parser.add_argument("--sam-checkpoint", help="a SAM .pth file ($LANG_SAM_SAM_CHECKPOINT; default: found by --sam-type, else downloaded)")
+    parser.add_argument("--sam-checkpoint", help=SAM_CHECKPOINT_HELP)
     parser.add_argument("--box-threshold", type=float, default=0.3, help="minimum box score (default: %(default)s)")
     parser.add_argument("--text-threshold", type=float, default=0.25, help="minimum label score (default: %(default)s)")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The settings every subcommand reads alike: flag, then environment variable, then default."""
-    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth in the checkpoint folder ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
+    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth or a transformers SAM folder NAME in the checkpoint folder ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
     parser.add_argument("--detector", help=f"Grounding DINO repo id, folder or .pth ($LANG_SAM_DETECTOR; default {DEFAULT_DETECTOR})")
     parser.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps ($LANG_SAM_DEVICE; default: best available)")
@@ -227,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             return _everything(args)
         if args.command == "export-onnx":
             return _export_onnx(args)
+        if args.command == "convert":
+            return _convert(args)
         return _predict(args)
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
@@ -334,6 +359,14 @@ def _export_onnx(args: argparse.Namespace) -> int:
                         return_single_mask=not args.return_all_masks, opset=args.opset)
     for path in paths:
         print(f"lang-sam: wrote {path} (SAM {name})", file=sys.stderr)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from lang_sam.segmenter.convert import convert_checkpoint
+
+    path = convert_checkpoint(args.input, args.out, to=args.to, sam_type=args.sam_type, overwrite=args.overwrite)
+    print(f"lang-sam: wrote {path}", file=sys.stderr)
     return 0
 
 

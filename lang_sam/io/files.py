@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,10 @@ def _process_umask() -> int:
     return mask
 
 
-# Finished files get the permissions any other tool would give them (mkstemp makes them 0600).
+# Finished files and folders get the permissions any other tool would give them (mkstemp makes
+# files 0600, mkdtemp folders 0700).
 FILE_MODE = 0o666 & ~_process_umask()
+FOLDER_MODE = 0o777 & ~_process_umask()
 
 
 def write_atomically(destination: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -33,6 +36,27 @@ def write_atomically(destination: Path, write: Callable[[BinaryIO], object]) -> 
         os.replace(temporary, destination)
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def write_folder_atomically(destination: Path, write: Callable[[Path], object]) -> None:
+    """Fill a temporary folder beside destination, then rename it into place: never a half-filled
+    folder. An existing destination is moved aside first and removed once the new one stands."""
+    temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=TEMPORARY_SUFFIX, dir=destination.parent))
+    replaced = temporary.with_name(f"{temporary.name}.replaced")
+    try:
+        write(temporary)
+        os.chmod(temporary, FOLDER_MODE)
+        if destination.exists():
+            os.replace(destination, replaced)
+        try:
+            os.replace(temporary, destination)
+        except OSError:
+            if replaced.exists():
+                os.replace(replaced, destination)
+            raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(replaced, ignore_errors=True)
 
 
 def remove_leftovers(folder: Path) -> None:

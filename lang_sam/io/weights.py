@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import os
 import pickle
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -33,8 +34,16 @@ from lang_sam.registry import (
 from lang_sam.registry import checkpoint_dir as resolve_checkpoint_dir
 
 
+HF_CONFIG_FILE = "config.json"
+HF_WEIGHTS_FILE = "model.safetensors"
+# A Hugging Face repo id ("facebook/sam-vit-base"): what a checkpoint that is no local path may be.
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_WEIGHTS_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
 def read_weights_file(path: str | Path, name: str, remedy: str):
-    """torch.load(..., weights_only=True) of a weights file, with errors that say what to do.
+    """The tensors of a weights file, with errors that say what to do: a .safetensors file through
+    safetensors, anything else through torch.load(..., weights_only=True).
 
     name says what the file should be ("SAM checkpoint"); remedy what to do about a bad one. Only
     tensors and plain containers are unpickled: a file holding anything else is refused.
@@ -43,6 +52,14 @@ def read_weights_file(path: str | Path, name: str, remedy: str):
     if not path.is_file():
         raise CheckpointError(f"{name} {path} does not exist or is not a file. {remedy}")
     corrupt = CheckpointError(f"Could not read {name} {path}: the file is corrupt or truncated. {remedy}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except (SafetensorError, OSError):
+            raise corrupt from None
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since PyTorch 1.6
         raise corrupt
     try:
@@ -54,6 +71,34 @@ def read_weights_file(path: str | Path, name: str, remedy: str):
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
         raise corrupt from None
+
+
+def is_hub_repo_id(checkpoint: str | Path) -> bool:
+    """Whether checkpoint names a Hugging Face repo rather than a local file or folder: no such
+    path exists, and it reads as "owner/name" without a weights file's suffix."""
+    text = str(checkpoint)
+    return (
+        not Path(text).expanduser().exists() and _REPO_ID.fullmatch(text) is not None
+        and not text.endswith(_WEIGHTS_SUFFIXES)
+    )
+
+
+def local_sam_checkpoint(checkpoint: str | Path) -> Path:
+    """The local path of a SAM checkpoint: the path itself, or for a Hugging Face repo id its
+    folder in the Hugging Face cache (downloaded there once unless HF_HUB_OFFLINE=1)."""
+    if not is_hub_repo_id(checkpoint):
+        return Path(checkpoint).expanduser()
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(checkpoint), allow_patterns=[HF_CONFIG_FILE, HF_WEIGHTS_FILE]))
+    except Exception as error:  # noqa: BLE001 - offline, missing, gated, refused: all mean "not here"
+        raise CheckpointError(missing_hub_model_message("SAM", str(checkpoint), error)) from None
+
+
+def sam_weights_file(checkpoint: Path) -> Path:
+    """The file that holds a SAM checkpoint's weights: the file itself, or a folder's model.safetensors."""
+    return checkpoint / HF_WEIGHTS_FILE if checkpoint.is_dir() else checkpoint
 
 
 def file_sha256(path: str | Path) -> str:
@@ -75,14 +120,18 @@ def find_sam_checkpoint(
     """The path of the SAM named sam_type (see lang_sam.registry), downloading an official one into
     the torch hub cache if needed.
 
-    checkpoint, when given, is the answer (sam_type may then be None). Otherwise an official size is
-    searched in checkpoint_dir (else $LANG_SAM_CHECKPOINTS), then the torch hub cache; any other name
-    is NAME.pth in that folder.
+    checkpoint, when given, is the answer (sam_type may then be None): a file, a transformers SAM
+    folder, or a Hugging Face repo id (its folder in the Hugging Face cache). Otherwise an official
+    size is searched in checkpoint_dir (else $LANG_SAM_CHECKPOINTS), then the torch hub cache; any
+    other name is NAME.pth in that folder.
     """
     if checkpoint is not None:
-        path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"SAM checkpoint {path} does not exist or is not a file.")
+        path = local_sam_checkpoint(checkpoint)
+        if not path.exists():
+            raise CheckpointError(
+                f"SAM checkpoint {path} does not exist: give a .pth or .safetensors file, a transformers SAM "
+                "folder, or a Hugging Face repo id such as facebook/sam-vit-base."
+            )
         return path
     check_sam_type(sam_type, checkpoint_dir)
     if sam_type not in SAM_MODELS:

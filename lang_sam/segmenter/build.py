@@ -1,15 +1,22 @@
-"""Build SAM in its official sizes or any architecture a checkpoint holds, and load weights safely."""
+"""Build SAM in its official sizes or any architecture a checkpoint holds, and load weights safely:
+Meta's state dicts (.pth, .safetensors) and transformers SAM folders or repo ids alike."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from lang_sam.devices import resolve_dtype
 from lang_sam.errors import CheckpointError, InvalidOptionError
-from lang_sam.io.weights import find_sam_checkpoint, read_weights_file
+from lang_sam.io.weights import (
+    HF_CONFIG_FILE, HF_WEIGHTS_FILE, find_sam_checkpoint, is_hub_repo_id, local_sam_checkpoint,
+    read_weights_file,
+)
 from lang_sam.registry import SAM_MODELS, SamArchitecture, default_sam_type
+from lang_sam.segmenter.hf_format import architecture_from_hf_config, hf_name, hf_to_meta
 from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
 from lang_sam.segmenter.prompt_encoder import PromptEncoder
@@ -23,9 +30,10 @@ def build_sam(
 ) -> Sam:
     """Build SAM in eval mode: an official size ("vit_h", "vit_l", "vit_b") or whatever a checkpoint holds.
 
-    With an official sam_type and a checkpoint, the file must hold that size (strict key matching);
-    without a checkpoint the weights are random. With sam_type None (or the name of a SAM of your
-    own) the architecture is read from the checkpoint's keys. dtype is the compute type (float32
+    checkpoint: Meta's state dict (.pth or .safetensors), a transformers SAM folder, or a Hugging
+    Face repo id (see read_sam_checkpoint). With an official sam_type and a checkpoint, it must hold
+    that size (strict key matching); without a checkpoint the weights are random. With sam_type
+    None (or the name of a SAM of your own) the architecture is the checkpoint's. dtype is the compute type (float32
     or bfloat16) of the image encoder and the mask decoder; the prompt encoder stays float32
     (bfloat16 would blur the Fourier features of point and box positions), and the decoder's
     outputs come back as float32.
@@ -40,13 +48,9 @@ def build_sam(
             )
         sam = build_sam_from_architecture(official.architecture)
     else:
-        path = Path(checkpoint)
-        state_dict = load_sam_state_dict(path, official.name if official else None)
-        architecture = architecture_from_state_dict(state_dict, path)
-        if official is not None:
-            _check_size(architecture, official.name, path)
+        state_dict, architecture = read_sam_checkpoint(checkpoint, official.name if official else None)
         sam = build_sam_from_architecture(architecture)
-        _load_strict(sam, state_dict, path)
+        sam.load_state_dict(state_dict, strict=True)
     sam.image_encoder.to(dtype)
     sam.mask_decoder.to(dtype)
     return sam.eval()
@@ -59,13 +63,15 @@ def load_sam(
     checkpoint_dir: str | Path | None = None,
 ) -> tuple[str, Sam]:
     """The SAM named sam_type (see lang_sam.registry) or held by checkpoint, found or downloaded,
-    and its name: sam_type, else the official size the file holds, else the file's stem. Without
+    and its name: sam_type, else the official size the file holds, else the repo id or the file's
+    (or folder's) stem. Without
     either, vit_h. With both, a name that is not an official size only names the model.
     checkpoint_dir: the folder searched by name (default $LANG_SAM_CHECKPOINTS)."""
     sam_type = default_sam_type(sam_type, checkpoint)
     path = find_sam_checkpoint(sam_type, checkpoint, checkpoint_dir=checkpoint_dir)  # checks the name if it must
     sam = build_sam(sam_type, path, dtype=dtype)
-    return sam_type or official_sam_name(architecture_of(sam)) or path.stem, sam
+    own_name = str(checkpoint) if is_hub_repo_id(checkpoint) else path.stem
+    return sam_type or official_sam_name(architecture_of(sam)) or own_name, sam
 
 
 def build_sam_from_architecture(architecture: SamArchitecture) -> Sam:
@@ -80,6 +86,57 @@ def build_sam_from_architecture(architecture: SamArchitecture) -> Sam:
         prompt_encoder=PromptEncoder(),
         mask_decoder=MaskDecoder(),
     )
+
+
+def read_sam_checkpoint(
+    checkpoint: str | Path, sam_type: str | None = None
+) -> tuple[dict[str, torch.Tensor], SamArchitecture]:
+    """The weights of a SAM checkpoint in Meta's layout and the architecture they fill, checked
+    strictly (every tensor used, none missing, every shape right) without building the model.
+
+    checkpoint: Meta's state dict (.pth, or .safetensors), a transformers SAM folder (config.json
+    and model.safetensors, as SamModel.save_pretrained writes them) or a Hugging Face repo id in
+    the Hugging Face cache. sam_type, an official size, is the size it must hold.
+    """
+    path = local_sam_checkpoint(checkpoint)
+    if path.is_dir():
+        state_dict, architecture = load_hf_sam_state_dict(path)
+        name_in_file, remedy = hf_name, "Save the model again with SamModel.save_pretrained."
+    else:
+        state_dict = load_sam_state_dict(path, sam_type)
+        architecture = architecture_from_state_dict(state_dict, path)
+        name_in_file, remedy = str, "Use a SAM checkpoint in Meta's format."
+    if sam_type is not None:
+        _check_size(architecture, sam_type, path)
+    _check_keys(architecture, state_dict, path, name_in_file, remedy)
+    return state_dict, architecture
+
+
+def load_hf_sam_state_dict(folder: Path) -> tuple[dict[str, torch.Tensor], SamArchitecture]:
+    """The weights of a transformers SAM folder in Meta's layout, and the architecture its
+    config.json gives (not yet checked against the weights: read_sam_checkpoint does; the heads
+    show in the shapes of the relative-position tables, head_dim columns each)."""
+    config_path = folder / HF_CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"SAM checkpoint {folder} is a folder, not a file, and has no {HF_CONFIG_FILE}: it is not a transformers "
+            "SAM folder either. Give Meta's .pth file, or a folder saved by SamModel.save_pretrained."
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"Could not read {config_path} ({error}). Save the model again with save_pretrained.") from None
+    try:
+        if not isinstance(config, dict):
+            raise CheckpointError("config.json is not a JSON object.")
+        architecture = architecture_from_hf_config(config)
+        remedy = f"Save the model again with SamModel.save_pretrained (it writes {HF_WEIGHTS_FILE})."
+        if not (folder / HF_WEIGHTS_FILE).is_file():
+            raise CheckpointError(f"it has no {HF_WEIGHTS_FILE}, the weights its config.json describes. {remedy}")
+        hf_state_dict = read_weights_file(folder / HF_WEIGHTS_FILE, "SAM weights file", remedy)
+        return hf_to_meta(hf_state_dict, config), architecture
+    except CheckpointError as error:
+        raise CheckpointError(f"{folder}: {error}") from None
 
 
 def load_sam_state_dict(checkpoint: str | Path, sam_type: str | None = None) -> dict[str, torch.Tensor]:
@@ -154,18 +211,22 @@ def official_sam_name(architecture: SamArchitecture) -> str | None:
     return next((name for name, model in SAM_MODELS.items() if model.architecture == architecture), None)
 
 
-def _load_strict(sam: Sam, state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    """load_state_dict with strict keys and shapes, reported as a CheckpointError."""
-    expected = sam.state_dict()
-    missing = sorted(expected.keys() - state_dict.keys())
-    unexpected = sorted(state_dict.keys() - expected.keys())
+def _check_keys(
+    architecture: SamArchitecture, state_dict: dict[str, torch.Tensor], path: Path,
+    name_in_file: Callable[[str], str], remedy: str,
+) -> None:
+    """A CheckpointError naming the missing, unexpected and misshapen tensors (as the file names
+    them: name_in_file maps Meta's names) unless state_dict fills SAM of this architecture exactly."""
+    with torch.device("meta"):  # names and shapes only: no memory, no random initialisation
+        expected = build_sam_from_architecture(architecture).state_dict()
+    missing = sorted(name_in_file(key) for key in expected.keys() - state_dict.keys())
+    unexpected = sorted(name_in_file(key) for key in state_dict.keys() - expected.keys())
     wrong_shape = sorted(
-        key for key in expected.keys() & state_dict.keys() if expected[key].shape != state_dict[key].shape
+        name_in_file(key) for key in expected.keys() & state_dict.keys() if expected[key].shape != state_dict[key].shape
     )
     if missing or unexpected or wrong_shape:
         raise CheckpointError(
             f"{path} does not match the SAM architecture: {len(missing)} missing keys {missing[:3]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:3]}, {len(wrong_shape)} with other shapes "
-            f"{wrong_shape[:3]}. Use a SAM checkpoint in Meta's format."
+            f"{wrong_shape[:3]}. {remedy}"
         )
-    sam.load_state_dict(state_dict, strict=True)

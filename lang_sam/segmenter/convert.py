@@ -1,0 +1,88 @@
+"""Convert SAM checkpoints between Meta's layout (a .pth or .safetensors state dict) and transformers'
+(a folder that SamModel.from_pretrained loads), never leaving a half-written output.
+
+The input is read and checked as build_sam reads it (strict keys and shapes, safe loaders); the
+output is written beside its destination under a temporary name and renamed into place whole.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from lang_sam.errors import InvalidOptionError
+from lang_sam.io.files import write_atomically, write_folder_atomically
+from lang_sam.io.weights import HF_CONFIG_FILE, HF_WEIGHTS_FILE, local_sam_checkpoint
+from lang_sam.registry import SAM_MODELS
+from lang_sam.segmenter.build import read_sam_checkpoint
+from lang_sam.segmenter.hf_format import meta_to_hf
+
+LAYOUTS = ("hf", "meta")
+META_SUFFIXES = (".pth", ".safetensors")
+
+
+def convert_checkpoint(
+    source: str | Path, output: str | Path, to: str | None = None, sam_type: str | None = None, overwrite: bool = False
+) -> Path:
+    """Write the SAM in source (Meta's file, a transformers folder or a Hugging Face repo id) to
+    output in the other layout, or the one named by to: "hf" (a folder: config.json,
+    model.safetensors, preprocessor_config.json) or "meta" (output ending in .pth or .safetensors).
+
+    sam_type, an official size, is the size source must hold. An existing output is refused unless
+    overwrite; the tensors are copied unchanged (same names in Meta's layout, dtypes and values).
+    """
+    path = local_sam_checkpoint(source)
+    to = to or ("meta" if path.is_dir() else "hf")
+    output = Path(output).expanduser()
+    _check_options(path, output, to, sam_type, overwrite)
+    state_dict, architecture = read_sam_checkpoint(path, sam_type)
+    if to == "hf":
+        hf_state_dict, config = meta_to_hf(state_dict, architecture)
+        write_folder_atomically(output, lambda folder: _write_hf_folder(folder, hf_state_dict, config))
+    elif output.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        tensors = {name: tensor.contiguous() for name, tensor in state_dict.items()}
+        write_atomically(output, lambda file: file.write(save(tensors)))
+    else:
+        write_atomically(output, lambda file: torch.save(state_dict, file))
+    return output
+
+
+def _check_options(source: Path, output: Path, to: str, sam_type: str | None, overwrite: bool) -> None:
+    """Refuse, before anything is read, a conversion that could not end well or would replace a file unasked."""
+    if to not in LAYOUTS:
+        raise InvalidOptionError(f"Unknown layout {to!r}: convert --to hf (a transformers folder) or meta (a .pth file).")
+    if sam_type is not None and sam_type not in SAM_MODELS:
+        raise InvalidOptionError(f"--sam-type {sam_type!r} is not an official size; choose one of {', '.join(SAM_MODELS)}.")
+    if to == "meta" and output.suffix not in META_SUFFIXES:
+        raise InvalidOptionError(
+            f"{output}: Meta's layout is a file ending in {' or '.join(META_SUFFIXES)}; name the output so."
+        )
+    if output.resolve() == source.resolve():
+        raise InvalidOptionError(f"{output} is the input itself; write the conversion to another path.")
+    if output.exists() or output.is_symlink():
+        if not overwrite:
+            raise InvalidOptionError(f"{output} already exists; pass --overwrite to replace it, or choose another path.")
+        if output.is_dir() != (to == "hf"):
+            kind = "folder" if output.is_dir() else "file"
+            raise InvalidOptionError(
+                f"{output} is a {kind}; the conversion is a {'folder' if to == 'hf' else 'file'}, so it is not replaced. "
+                "Choose another path."
+            )
+    if not output.parent.is_dir():
+        raise InvalidOptionError(f"{output}: the folder {output.parent} does not exist; create it first.")
+
+
+def _write_hf_folder(folder: Path, hf_state_dict: dict[str, torch.Tensor], config: dict) -> None:
+    """config.json, model.safetensors (with the metadata transformers looks for) and the image
+    processor SamProcessor loads (SamImageProcessor's defaults are Meta's preprocessing)."""
+    from safetensors.torch import save_file
+    from transformers import SamImageProcessor
+
+    tensors = {name: tensor.contiguous() for name, tensor in hf_state_dict.items()}
+    save_file(tensors, folder / HF_WEIGHTS_FILE, metadata={"format": "pt"})
+    (folder / HF_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    SamImageProcessor().save_pretrained(folder)
