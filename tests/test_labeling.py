@@ -85,12 +85,12 @@ def test_yolo_lines_are_all_polygons_and_an_outline_less_mask_keeps_its_box():
     assert np.allclose(np.array(lines[2][1:]).reshape(-1, 2) * [80, 40], [[8, 4], [16, 4], [16, 20], [8, 20]])
 
 
-def test_the_yolo_split_is_stable_and_never_leaves_a_list_empty():
-    from lang_sam.datasets.coco import yolo_split
+def test_the_train_val_split_is_stable_and_never_leaves_a_list_empty():
+    from lang_sam.datasets.coco import train_val_split
 
     names = [f"{index:02d}.jpg" for index in range(25)]
-    train, val = yolo_split(list(reversed(names)), 0.1)
+    train, val = train_val_split(list(reversed(names)), 0.1)
     assert val == ["09.jpg", "19.jpg"] and train == [n for n in names if n not in val]
-    assert yolo_split(["a.jpg"], 0.1) == (["a.jpg"], ["a.jpg"])
-    assert yolo_split(["a.jpg", "b.jpg"], 0.1) == (["a.jpg"], ["b.jpg"])
-    assert yolo_split(names, 0.0)[1] == ["24.jpg"], "a val list Ultralytics can open, even at 0"
+    assert train_val_split(["a.jpg"], 0.1) == (["a.jpg"], ["a.jpg"])
+    assert train_val_split(["a.jpg", "b.jpg"], 0.1) == (["a.jpg"], ["b.jpg"])
+    assert train_val_split(names, 0.0)[1] == ["24.jpg"], "a val list Ultralytics can open, even at 0"

@@ -57,3 +57,27 @@ def test_lang_sam_demo_notebook_runs(monkeypatch, sam_files, tiny_detector_dir):
     assert np.array_equal(namespace["drawing"], draw_image(image, expected))
     assert namespace["exported"] == expected.to_json() and len(namespace["detections"]) == expected.num_detections
     assert namespace["second"].phrases == model.predict(image, "cushion", box_threshold=0.3, text_threshold=0.25).phrases
+
+
+def test_finetune_notebook_runs(monkeypatch, tmp_path):
+    """notebooks/finetune.ipynb on a small dataset, one epoch: its run's outputs are those of the
+    same config run here, and its held-out masks are those of the model it wrote."""
+    from tests.conftest import TINY_A, TINY_SAMS, random_sam_state_dict
+    from tests.training.conftest import write_ellipse_dataset
+
+    coco, images = write_ellipse_dataset(tmp_path / "data")
+    start = tmp_path / f"{TINY_A}.pth"
+    torch.save(random_sam_state_dict(TINY_SAMS[TINY_A], seed=3), start)
+    monkeypatch.chdir(NOTEBOOKS)
+    for name, value in (("COCO", coco), ("IMAGES", images), ("OUT", tmp_path / "run"), ("EPOCHS", "1")):
+        monkeypatch.setenv(f"LANG_SAM_FINETUNE_{name}", str(value))
+    monkeypatch.setenv("LANG_SAM_SAM_CHECKPOINT", str(start))
+    monkeypatch.setenv("LANG_SAM_CACHE", str(tmp_path / "cache"))
+    namespace = run_notebook("finetune.ipynb")
+    summary = namespace["summary"]
+    assert summary["steps"] == 3 and summary["val_miou_best"] is not None
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["val_miou_best"] == summary["val_miou_best"]
+    predictor = SamPredictor(build_sam(checkpoint=tmp_path / "run" / "model.pth"))
+    predictor.set_image(np.asarray(Image.open(images / namespace["info"]["file_name"]).convert("RGB")))
+    masks, _, _ = predictor.predict_torch(boxes=namespace["boxes"], multimask_output=False, prompts_in_image_pixels=True)
+    assert len(namespace["boxes"]) == 3 and torch.equal(namespace["masks"], masks)

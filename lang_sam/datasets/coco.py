@@ -99,10 +99,10 @@ def yolo_dataset_yaml(classes: list[str], val_fraction: float = 0.1) -> str:
            f"train: train.txt\nval: val.txt\nnames:\n{names}"
 
 
-def yolo_split(file_names: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+def train_val_split(file_names: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
     """A train / val split that does not change when the run resumes: every k-th name (sorted) goes
     to val, k = round(1 / val_fraction); at least one image validates, and with a single image
-    it is in both lists (Ultralytics needs both)."""
+    it is in both lists (Ultralytics needs both). YOLO datasets and fine-tuning split with it."""
     names = sorted(file_names)
     if not names:
         return [], []

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from lang_sam.datasets.coco import coco_dataset, yolo_dataset_yaml, yolo_label_path, yolo_segmentation_lines, yolo_split
+from lang_sam.datasets.coco import coco_dataset, yolo_dataset_yaml, yolo_label_path, yolo_segmentation_lines, train_val_split
 from lang_sam.errors import InvalidImageError, InvalidOptionError
 from lang_sam.io.files import remove_leftovers, write_atomically
 from lang_sam.io.images import IMAGE_SUFFIXES, find_images, load_image
@@ -282,7 +282,7 @@ def write_yolo_dataset(job: LabelJob, records: list[dict[str, Any]], val_fractio
     temporary_link.unlink(missing_ok=True)
     temporary_link.symlink_to(Path(job.images_root).resolve(), target_is_directory=True)
     temporary_link.replace(images_link)
-    for name, listed in zip(("train.txt", "val.txt"), yolo_split([r["file_name"] for r in records], val_fraction)):
+    for name, listed in zip(("train.txt", "val.txt"), train_val_split([r["file_name"] for r in records], val_fraction)):
         text = "".join(f"./images/{file_name}\n" for file_name in listed)
         write_atomically(job.out / name, lambda file: file.write(text.encode()))
     text = yolo_dataset_yaml(list(job.classes), val_fraction)

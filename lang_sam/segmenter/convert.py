@@ -15,7 +15,7 @@ import torch
 from lang_sam.errors import InvalidOptionError
 from lang_sam.io.files import write_atomically, write_folder_atomically
 from lang_sam.io.weights import HF_CONFIG_FILE, HF_WEIGHTS_FILE, local_sam_checkpoint
-from lang_sam.registry import SAM_MODELS
+from lang_sam.registry import SAM_MODELS, SamArchitecture
 from lang_sam.segmenter.build import read_sam_checkpoint
 from lang_sam.segmenter.hf_format import meta_to_hf
 
@@ -39,8 +39,7 @@ def convert_checkpoint(
     _check_options(path, output, to, sam_type, overwrite)
     state_dict, architecture = read_sam_checkpoint(path, sam_type)
     if to == "hf":
-        hf_state_dict, config = meta_to_hf(state_dict, architecture)
-        write_folder_atomically(output, lambda folder: _write_hf_folder(folder, hf_state_dict, config))
+        save_hf_folder(state_dict, architecture, output)
     elif output.suffix == ".safetensors":
         from safetensors.torch import save
 
@@ -49,6 +48,13 @@ def convert_checkpoint(
     else:
         write_atomically(output, lambda file: torch.save(state_dict, file))
     return output
+
+
+def save_hf_folder(state_dict: dict[str, torch.Tensor], architecture: SamArchitecture, output: Path) -> None:
+    """A SAM state dict in Meta's layout written as a transformers folder (SamModel.from_pretrained
+    loads it), whole or not at all; an existing folder at output is replaced."""
+    hf_state_dict, config = meta_to_hf(state_dict, architecture)
+    write_folder_atomically(Path(output), lambda folder: _write_hf_folder(folder, hf_state_dict, config))
 
 
 def _check_options(source: Path, output: Path, to: str, sam_type: str | None, overwrite: bool) -> None:

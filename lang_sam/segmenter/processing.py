@@ -64,14 +64,19 @@ def postprocess_masks(
     return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
 
 
-def mask_to_low_res_logits(mask: np.ndarray, strength: float = 20.0) -> np.ndarray:
-    """An (H, W) binary mask as SAM's mask_input: (256, 256) logits in the padded 1024 frame, +strength
-    inside the mask and -strength outside (and in the padding), for prompting with a mask from
-    elsewhere (a COCO RLE, a drawing) instead of SAM's own low-res logits."""
+def mask_in_low_res_frame(mask: np.ndarray) -> torch.Tensor:
+    """An (H, W) binary mask where SAM's low-res logits are: (256, 256) bool in the padded 1024
+    frame (the padding False), as SAM's mask input takes it and as fine-tuning's target."""
     height, width = mask.shape
     resized_height, resized_width = resized_shape((height, width))
     tensor = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
     resized = F.interpolate(tensor, (resized_height, resized_width), mode="bilinear", align_corners=False)
     frame = F.pad(resized, (0, IMAGE_SIZE - resized_width, 0, IMAGE_SIZE - resized_height))
-    low_res = F.interpolate(frame, (IMAGE_SIZE // 4, IMAGE_SIZE // 4), mode="bilinear", align_corners=False)[0, 0]
-    return ((low_res > 0.5).float() * 2 - 1).mul(strength).numpy()
+    return F.interpolate(frame, (IMAGE_SIZE // 4, IMAGE_SIZE // 4), mode="bilinear", align_corners=False)[0, 0] > 0.5
+
+
+def mask_to_low_res_logits(mask: np.ndarray, strength: float = 20.0) -> np.ndarray:
+    """An (H, W) binary mask as SAM's mask_input: (256, 256) logits in the padded 1024 frame, +strength
+    inside the mask and -strength outside (and in the padding), for prompting with a mask from
+    elsewhere (a COCO RLE, a drawing) instead of SAM's own low-res logits."""
+    return (mask_in_low_res_frame(mask).float() * 2 - 1).mul(strength).numpy()

@@ -1,0 +1,197 @@
+"""lang-sam finetune end to end on a small dataset: what it writes (and that both formats load and
+agree), the validation mIoU measured again independently, a killed run resumed to the weights of
+an uninterrupted one, two DDP processes on the CPU, and bad input refused before training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from lang_sam.errors import CheckpointError, InvalidImageError, InvalidOptionError
+from lang_sam.segmenter.build import build_sam
+from lang_sam.training.finetune import FinetuneConfig, finetune
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+EPOCHS = 3
+
+
+def config_for(ellipse_dataset, start_sam, out: Path, cache: Path, **changes) -> FinetuneConfig:
+    coco, images = ellipse_dataset
+    config = FinetuneConfig(coco=coco, images=images, out=out, sam_type=None, sam_checkpoint=start_sam, epochs=EPOCHS,
+                            val_fraction=0.34, batch_size=4, learning_rate=1e-4, cache_dir=cache, show_progress=False,
+                            accelerator="cpu")
+    return replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("embeddings")
+
+
+@pytest.fixture(scope="module")
+def run(ellipse_dataset, start_sam, cache, tmp_path_factory) -> tuple[Path, dict]:
+    """One uninterrupted run of EPOCHS epochs."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    return out, finetune(config_for(ellipse_dataset, start_sam, out, cache))
+
+
+def test_a_run_writes_the_best_model_in_both_formats(run, start_sam, ellipse_dataset, cache):
+    from transformers import SamModel
+
+    out, summary = run
+    assert (summary["train_instances"], summary["val_instances"], summary["val_images"]) == (12, 6, 2)
+    assert summary["steps"] == EPOCHS * 3 and summary["epochs"] == EPOCHS
+    logged = [float(row["val_miou"]) for row in csv.DictReader((out / "logs" / "version_0" / "metrics.csv").open())
+              if row.get("val_miou")]
+    assert len(logged) == EPOCHS + 1, "the untrained model's score, then one per epoch"
+    assert summary["val_miou_before"] == pytest.approx(logged[0]) and summary["val_miou_best"] == pytest.approx(max(logged[1:]))
+    assert json.loads((out / "summary.json").read_text())["val_miou_best"] == summary["val_miou_best"]
+    start, trained = build_sam(checkpoint=start_sam).state_dict(), build_sam(checkpoint=out / "model.pth").state_dict()
+    frozen = [name for name in start if not name.startswith("mask_decoder.")]
+    assert all(torch.equal(start[name], trained[name]) for name in frozen), "the image and prompt encoders are unchanged"
+    multimask_heads = [name for name in start if name.startswith(("mask_decoder.output_hypernetworks_mlps.1.",
+                                                                   "mask_decoder.output_hypernetworks_mlps.2.",
+                                                                   "mask_decoder.output_hypernetworks_mlps.3."))]
+    assert multimask_heads and all(torch.equal(start[name], trained[name]) for name in multimask_heads)
+    trained_names = [name for name in start if name.startswith("mask_decoder.") and name not in multimask_heads]
+    assert all(not torch.equal(start[name], trained[name]) for name in trained_names), "the rest of the decoder was trained"
+    from_hf = build_sam(checkpoint=out / "hf").state_dict()
+    assert all(torch.equal(from_hf[name], trained[name]) for name in trained), "hf/ holds the same weights"
+    assert SamModel.from_pretrained(out / "hf") is not None
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["state_dict"] and not any(name.startswith("sam.image_encoder.") for name in last["state_dict"]), \
+        "checkpoints leave the frozen image encoder out"
+    assert len([path for path in (out / "checkpoints").iterdir() if path.name.startswith("best-")]) == 1
+    stored = list(cache.glob("*/*.safetensors"))
+    assert len(stored) == 6, "each image encoded once, kept for later runs"
+
+
+def test_the_best_mious_is_the_box_prompted_miou_measured_again(run, ellipse_dataset):
+    """The validation mIoU of the best model, measured again with SamPredictor on the held-out
+    images at their own size (lang-sam eval --sam-only's code)."""
+    from lang_sam.datasets.coco import train_val_split
+    from lang_sam.datasets.evaluation import evaluate_sam_only, load_ground_truth
+    from lang_sam.segmenter import SamPredictor
+
+    out, summary = run
+    coco, images = ellipse_dataset
+    ground_truth = load_ground_truth(json.loads(coco.read_text()))
+    _, val_names = train_val_split([info["file_name"] for info in ground_truth.dataset["images"]], 0.34)
+    val_ids = [info["id"] for info in ground_truth.dataset["images"] if info["file_name"] in val_names]
+    measured = evaluate_sam_only(SamPredictor(build_sam(checkpoint=out / "model.pth")), ground_truth, images, val_ids)
+    assert measured["instances"] == summary["val_instances"]
+    assert measured["mean_iou"] == pytest.approx(summary["val_miou_best"], abs=1e-4)
+
+
+def test_the_module_lowers_sams_loss_on_a_batch(start_sam):
+    from lang_sam.training.losses import sam_loss
+    from lang_sam.training.module import SamFinetuneModule
+
+    module = SamFinetuneModule(build_sam(checkpoint=start_sam), learning_rate=1e-3)
+    optimizer = module.configure_optimizers()
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 256, 64, 64, generator=generator)
+    boxes = torch.tensor([[100.0, 100.0, 400.0, 500.0], [500, 500, 900, 700]])
+    targets = torch.zeros(2, 256, 256)
+    for target, (x0, y0, x1, y1) in zip(targets, (boxes / 4).long().tolist()):
+        target[y0:y1, x0:x1] = 1
+    losses = []
+    for _ in range(10):
+        loss = sam_loss(*module(features, boxes), targets)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+KILLED_RUN = """
+import json, os, signal, sys
+import lightning as L
+from pathlib import Path
+from lang_sam.training.finetune import FinetuneConfig, finetune
+
+class KillAtEpoch(L.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+fields = json.loads(sys.argv[1])
+finetune(FinetuneConfig(**{k: Path(v) if k in ("coco", "images", "out", "sam_checkpoint", "cache_dir") else v
+                           for k, v in fields.items()}), callbacks=[KillAtEpoch()])
+"""
+
+
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(run, ellipse_dataset, start_sam, cache, tmp_path):
+    out = tmp_path / "killed"
+    config = config_for(ellipse_dataset, start_sam, out, cache)
+    fields = {k: str(v) if isinstance(v, Path) else v for k, v in config.__dict__.items()}
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, json.dumps(fields)], cwd=REPOSITORY,
+                            env={**os.environ, "PYTHONPATH": str(REPOSITORY)}, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "model.pth").exists(), \
+        "killed mid-run: a checkpoint to resume from, no model written"
+    with pytest.raises(InvalidOptionError, match="holds a run already"):
+        finetune(config)
+    summary = finetune(replace(config, resume=True))
+    assert summary["steps"] == EPOCHS * 3 and summary["val_miou_before"] is None
+    resumed, uninterrupted = torch.load(out / "model.pth", weights_only=True), torch.load(run[0] / "model.pth", weights_only=True)
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        torch.testing.assert_close(resumed[name], uninterrupted[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_ddp_on_two_cpu_processes(ellipse_dataset, start_sam, cache, tmp_path):
+    coco, images = ellipse_dataset
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "finetune", "--coco", str(coco), "--images", str(images),
+               "--out", str(out), "--sam-checkpoint", str(start_sam), "--epochs", "1", "--val-fraction", "0.34",
+               "--batch-size", "4", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--cache-dir", str(cache),
+               "--quiet"]
+    environment = {key: value for key, value in os.environ.items() if key != "LANG_SAM_SAM_TYPE"}
+    finished = subprocess.run(command, cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "MEMBER: 2/2" in finished.stderr, "two processes trained"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2, "12 instances, 4 per step and process: 2 steps (one process takes 3)"
+    assert build_sam(checkpoint=out / "model.pth") is not None and "validation mIoU" in finished.stdout
+
+
+@pytest.mark.parametrize("problem", ["no mask", "image missing", "no instance", "another size", "nothing to resume"])
+def test_bad_input_is_refused_before_training(problem, ellipse_dataset, start_sam, cache, tmp_path):
+    coco, images = ellipse_dataset
+    dataset = json.loads(coco.read_text())
+    changes: dict = {}
+    if problem in ("no mask", "no instance"):
+        if problem == "no mask":
+            del dataset["annotations"][4]["segmentation"]
+        else:
+            dataset["annotations"] = []
+        changes["coco"] = tmp_path / "instances.json"
+        changes["coco"].write_text(json.dumps(dataset))
+    if problem == "image missing":
+        changes["images"] = tmp_path / "images"
+        shutil.copytree(images, changes["images"])
+        (changes["images"] / dataset["images"][1]["file_name"]).unlink()
+    if problem == "another size":
+        changes["sam_type"] = "vit_b"
+    if problem == "nothing to resume":
+        changes["resume"] = True
+    expected = {"no mask": (InvalidOptionError, "annotations have no mask"),
+                "image missing": (InvalidImageError, "annotated images are not in"),
+                "no instance": (InvalidOptionError, "no object with a mask"),
+                "another size": (CheckpointError, "vit_b"),
+                "nothing to resume": (InvalidOptionError, "no run to resume")}[problem]
+    out = tmp_path / "out"
+    with pytest.raises(expected[0], match=expected[1]):
+        finetune(config_for(ellipse_dataset, start_sam, out, cache, **changes))
+    assert not (out / "model.pth").exists() and not (out / "checkpoints").exists()
