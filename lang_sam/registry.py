@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lang_sam.errors import InvalidOptionError
@@ -21,14 +21,21 @@ CHECKPOINT_DIR_VARIABLE = "LANG_SAM_CHECKPOINTS"
 TRANSFORMERS_SAM_MODEL_TYPE = "sam"  # config.json's model_type in a folder of transformers' SamModel
 
 
+META_DECODER_LAYER_NORM_EPS = 1e-5  # Meta's two-way transformer: nn.LayerNorm's default
+
+
 @dataclass(frozen=True)
 class SamArchitecture:
-    """The image-encoder settings that tell SAM's sizes apart; everything else is shared."""
+    """The image-encoder settings that tell SAM's sizes apart; everything else is shared, except
+    the eps of the mask decoder's two-way transformer norms (norm1-4 of its attention blocks):
+    Meta's checkpoints use 1e-5, transformers' SamConfig() and the facebook/sam-vit-* configs 1e-6.
+    The eps is not compared: a vit_b is a vit_b whatever its eps (official_sam_name, size checks)."""
 
     encoder_embed_dim: int
     encoder_depth: int
     encoder_num_heads: int
     encoder_global_attn_indexes: tuple[int, ...]
+    decoder_layer_norm_eps: float = field(default=META_DECODER_LAYER_NORM_EPS, compare=False)
 
 
 @dataclass(frozen=True)

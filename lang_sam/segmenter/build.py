@@ -21,6 +21,7 @@ from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
 from lang_sam.segmenter.prompt_encoder import PromptEncoder
 from lang_sam.segmenter.sam import Sam
+from lang_sam.segmenter.transformer import TwoWayTransformer
 
 GLOBAL_ATTENTION_SIZE = 64  # 1024 pixels / 16-pixel patches: a global block's relative-position table
 
@@ -75,7 +76,8 @@ def load_sam(
 
 
 def build_sam_from_architecture(architecture: SamArchitecture) -> Sam:
-    """Build a randomly initialised SAM of any encoder size (tests use reduced depths)."""
+    """Build a randomly initialised SAM of any encoder size (tests use reduced depths), its mask
+    decoder's two-way transformer normalising with the architecture's eps."""
     return Sam(
         image_encoder=ImageEncoderViT(
             embed_dim=architecture.encoder_embed_dim,
@@ -84,7 +86,7 @@ def build_sam_from_architecture(architecture: SamArchitecture) -> Sam:
             global_attn_indexes=architecture.encoder_global_attn_indexes,
         ),
         prompt_encoder=PromptEncoder(),
-        mask_decoder=MaskDecoder(),
+        mask_decoder=MaskDecoder(transformer=TwoWayTransformer(layer_norm_eps=architecture.decoder_layer_norm_eps)),
     )
 
 
@@ -203,6 +205,7 @@ def architecture_of(sam: Sam) -> SamArchitecture:
         encoder_depth=len(blocks),
         encoder_num_heads=blocks[0].attn.num_heads,
         encoder_global_attn_indexes=tuple(index for index, block in enumerate(blocks) if block.window_size == 0),
+        decoder_layer_norm_eps=sam.mask_decoder.transformer.layers[0].norm1.eps,
     )
 
 

@@ -8,6 +8,7 @@ in both); SamModel keeps one extra name for the prompt encoder's Gaussian matrix
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -91,14 +92,12 @@ _FIXED_CONFIG = {
     "mask_decoder_config": {
         "hidden_size": 256, "hidden_act": "relu", "mlp_dim": 2048, "num_hidden_layers": 2, "num_attention_heads": 8,
         "attention_downsample_rate": 2, "num_multimask_outputs": 3, "iou_head_depth": 3, "iou_head_hidden_dim": 256,
-        # The two-way transformer's norm1-4: Meta's are nn.LayerNorm's default 1e-5, SamConfig's default
-        # (and the facebook/sam-vit-* configs) 1e-6, which moves SamModel's logits by up to ~2e-4. Written
-        # as 1e-5, so that a converted SamModel computes Meta's SAM; 1e-6 is read too (lang-sam then
-        # computes Meta's SAM with those weights).
-        "layer_norm_eps": 1e-5,
     },
 }
-_ALSO_ACCEPTED = {("mask_decoder_config", "layer_norm_eps"): (1e-6,)}
+# mask_decoder_config.layer_norm_eps is not fixed: it is the eps of the two-way transformer's
+# norm1-4 (SamArchitecture.decoder_layer_norm_eps), 1e-5 in Meta's SAM, and this when config.json
+# leaves it out (SamMaskDecoderConfig's default, as in the facebook/sam-vit-* configs).
+HF_DEFAULT_DECODER_LAYER_NORM_EPS = 1e-6
 _SUB_MODEL_TYPES = {
     "vision_config": "sam_vision_model", "prompt_encoder_config": "sam_prompt_encoder",
     "mask_decoder_config": "sam_mask_decoder",
@@ -135,7 +134,8 @@ def meta_to_hf(
     state_dict: Mapping[str, torch.Tensor], architecture: SamArchitecture
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Meta's state dict as SamModel's (the same tensors, renamed) and the config.json that
-    describes its architecture, as SamModel.save_pretrained would write them."""
+    describes its architecture, as SamModel.save_pretrained would write them (mask_decoder_config's
+    layer_norm_eps is the architecture's: 1e-5 for Meta's files, so SamModel computes Meta's SAM)."""
     renamed = {name: _rename(name, _META_TO_HF) for name in state_dict}
     unknown = sorted(name for name, new_name in renamed.items() if new_name is None)
     if unknown:
@@ -153,6 +153,7 @@ def meta_to_hf(
         global_attn_indexes=list(architecture.encoder_global_attn_indexes),
         mlp_dim=int(architecture.encoder_embed_dim * _FIXED_CONFIG["vision_config"]["mlp_ratio"]),
     )
+    config["mask_decoder_config"]["layer_norm_eps"] = architecture.decoder_layer_norm_eps
     return hf_state_dict, config
 
 
@@ -181,14 +182,19 @@ def hf_to_meta(hf_state_dict: Mapping[str, torch.Tensor], config: Mapping[str, A
 
 
 def architecture_from_hf_config(config: Mapping[str, Any]) -> SamArchitecture:
-    """The image encoder's size from config.json's vision_config; a config of another model type,
-    or one whose fixed settings (patch size, window, decoder, ...) differ from SAM's, is refused."""
+    """The image encoder's size from config.json's vision_config and the two-way transformer's eps
+    from mask_decoder_config.layer_norm_eps (1e-6 when left out, as transformers reads it); a config
+    of another model type, or one whose fixed settings (patch size, window, decoder, ...) differ
+    from SAM's, is refused."""
     model_type = config.get("model_type")
     if model_type != HF_MODEL_TYPE:
         raise CheckpointError(
             f"config.json says model_type {model_type!r}, not {HF_MODEL_TYPE!r}: this is not a transformers SAM "
             "(SamModel). Give a folder saved by SamModel.save_pretrained, or Meta's .pth file."
         )
+    eps = (config.get("mask_decoder_config") or {}).get("layer_norm_eps", HF_DEFAULT_DECODER_LAYER_NORM_EPS)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < math.inf:
+        raise CheckpointError(f"config.json's mask_decoder_config.layer_norm_eps is {eps!r}, not a positive number.")
     vision = config.get("vision_config") or {}
     default = SAM_MODELS["vit_b"].architecture  # what SamVisionConfig assumes for a value left out
     try:
@@ -199,6 +205,7 @@ def architecture_from_hf_config(config: Mapping[str, Any]) -> SamArchitecture:
             encoder_global_attn_indexes=tuple(
                 int(index) for index in vision.get("global_attn_indexes", default.encoder_global_attn_indexes)
             ),
+            decoder_layer_norm_eps=float(eps),
         )
     except (TypeError, ValueError):
         raise CheckpointError(f"config.json's vision_config is malformed: {dict(vision)}.") from None
@@ -210,11 +217,12 @@ def architecture_from_hf_config(config: Mapping[str, Any]) -> SamArchitecture:
         differing += [
             f"{section}.{key} = {given[key]!r} (SAM: {value!r})"
             for key, value in expected.items()
-            if given.get(key) is not None and given[key] != value and given[key] not in _ALSO_ACCEPTED.get((section, key), ())
+            if given.get(key) is not None and given[key] != value
         ]
     if differing:
         raise CheckpointError(
             f"config.json describes a SAM variant lang-sam does not build: {'; '.join(differing)}. Only the image "
-            "encoder's width, depth, heads and global-attention blocks may differ from Meta's SAM."
+            "encoder's width, depth, heads and global-attention blocks, and the mask decoder's layer_norm_eps, may "
+            "differ from Meta's SAM."
         )
     return architecture

@@ -22,7 +22,11 @@ class TwoWayTransformer(nn.Module):
         num_heads: int = 8,
         mlp_dim: int = 2048,
         attention_downsample_rate: int = 2,
+        layer_norm_eps: float = 1e-5,
     ) -> None:
+        """layer_norm_eps: the eps of each block's norm1-4 (Meta's 1e-5; transformers' SamModel
+        reads it from mask_decoder_config.layer_norm_eps). norm_final_attn keeps 1e-5 in both
+        layouts: SamModel builds its layer_norm_final_attn without the config's eps."""
         super().__init__()
         self.layers = nn.ModuleList(
             TwoWayAttentionBlock(
@@ -31,6 +35,7 @@ class TwoWayTransformer(nn.Module):
                 mlp_dim=mlp_dim,
                 attention_downsample_rate=attention_downsample_rate,
                 skip_first_layer_pe=index == 0,
+                layer_norm_eps=layer_norm_eps,
             )
             for index in range(depth)
         )
@@ -64,15 +69,16 @@ class TwoWayAttentionBlock(nn.Module):
         mlp_dim: int = 2048,
         attention_downsample_rate: int = 2,
         skip_first_layer_pe: bool = False,
+        layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
-        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.norm1 = nn.LayerNorm(embedding_dim, eps=layer_norm_eps)
         self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
-        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.norm2 = nn.LayerNorm(embedding_dim, eps=layer_norm_eps)
         self.mlp = MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
-        self.norm3 = nn.LayerNorm(embedding_dim)
-        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.norm3 = nn.LayerNorm(embedding_dim, eps=layer_norm_eps)
+        self.norm4 = nn.LayerNorm(embedding_dim, eps=layer_norm_eps)
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
