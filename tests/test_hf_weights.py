@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from lang_sam.interfaces.cli import main
 from lang_sam.segmenter import SamPredictor, build_sam
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.build import architecture_of, load_sam, official_sam_name
-from lang_sam.segmenter.convert import convert_checkpoint
+from lang_sam.segmenter.convert import EpsNotKeptWarning, convert_checkpoint
 from lang_sam.segmenter.hf_format import architecture_from_hf_config, hf_to_meta, meta_to_hf
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict, reference_sam
 
@@ -232,11 +233,30 @@ def test_eps_in_config_json(hf_folder):
             architecture_from_hf_config(config)
 
 
+def test_eps_kept_to_hf_and_announced_to_meta(hf_folder, meta_checkpoint, tmp_path, capsys):
+    folder = with_eps(hf_folder, tmp_path / "eps-1e-6", 1e-6)
+    again = convert_checkpoint(folder, tmp_path / "again-hf", to="hf")
+    assert json.loads((again / "config.json").read_text())["mask_decoder_config"]["layer_norm_eps"] == 1e-6
+    meta_file = tmp_path / "from-eps-1e-6.pth"
+    with pytest.warns(EpsNotKeptWarning, match=r"layer_norm_eps 1e-06.*loads with Meta's 1e-05"):
+        convert_checkpoint(folder, meta_file)
+    _, state_dict = meta_checkpoint  # the tensors are still converted unchanged
+    loaded = torch.load(meta_file, weights_only=True)
+    assert loaded.keys() == state_dict.keys() and all(torch.equal(loaded[name], state_dict[name]) for name in loaded)
+    assert main(["convert", str(folder), "--out", str(tmp_path / "cli.pth")]) == 0
+    err = capsys.readouterr().err
+    assert "lang-sam: wrote" in err and "lang-sam: warning:" in err and "layer_norm_eps 1e-06" in err
+    assert main(["convert", str(hf_folder), "--out", str(tmp_path / "meta-eps.pth")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_official_to_hf_to_official_is_bit_exact(meta_checkpoint, hf_folder, tmp_path, suffix):
     _, state_dict = meta_checkpoint
     back = tmp_path / f"back{suffix}"
-    assert convert_checkpoint(hf_folder, back) == back
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EpsNotKeptWarning)  # the folder says Meta's 1e-5: nothing is lost
+        assert convert_checkpoint(hf_folder, back) == back
     loaded = load_file(back) if suffix == ".safetensors" else torch.load(back, weights_only=True)
     assert loaded.keys() == state_dict.keys()
     for name, tensor in state_dict.items():

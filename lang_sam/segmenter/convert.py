@@ -3,11 +3,19 @@
 
 The input is read and checked as build_sam reads it (strict keys and shapes, safe loaders); the
 output is written beside its destination under a temporary name and renamed into place whole.
+
+Meta's layout has no config, so one setting cannot survive the way to it: the eps of the mask
+decoder's two-way transformer norms (config.json's mask_decoder_config.layer_norm_eps; 1e-6 in
+SamConfig() and the facebook/sam-vit-* configs). A Meta file always loads with Meta's 1e-5, so a
+folder with another eps converted to Meta's layout computes slightly differently (by up to ~2e-4 in
+low-res logits on a random vit_b for 1e-6); the conversion is still written, with an
+EpsNotKeptWarning saying so. Meta's files converted to transformers' layout say 1e-5.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -15,12 +23,17 @@ import torch
 from lang_sam.errors import InvalidOptionError
 from lang_sam.io.files import write_atomically, write_folder_atomically
 from lang_sam.io.weights import HF_CONFIG_FILE, HF_WEIGHTS_FILE, local_sam_checkpoint
-from lang_sam.registry import SAM_MODELS, SamArchitecture
+from lang_sam.registry import META_DECODER_LAYER_NORM_EPS, SAM_MODELS, SamArchitecture
 from lang_sam.segmenter.build import read_sam_checkpoint
 from lang_sam.segmenter.hf_format import meta_to_hf
 
 LAYOUTS = ("hf", "meta")
 META_SUFFIXES = (".pth", ".safetensors")
+
+
+class EpsNotKeptWarning(UserWarning):
+    """A conversion to Meta's layout of a SAM whose two-way transformer normalises with another eps
+    than Meta's 1e-5: the file written loads with 1e-5."""
 
 
 def convert_checkpoint(
@@ -32,6 +45,9 @@ def convert_checkpoint(
 
     sam_type, an official size, is the size source must hold. An existing output is refused unless
     overwrite; the tensors are copied unchanged (same names in Meta's layout, dtypes and values).
+    A folder whose mask_decoder_config.layer_norm_eps is not Meta's 1e-5 (SamConfig's default is
+    1e-6) converted to "meta" is written all the same, with an EpsNotKeptWarning: Meta's layout
+    cannot hold the eps, so the file loads with 1e-5 (see the module's docstring).
     """
     path = local_sam_checkpoint(source)
     to = to or ("meta" if path.is_dir() else "hf")
@@ -47,6 +63,15 @@ def convert_checkpoint(
         write_atomically(output, lambda file: file.write(save(tensors)))
     else:
         write_atomically(output, lambda file: torch.save(state_dict, file))
+    eps = architecture.decoder_layer_norm_eps
+    if to == "meta" and eps != META_DECODER_LAYER_NORM_EPS:
+        warnings.warn(
+            f"{source} normalises its mask decoder's two-way transformer with layer_norm_eps {eps:g}, but Meta's "
+            f"layout has no config: {output} loads with Meta's {META_DECODER_LAYER_NORM_EPS:g}, so its masks differ "
+            "slightly from the input's (for 1e-6, by up to ~2e-4 in low-res logits). Keep the transformers folder "
+            "to compute exactly what it computes.",
+            EpsNotKeptWarning, stacklevel=2,
+        )
     return output
 
 
