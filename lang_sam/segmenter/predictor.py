@@ -37,8 +37,8 @@ def encode_image(sam: Sam, transformed_image: torch.Tensor, original_size: tuple
     expected = processing.resized_shape(original_size)
     if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3) or tuple(transformed_image.shape[2:]) != expected:
         raise InvalidImageError(
-            f"The image must be resized with ResizeLongestSide(1024).apply_image to (1, 3, {expected[0]}, "
-            f"{expected[1]}) for an original size of {tuple(original_size)}, got {tuple(transformed_image.shape)}."
+            f"The image must be resized to (1, 3, {expected[0]}, {expected[1]}) for an original size of "
+            f"{tuple(original_size)} (ResizeLongestSide(1024).apply_image does it), got {tuple(transformed_image.shape)}."
         )
     encoder = sam.image_encoder
     features = encoder(sam.preprocess(transformed_image.to(encoder.pos_embed.device)).to(encoder.pos_embed.dtype)).float()
