@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from lang_sam.errors import InvalidImageError, InvalidPromptError
+from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError
 from lang_sam.segmenter import processing
-from lang_sam.segmenter.sam import Sam
+from lang_sam.segmenter.transforms import ResizeLongestSide
+
+if TYPE_CHECKING:  # sam.py imports this module: Sam.forward decodes with decode_prompts
+    from lang_sam.segmenter.sam import Sam
 
 
 @dataclass(frozen=True)
@@ -33,12 +37,11 @@ def encode_image(sam: Sam, transformed_image: torch.Tensor, original_size: tuple
     expected = processing.resized_shape(original_size)
     if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3) or tuple(transformed_image.shape[2:]) != expected:
         raise InvalidImageError(
-            f"set_torch_image takes the image resized to (1, 3, {expected[0]}, {expected[1]}) for an original "
-            f"size of {tuple(original_size)}, got {tuple(transformed_image.shape)}."
+            f"The image must be resized to (1, 3, {expected[0]}, {expected[1]}) for an original size of "
+            f"{tuple(original_size)} (ResizeLongestSide(1024).apply_image does it), got {tuple(transformed_image.shape)}."
         )
     encoder = sam.image_encoder
-    pixels = transformed_image.to(encoder.pos_embed.device).float()
-    features = encoder(processing.normalize_and_pad(pixels).to(encoder.pos_embed.dtype)).float()
+    features = encoder(sam.preprocess(transformed_image.to(encoder.pos_embed.device)).to(encoder.pos_embed.dtype)).float()
     return ImageEmbedding(features, tuple(original_size), expected)
 
 
@@ -128,6 +131,7 @@ class SamPredictor:
 
     def __init__(self, sam: Sam, decoder_batch_size: int = 16) -> None:
         self.model = sam
+        self.transform = ResizeLongestSide(sam.image_encoder.img_size)
         self.decoder_batch_size = decoder_batch_size
         self.reset_image()
 
@@ -154,14 +158,19 @@ class SamPredictor:
     def input_size(self) -> tuple[int, int] | None:
         return None if self.embedding is None else self.embedding.input_size
 
-    def set_image(self, image: np.ndarray) -> None:
-        """Encode an (H, W, 3) uint8 RGB image and keep its embedding."""
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Encode an (H, W, 3) uint8 image, its channels in image_format order ("RGB", or "BGR" as
+        OpenCV reads files), and keep its embedding."""
+        if image_format not in ("RGB", "BGR"):
+            raise InvalidOptionError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image)
             raise InvalidImageError(f"set_image takes an (H, W, 3) uint8 RGB array, got a {described}.")
         if min(image.shape[:2]) < 1:
             raise InvalidImageError(f"The image is empty (shape {image.shape}).")
-        resized = processing.resize_image(image)
+        if image_format != self.model.image_format:
+            image = np.ascontiguousarray(image[..., ::-1])
+        resized = self.transform.apply_image(image)
         self.set_torch_image(torch.from_numpy(resized).permute(2, 0, 1)[None], image.shape[:2])
 
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, int]) -> None:

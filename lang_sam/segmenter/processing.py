@@ -32,27 +32,29 @@ def resize_image(image: np.ndarray, long_side: int = IMAGE_SIZE) -> np.ndarray:
 
 
 def normalize_and_pad(image: torch.Tensor, image_size: int = IMAGE_SIZE) -> torch.Tensor:
-    """(B, 3, h, w) float pixels in 0..255 to normalised (B, 3, image_size, image_size), zero-padded."""
-    mean = torch.tensor(PIXEL_MEAN, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(PIXEL_STD, device=image.device).view(1, 3, 1, 1)
+    """(B, 3, h, w) or (3, h, w) float pixels in 0..255 to normalised (..., 3, image_size,
+    image_size), zero-padded at the bottom and right."""
+    mean = torch.tensor(PIXEL_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(PIXEL_STD, device=image.device).view(3, 1, 1)
     image = (image - mean) / std
     height, width = image.shape[-2:]
     return F.pad(image, (0, image_size - width, 0, image_size - height))
 
 
-def transform_coords(coords: np.ndarray | torch.Tensor, original_size: tuple[int, int]):
-    """Map (..., 2) xy pixel coordinates of the original image into the resized frame."""
+def transform_coords(coords: np.ndarray | torch.Tensor, original_size: tuple[int, int], long_side: int = IMAGE_SIZE):
+    """Map (..., 2) xy pixel coordinates of the original image into the frame resized to long_side
+    (a copy: float32 for a tensor, float64 for an array)."""
     height, width = original_size
-    new_height, new_width = resized_shape(original_size)
+    new_height, new_width = resized_shape(original_size, long_side)
     coords = coords.clone().float() if isinstance(coords, torch.Tensor) else np.array(coords, dtype=np.float64)
     coords[..., 0] = coords[..., 0] * (new_width / width)
     coords[..., 1] = coords[..., 1] * (new_height / height)
     return coords
 
 
-def transform_boxes(boxes: np.ndarray | torch.Tensor, original_size: tuple[int, int]):
-    """Map (..., 4) xyxy boxes of the original image into the resized frame."""
-    return transform_coords(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)
+def transform_boxes(boxes: np.ndarray | torch.Tensor, original_size: tuple[int, int], long_side: int = IMAGE_SIZE):
+    """Map (..., 4) xyxy boxes of the original image into the frame resized to long_side, as (B, 4)."""
+    return transform_coords(boxes.reshape(-1, 2, 2), original_size, long_side).reshape(-1, 4)
 
 
 def postprocess_masks(
