@@ -37,6 +37,13 @@ TINY_A, TINY_B = TINY_SAMS
 # The bf16 paths have tests of their own.
 os.environ["LANG_SAM_DTYPE"] = "float32"
 
+# Under pytest-xdist each test process gets its share of the cores (and so do the servers and
+# commands it starts), instead of every process running a thread per core.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    THREADS = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    torch.set_num_threads(THREADS)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(THREADS)
+
 
 def pytest_sessionstart(session):
     """Start the output with the machine: on a CPU without native bfloat16 the suite runs slower."""

@@ -8,6 +8,7 @@ must give a well-formed result; an invalid one must raise the project's error fo
 from __future__ import annotations
 
 import io
+import os
 from collections import Counter
 
 import numpy as np
@@ -21,7 +22,9 @@ from lang_sam.detector import GroundingDinoDetector, parse_classes
 from lang_sam.segmenter.build import build_sam_from_architecture
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict
 
-FUZZ_EXAMPLES = 150  # each valid case runs both tiny models; 500 took 2 min of the suite for no new outcome kinds
+# Each valid case runs both tiny models: the suite runs 60 (500 took 2 min for no new outcome kinds);
+# LANG_SAM_FUZZ_EXAMPLES=500 for a long run.
+FUZZ_EXAMPLES = int(os.environ.get("LANG_SAM_FUZZ_EXAMPLES", "60"))
 PIL_MODES = ["RGB", "L", "RGBA", "LA", "P", "PA", "I;16", "I", "F", "CMYK", "1", "YCbCr"]
 FILE_FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"]
 outcomes: Counter = Counter()
@@ -176,6 +179,6 @@ def test_fuzz_predict_gives_a_result_or_a_project_error(small_pipeline):
     total = sum(outcomes.values())
     print(f"fuzzing: {total} cases, {dict(outcomes)}")
     assert total >= FUZZ_EXAMPLES
-    assert outcomes["result"] >= 50, "valid cases reach the models"
+    assert outcomes["result"] >= FUZZ_EXAMPLES // 3, "valid cases reach the models"
     for error in ("InvalidImageError", "InvalidPromptError", "InvalidOptionError"):
-        assert outcomes[error] >= 10, f"{error} is exercised"
+        assert outcomes[error] >= FUZZ_EXAMPLES // 15, f"{error} is exercised"

@@ -2,7 +2,8 @@
 and the best model (by validation mIoU) is written as RUN_DIR/model.pth (Meta's format, a full SAM
 state dict) and RUN_DIR/hf/ (transformers' format), each written whole or not at all.
 
-RUN_DIR holds what Lightning writes: checkpoints/ (last.ckpt, to resume; the best one), logs/
+RUN_DIR holds what Lightning writes: checkpoints/ (the best epoch's, the latest epoch's and
+last.ckpt linking to it, to resume), logs/
 (CSVLogger's metrics.csv), and summary.json (the mIoU before and after, steps, time)."""
 
 from __future__ import annotations
@@ -69,11 +70,14 @@ def finetune(config: FinetuneConfig, callbacks: Sequence[L.Callback] = ()) -> di
                         config.box_jitter, config.points_per_box, config.seed, config.show_progress)
     module = SamFinetuneModule(sam, config.learning_rate, config.weight_decay, config.train_prompt_encoder)
     best = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=out / CHECKPOINTS, filename="best-{epoch}-{step}", monitor=VALIDATION_METRIC, mode="max", save_top_k=1,
-        save_last=True)
+        dirpath=out / CHECKPOINTS, filename="best-{epoch}-{step}", monitor=VALIDATION_METRIC, mode="max", save_top_k=1)
+    # Every epoch's end, whatever its score, for --resume: last.ckpt links to it (Lightning's save_last
+    # on the best callback would follow only the epochs that improved).
+    latest = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / CHECKPOINTS, filename="epoch-{epoch}", save_top_k=1,
+                                                 save_last="link")
     trainer = L.Trainer(
         accelerator=config.accelerator, devices=config.devices, strategy=config.strategy, precision=config.precision,
-        max_epochs=config.epochs, max_steps=config.max_steps, default_root_dir=out, callbacks=[best, *callbacks],
+        max_epochs=config.epochs, max_steps=config.max_steps, default_root_dir=out, callbacks=[best, latest, *callbacks],
         logger=L.pytorch.loggers.CSVLogger(out, name="logs"), reload_dataloaders_every_n_epochs=1,
         num_sanity_val_steps=0, enable_progress_bar=config.show_progress, enable_model_summary=False,
         inference_mode=False,  # validation under no_grad: the mIoU metric, first updated by validate(), stays writable

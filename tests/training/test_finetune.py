@@ -70,7 +70,10 @@ def test_a_run_writes_the_best_model_in_both_formats(run, start_sam, ellipse_dat
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["state_dict"] and not any(name.startswith("sam.image_encoder.") for name in last["state_dict"]), \
         "checkpoints leave the frozen image encoder out"
-    assert len([path for path in (out / "checkpoints").iterdir() if path.name.startswith("best-")]) == 1
+    names = sorted(path.name for path in (out / "checkpoints").iterdir())
+    assert len([name for name in names if name.startswith("best-")]) == 1 and f"epoch-epoch={EPOCHS - 1}.ckpt" in names
+    assert (out / "checkpoints" / "last.ckpt").resolve().name == f"epoch-epoch={EPOCHS - 1}.ckpt", \
+        "last.ckpt is the latest epoch, improved or not"
     stored = list(cache.glob("*/*.safetensors"))
     assert len(stored) == 6, "each image encoded once, kept for later runs"
 
