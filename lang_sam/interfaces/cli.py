@@ -400,6 +400,9 @@ def _finetune(args: argparse.Namespace) -> int:
     before, best = summary["val_miou_before"], summary["val_miou_best"]
     print(f"lang-sam: {summary['steps']} steps in {summary['seconds']} s; validation mIoU "
           f"{'' if before is None else f'{before:.4f} before, '}{best:.4f} best; wrote {args.out}/model.pth and {args.out}/hf/")
+    if before is not None and best <= before:
+        print("lang-sam: warning: no epoch beat the untrained model's validation mIoU; train longer (--epochs), "
+              "try another --lr, or check the masks and boxes of the dataset.", file=sys.stderr)
     return 0
 
 

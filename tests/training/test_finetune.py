@@ -167,6 +167,7 @@ def test_ddp_on_two_cpu_processes(ellipse_dataset, start_sam, cache, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2, "12 instances, 4 per step and process: 2 steps (one process takes 3)"
     assert build_sam(checkpoint=out / "model.pth") is not None and "validation mIoU" in finished.stdout
+    assert ("no epoch beat the untrained model" in finished.stderr) == (summary["val_miou_best"] <= summary["val_miou_before"])
 
 
 @pytest.mark.parametrize("problem", ["no mask", "image missing", "no instance", "another size", "nothing to resume"])
