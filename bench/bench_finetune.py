@@ -2,7 +2,8 @@
 subset: held-out box-prompted mIoU of the untrained and the fine-tuned model, steps and time. One
 run of lang_sam.training.finetune, as ``lang-sam finetune`` runs it.
 
-    python bench/bench_finetune.py [--images 60] [--epochs 10] [--lr 1e-3] [--out /tmp/lang-sam-finetune]
+    python bench/bench_finetune.py [--images 60] [--epochs 10] [--lr 1e-3] [--batch-size 8] [--train-prompt-encoder]
+                                   [--out /tmp/lang-sam-finetune]
 
 The first N images of ../shared/data/coco-val-subset (a fifth held out); the image encoder's
 embeddings are cached under --out, so a second run skips the encoding.
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--train-prompt-encoder", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "lang-sam-finetune")
     args = parser.parse_args()
     if not COCO.is_dir():
@@ -52,6 +54,7 @@ def main() -> None:
     run = args.out / f"run-{len(list(args.out.glob('run-*')))}"
     summary = finetune(FinetuneConfig(coco=coco, images=COCO / "images", out=run, sam_type="vit_b", sam_checkpoint=start,
                                       epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                                      train_prompt_encoder=args.train_prompt_encoder,
                                       val_fraction=0.2, cache_dir=args.out / "cache", show_progress=False,
                                       extra={"log_every_n_steps": 10}))
     print(f"== fine-tuning vit_b from random weights, {args.images} COCO images ({summary['train_instances']} objects "
