@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lang_sam.results import decode_rle, encode_rles
+
 RECORD_FIELDS = ("area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box")
 LABEL_FIELDS = ("label", "label_share")
 OBJECT = "object"  # the class of every mask when no universal model names them
@@ -34,26 +36,17 @@ def name_masks(records: list[dict[str, Any]], image: np.ndarray, segmenter) -> l
 
 def everything_json(records: list[dict[str, Any]], image_size: tuple[int, int]) -> dict[str, Any]:
     """Image size, then per mask (largest first, as drawn): its COCO RLE and the record's fields."""
-    from pycocotools import mask as mask_utils
-
     height, width = image_size
     masks = []
     for record in sorted(records, key=lambda r: -r["area"]):
-        rle = mask_utils.encode(np.asfortranarray(record["segmentation"].astype(np.uint8)))
-        masks.append({"segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+        masks.append({"segmentation": encode_rles(record["segmentation"][None])[0],
                       **{name: record[name] for name in RECORD_FIELDS + LABEL_FIELDS if name in record}})
     return {"image": {"height": height, "width": width}, "masks": masks}
 
 
 def records_from_json(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """The records that everything_json wrote (as the server answers), masks decoded from RLE."""
-    from pycocotools import mask as mask_utils
-
-    records = []
-    for written in payload["masks"]:
-        rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode("ascii")}
-        records.append({**written, "segmentation": mask_utils.decode(rle).astype(bool)})
-    return records
+    return [{**written, "segmentation": decode_rle(written["segmentation"])} for written in payload["masks"]]
 
 
 def draw_everything(image: np.ndarray, records: list[dict[str, Any]]) -> np.ndarray:
@@ -120,14 +113,11 @@ class EverythingLabeler:
 
     def label(self, image: np.ndarray) -> dict[str, Any]:
         """{"image": size, "detections": [...]} for one prepared image, largest mask first."""
-        from pycocotools import mask as mask_utils
-
         records = self.records(image)
         detections = []
         for record in sorted(records, key=lambda r: -r["area"]):
-            rle = mask_utils.encode(np.asfortranarray(record["segmentation"].astype(np.uint8)))
             x, y, w, h = record["bbox"]
             detections.append({"label": record.get("label", OBJECT), "score": round(record["predicted_iou"], 6),
                                "mask_score": round(record["stability_score"], 6), "box": [x, y, x + w, y + h],
-                               "mask": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}})
+                               "mask": encode_rles(record["segmentation"][None])[0]})
         return {"image": {"height": image.shape[0], "width": image.shape[1]}, "detections": detections}

@@ -82,7 +82,7 @@ class LangSAMResult:
 
     def to_coco_rle(self) -> list[dict]:
         """COCO RLE of each mask (size [H, W], counts as a string), as pycocotools reads them."""
-        return _coco_rle(self.masks)
+        return encode_rles(self.masks)
 
     def to_json(self) -> dict:
         """Image size, then per detection: label, score, mask score, box and COCO RLE mask, and with
@@ -103,7 +103,7 @@ class LangSAMResult:
                 decoded = np.isfinite(scores)  # an object decoded with the single-mask output has one
                 detection["candidates"] = [
                     {"mask_score": round(float(score), 6), "mask": rle}
-                    for score, rle in zip(scores[decoded], _coco_rle(masks[decoded]))
+                    for score, rle in zip(scores[decoded], encode_rles(masks[decoded]))
                 ]
         return {"image": {"height": height, "width": width}, "detections": detections}
 
@@ -123,8 +123,7 @@ class LangSAMResult:
             candidate_scores = np.full((len(detections), 3), np.nan, np.float32)
             for index, detection in enumerate(detections):
                 for slot, candidate in enumerate(detection.get("candidates", [])):
-                    rle = {"size": candidate["mask"]["size"], "counts": candidate["mask"]["counts"].encode("ascii")}
-                    candidates[index, slot] = mask_utils.decode(rle).astype(bool)
+                    candidates[index, slot] = decode_rle(candidate["mask"])
                     candidate_scores[index, slot] = candidate["mask_score"]
         return cls(
             masks=masks,
@@ -140,9 +139,16 @@ class LangSAMResult:
         )
 
 
-def _coco_rle(masks: np.ndarray) -> list[dict]:
-    """COCO RLE of each (H, W) mask of masks (N, H, W), counts as a string."""
+def encode_rles(masks: np.ndarray) -> list[dict]:
+    """COCO RLE of each (H, W) mask of masks (N, H, W), counts as a string (as the JSON exports hold them)."""
     from pycocotools import mask as mask_utils
 
     encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
     return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """The (H, W) bool mask of a COCO RLE whose counts are a string (encode_rles' form)."""
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)

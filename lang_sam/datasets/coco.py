@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from lang_sam.results import decode_rle
+
 # One labelled image as the labeler commits it: the file name (relative to the images folder) and
 # LangSAMResult.to_json()'s image size and detections.
 ImageRecord = dict[str, Any]
@@ -51,13 +53,10 @@ def yolo_segmentation_lines(record: ImageRecord, classes: list[str]) -> list[str
     outline at all is written as its box's four corners (Ultralytics refuses files that mix box
     and polygon lines); a part whose holes supervision cannot join to its outline is written with
     its holes filled."""
-    from pycocotools import mask as mask_utils
-
     shape = (record["image"]["height"], record["image"]["width"])
     lines = []
     for detection in record["detections"]:
-        rle = {"size": detection["mask"]["size"], "counts": detection["mask"]["counts"].encode("ascii")}
-        mask = mask_utils.decode(rle).astype(bool)
+        mask = decode_rle(detection["mask"])
         lines += _yolo_mask_lines(mask, np.array(detection["box"], np.float32), classes.index(detection["label"]), shape)
     return lines
 

@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--images", type=Path, required=True, help="folder of the dataset's images")
     finetune.add_argument("--out", "-o", type=Path, required=True, help="run folder (checkpoints, logs, model.pth, hf/)")
     finetune.add_argument("--sam-type", help="the SAM to start from ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
-    finetune.add_argument("--sam-checkpoint", help="its weights: Meta's .pth or a transformers folder ($LANG_SAM_SAM_CHECKPOINT)")
+    finetune.add_argument("--sam-checkpoint", help=SAM_CHECKPOINT_HELP)
     finetune.add_argument("--checkpoint-dir", help="folder with SAM files ($LANG_SAM_CHECKPOINTS)")
     finetune.add_argument("--epochs", type=int, default=10, help="epochs (default: %(default)s)")
     finetune.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (default: no limit)")

@@ -22,6 +22,7 @@ from lang_sam.datasets.coco import train_val_split
 from lang_sam.datasets.evaluation import load_ground_truth
 from lang_sam.errors import InvalidImageError, InvalidOptionError
 from lang_sam.io.images import load_image
+from lang_sam.results import decode_rle
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.embedding_store import EmbeddingStore
 from lang_sam.segmenter.predictor import encode_image
@@ -124,12 +125,6 @@ def default_cache_dir() -> Path:
 def file_key(path: Path) -> str:
     """The image's id in the embedding store: a hash of the file's bytes."""
     return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
-
-
-def decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
 def jittered_box(box: tuple[float, float, float, float], jitter: float, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -195,18 +195,17 @@ def _prompts(user_prompts: dict, image_size: tuple[int, int]) -> dict:
     prompts = dict(user_prompts)
     rle = prompts.pop("mask", None)
     if rle is not None:
-        from pycocotools import mask as mask_utils
-
+        from lang_sam.results import decode_rle
         from lang_sam.segmenter.processing import mask_to_low_res_logits
 
         if tuple(rle["size"]) != tuple(image_size):
             raise InvalidPromptError(f"The mask is {rle['size'][0]}x{rle['size'][1]}, the image {image_size[0]}x"
                                      f"{image_size[1]}; send the mask of this image.")
         try:
-            mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+            mask = decode_rle(rle)
         except Exception:  # noqa: BLE001 - pycocotools raises several types for bad counts
             raise InvalidPromptError("The mask's RLE counts could not be decoded.") from None
-        prompts["mask_input"] = mask_to_low_res_logits(mask.astype(bool))
+        prompts["mask_input"] = mask_to_low_res_logits(mask)
     return prompts
 
 
