@@ -1,0 +1,116 @@
+"""The interfaces every model family sits behind, so LangSAM, the CLI, the app and the server run
+any registry entry the same way. Each is stateless after loading: one instance serves many threads.
+
+- Segmenter: an image in, an embedding out; prompts (points, boxes, a mask) against an embedding,
+  masks out. SAM v1 (our own code), transformers' SamModel, SamHQModel and Sam2Model.
+- TextSegmenter: an image and class names in, named masks out, with no separate detector (SAM 3).
+- Detector: images and class names in, boxes out, each labelled with one of the user's classes
+  (Grounding DINO, MM-Grounding-DINO, OWLv2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lang_sam.detector.postprocess import BoxDetections
+
+
+@dataclass(frozen=True)
+class MaskSet:
+    """What decode returns for B prompts with M candidates each (M = 3 with multimask output, else 1).
+
+    masks: (B, M, H, W) bool at image size; iou: (B, M) float32 predicted IoU of each candidate;
+    low_res_logits: (B, M, 256, 256) float32, the logits a later decode takes back as mask_input.
+    """
+
+    masks: torch.Tensor
+    iou: torch.Tensor
+    low_res_logits: torch.Tensor
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """A promptable segmenter: embed once per image, decode many prompts against it.
+
+    name: the registry name or path it was loaded from; device, dtype: where and how it runs.
+    """
+
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def preprocess(self, image: np.ndarray) -> Any:
+        """The model's input for one (H, W, 3) uint8 RGB image; touches no model, so it may run in
+        other threads ahead of embed."""
+
+    def embed(self, prepared: Any) -> Any:
+        """The immutable embedding of what preprocess made; it has ``original_size`` (H, W)."""
+
+    def decode(
+        self,
+        embedding: Any,
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = False,
+    ) -> MaskSet:
+        """Masks for B prompts, in original image pixels: point_coords (B, N, 2) xy with
+        point_labels (B, N) (1 object, 0 background); boxes (B, 4) xyxy; mask_input (B, 1, 256, 256)
+        low-res logits of an earlier decode. B may be large: memory is bounded by decoding in chunks."""
+
+    def parameter_count(self) -> int:
+        """Number of weights, as ``lang-sam models`` and describe() report it."""
+
+
+@dataclass(frozen=True)
+class TextSegments:
+    """A text segmenter's answer for one image: the detections (boxes, scores, class ids into the
+    user's classes) and one (H, W) bool mask per detection, in the same order."""
+
+    detections: BoxDetections
+    masks: np.ndarray
+
+
+@runtime_checkable
+class TextSegmenter(Protocol):
+    """Segments the user's classes directly from text (SAM 3's concept prompts): no detector runs."""
+
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def segment_text(
+        self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = 0.3,
+        nms_iou_threshold: float | None = None,
+    ) -> list[TextSegments]:
+        """For each (H, W, 3) uint8 image, the instances of each of its classes scoring at least
+        box_threshold; labels are exactly the given class names."""
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """An open-vocabulary detector: every label it returns is one of that image's classes."""
+
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def preprocess(self, image: Image.Image) -> Any:
+        """The model's input for one RGB image; detect takes it in place of the image."""
+
+    def detect(
+        self,
+        images: Any,
+        prompts: str | list,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        nms_iou_threshold: float | None = None,
+    ) -> BoxDetections | list[BoxDetections]:
+        """Boxes of the prompt's classes in one image or a list (one prompt for all, or one each)."""
