@@ -1,4 +1,5 @@
-"""LangSAM: text prompt -> Grounding DINO boxes -> one batch of SAM box prompts -> masks."""
+"""LangSAM: text prompt -> detector boxes -> one batch of box prompts to a segmenter -> masks; or,
+with a text segmenter (SAM 3), text prompt -> masks with no detector."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from lang_sam.detector import DEFAULT_DETECTOR, DetectorInput, GroundingDinoDetector
+from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
+from lang_sam.detector.prompts import parse_classes
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError
+from lang_sam.families.base import Detector, MaskSet, Segmenter, TextSegmenter
+from lang_sam.families.loading import load_segmenter
+from lang_sam.families.sam_v1 import SamV1Segmenter
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.results import LangSAMResult
-from lang_sam.segmenter import processing
-from lang_sam.segmenter.build import load_sam
-from lang_sam.segmenter.predictor import ImageEmbedding, decode_prompts, encode_image
 from lang_sam.segmenter.sam import Sam
 
 if TYPE_CHECKING:
@@ -33,13 +35,16 @@ class PreparedImage:
     """An image decoded and resized for both models (LangSAM.prepare), which predict accepts in
     place of the image: preparing the next images in other threads keeps the models busy.
 
-    sam_input: (h, w, 3) uint8, longest side 1024; detector_input: the detector's pixels (None when
-    only SAM will see the image, as in embed); key: image_key, names the image in the embedding cache.
+    segmenter_input: what the segmenter's preprocess made (SAM v1: the pixels resized to longest
+    side 1024; a text segmenter: the (H, W, 3) image); family: the segmenter family it was made
+    for; detector_input: the detector's pixels (None when only the segmenter will see the image, as
+    in embed); key: image_key, names the image in the embedding cache.
     """
 
     original_size: tuple[int, int]
-    sam_input: np.ndarray
-    detector_input: DetectorInput | None
+    segmenter_input: Any
+    family: str
+    detector_input: Any | None
     key: str
 
 
@@ -53,7 +58,7 @@ class EmbeddingCache:
 
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = max(1, capacity)
-        self._entries: OrderedDict[str, ImageEmbedding] = OrderedDict()
+        self._entries: OrderedDict[str, Any] = OrderedDict()
         self._encoding: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -67,7 +72,7 @@ class EmbeddingCache:
         with self._lock:
             self._entries.clear()
 
-    def get_or_encode(self, key: str, encode: Callable[[], ImageEmbedding]) -> ImageEmbedding:
+    def get_or_encode(self, key: str, encode: Callable[[], Any]) -> Any:
         """The cached embedding of key, or encode()'s, which is then cached (least recently used out)."""
         while True:
             with self._lock:
@@ -95,26 +100,32 @@ class EmbeddingCache:
 
 @dataclass(frozen=True)
 class LoadedSam:
-    """One SAM with its name and its own embedding cache. set_sam swaps the whole object, so a call
-    that started on one model finishes on it."""
+    """One segmenter with its own embedding cache. set_sam swaps the whole object, so a call that
+    started on one model finishes on it."""
 
-    name: str
-    model: Sam
+    model: Segmenter | TextSegmenter
     embeddings: EmbeddingCache
+
+    @property
+    def segments_text(self) -> bool:
+        return isinstance(self.model, TextSegmenter)
 
 
 class LangSAM:
     """Text-prompted segmentation: ``LangSAM().predict(image, "car, wheel")``.
 
-    sam_type: "vit_h", "vit_l", "vit_b" or the name of a NAME.pth in $LANG_SAM_CHECKPOINTS (see
-    lang_sam.registry); sam_checkpoint: Meta's .pth or .safetensors file, a transformers SAM folder or a
-    Hugging Face repo id, else found or downloaded (lang_sam.io.weights).
+    sam_type: "vit_h", "vit_l", "vit_b", a SAM 2.1 / SAM-HQ name ("sam2.1-hiera-tiny",
+    "sam-hq-vit-base", ...), "sam3" (text concepts: no detector runs) or the name of a NAME.pth or
+    transformers folder NAME in $LANG_SAM_CHECKPOINTS (see lang_sam.registry, ``lang-sam models``);
+    sam_checkpoint: Meta's .pth or .safetensors file, a transformers folder (its config.json's
+    model_type says the family: sam, sam2, sam_hq, sam3) or a Hugging Face repo id, else found or
+    downloaded (lang_sam.io.weights).
     Without either, vit_h; with only a checkpoint, whatever SAM it holds (with both, a name that is
     not an official size only names it); checkpoint_dir: where names are looked up (default
     $LANG_SAM_CHECKPOINTS). detector: a Grounding DINO repo id, folder or original .pth, or a loaded
-    GroundingDinoDetector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
-    best available; dtype: float32 or bfloat16. The SAM embeddings of the last embedding_cache_size
-    images are kept (4 MB each), so a new prompt on any of them skips the image encoder.
+    detector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
+    best available; dtype: float32 or bfloat16. The embeddings of the last embedding_cache_size
+    images are kept (SAM v1: 4 MB each), so a new prompt on any of them skips the image encoder.
 
     One instance may serve many threads: predictions keep no "current image"; each one decodes
     against the embedding of its own image, from the model it started on.
@@ -124,7 +135,7 @@ class LangSAM:
         self,
         sam_type: str | None = None,
         sam_checkpoint: str | Path | None = None,
-        detector: str | Path | GroundingDinoDetector = DEFAULT_DETECTOR,
+        detector: str | Path | Detector = DEFAULT_DETECTOR,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         embedding_cache_size: int = 4,
@@ -145,23 +156,33 @@ class LangSAM:
         self.checkpoint_dir = checkpoint_dir
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
-        if isinstance(detector, GroundingDinoDetector):
-            if (detector.device, detector.dtype) != (self.device, self.dtype):
-                raise InvalidOptionError(
-                    f"The detector runs on {detector.device} in {detector.dtype}, but this LangSAM uses "
-                    f"{self.device} in {self.dtype}; load both with the same device and dtype."
-                )
-            self.detector = detector
-        else:
-            self.detector = GroundingDinoDetector(
-                detector, device=self.device, dtype=self.dtype, processor=gdino_processor_ckpt_path
+        if not isinstance(detector, (str, Path)) and (detector.device, detector.dtype) != (self.device, self.dtype):
+            raise InvalidOptionError(
+                f"The detector runs on {detector.device} in {detector.dtype}, but this LangSAM uses "
+                f"{self.device} in {self.dtype}; load both with the same device and dtype."
             )
+        self._detector_source = (detector, gdino_processor_ckpt_path)
+        self._detector: Detector | None = None if isinstance(detector, (str, Path)) else detector
+        self._detector_lock = threading.Lock()
+        self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
 
     def set_sam(self, sam_type: str | None = None, sam_checkpoint: str | Path | None = None) -> None:
-        """Load another SAM (by name, or the one a checkpoint holds); predictions already running
-        finish on the SAM they started with."""
-        self._use_sam(*load_sam(sam_type, sam_checkpoint, self.dtype, self.checkpoint_dir))
+        """Load another segmenter (by name, or the one a checkpoint holds); predictions already
+        running finish on the one they started with. The detector loads with the first segmenter
+        that needs one (not with SAM 3)."""
+        segmenter = load_segmenter(sam_type, sam_checkpoint, self.device, self.dtype, self.checkpoint_dir)
+        if not isinstance(segmenter, TextSegmenter):
+            _ = self.detector
+        self._use_segmenter(segmenter)
+
+    @property
+    def detector(self) -> Detector:
+        """The detector, loaded on first use (a pipeline on SAM 3 alone never loads one)."""
+        with self._detector_lock:
+            if self._detector is None:
+                source, processor = self._detector_source
+                self._detector = GroundingDinoDetector(source, device=self.device, dtype=self.dtype, processor=processor)
+            return self._detector
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LangSAM:
@@ -171,62 +192,92 @@ class LangSAM:
 
     @classmethod
     def from_parts(
-        cls, sam: Sam, detector: GroundingDinoDetector, sam_type: str = "custom", embedding_cache_size: int = 4
+        cls, sam: Sam | Segmenter | TextSegmenter, detector: Detector | None, sam_type: str = "custom",
+        embedding_cache_size: int = 4,
     ) -> LangSAM:
-        """A pipeline around an already built SAM (any encoder size, e.g. fine-tuned) and detector;
-        it runs on the detector's device and dtype."""
+        """A pipeline around an already built SAM (any encoder size, e.g. fine-tuned) or segmenter
+        adapter, and detector (None with a text segmenter); it runs on the detector's device and
+        dtype, else the segmenter's."""
         pipeline = cls.__new__(cls)
         pipeline.embedding_cache_size = max(1, embedding_cache_size)
         pipeline.checkpoint_dir = None
-        pipeline.device, pipeline.dtype = detector.device, detector.dtype
-        pipeline.detector = detector
-        pipeline._use_sam(sam_type, sam.eval())
+        reference = detector if detector is not None else sam
+        if isinstance(reference, Sam):
+            reference = SamV1Segmenter(reference, sam_type)
+        pipeline.device, pipeline.dtype = reference.device, reference.dtype
+        pipeline._detector, pipeline._detector_source = detector, (DEFAULT_DETECTOR, None)
+        pipeline._detector_lock = threading.Lock()
+        segmenter = SamV1Segmenter(sam.to(pipeline.device), sam_type) if isinstance(sam, Sam) else sam
+        pipeline._use_segmenter(segmenter)
         return pipeline
 
-    def _use_sam(self, sam_type: str, sam: Sam) -> None:
-        self._sam = LoadedSam(sam_type, sam.to(self.device).eval(), EmbeddingCache(self.embedding_cache_size))
+    def _use_segmenter(self, segmenter: Segmenter | TextSegmenter) -> None:
+        self._sam = LoadedSam(segmenter, EmbeddingCache(self.embedding_cache_size))
 
     @property
     def sam_type(self) -> str:
-        return self._sam.name
+        return self._sam.model.name
+
+    @property
+    def segmenter(self) -> Segmenter | TextSegmenter:
+        """The segmenter adapter now in use (lang_sam.families)."""
+        return self._sam.model
 
     @property
     def sam(self) -> Sam:
-        return self._sam.model
+        """The SAM v1 model itself, for what only SAM v1 runs (segment-everything, ONNX export,
+        SamPredictor); another family is an InvalidOptionError that says what to choose."""
+        model = self._sam.model
+        if not isinstance(model, SamV1Segmenter):
+            raise InvalidOptionError(
+                f"{model.name} is not a SAM v1 model; segment-everything, ONNX export and SamPredictor run "
+                "SAM v1: choose vit_h, vit_l, vit_b or a SAM v1 checkpoint of your own."
+            )
+        return model.sam
 
     def describe(self) -> str:
-        """What runs: SAM name and encoder width, detector, device and dtype (as the app, the server
+        """What runs: segmenter name and size, detector, device and dtype (as the app, the server
         and ``lang-sam predict -v`` show it)."""
-        width = self.sam.image_encoder.patch_embed.proj.out_channels
-        return (
-            f"SAM {self.sam_type} (encoder width {width}) + {self.detector.name} on {self.device}, "
-            f"{str(self.dtype).removeprefix('torch.')}"
-        )
+        model = self._sam.model
+        size = (f"encoder width {model.encoder_width()}" if isinstance(model, SamV1Segmenter)
+                else f"{model.parameter_count() / 1e6:.1f}M parameters")
+        runs = f"{model.name} ({size})" if self._sam.segments_text else f"SAM {model.name} ({size}) + {self.detector.name}"
+        return f"{runs} on {self.device}, {str(self.dtype).removeprefix('torch.')}"
 
     @property
     def embeddings(self) -> EmbeddingCache:
-        """The current SAM's embedding cache."""
+        """The current segmenter's embedding cache."""
         return self._sam.embeddings
 
     def prepare(self, image: ImageInput) -> PreparedImage:
-        """Decode the image and resize it for SAM and for the detector; safe to call from other
-        threads while predict runs (nothing here touches a model)."""
+        """Decode the image and resize it for the segmenter and for the detector; safe to call from
+        other threads while predict runs (nothing here touches a model)."""
         array = load_image(image)
-        return PreparedImage(
-            original_size=array.shape[:2],
-            sam_input=processing.resize_image(array),
-            detector_input=self.detector.preprocess(Image.fromarray(array)),
-            key=image_key(array),
-        )
+        if self._sam.segments_text:
+            return _prepare_for_segmenter(self._sam.model, array)
+        prepared = _prepare_for_segmenter(self._sam.model, array)
+        return PreparedImage(prepared.original_size, prepared.segmenter_input, prepared.family,
+                             self.detector.preprocess(Image.fromarray(array)), prepared.key)
 
-    def embed(self, image: ImageInput | PreparedImage) -> ImageEmbedding:
-        """SAM's embedding of one image, kept in the embedding cache under its image_key, so that
-        predict on the same image skips the image encoder; decode answers clicks against it."""
-        return self._embedding(self._sam, image if isinstance(image, PreparedImage) else _prepare_for_sam(image))
+    def embed(self, image: ImageInput | PreparedImage) -> Any:
+        """The segmenter's embedding of one image, kept in the embedding cache under its image_key,
+        so that predict on the same image skips the image encoder; decode answers clicks against it."""
+        loaded = self._promptable("embed")
+        return self._embedding(loaded, image if isinstance(image, PreparedImage) else _prepare_for_segmenter(loaded.model, load_image(image)))
+
+    def _promptable(self, what: str) -> LoadedSam:
+        """The loaded segmenter, when it takes clicks and boxes (SAM 3 here takes text only)."""
+        loaded = self._sam
+        if loaded.segments_text:
+            raise InvalidPromptError(
+                f"{loaded.model.name} segments text prompts; {what} needs a promptable segmenter (vit_h, vit_l, vit_b, "
+                "sam2.1-hiera-*, sam-hq-vit-*)."
+            )
+        return loaded
 
     def decode(
         self,
-        embedding: ImageEmbedding,
+        embedding: Any,
         points=None,
         point_labels=None,
         boxes=None,
@@ -239,15 +290,18 @@ class LangSAM:
         those prompts without a text prompt. A client that clicks many times encodes once."""
         if all(value is None for value in (points, boxes, mask_input)):
             raise InvalidPromptError("decode needs points (with point_labels) or boxes; a text prompt needs predict(image, prompt).")
+        loaded = self._promptable("decode")
         _check_multimask(multimask_output)
         user = check_user_prompts(points, point_labels, boxes, mask_input, embedding.original_size)
-        return self._segment(self._sam, embedding.original_size, lambda: embedding, None, None, multimask_output, user, label)
+        return self._segment(loaded, embedding.original_size, lambda: embedding, None, None, multimask_output, user, label)
 
-    def _embedding(self, loaded: LoadedSam, image: PreparedImage) -> ImageEmbedding:
-        return loaded.embeddings.get_or_encode(
-            image.key,
-            lambda: encode_image(loaded.model, torch.from_numpy(image.sam_input).permute(2, 0, 1)[None], image.original_size),
-        )
+    def _embedding(self, loaded: LoadedSam, image: PreparedImage) -> Any:
+        if image.family != loaded.model.family:
+            raise InvalidOptionError(
+                f"This image was prepared for a {image.family} model, but {loaded.model.name} is {loaded.model.family}; "
+                "prepare it again with this pipeline (LangSAM.prepare)."
+            )
+        return loaded.embeddings.get_or_encode(image.key, lambda: loaded.model.embed(image.segmenter_input))
 
     def predict(
         self,
@@ -304,11 +358,19 @@ class LangSAM:
                 raise InvalidPromptError(f"classes is a list of class names, e.g. [{classes!r}]; a string goes in prompts.")
             prompts = [list(classes)] * (1 if single else len(images))
         detect = not (prompts is None or (isinstance(prompts, str) and not prompts.strip() and own))
-        prepare = self.prepare if detect else _prepare_for_sam  # clicks and boxes alone: no detector pixels
-        prepared = [image if isinstance(image, PreparedImage) else prepare(image) for image in ([images] if single else images)]
+        loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
         if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
             raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")
         _check_multimask(multimask_output)
+        if loaded.segments_text:
+            if own:
+                self._promptable("points, boxes and mask_input")
+            return self._segment_text(loaded, images, prompts, single, box_threshold, max_detections, nms_iou_threshold)
+
+        def prepare(image: ImageInput) -> PreparedImage:  # clicks and boxes alone: no detector pixels
+            return self.prepare(image) if detect else _prepare_for_segmenter(loaded.model, load_image(image))
+
+        prepared = [image if isinstance(image, PreparedImage) else prepare(image) for image in ([images] if single else images)]
         user = check_user_prompts(points, point_labels, boxes, mask_input, prepared[0].original_size) if own else None
         if not detect:
             detections = [None]  # clicks and boxes alone: no detector
@@ -317,7 +379,6 @@ class LangSAM:
                 [image.detector_input for image in prepared], prompts, box_threshold=box_threshold,
                 text_threshold=text_threshold, nms_iou_threshold=nms_iou_threshold,
             )
-        loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
         results = [
             self._segment(loaded, image.original_size, lambda image=image: self._embedding(loaded, image), found,
                           max_detections, multimask_output, user, label)
@@ -325,8 +386,30 @@ class LangSAM:
         ]
         return results[0] if single else results
 
+    def _segment_text(self, loaded: LoadedSam, images, prompts, single: bool, box_threshold: float,
+                      max_detections: int | None, nms_iou_threshold: float | None) -> LangSAMResult | list[LangSAMResult]:
+        """A text segmenter's masks for each image's classes (SAM 3: no detector, no box prompts)."""
+        arrays = [load_image(image) for image in ([images] if single else images)]
+        per_image = [prompts] * len(arrays) if isinstance(prompts, str) else list(prompts)  # as Detector.detect takes them
+        if len(per_image) != len(arrays):
+            raise InvalidOptionError(f"Got {len(arrays)} images but {len(per_image)} prompts; give one prompt or one per image.")
+        classes = [parse_classes(prompt) for prompt in per_image]
+        segments = loaded.model.segment_text(arrays, classes, box_threshold=box_threshold, nms_iou_threshold=nms_iou_threshold)
+        results = []
+        for array, found in zip(arrays, segments):
+            keep = slice(0, max_detections)
+            detections = found.detections
+            scores = detections.scores[keep].float().numpy()
+            results.append(LangSAMResult(
+                masks=found.masks[keep].astype(bool), boxes=detections.boxes[keep].float().numpy().reshape(-1, 4),
+                phrases=[detections.classes[i] for i in detections.class_ids[keep].tolist()], logits=scores,
+                mask_scores=scores.copy(), class_ids=detections.class_ids[keep].numpy().astype(np.int64),
+                classes=list(detections.classes), image_size=array.shape[:2],
+            ))
+        return results[0] if single else results
+
     def _segment(
-        self, loaded: LoadedSam, original_size: tuple[int, int], embed: Callable[[], ImageEmbedding], found,
+        self, loaded: LoadedSam, original_size: tuple[int, int], embed: Callable[[], Any], found,
         max_detections: int | None, multimask_output: bool | None, user: UserPrompts | None = None, label: str = "object",
     ) -> LangSAMResult:
         """Decode the found boxes and the user's prompts; embed() is called only if there is something to decode."""
@@ -360,20 +443,18 @@ class LangSAM:
             embedding = embed()
             plain = [i for i in range(len(boxes)) if i != click_target]
             if plain:
-                decoded = decode_prompts(loaded.model, embedding, boxes=boxes[plain].to(self.device),
-                                         multimask_output=bool(multimask_output), prompts_in_image_pixels=True)
+                decoded = loaded.model.decode(embedding, boxes=boxes[plain], multimask_output=bool(multimask_output))
                 _place(decoded, plain, masks, mask_scores, low_res, candidates)
             if click_target is not None:
                 box = boxes[click_target : click_target + 1]
                 single_click = len(user.points) == 1 and bool(torch.isnan(box).all())
-                decoded = decode_prompts(
-                    loaded.model, embedding,
-                    point_coords=torch.from_numpy(user.points)[None].to(self.device),
-                    point_labels=torch.from_numpy(user.labels)[None].to(self.device),
-                    boxes=None if torch.isnan(box).all() else box.to(self.device),
-                    mask_input=None if user.mask_input is None else torch.from_numpy(user.mask_input)[None, None].to(self.device),
+                decoded = loaded.model.decode(
+                    embedding,
+                    point_coords=torch.from_numpy(user.points)[None],
+                    point_labels=torch.from_numpy(user.labels)[None],
+                    boxes=None if torch.isnan(box).all() else box,
+                    mask_input=None if user.mask_input is None else torch.from_numpy(user.mask_input)[None, None],
                     multimask_output=single_click if multimask_output is None else bool(multimask_output),
-                    prompts_in_image_pixels=True,
                 )
                 _place(decoded, [click_target], masks, mask_scores, low_res, candidates)
                 if torch.isnan(box).all():  # the box around the clicked mask
@@ -477,11 +558,11 @@ def _box_holding(boxes: torch.Tensor, point: np.ndarray) -> int | None:
     return min(holding, key=lambda i: float((boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1]))) if holding else None
 
 
-def _place(decoded, indices: list[int], masks: np.ndarray, mask_scores: np.ndarray, low_res: np.ndarray,
+def _place(decoded: MaskSet, indices: list[int], masks: np.ndarray, mask_scores: np.ndarray, low_res: np.ndarray,
            candidates: dict[int, tuple]) -> None:
-    """Put decode_prompts' best candidate of each prompt (by predicted IoU) at indices, and all
+    """Put the segmenter's best candidate of each prompt (by predicted IoU) at indices, and all
     three into candidates when it decoded with multimask output."""
-    mask_tensor, iou, low_res_logits = decoded
+    mask_tensor, iou, low_res_logits = decoded.masks, decoded.iou, decoded.low_res_logits
     best = iou.argmax(dim=1)
     rows = torch.arange(len(best))
     masks[indices] = mask_tensor[rows, best].cpu().numpy()
@@ -492,10 +573,11 @@ def _place(decoded, indices: list[int], masks: np.ndarray, mask_scores: np.ndarr
             candidates[index] = (mask_tensor[row].cpu().numpy(), iou[row].float().cpu().numpy())
 
 
-def _prepare_for_sam(image: ImageInput) -> PreparedImage:
-    """PreparedImage without the detector's pixels, for what only SAM sees (embed, clicks alone)."""
-    array = load_image(image)
-    return PreparedImage(array.shape[:2], processing.resize_image(array), None, image_key(array))
+def _prepare_for_segmenter(segmenter: Segmenter | TextSegmenter, array: np.ndarray) -> PreparedImage:
+    """PreparedImage without the detector's pixels, for what only the segmenter sees (embed, clicks
+    alone, a text segmenter)."""
+    segmenter_input = array if isinstance(segmenter, TextSegmenter) else segmenter.preprocess(array)
+    return PreparedImage(array.shape[:2], segmenter_input, segmenter.family, None, image_key(array))
 
 
 def image_key(array: np.ndarray) -> str:

@@ -1,10 +1,11 @@
-"""Every model lang-sam can run, by name: Meta's three official SAM sizes, SAM checkpoints of your
-own, and the Grounding DINO detectors (transformers models and IDEA's original files).
+"""Every model lang-sam can run, by name: Meta's three official SAM sizes, SAM 2.1, SAM-HQ and SAM 3
+(through transformers), SAM checkpoints of your own, and the detectors.
 
 An official size names its architecture, file, download URL and SHA256. Any other ``NAME.pth`` in
 the checkpoint folder (``--checkpoint-dir`` / ``$LANG_SAM_CHECKPOINTS``) is a model called NAME,
 e.g. a fine-tuned SAM: its architecture is read from its keys when it loads; so is a subfolder
-NAME saved by transformers' SamModel.save_pretrained (its architecture read from config.json). The CLI, the app's
+NAME saved by transformers' save_pretrained (its family read from config.json's model_type: sam,
+sam2, sam_hq or sam3). The CLI, the app's
 dropdown and the server all take their model names from here.
 """
 
@@ -71,6 +72,51 @@ SAM_MODELS: dict[str, OfficialSam] = {
 DEFAULT_SAM = "vit_h"
 
 
+@dataclass(frozen=True)
+class FamilyModel:
+    """A segmenter run through transformers: SAM 2.1 and SAM-HQ (promptable, like SAM v1) or SAM 3
+    (text concepts, no detector). family: the model_type in its config.json; parameters: the
+    published count (``lang-sam models`` counts the real weights once they are cached)."""
+
+    name: str
+    family: str
+    repo_id: str
+    parameters: int
+    licence: str
+    gated: bool = False
+
+    @property
+    def segments_text(self) -> bool:
+        return self.family in TEXT_FAMILIES
+
+
+TEXT_FAMILIES = ("sam3",)  # families that take the text prompt themselves: the pipeline runs no detector
+TRANSFORMERS_SEGMENTER_TYPES = ("sam2", "sam_hq", *TEXT_FAMILIES)  # model_types in config.json beside SAM v1's "sam"
+
+FAMILY_MODELS: dict[str, FamilyModel] = {
+    model.name: model
+    for model in (
+        FamilyModel("sam2.1-hiera-tiny", "sam2", "facebook/sam2.1-hiera-tiny", 38_900_000, "Apache-2.0"),
+        FamilyModel("sam2.1-hiera-small", "sam2", "facebook/sam2.1-hiera-small", 46_000_000, "Apache-2.0"),
+        FamilyModel("sam2.1-hiera-base-plus", "sam2", "facebook/sam2.1-hiera-base-plus", 80_800_000, "Apache-2.0"),
+        FamilyModel("sam2.1-hiera-large", "sam2", "facebook/sam2.1-hiera-large", 224_400_000, "Apache-2.0"),
+        FamilyModel("sam-hq-vit-base", "sam_hq", "syscv-community/sam-hq-vit-base", 95_000_000, "Apache-2.0"),
+        FamilyModel("sam-hq-vit-large", "sam_hq", "syscv-community/sam-hq-vit-large", 313_000_000, "Apache-2.0"),
+        FamilyModel("sam-hq-vit-huge", "sam_hq", "syscv-community/sam-hq-vit-huge", 641_000_000, "Apache-2.0"),
+        FamilyModel("sam3", "sam3", "facebook/sam3", 848_000_000, "SAM License (Meta)", gated=True),
+    )
+}
+
+
+def family_of_folder(folder: str | Path) -> str | None:
+    """config.json's model_type of a transformers folder ("sam", "sam2", "sam_hq", "sam3"), or None."""
+    try:
+        model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return model_type if isinstance(model_type, str) else None
+
+
 def default_sam_type(sam_type: str | None, checkpoint: str | Path | None) -> str | None:
     """The SAM name to look for: sam_type, or vit_h when neither a name nor a checkpoint is given
     (with only a checkpoint, None: the file says what it holds)."""
@@ -91,21 +137,16 @@ def local_sam_checkpoints(folder: str | Path | None = None) -> dict[str, Path]:
         return {}
     official = {model.file_name for model in SAM_MODELS.values()}
     files = {path.stem: path for path in folder.glob("*.pth") if path.name not in official and path.is_file()}
-    folders = {path.name: path for path in folder.iterdir() if path.is_dir() and _is_transformers_sam(path)}
+    types = (TRANSFORMERS_SAM_MODEL_TYPE, *TRANSFORMERS_SEGMENTER_TYPES)
+    folders = {path.name: path for path in folder.iterdir() if path.is_dir() and family_of_folder(path) in types}
     return dict(sorted({**folders, **files}.items()))
 
 
-def _is_transformers_sam(folder: Path) -> bool:
-    """Whether folder's config.json names a transformers SAM (its model_type is "sam")."""
-    try:
-        return json.loads((folder / "config.json").read_text()).get("model_type") == TRANSFORMERS_SAM_MODEL_TYPE
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return False
-
-
 def sam_names(folder: str | Path | None = None) -> list[str]:
-    """Every SAM name that can be asked for: the official sizes first, then the folder's own files."""
-    return [*SAM_MODELS, *(name for name in local_sam_checkpoints(folder) if name not in SAM_MODELS)]
+    """Every segmenter name that can be asked for: SAM v1's official sizes first (as users know
+    them), then SAM 2.1, SAM-HQ and SAM 3, then the folder's own files and folders."""
+    known = [*SAM_MODELS, *FAMILY_MODELS]
+    return [*known, *(name for name in local_sam_checkpoints(folder) if name not in known)]
 
 
 def check_sam_type(sam_type: object, folder: str | Path | None = None) -> str:

@@ -74,8 +74,8 @@ def test_a_failed_load_is_remembered_and_other_sams_keep_serving(service_models,
                      allowed=["broken"])
     assert pool.sam_types == [TINY_A, "broken"], "the SAM started with is always served"
     loads = []
-    original = pipeline.load_sam
-    monkeypatch.setattr(pipeline, "load_sam", lambda *args, **kwargs: loads.append(args[0]) or original(*args, **kwargs))
+    original = pipeline.load_segmenter
+    monkeypatch.setattr(pipeline, "load_segmenter", lambda *args, **kwargs: loads.append(args[0]) or original(*args, **kwargs))
     for _ in range(3):
         with pytest.raises(CheckpointError, match="broken.pth.*Remembered from the first attempt"):
             pool.get("broken")

@@ -130,7 +130,7 @@ def test_images_prepared_in_other_threads_predict_as_the_images(model, encoder_c
         ahead = [model.predict(future.result(), "cup, cat", max_detections=3, **LOOSE) for future in [pool.submit(model.prepare, p) for p in paths]]
     assert len(encoder_calls) == 3
     prepared = model.prepare(paths[0])
-    assert prepared.original_size == (400, 600) and prepared.sam_input.shape == (683, 1024, 3)
+    assert prepared.original_size == (400, 600) and prepared.segmenter_input.pixels.shape == (683, 1024, 3)
     for path, result in zip(paths, ahead):
         direct = model.predict(path, "cup, cat", max_detections=3, **LOOSE)
         assert direct.phrases == result.phrases and direct.image_size == result.image_size
@@ -220,7 +220,7 @@ def test_multimask_keeps_the_candidate_sam_scores_best_and_nms_reaches_the_detec
     image = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
     result = model.predict(image, "cat, sofa", max_detections=5, multimask_output=True, **LOOSE)
     prepared = model.prepare(image)
-    embedding = encode_image(model.sam, torch.from_numpy(prepared.sam_input).permute(2, 0, 1)[None], prepared.original_size)
+    embedding = encode_image(model.sam, torch.from_numpy(prepared.segmenter_input.pixels).permute(2, 0, 1)[None], prepared.original_size)
     candidates, iou, _ = decode_prompts(model.sam, embedding, boxes=torch.from_numpy(result.boxes), multimask_output=True,
                                         prompts_in_image_pixels=True)
     assert candidates.shape[1] == 3

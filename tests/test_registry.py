@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from lang_sam import CheckpointError, InvalidOptionError, LangSAM
-from lang_sam.registry import SAM_MODELS, SamArchitecture, check_sam_type, local_sam_checkpoints, sam_names
+from lang_sam.registry import (
+    FAMILY_MODELS, SAM_MODELS, SamArchitecture, check_sam_type, local_sam_checkpoints, sam_names,
+)
 from lang_sam.segmenter import build_sam
 from lang_sam.segmenter.build import architecture_from_state_dict, architecture_of, build_sam_from_architecture
 from tests.conftest import TINY_A, TINY_B, TINY_SAMS, random_sam_state_dict
@@ -53,7 +55,7 @@ def test_a_state_dict_that_is_not_sam_is_named_as_such(tmp_path):
 
 def test_names_are_the_official_sizes_then_the_folders_own_files(service_models, tmp_path, monkeypatch):
     checkpoints, _ = service_models
-    assert sam_names(checkpoints) == ["vit_h", "vit_l", "vit_b", TINY_A, TINY_B]
+    assert sam_names(checkpoints) == ["vit_h", "vit_l", "vit_b", *FAMILY_MODELS, TINY_A, TINY_B]
     assert set(local_sam_checkpoints(checkpoints)) == {TINY_A, TINY_B}
     official_file = tmp_path / SAM_MODELS["vit_b"].file_name
     official_file.write_bytes(b"")

@@ -38,10 +38,12 @@ class MaskSet:
 class Segmenter(Protocol):
     """A promptable segmenter: embed once per image, decode many prompts against it.
 
-    name: the registry name or path it was loaded from; device, dtype: where and how it runs.
+    name: the registry name or path it was loaded from; family: its config model_type ("sam" for
+    SAM v1, "sam2", "sam_hq"); device, dtype: where and how it runs.
     """
 
     name: str
+    family: str
     device: torch.device
     dtype: torch.dtype
 
@@ -83,6 +85,7 @@ class TextSegmenter(Protocol):
     """Segments the user's classes directly from text (SAM 3's concept prompts): no detector runs."""
 
     name: str
+    family: str
     device: torch.device
     dtype: torch.dtype
 

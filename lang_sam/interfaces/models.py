@@ -1,5 +1,5 @@
-"""Models for the long-running interfaces (app, server): one Grounding DINO detector shared by the
-SAMs, each loaded on first use, once."""
+"""Models for the long-running interfaces (app, server): one detector shared by the segmenters,
+each loaded on first use, once (a text segmenter, SAM 3, uses none)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from dataclasses import replace
 import numpy as np
 
 from lang_sam.detector import GroundingDinoDetector
+from lang_sam.families.base import Detector
+from lang_sam.families.loading import resolve_segmenter
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.io.images import ImageInput
 from lang_sam.pipeline import LangSAM
 from lang_sam.results import LangSAMResult
-from lang_sam.registry import DEFAULT_SAM, check_sam_type, sam_names
+from lang_sam.registry import DEFAULT_SAM, TEXT_FAMILIES, check_sam_type, sam_names
 from lang_sam.segmenter.predictor import ImageEmbedding
 from lang_sam.settings import Settings
 
@@ -45,7 +47,7 @@ class ModelPool:
         self._predicting = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         self._detector_lock = threading.Lock()
-        self._detector: GroundingDinoDetector | None = None
+        self._detector: Detector | None = None
         self._pipelines: dict[str, LangSAM] = {}
         self._failures: dict[str, LangSAMError] = {}
 
@@ -79,7 +81,9 @@ class ModelPool:
                 if name in self._failures:
                     raise self._failures[name]
             try:
-                pipeline = LangSAM(name, detector=self._shared_detector(), device=self.settings.device,
+                text = resolve_segmenter(name, None, self.settings.checkpoint_dir).family in TEXT_FAMILIES
+                detector = self.settings.detector if text else self._shared_detector()  # SAM 3 loads no detector
+                pipeline = LangSAM(name, detector=detector, device=self.settings.device,
                                    dtype=self.settings.dtype, checkpoint_dir=self.settings.checkpoint_dir)
             except LangSAMError as error:
                 remembered = type(error)(f"{error} (Remembered from the first attempt: restart after fixing it.)")
@@ -90,7 +94,7 @@ class ModelPool:
                 self._pipelines[name] = pipeline
             return pipeline
 
-    def _shared_detector(self) -> GroundingDinoDetector:
+    def _shared_detector(self) -> Detector:
         with self._detector_lock:
             if self._detector is None:
                 self._detector = GroundingDinoDetector(self.settings.detector, device=self.settings.device, dtype=self.settings.dtype)

@@ -48,7 +48,12 @@ class EmbeddingStore:
         os.close(handle)
         try:
             metadata = {"original_size": _text(embedding.original_size), "input_size": _text(embedding.input_size)}
-            save_file({"features": embedding.features.detach().cpu().contiguous()}, temporary, metadata=metadata)
+            if isinstance(embedding.features, torch.Tensor):
+                tensors = {"features": embedding.features}
+            else:  # a transformers family's tuple, kept in order
+                tensors = {f"features.{index}": tensor for index, tensor in enumerate(embedding.features)}
+                metadata["levels"] = str(len(tensors))
+            save_file({name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}, temporary, metadata=metadata)
             os.replace(temporary, self._path(sam_type, image_id))
         finally:
             Path(temporary).unlink(missing_ok=True)
@@ -59,7 +64,10 @@ class EmbeddingStore:
         path = self._path(sam_type, image_id)
         try:
             with safe_open(path, "pt", device=str(device)) as file:
-                features, metadata = file.get_tensor("features"), file.metadata()
+                metadata = file.metadata()
+                levels = metadata.get("levels")
+                features = (file.get_tensor("features") if levels is None
+                            else tuple(file.get_tensor(f"features.{index}") for index in range(int(levels))))
             os.utime(path)
         except (FileNotFoundError, SafetensorError):
             return None

@@ -21,11 +21,13 @@ class ImageEmbedding:
     """SAM's embedding of one image and the sizes that map prompts and masks onto it. Immutable, so
     one embedding can be cached and decoded from many threads at once.
 
-    features: (1, 256, 64, 64) float32; original_size: (H, W) of the image; input_size: (h, w) of
-    the image resized to longest side 1024.
+    features: SAM v1's (1, 256, 64, 64) float32, or the tuple of tensors a transformers family
+    embeds to (SAM 2.1's three levels, SAM-HQ's embedding and ViT states); original_size: (H, W)
+    of the image; input_size: (h, w) of the model's frame that prompts are scaled into (SAM v1:
+    the image resized to longest side 1024).
     """
 
-    features: torch.Tensor
+    features: torch.Tensor | tuple[torch.Tensor, ...]
     original_size: tuple[int, int]
     input_size: tuple[int, int]
 

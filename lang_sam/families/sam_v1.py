@@ -1,0 +1,55 @@
+"""SAM v1, our own code (lang_sam.segmenter), behind lang_sam.families.base.Segmenter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lang_sam.families.base import MaskSet
+from lang_sam.registry import TRANSFORMERS_SAM_MODEL_TYPE
+from lang_sam.segmenter import processing
+from lang_sam.segmenter.predictor import ImageEmbedding, decode_prompts, encode_image
+from lang_sam.segmenter.sam import Sam
+
+
+@dataclass(frozen=True)
+class ResizedImage:
+    """An image resized for SAM v1: pixels (h, w, 3) uint8, longest side 1024; original_size (H, W)."""
+
+    pixels: np.ndarray
+    original_size: tuple[int, int]
+
+
+class SamV1Segmenter:
+    """Meta's SAM (vit_h / vit_l / vit_b or any checkpoint of that architecture). Stateless: one
+    instance serves many threads, each decoding against its own image's embedding."""
+
+    family = TRANSFORMERS_SAM_MODEL_TYPE
+
+    def __init__(self, sam: Sam, name: str) -> None:
+        self.sam = sam.eval()
+        self.name = name
+        self.device = sam.image_encoder.pos_embed.device
+        self.dtype = sam.image_encoder.pos_embed.dtype
+
+    def parameter_count(self) -> int:
+        return sum(parameter.numel() for parameter in self.sam.parameters())
+
+    def encoder_width(self) -> int:
+        return self.sam.image_encoder.patch_embed.proj.out_channels
+
+    def preprocess(self, image: np.ndarray) -> ResizedImage:
+        return ResizedImage(processing.resize_image(image), image.shape[:2])
+
+    def embed(self, prepared: ResizedImage) -> ImageEmbedding:
+        return encode_image(self.sam, torch.from_numpy(prepared.pixels).permute(2, 0, 1)[None], prepared.original_size)
+
+    def decode(self, embedding: ImageEmbedding, point_coords: torch.Tensor | None = None,
+               point_labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
+               mask_input: torch.Tensor | None = None, multimask_output: bool = False) -> MaskSet:
+        on_device = [None if t is None else t.to(self.device) for t in (point_coords, point_labels, boxes, mask_input)]
+        masks, iou, low_res = decode_prompts(self.sam, embedding, *on_device, multimask_output=multimask_output,
+                                             prompts_in_image_pixels=True)
+        return MaskSet(masks.cpu(), iou.float().cpu(), low_res.float().cpu())

@@ -1,0 +1,183 @@
+"""SAM 2.1 and SAM-HQ through transformers (Sam2Model, SamHQModel) as one promptable Segmenter.
+
+The families differ only in the rows of FAMILIES: the model class, the frame prompts are scaled
+into (SAM-HQ resizes the longest side to 1024 like SAM v1; SAM 2 stretches the image to a
+1024 square) and how the image embedding is handed back to the model. Pre-processing, the model
+and the mask post-processing are transformers' own, run unchanged: the adapter adds batching in
+bounded chunks, image-pixel prompts and an immutable, cacheable embedding (the ImageEmbedding of
+SAM v1, holding the model's tuple of tensors).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import CheckpointError, ModelLoadError
+from lang_sam.families.base import MaskSet
+from lang_sam.io.weights import missing_hub_model_message
+from lang_sam.segmenter.predictor import ImageEmbedding
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one transformers SAM family is driven.
+
+    model_class: the transformers class; square_frame: prompts are scaled to the processor's square
+    size (SAM 2) rather than to the longest-side resize (SAM-HQ); feature_pyramid: the embedding
+    goes back whole as image_embeddings (SAM 2's three levels) rather than as image_embeddings plus
+    intermediate_embeddings (SAM-HQ's ViT states); description: for messages.
+    """
+
+    model_class: str
+    square_frame: bool
+    feature_pyramid: bool
+    description: str
+
+
+FAMILIES: dict[str, Family] = {
+    "sam2": Family("Sam2Model", square_frame=True, feature_pyramid=True, description="SAM 2.1"),
+    "sam_hq": Family("SamHQModel", square_frame=False, feature_pyramid=False, description="SAM-HQ"),
+}
+
+DECODE_CHUNK = 16  # prompts per mask-decoder pass: memory grows with the masks returned, not the batch
+
+
+@dataclass(frozen=True)
+class TransformersPrepared:
+    """The processor's pixels for one image: pixel_values (1, 3, S, S); original_size (H, W);
+    input_size (h, w), the frame prompts are scaled into."""
+
+    pixel_values: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+class TransformersSegmenter:
+    """A SAM 2.1 or SAM-HQ model from a Hugging Face repo id or a save_pretrained folder, behind
+    lang_sam.families.base.Segmenter. Stateless after loading: one instance serves many threads.
+
+    dtype: the model's compute type (float32 or bfloat16); masks, scores and logits come back float32.
+    """
+
+    def __init__(self, source: str | Path, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str | None = None, name: str | None = None) -> None:
+        import transformers
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        source = str(source)
+        model_type = _model_type(source)
+        if model_type not in FAMILIES:
+            raise ModelLoadError(f"{source} holds a {model_type!r} model, not one of {', '.join(FAMILIES)} "
+                                 "(SAM 2.1, SAM-HQ); a SAM v1 folder loads as sam_checkpoint of a SAM v1 name.")
+        self.family = model_type
+        self.driver = FAMILIES[model_type]
+        try:
+            network = getattr(transformers, self.driver.model_class).from_pretrained(source)
+            self.processor = transformers.AutoProcessor.from_pretrained(source)
+        except OSError as error:
+            raise ModelLoadError(missing_hub_model_message(self.driver.description, source, error)) from None
+        except pickle.UnpicklingError:
+            raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors; "
+                                  "use a copy saved with safetensors.") from None
+        self.name = name or source
+        self.model = network.to(self.device, self.dtype).eval()
+
+    def parameter_count(self) -> int:
+        return sum(parameter.numel() for parameter in self.model.parameters())
+
+    def preprocess(self, image: np.ndarray) -> TransformersPrepared:
+        """The processor's resize and normalisation of one (H, W, 3) uint8 RGB image."""
+        inputs = self.processor.image_processor(images=image, return_tensors="pt")
+        original_size = tuple(int(v) for v in inputs["original_sizes"][0])
+        if self.driver.square_frame:
+            size = self.processor.image_processor.size
+            input_size = (int(size["height"]), int(size["width"]))
+        else:
+            input_size = tuple(int(v) for v in inputs["reshaped_input_sizes"][0])
+        return TransformersPrepared(inputs["pixel_values"], original_size, input_size)
+
+    @torch.inference_mode()
+    def embed(self, prepared: TransformersPrepared) -> ImageEmbedding:
+        outputs = self.model.get_image_embeddings(prepared.pixel_values.to(self.device, self.dtype))
+        features = tuple(_flatten(outputs))
+        return ImageEmbedding(features, prepared.original_size, prepared.input_size)
+
+    @torch.inference_mode()
+    def decode(self, embedding: ImageEmbedding, point_coords: torch.Tensor | None = None,
+               point_labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
+               mask_input: torch.Tensor | None = None, multimask_output: bool = False) -> MaskSet:
+        """Masks for B prompts in image pixels (see base.Segmenter.decode), DECODE_CHUNK at a time;
+        with mask_input, one prompt per pass (the model takes one dense prompt per image)."""
+        batch = next((len(t) for t in (point_coords, boxes, mask_input) if t is not None), 0)
+        step = 1 if mask_input is not None else DECODE_CHUNK
+        parts = [
+            self._decode_chunk(embedding, *(None if t is None else t[start:start + step]
+                                            for t in (point_coords, point_labels, boxes, mask_input)), multimask_output)
+            for start in range(0, batch, step)
+        ]
+        if not parts:
+            height, width = embedding.original_size
+            count = 3 if multimask_output else 1
+            return MaskSet(torch.zeros(0, count, height, width, dtype=torch.bool), torch.zeros(0, count), torch.zeros(0, count, 256, 256))
+        return MaskSet(*(torch.cat(tensors) for tensors in zip(*parts)))
+
+    def _decode_chunk(self, embedding: ImageEmbedding, point_coords, point_labels, boxes, mask_input,
+                      multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scale = torch.tensor([embedding.input_size[1] / embedding.original_size[1],
+                              embedding.input_size[0] / embedding.original_size[0]])
+        prompts = {}
+        if point_coords is not None:
+            prompts["input_points"] = (point_coords.float().cpu() * scale)[None].to(self.device, self.dtype)
+            prompts["input_labels"] = point_labels.cpu().long()[None].to(self.device)
+        if boxes is not None:
+            prompts["input_boxes"] = (boxes.float().cpu().reshape(-1, 2, 2) * scale).reshape(1, -1, 4).to(self.device, self.dtype)
+        if mask_input is not None:
+            prompts["input_masks"] = mask_input.reshape(1, 1, *mask_input.shape[-2:]).to(self.device, self.dtype)
+        outputs = self.model(**self._embedding_arguments(embedding), **prompts, multimask_output=multimask_output)
+        low_res = outputs.pred_masks[0].float()  # (B, M, 256, 256)
+        masks = self._post_process(low_res, embedding)
+        return masks.cpu(), outputs.iou_scores[0].float().cpu(), low_res.cpu()
+
+    def _embedding_arguments(self, embedding: ImageEmbedding) -> dict:
+        features = [feature.to(self.device) for feature in embedding.features]
+        if self.driver.feature_pyramid:
+            return {"image_embeddings": features}
+        return {"image_embeddings": features[0], "intermediate_embeddings": features[1:]}
+
+    def _post_process(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> torch.Tensor:
+        """(B, M, 256, 256) logits to (B, M, H, W) bool masks with the processor's own post-processing."""
+        original = [list(embedding.original_size)]
+        if self.driver.square_frame:
+            return self.processor.post_process_masks([low_res], original)[0]
+        return self.processor.post_process_masks([low_res], original, [list(embedding.input_size)])[0]
+
+
+def _flatten(outputs) -> list[torch.Tensor]:
+    """get_image_embeddings' tensor, list or (tensor, list) as one list of tensors, in order."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [tensor for part in outputs for tensor in _flatten(part)]
+
+
+def _model_type(source: str) -> str | None:
+    """config.json's model_type of a local folder, or of a hub repo through transformers' config loader."""
+    config_file = Path(source) / "config.json"
+    if config_file.is_file():
+        try:
+            return json.loads(config_file.read_text()).get("model_type")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            raise ModelLoadError(f"{config_file} is not a readable transformers config.") from None
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source).model_type
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(missing_hub_model_message("SAM 2.1 / SAM-HQ", source, error)) from None
