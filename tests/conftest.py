@@ -121,6 +121,19 @@ def bert_tokenizer():
     return BertTokenizer(vocab=str(bert_vocab_path()), do_lower_case=True)
 
 
+def byte_level_clip_tokenizer(max_length: int):
+    """A CLIPTokenizer over the 512 byte-level symbols (no merges: one token a character) with
+    <|startoftext|> 512 and <|endoftext|> 513, so no vocabulary has to be downloaded."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    vocab = {symbol: index for index, symbol in enumerate(symbols)}
+    vocab.update({f"{symbol}</w>": index + len(symbols) for index, symbol in enumerate(symbols)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
 def tiny_grounding_dino(seed: int = 0, model_type: str = "grounding-dino"):
     """A small random GroundingDinoForObjectDetection, or with model_type "mm-grounding-dino" an
     MMGroundingDinoForObjectDetection (2 decoder layers, as the models need)."""

@@ -20,7 +20,7 @@ from lang_sam.errors import CheckpointError, InvalidOptionError, InvalidPromptEr
 from lang_sam.families.base import Detector
 from lang_sam.families.detectors import Owlv2Detector, load_detector
 from lang_sam.registry import DETECTORS
-from tests.conftest import tiny_grounding_dino
+from tests.conftest import byte_level_clip_tokenizer, tiny_grounding_dino
 from tests.test_grounding_dino import photo, same_class_overlap
 
 OWL_IMAGE_SIZE = 96  # 6 x 6 patches of 16 pixels: 36 candidate boxes
@@ -29,19 +29,15 @@ OWL_TEXT_TOKENS = 16
 
 @pytest.fixture(scope="module")
 def owlv2_dir(tmp_path_factory):
-    """A tiny random OWLv2 with a CLIP tokenizer over the 512 byte-level symbols (no merges)."""
-    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    """A tiny random OWLv2 with a byte-level CLIP tokenizer (no downloads)."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
 
-    symbols = list(bytes_to_unicode().values())
-    vocab = {symbol: index for index, symbol in enumerate(symbols)}
-    vocab.update({f"{symbol}</w>": index + len(symbols) for index, symbol in enumerate(symbols)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=OWL_TEXT_TOKENS)
+    tokenizer = byte_level_clip_tokenizer(OWL_TEXT_TOKENS)
+    vocab_size = len(tokenizer)
     config = Owlv2Config(
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=len(vocab), max_position_embeddings=OWL_TEXT_TOKENS,
-                         bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1, pad_token_id=len(vocab) - 1),
+                         vocab_size=vocab_size, max_position_embeddings=OWL_TEXT_TOKENS,
+                         bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            image_size=OWL_IMAGE_SIZE, patch_size=16),
         projection_dim=32,
