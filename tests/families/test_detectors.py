@@ -140,8 +140,9 @@ def test_owlv2_batch_equals_singles(owlv2):
     images = [photo("coffee.jpg"), photo("astronaut.jpg"), photo("chelsea.jpg"), photo("coffee.jpg").transpose(Image.FLIP_LEFT_RIGHT)]
     prompts = ["cup, spoon", "person, flag", "cup, spoon", ["cat", "sofa", "st. bernard"]]
     calls = []
-    owlv2.model.owlv2.vision_model.register_forward_hook(lambda module, args, output: calls.append(1))
+    hook = owlv2.model.owlv2.vision_model.register_forward_hook(lambda module, args, output: calls.append(1))
     batched = owlv2.detect(images, prompts, box_threshold=0.0, text_threshold=0.0)
+    hook.remove()
     assert len(calls) == 1, "images of one processed size share one vision-encoder call"
     for image, prompt, result in zip(images, prompts, batched):
         single = owlv2.detect(image, [prompt], box_threshold=0.0, text_threshold=0.0)
