@@ -9,6 +9,17 @@ correlation of their token logits are reported, with how many queries that is.
 
     python bench/bench_detector.py --sizes swin_t swin_b
 
+With --family (grounding-dino, mm-grounding-dino or owlv2), one row instead: the time of a whole
+detection (pre-processing, forward, post-processing) by lang-sam's detector against transformers'
+processor, model and post-processing called directly, on the same random weights, float32, with
+their ratio. The model has the architecture of a registry entry of that family (Grounding DINO
+Swin-T, MM-Grounding-DINO tiny, OWLv2 base-patch16-ensemble at 960 pixels), or with --small the
+tests' tiny one.
+Box counts are printed too: for OWLv2 they agree; for (MM-)Grounding DINO lang-sam also requires
+each box's own class to clear text_threshold, so it may keep fewer.
+
+    python bench/bench_detector.py --family owlv2
+
 Needs the test extra (the bert-base-uncased vocabulary). Random weights: timings, not quality.
 """
 
@@ -32,6 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sam import reset_peak, rss_mib, test_image  # noqa: E402
 
 CAPTION = "truck . wheel . person . window ."
+CLASSES = ["truck", "wheel", "person", "window"]
+BOX_THRESHOLD, TEXT_THRESHOLD = 0.3, 0.25
+FAMILY_ARCHITECTURES = {
+    "grounding-dino": "IDEA-Research/grounding-dino-tiny (Swin-T)",
+    "mm-grounding-dino": "openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det (MMGroundingDinoConfig() defaults, Swin-T)",
+    "owlv2": "google/owlv2-base-patch16-ensemble (ViT-B/16, 960 pixels; byte-level tokenizer)",
+}
 
 
 def build(size: str):
@@ -122,9 +140,90 @@ def run_worker(*args: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def build_family(family: str, small: bool):
+    """Random-weight model (seeded) and processor of a detector family: the registry default's
+    architecture built offline from transformers' Config, or (small) the tests' tiny model."""
+    import transformers
+
+    from tests.conftest import bert_vocab_path, byte_level_clip_tokenizer, tiny_grounding_dino
+
+    torch.manual_seed(0)
+    if family == "owlv2":
+        text = {"bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513}  # the byte-level tokenizer's
+        if small:
+            text.update(vocab_size=514, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+        vision = {"image_size": 96, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                  "num_attention_heads": 2} if small else {"image_size": 960}
+        config = transformers.Owlv2Config(text_config=text, vision_config=vision, projection_dim=32 if small else 512)
+        image_processor = transformers.Owlv2ImageProcessor(size={"height": vision["image_size"], "width": vision["image_size"]})
+        processor = transformers.Owlv2Processor(image_processor=image_processor, tokenizer=byte_level_clip_tokenizer(16))
+        return transformers.Owlv2ForObjectDetection(config).eval(), processor
+    if small:
+        model = tiny_grounding_dino(model_type=family)
+    elif family == "grounding-dino":
+        from lang_sam.detector.original_checkpoint import grounding_dino_config
+
+        model = transformers.GroundingDinoForObjectDetection(grounding_dino_config("swin_t")).eval()
+    else:
+        model = transformers.MMGroundingDinoForObjectDetection(transformers.MMGroundingDinoConfig()).eval()
+    tokenizer = transformers.BertTokenizer(vocab=str(bert_vocab_path()), do_lower_case=True)
+    size = {"shortest_edge": 240, "longest_edge": 400} if small else None
+    image_processor = transformers.GroundingDinoImageProcessor(**({"size": size} if size else {}))
+    return model, transformers.GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def transformers_detection(model, processor, family: str, image: Image.Image) -> int:
+    """A detection as transformers' docs make it: processor, model, post-processing; the box count."""
+    text = [CLASSES] if family == "owlv2" else CAPTION
+    with torch.inference_mode():
+        inputs = processor(images=image, text=text, return_tensors="pt")
+        outputs = model(**inputs)
+    size = [(image.height, image.width)]
+    if family == "owlv2":
+        (result,) = processor.post_process_grounded_object_detection(outputs, threshold=BOX_THRESHOLD, target_sizes=size)
+    else:
+        (result,) = processor.post_process_grounded_object_detection(
+            outputs, inputs["input_ids"], threshold=BOX_THRESHOLD, text_threshold=TEXT_THRESHOLD, target_sizes=size)
+    return len(result["scores"])
+
+
+def family_row(family: str, small: bool, repeats: int) -> None:
+    """lang-sam's detector against transformers called directly, same weights, same photo."""
+    import copy
+
+    from lang_sam.detector import GroundingDinoDetector
+    from lang_sam.families.detectors import Owlv2Detector
+
+    model, processor = build_family(family, small)
+    reference = copy.deepcopy(model)  # GroundingDinoDetector swaps attention on its model's own modules
+    detector_class = Owlv2Detector if family == "owlv2" else GroundingDinoDetector
+    detector = detector_class.from_parts(model, processor, device="cpu", dtype="float32")
+    image = Image.fromarray(test_image())
+    runs = {
+        "transformers": lambda: transformers_detection(reference, processor, family, image),
+        "lang_sam": lambda: len(detector.detect(image, ", ".join(CLASSES), box_threshold=BOX_THRESHOLD, text_threshold=TEXT_THRESHOLD)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    boxes = {name: run() for name, run in runs.items()}  # warm-up
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    theirs, ours = (statistics.median(times[name]) for name in runs)
+    architecture = "tiny test model" if small else FAMILY_ARCHITECTURES[family]
+    print(f"\n== {family}: {architecture}, random weights, {image.width}x{image.height} photo, classes {CLASSES}, "
+          f"thresholds {BOX_THRESHOLD}/{TEXT_THRESHOLD}, median of {repeats}")
+    print(f"transformers processor+model+post-processing {theirs:.3f} s ({boxes['transformers']} boxes); "
+          f"lang_sam detect {ours:.3f} s ({boxes['lang_sam']} boxes); transformers / lang_sam {theirs / ours:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["swin_t", "swin_b"], choices=["swin_t", "swin_b"])
+    parser.add_argument("--family", choices=["grounding-dino", "mm-grounding-dino", "owlv2"],
+                        help="one row: lang-sam's detector against transformers called directly")
+    parser.add_argument("--small", action="store_true", help="with --family: the tests' tiny model (a quick check)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "SIZE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -133,6 +232,9 @@ def main() -> None:
         return
 
     print(f"machine: {describe_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    if args.family:
+        family_row(args.family, args.small, args.repeats)
+        return
     skip_bf16 = bf16_skip_reason()
     if skip_bf16:
         print(skip_bf16)

@@ -163,21 +163,44 @@ def check_sam_type(sam_type: object, folder: str | Path | None = None) -> str:
 @dataclass(frozen=True)
 class DetectorEntry:
     """A detector by short name: a transformers model on the Hugging Face hub, or (file_name set)
-    one of IDEA's original checkpoints in a hub repo, mapped onto transformers' model at load time."""
+    one of IDEA's original checkpoints in a hub repo, mapped onto transformers' model at load time.
+    family: config.json's model_type of the model ("grounding-dino", "mm-grounding-dino", "owlv2"),
+    which names the adapter that runs it (lang_sam.families.detectors.load_detector)."""
 
     name: str
     repo_id: str
+    family: str
     file_name: str | None = None
     description: str = ""
 
 
+_MM_GDINO = "openmmlab-community/mm_grounding_dino"
+
 DETECTORS: dict[str, DetectorEntry] = {
     entry.name: entry
     for entry in (
-        DetectorEntry("grounding-dino-base", "IDEA-Research/grounding-dino-base", description="Swin-B, lang-segment-anything v1's"),
-        DetectorEntry("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", description="Swin-T"),
-        DetectorEntry("groundingdino-swint-ogc", "ShilongLiu/GroundingDINO", "groundingdino_swint_ogc.pth", "IDEA's Swin-T"),
-        DetectorEntry("groundingdino-swinb-cogcoor", "ShilongLiu/GroundingDINO", "groundingdino_swinb_cogcoor.pth", "IDEA's Swin-B"),
+        DetectorEntry("grounding-dino-base", "IDEA-Research/grounding-dino-base", "grounding-dino",
+                      description="Swin-B, lang-segment-anything v1's"),
+        DetectorEntry("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "grounding-dino", description="Swin-T"),
+        DetectorEntry("groundingdino-swint-ogc", "ShilongLiu/GroundingDINO", "grounding-dino", "groundingdino_swint_ogc.pth",
+                      "IDEA's Swin-T"),
+        DetectorEntry("groundingdino-swinb-cogcoor", "ShilongLiu/GroundingDINO", "grounding-dino",
+                      "groundingdino_swinb_cogcoor.pth", "IDEA's Swin-B"),
+        DetectorEntry("mm-grounding-dino-tiny", f"{_MM_GDINO}_tiny_o365v1_goldg_v3det", "mm-grounding-dino",
+                      description="Swin-T; Objects365 v1, GoldG, V3Det"),
+        DetectorEntry("mm-grounding-dino-base", f"{_MM_GDINO}_base_o365v1_goldg_v3det", "mm-grounding-dino",
+                      description="Swin-B; Objects365 v1, GoldG, V3Det"),
+        DetectorEntry("mm-grounding-dino-large", f"{_MM_GDINO}_large_o365v2_oiv6_goldg", "mm-grounding-dino",
+                      description="Swin-L; Objects365 v2, OpenImages v6, GoldG"),
+        DetectorEntry("owlv2-base-patch16-ensemble", "google/owlv2-base-patch16-ensemble", "owlv2",
+                      description="ViT-B/16, weight ensemble of the self-trained and fine-tuned models"),
+        DetectorEntry("owlv2-base-patch16", "google/owlv2-base-patch16", "owlv2", description="ViT-B/16, self-trained"),
+        DetectorEntry("owlv2-base-patch16-finetuned", "google/owlv2-base-patch16-finetuned", "owlv2",
+                      description="ViT-B/16, self-trained then fine-tuned"),
+        DetectorEntry("owlv2-large-patch14-ensemble", "google/owlv2-large-patch14-ensemble", "owlv2",
+                      description="ViT-L/14, weight ensemble of the self-trained and fine-tuned models"),
+        DetectorEntry("owlv2-large-patch14-finetuned", "google/owlv2-large-patch14-finetuned", "owlv2",
+                      description="ViT-L/14, self-trained then fine-tuned"),
     )
 }
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"

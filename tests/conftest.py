@@ -121,12 +121,28 @@ def bert_tokenizer():
     return BertTokenizer(vocab=str(bert_vocab_path()), do_lower_case=True)
 
 
-def tiny_grounding_dino(seed: int = 0):
-    """A small random GroundingDinoForObjectDetection (2 decoder layers, as the model needs)."""
-    from transformers import BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
+def byte_level_clip_tokenizer(max_length: int):
+    """A CLIPTokenizer over the 512 byte-level symbols (no merges: one token a character) with
+    <|startoftext|> 512 and <|endoftext|> 513, so no vocabulary has to be downloaded."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+    symbols = list(bytes_to_unicode().values())
+    vocab = {symbol: index for index, symbol in enumerate(symbols)}
+    vocab.update({f"{symbol}</w>": index + len(symbols) for index, symbol in enumerate(symbols)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+
+
+def tiny_grounding_dino(seed: int = 0, model_type: str = "grounding-dino"):
+    """A small random GroundingDinoForObjectDetection, or with model_type "mm-grounding-dino" an
+    MMGroundingDinoForObjectDetection (2 decoder layers, as the models need)."""
+    import transformers
+    from transformers import BertConfig, SwinConfig
+
+    prefix = {"grounding-dino": "GroundingDino", "mm-grounding-dino": "MMGroundingDino"}[model_type]
     torch.manual_seed(seed)
-    config = GroundingDinoConfig(
+    config = getattr(transformers, f"{prefix}Config")(
         backbone_config=SwinConfig(
             embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], window_size=7, out_indices=[2, 3, 4],
             out_features=["stage2", "stage3", "stage4"],
@@ -135,7 +151,7 @@ def tiny_grounding_dino(seed: int = 0):
         d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
         encoder_attention_heads=2, decoder_attention_heads=2, num_queries=50,
     )
-    return GroundingDinoForObjectDetection(config).eval()
+    return getattr(transformers, f"{prefix}ForObjectDetection")(config).eval()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Text to boxes with transformers' Grounding DINO."""
+"""Text to boxes with transformers' Grounding DINO and MM-Grounding-DINO (the same processor,
+outputs and label rules; the model class is picked from config.json's model_type)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,18 @@ from PIL import Image
 
 from lang_sam.detector.deformable_attention import deformable_attention_forward
 from lang_sam.detector.original_checkpoint import DEFAULT_TOKENIZER, load_original_grounding_dino
-from lang_sam.detector.postprocess import BoxDetections, class_wise_nms, select_detections
+from lang_sam.detector.postprocess import BoxDetections, ranked_detections, select_detections
 from lang_sam.detector.prompts import Caption, parse_classes, split_into_captions
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import CheckpointError, InvalidOptionError, ModelLoadError
 from lang_sam.registry import DEFAULT_DETECTOR, DETECTORS
 from lang_sam.io.weights import missing_hub_model_message
+
+# config.json's model_type -> the transformers class GroundingDinoDetector runs it with
+GROUNDING_DINO_CLASSES = {
+    "grounding-dino": "GroundingDinoForObjectDetection",
+    "mm-grounding-dino": "MMGroundingDinoForObjectDetection",
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,8 @@ class GroundingDinoDetector:
     """Finds the boxes of the classes named in a text prompt.
 
     model: a Hugging Face repo id (or a short name from lang_sam.registry.DETECTORS), a local folder in
-    transformers format, or an original IDEA checkpoint (.pth, e.g. groundingdino_swint_ogc.pth,
+    transformers format (Grounding DINO or MM-Grounding-DINO, told apart by config.json's model_type),
+    or an original IDEA checkpoint (.pth, e.g. groundingdino_swint_ogc.pth,
     read with the bert-base-uncased ``tokenizer``, an id or a folder). Weights come through the
     Hugging Face cache (HF_HOME, HF_HUB_OFFLINE). processor: a folder or id holding the image
     processor and tokenizer, when they are not saved with the model.
@@ -98,17 +106,8 @@ class GroundingDinoDetector:
         BoxDetections per image (a single one when a single image was given).
         nms_iou_threshold: when set, boxes of the same class overlapping more than this are suppressed.
         """
-        single = isinstance(images, (Image.Image, DetectorInput))
-        image_list = [images] if single else list(images)
-        prompt_list = [prompts] * len(image_list) if isinstance(prompts, str) else list(prompts)
-        if len(prompt_list) != len(image_list):
-            raise InvalidOptionError(f"Got {len(image_list)} images but {len(prompt_list)} prompts; give one prompt or one per image.")
-        _check_threshold("box_threshold", box_threshold)
-        _check_threshold("text_threshold", text_threshold)
-        if nms_iou_threshold is not None:
-            _check_threshold("nms_iou_threshold", nms_iou_threshold)
-
-        class_lists = [parse_classes(prompt) for prompt in prompt_list]  # errors before any model runs
+        single, image_list, class_lists = detection_request(
+            images, prompts, DetectorInput, box_threshold, text_threshold, nms_iou_threshold)
         captions = [split_into_captions(classes, self.processor.tokenizer, self.max_text_tokens) for classes in class_lists]
         inputs = [image if isinstance(image, DetectorInput) else self.preprocess(image) for image in image_list]
         raw = self._run(inputs, captions)
@@ -165,32 +164,63 @@ def _source(model: str) -> str:
 def _load(source: str, tokenizer: str | Path, processor: str | None = None):
     """Model and processor from a repo id, a transformers folder, or an original .pth file; the
     processor from its own folder or repo when one is given."""
-    from transformers import GroundingDinoForObjectDetection
+    import transformers
 
     if source.endswith(".pth"):
         model, original_processor = load_original_grounding_dino(source, tokenizer)
-        return model, original_processor if processor is None else _load_processor(processor)
+        return model, original_processor if processor is None else load_processor(processor, "Grounding DINO")
+    model_type = config_model_type(source, "Grounding DINO")
+    if model_type not in GROUNDING_DINO_CLASSES:
+        raise ModelLoadError(
+            f"{source} holds a {model_type!r} model, not Grounding DINO or MM-Grounding-DINO "
+            f"(model_type {' or '.join(map(repr, GROUNDING_DINO_CLASSES))}). Load it with "
+            "lang_sam.families.detectors.load_detector, which picks the detector for its model_type."
+        )
+    model = from_pretrained_checked(getattr(transformers, GROUNDING_DINO_CLASSES[model_type]), source, "Grounding DINO")
+    return model, load_processor(processor or source, "Grounding DINO")
+
+
+def config_model_type(source: str, kind: str) -> str:
+    """config.json's model_type of a local folder or hub repo, read without loading any weights, so
+    that a loader can pick the model class (or say what else the folder holds). kind names the
+    model in errors ("Grounding DINO", "OWLv2", "detector")."""
+    from transformers import PreTrainedConfig
+
     try:
-        model = GroundingDinoForObjectDetection.from_pretrained(source)
+        config, _ = PreTrainedConfig.get_config_dict(source)
     except OSError as error:
-        raise ModelLoadError(missing_hub_model_message("Grounding DINO", source, error)) from None
+        raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
+    if not config.get("model_type"):
+        raise ModelLoadError(
+            f"{source} has no config.json naming a model_type, so it is not a {kind} model in transformers "
+            "format: give a folder written by save_pretrained (config.json, weights, processor files) or a hub repo id."
+        )
+    return config["model_type"]
+
+
+def from_pretrained_checked(model_class, source: str, kind: str):
+    """model_class.from_pretrained(source), with the errors users can act on: not found (offline,
+    not cached) and pickled weights holding more than tensors (refused: unpickling could run code)."""
+    try:
+        return model_class.from_pretrained(source)
+    except OSError as error:
+        raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
     except pickle.UnpicklingError:
         raise CheckpointError(
-            f"Refused to load the detector {source}: its weights file holds Python objects other than tensors, "
+            f"Refused to load the {kind} model {source}: its weights file holds Python objects other than tensors, "
             "which could run code when unpickled. Use a copy saved with safetensors (model.safetensors, what "
             "save_pretrained writes by default)."
         ) from None
-    return model, _load_processor(processor or source)
 
 
-def _load_processor(source: str):
+def load_processor(source: str, kind: str):
     """The image processor and tokenizer saved in a folder or repo (a model's, or one of its own)."""
     from transformers import AutoProcessor
 
     try:
         return AutoProcessor.from_pretrained(source)
     except OSError as error:
-        raise ModelLoadError(missing_hub_model_message("Grounding DINO", source, error)) from None
+        raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
 
 
 def _prepare(model, device: torch.device, dtype: torch.dtype):
@@ -198,6 +228,8 @@ def _prepare(model, device: torch.device, dtype: torch.dtype):
 
     The swap is made on this model's own modules, so nothing changes for other models in the
     process; see lang_sam.detector.deformable_attention for why (speed, and NaN in bfloat16).
+    Grounding DINO and MM-Grounding-DINO each define a kernel module of this name, with the same
+    forward signature.
     """
     model = model.to(device, dtype).eval()
     for module in model.modules():
@@ -216,10 +248,25 @@ def _merge(parts, classes: list[str], nms_iou_threshold: float | None) -> BoxDet
         class_ids.append(global_ids[part_ids])
         class_scores.append(part_class_scores)
     boxes, scores, class_ids, class_scores = (torch.cat(t) for t in (boxes, scores, class_ids, class_scores))
-    order = scores.argsort(descending=True, stable=True)
+    return ranked_detections(boxes, scores, class_ids, class_scores, classes, nms_iou_threshold)
+
+
+def detection_request(
+    images, prompts, input_type: type, box_threshold: float, text_threshold: float, nms_iou_threshold: float | None
+) -> tuple[bool, list, list[list[str]]]:
+    """What a detect call asks for, every argument checked before any model runs: whether one image
+    was given (not a list), the images as a list, and each image's classes (parse_classes of its
+    prompt: one prompt for all images, or one per image). input_type: the detector's preprocess result."""
+    single = isinstance(images, (Image.Image, input_type))
+    image_list = [images] if single else list(images)
+    prompt_list = [prompts] * len(image_list) if isinstance(prompts, str) else list(prompts)
+    if len(prompt_list) != len(image_list):
+        raise InvalidOptionError(f"Got {len(image_list)} images but {len(prompt_list)} prompts; give one prompt or one per image.")
+    _check_threshold("box_threshold", box_threshold)
+    _check_threshold("text_threshold", text_threshold)
     if nms_iou_threshold is not None:
-        order = class_wise_nms(boxes, scores, class_ids, nms_iou_threshold)
-    return BoxDetections(boxes[order], scores[order], class_ids[order], class_scores[order], list(classes))
+        _check_threshold("nms_iou_threshold", nms_iou_threshold)
+    return single, image_list, [parse_classes(prompt) for prompt in prompt_list]
 
 
 def _check_threshold(name: str, value: float) -> None:

@@ -78,6 +78,22 @@ def to_pixel_xyxy(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Ten
     )
 
 
+def ranked_detections(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    class_ids: torch.Tensor,
+    class_scores: torch.Tensor,
+    classes: list[str],
+    nms_iou_threshold: float | None = None,
+) -> BoxDetections:
+    """Detections sorted by score (highest first, ties in their given order), after class-wise NMS
+    when nms_iou_threshold is set."""
+    order = scores.argsort(descending=True, stable=True)
+    if nms_iou_threshold is not None:
+        order = class_wise_nms(boxes, scores, class_ids, nms_iou_threshold)
+    return BoxDetections(boxes[order], scores[order], class_ids[order], class_scores[order], list(classes))
+
+
 def class_wise_nms(
     boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:

@@ -1,0 +1,327 @@
+"""OWLv2 and MM-Grounding-DINO behind the Detector interface: tiny random models saved with
+save_pretrained, loaded through load_detector, checked against transformers' model, processor and
+post-processing called directly on the same image and classes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lang_sam.detector import GroundingDinoDetector
+from lang_sam.detector.deformable_attention import deformable_attention_forward
+from lang_sam.errors import CheckpointError, InvalidOptionError, InvalidPromptError, ModelLoadError
+from lang_sam.families.base import Detector
+from lang_sam.families.detectors import Owlv2Detector, load_detector
+from lang_sam.registry import DETECTORS
+from tests.conftest import byte_level_clip_tokenizer, tiny_grounding_dino
+from tests.test_grounding_dino import photo, same_class_overlap
+
+OWL_IMAGE_SIZE = 96  # 6 x 6 patches of 16 pixels: 36 candidate boxes
+OWL_TEXT_TOKENS = 16
+
+
+@pytest.fixture(scope="module")
+def owlv2_dir(tmp_path_factory):
+    """A tiny random OWLv2 with a byte-level CLIP tokenizer (no downloads)."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    tokenizer = byte_level_clip_tokenizer(OWL_TEXT_TOKENS)
+    vocab_size = len(tokenizer)
+    config = Owlv2Config(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         vocab_size=vocab_size, max_position_embeddings=OWL_TEXT_TOKENS,
+                         bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=OWL_IMAGE_SIZE, patch_size=16),
+        projection_dim=32,
+    )
+    torch.manual_seed(3)
+    model = Owlv2ForObjectDetection(config).eval()
+    with torch.no_grad():  # default inits give near-equal scores; these make classes and boxes differ
+        for name, parameter in model.named_parameters():
+            if "class_head" in name or "box_head" in name:
+                parameter.normal_(0, 0.5)
+    folder = tmp_path_factory.mktemp("owlv2")
+    model.save_pretrained(folder)
+    image_processor = Owlv2ImageProcessor(size={"height": OWL_IMAGE_SIZE, "width": OWL_IMAGE_SIZE})
+    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mm_gdino_dir(tmp_path_factory, bert_tokenizer):
+    from transformers import GroundingDinoImageProcessor, GroundingDinoProcessor
+
+    folder = tmp_path_factory.mktemp("mm-grounding-dino")
+    tiny_grounding_dino(seed=4, model_type="mm-grounding-dino").save_pretrained(folder)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 240, "longest_edge": 400})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=bert_tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def owlv2(owlv2_dir):
+    return load_detector(owlv2_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def mm_gdino(mm_gdino_dir):
+    return load_detector(mm_gdino_dir, device="cpu", dtype="float32")
+
+
+def owlv2_reference(folder, image: Image.Image, classes: list[str]) -> dict:
+    """transformers' OWLv2 as its docs use it: processor, model, post_process_grounded_object_detection
+    with the original size as target size, every box kept (threshold below any sigmoid)."""
+    from transformers import Owlv2ForObjectDetection, Owlv2Processor
+
+    model = Owlv2ForObjectDetection.from_pretrained(folder).eval()
+    processor = Owlv2Processor.from_pretrained(folder)
+    with torch.inference_mode():
+        outputs = model(**processor(text=[classes], images=image, return_tensors="pt"))
+    (result,) = processor.post_process_grounded_object_detection(
+        outputs, threshold=-1.0, target_sizes=[(image.height, image.width)], text_labels=[classes])
+    return result
+
+
+def assert_same_detections(ours, theirs_boxes, theirs_scores, theirs_class_ids, image: Image.Image) -> None:
+    """Ours against the reference's, both sorted by score; the reference boxes clipped to the image
+    (ours are always inside it)."""
+    order = theirs_scores.argsort(descending=True, stable=True)
+    limit = torch.tensor([image.width, image.height, image.width, image.height], dtype=torch.float32)
+    expected_boxes = theirs_boxes[order].clamp(min=0).minimum(limit)
+    assert len(ours) == len(order)
+    torch.testing.assert_close(ours.scores, theirs_scores[order], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.boxes, expected_boxes, atol=1e-3, rtol=0)
+    assert ours.class_ids.tolist() == theirs_class_ids[order].tolist()
+
+
+def test_loaders_pick_the_family_from_the_folder(owlv2, mm_gdino):
+    assert isinstance(owlv2, Owlv2Detector) and isinstance(owlv2, Detector)
+    assert isinstance(mm_gdino, GroundingDinoDetector) and isinstance(mm_gdino, Detector)
+    assert type(mm_gdino.model).__name__ == "MMGroundingDinoForObjectDetection"
+    assert {entry.family for entry in DETECTORS.values()} == {"grounding-dino", "mm-grounding-dino", "owlv2"}
+    assert DETECTORS["mm-grounding-dino-tiny"].repo_id == "openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det"
+    assert DETECTORS["owlv2-base-patch16-ensemble"].repo_id == "google/owlv2-base-patch16-ensemble"
+
+
+@pytest.mark.parametrize("name", ["coffee.jpg", "astronaut.jpg"])  # landscape (padded below) and square
+def test_owlv2_equals_transformers_called_directly(owlv2, owlv2_dir, name):
+    image = photo(name)
+    classes = ["cup", "spoon", "table top"]
+    expected = owlv2_reference(owlv2_dir, image, classes)
+    result = owlv2.detect(image, "Cup, spoon. table top", box_threshold=0.0, text_threshold=0.0)
+    assert result.classes == classes and set(result.labels) <= set(classes)
+    assert len(result) == (OWL_IMAGE_SIZE // 16) ** 2, "every patch's box at zero thresholds"
+    assert_same_detections(result, expected["boxes"], expected["scores"], expected["labels"], image)
+    assert len(set(result.labels)) >= 2, "random heads must give more than one class, or labels are not tested"
+    assert torch.equal(result.class_scores, result.scores)
+    expected_labels = [expected["text_labels"][i] for i in expected["scores"].argsort(descending=True, stable=True)]
+    assert result.labels == expected_labels
+
+
+def test_owlv2_thresholds_keep_the_scores_at_or_above_the_larger(owlv2):
+    image = photo("coffee.jpg")
+    everything = owlv2.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0)
+    low, high = (float(everything.scores.quantile(q)) for q in (0.3, 0.7))
+    for box_threshold, text_threshold in ((low, high), (high, low)):
+        kept = owlv2.detect(image, "cup, spoon", box_threshold=box_threshold, text_threshold=text_threshold)
+        assert len(kept) == int((everything.scores >= high).sum()) > 0
+        torch.testing.assert_close(kept.boxes, everything.boxes[everything.scores >= high])
+
+
+def test_owlv2_batch_equals_singles(owlv2):
+    images = [photo("coffee.jpg"), photo("astronaut.jpg"), photo("chelsea.jpg"), photo("coffee.jpg").transpose(Image.FLIP_LEFT_RIGHT)]
+    prompts = ["cup, spoon", "person, flag", "cup, spoon", ["cat", "sofa", "st. bernard"]]
+    calls = []
+    hook = owlv2.model.owlv2.vision_model.register_forward_hook(lambda module, args, output: calls.append(1))
+    batched = owlv2.detect(images, prompts, box_threshold=0.0, text_threshold=0.0)
+    hook.remove()
+    assert len(calls) == 1, "images of one processed size share one vision-encoder call"
+    for image, prompt, result in zip(images, prompts, batched):
+        single = owlv2.detect(image, [prompt], box_threshold=0.0, text_threshold=0.0)
+        assert single.labels == result.labels and single.classes == result.classes
+        torch.testing.assert_close(single.boxes, result.boxes, atol=1e-4, rtol=0)
+        torch.testing.assert_close(single.scores, result.scores, atol=1e-6, rtol=0)
+
+
+def test_owlv2_classes_in_chunks_equal_one_chunk(owlv2_dir, monkeypatch):
+    classes = [f"thing {index}" for index in range(11)]
+    whole = Owlv2Detector(owlv2_dir, device="cpu", dtype="float32", max_queries=100)
+    chunked = Owlv2Detector(owlv2_dir, device="cpu", dtype="float32", max_queries=3)
+    queries = []
+    original = chunked.model.owlv2.get_text_features
+    monkeypatch.setattr(chunked.model.owlv2, "get_text_features",
+                        lambda **kwargs: queries.append(kwargs["input_ids"].shape[0]) or original(**kwargs))
+    image = photo("chelsea.jpg")
+    one, many = (detector.detect(image, ", ".join(classes), box_threshold=0.0, text_threshold=0.0) for detector in (whole, chunked))
+    assert queries == [3, 3, 3, 2]
+    assert one.labels == many.labels and len({label for label in many.labels if int(label.split()[1]) >= 3}) > 0
+    torch.testing.assert_close(one.scores, many.scores, atol=1e-6, rtol=0)
+    torch.testing.assert_close(one.boxes, many.boxes, atol=0, rtol=0)
+
+
+def test_owlv2_bfloat16_stays_close_to_float32(owlv2_dir):
+    image = photo("coffee.jpg")
+    exact = Owlv2Detector(owlv2_dir, device="cpu", dtype="float32")
+    fast = Owlv2Detector(owlv2_dir, device="cpu", dtype="bfloat16")
+    assert next(fast.model.parameters()).dtype == torch.bfloat16
+    classes = ["cup", "spoon"]
+    (exact_scores, _, exact_boxes), = exact._patch_predictions([exact.preprocess(image)], [classes])
+    (fast_scores, _, fast_boxes), = fast._patch_predictions([fast.preprocess(image)], [classes])
+    assert fast_scores.dtype == torch.float32 and torch.isfinite(fast_scores).all() and torch.isfinite(fast_boxes).all()
+    torch.testing.assert_close(fast_scores, exact_scores, atol=0.03, rtol=0)
+    torch.testing.assert_close(fast_boxes, exact_boxes, atol=0.03, rtol=0)
+    result = fast.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0)
+    assert result.boxes.dtype == torch.float32 and len(result) == (OWL_IMAGE_SIZE // 16) ** 2
+
+
+@pytest.mark.parametrize("family", ["owlv2", "mm_gdino"])
+def test_nms_removes_same_class_overlaps(family, request):
+    detector = request.getfixturevalue(family)
+    image = photo("astronaut.jpg")
+    loose = detector.detect(image, "person, flag", box_threshold=0.0, text_threshold=0.0)
+    strict = detector.detect(image, "person, flag", box_threshold=0.0, text_threshold=0.0, nms_iou_threshold=0.1)
+    assert same_class_overlap(loose, 0.1), "the test image must start with overlapping boxes"
+    assert 0 < len(strict) < len(loose) and not same_class_overlap(strict, 0.1)
+    loose_rows = {tuple(row) for row in loose.boxes.tolist()}
+    assert all(tuple(row) in loose_rows for row in strict.boxes.tolist())
+    assert torch.all(strict.scores[:-1] >= strict.scores[1:])
+
+
+@pytest.mark.parametrize("family", ["owlv2", "mm_gdino"])
+@pytest.mark.parametrize("option", ["box_threshold", "text_threshold", "nms_iou_threshold"])
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), "0.3", True])
+def test_bad_thresholds_are_rejected(family, option, value, request):
+    detector = request.getfixturevalue(family)
+    with pytest.raises(InvalidOptionError, match=option):
+        detector.detect(photo("coffee.jpg"), "cup", **{option: value})
+
+
+def test_owlv2_bad_prompts_fail_before_any_model_runs(owlv2, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(owlv2.model, "image_embedder", forbidden)
+    for prompt in ["", " ,, .", "???"]:
+        with pytest.raises(InvalidPromptError):
+            owlv2.detect(photo("coffee.jpg"), prompt)
+    with pytest.raises(InvalidPromptError, match="longer than OWLv2's text encoder"):
+        owlv2.detect(photo("coffee.jpg"), "cup, a very long class name indeed")
+    with pytest.raises(InvalidOptionError, match="2 images but 3 prompts"):
+        owlv2.detect([photo("coffee.jpg")] * 2, ["a", "b", "c"])
+    with pytest.raises(InvalidOptionError, match="max_queries"):
+        Owlv2Detector.from_parts(owlv2.model, owlv2.processor, device="cpu", max_queries=0)
+
+
+def test_mm_gdino_equals_transformers_called_directly(mm_gdino, mm_gdino_dir):
+    """The gather-based deformable attention replaces MM-GDINO's kernel module too, and the result
+    equals transformers' own forward and post-processing."""
+    from transformers import AutoProcessor, MMGroundingDinoForObjectDetection
+
+    swapped = [m for m in mm_gdino.model.modules() if type(m).__name__ == "MultiScaleDeformableAttention"]
+    assert len(swapped) == 3, "one per encoder layer, two decoder layers"
+    assert all(isinstance(m.forward, types.MethodType) and m.forward.__func__ is deformable_attention_forward for m in swapped)
+    reference = MMGroundingDinoForObjectDetection.from_pretrained(mm_gdino_dir).eval()
+    assert not any(isinstance(m.forward, types.MethodType) and m.forward.__func__ is deformable_attention_forward
+                   for m in reference.modules())
+    processor = AutoProcessor.from_pretrained(mm_gdino_dir)
+    image = photo("astronaut.jpg")
+    inputs = processor(images=image, text="person . flag . rocket .", return_tensors="pt")
+    with torch.inference_mode():
+        theirs, ours_raw = reference(**inputs), mm_gdino.model(**inputs)
+    torch.testing.assert_close(ours_raw.logits, theirs.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours_raw.pred_boxes, theirs.pred_boxes, atol=1e-5, rtol=1e-4)
+    (expected,) = processor.post_process_grounded_object_detection(
+        theirs, threshold=0.0, text_threshold=0.0, target_sizes=[(image.height, image.width)])
+    result = mm_gdino.detect(image, "Person, flag. rocket", box_threshold=0.0, text_threshold=0.0)
+    assert result.classes == ["person", "flag", "rocket"] and set(result.labels) <= set(result.classes)
+    assert len(result) == len(expected["scores"]) == 50
+    order = expected["scores"].argsort(descending=True, stable=True)
+    torch.testing.assert_close(result.scores, expected["scores"][order], atol=1e-5, rtol=0)
+    limit = torch.tensor([image.width, image.height, image.width, image.height], dtype=torch.float32)
+    ours, want = (np.array(sorted(b.tolist())) for b in (result.boxes, expected["boxes"].clamp(min=0).minimum(limit)))
+    assert np.allclose(ours, want, atol=1e-2), "the same 50 boxes, clipped to the image"
+
+
+def test_mm_gdino_batch_equals_singles(mm_gdino):
+    images = [photo("astronaut.jpg"), photo("coffee.jpg"), photo("astronaut.jpg").transpose(Image.FLIP_LEFT_RIGHT)]
+    prompts = ["person, flag", "cup", "person, flag"]
+    for image, prompt, result in zip(images, prompts, mm_gdino.detect(images, prompts, box_threshold=0.0, text_threshold=0.0)):
+        single = mm_gdino.detect(image, prompt, box_threshold=0.0, text_threshold=0.0)
+        assert single.labels == result.labels
+        torch.testing.assert_close(single.boxes, result.boxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(single.scores, result.scores, atol=1e-5, rtol=0)
+
+
+def test_mm_gdino_bfloat16_runs_and_stays_close(mm_gdino_dir, mm_gdino):
+    """Compared before query selection, as for Grounding DINO: bf16 noise reorders near-tied proposals."""
+    fast = load_detector(mm_gdino_dir, device="cpu", dtype="bfloat16")
+    image = photo("chelsea.jpg")
+    inputs = mm_gdino.processor(images=image, text="cat . sofa .", return_tensors="pt")
+    with torch.inference_mode():
+        exact_out = mm_gdino.model(**inputs)
+        fast_out = fast.model(**{k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()})
+    a, b = exact_out.encoder_last_hidden_state_vision.flatten(), fast_out.encoder_last_hidden_state_vision.float().flatten()
+    assert np.corrcoef(a.numpy(), b.numpy())[0, 1] > 0.99
+    result = fast.detect(image, "cat, sofa", box_threshold=0.0, text_threshold=0.0)
+    assert len(result) == 50 and torch.isfinite(result.boxes).all() and torch.isfinite(result.scores).all()
+    assert set(result.labels) <= {"cat", "sofa"}
+
+
+def test_a_folder_of_another_model_type_is_a_clear_error(tmp_path, owlv2_dir, mm_gdino_dir):
+    from transformers import BertConfig
+
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path / "bert")
+    with pytest.raises(ModelLoadError, match=r"'bert' model, which is not a detector.*OWLv2"):
+        load_detector(tmp_path / "bert")
+    with pytest.raises(ModelLoadError, match=r"'owlv2' model, not Grounding DINO or MM-Grounding-DINO.*load_detector"):
+        GroundingDinoDetector(owlv2_dir, device="cpu")
+    with pytest.raises(ModelLoadError, match=r"'mm-grounding-dino' model, not OWLv2.*load_detector"):
+        Owlv2Detector(mm_gdino_dir, device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json naming a model_type.*save_pretrained"):
+        load_detector(tmp_path / "empty")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+@pytest.mark.parametrize("family", ["owlv2", "mm_gdino"])
+def test_pickled_weights_holding_objects_are_refused(family, request, tmp_path, capsys):
+    folder = request.getfixturevalue(f"{family}_dir")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "config.json").write_text((folder / "config.json").read_text())
+    torch.save({"weight": torch.zeros(1), "payload": _RunsCode()}, copy / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="Refused to load.*safetensors"):
+        load_detector(copy, device="cpu")
+    assert "unpickled code ran" not in capsys.readouterr().out
+
+
+def test_missing_models_offline_name_model_cache_and_fix(tmp_path):
+    code = (
+        "from lang_sam.families.detectors import load_detector\n"
+        "for name in ['owlv2-base-patch16-ensemble', 'mm-grounding-dino-tiny', 'someone/unknown-detector']:\n"
+        "    try:\n"
+        "        load_detector(name, device='cpu')\n"
+        "    except Exception as error:\n"
+        "        print(type(error).__name__, error)\n"
+    )
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    lines = completed.stdout.splitlines()
+    assert len(lines) == 3, completed.stdout + completed.stderr
+    repos = ["google/owlv2-base-patch16-ensemble", DETECTORS["mm-grounding-dino-tiny"].repo_id, "someone/unknown-detector"]
+    for line, repo in zip(lines, repos):
+        assert line.startswith("ModelLoadError") and repo in line
+        assert str(tmp_path / "hf") in line and "local copy" in line
+
