@@ -20,6 +20,7 @@ from lang_sam.detector.prompts import parse_classes
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError
 from lang_sam.families.base import Detector, MaskSet, Segmenter, TextSegmenter
+from lang_sam.families.detectors import load_detector
 from lang_sam.families.loading import load_segmenter
 from lang_sam.families.sam_v1 import SamV1Segmenter
 from lang_sam.io.images import ImageInput, load_image
@@ -122,8 +123,9 @@ class LangSAM:
     downloaded (lang_sam.io.weights).
     Without either, vit_h; with only a checkpoint, whatever SAM it holds (with both, a name that is
     not an official size only names it); checkpoint_dir: where names are looked up (default
-    $LANG_SAM_CHECKPOINTS). detector: a Grounding DINO repo id, folder or original .pth, or a loaded
-    detector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
+    $LANG_SAM_CHECKPOINTS). detector: a registry name (grounding-dino-*, mm-grounding-dino-*, owlv2-*),
+    a repo id or folder of any of those families (config.json's model_type says which), an IDEA
+    original .pth, or a loaded detector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
     best available; dtype: float32 or bfloat16. The embeddings of the last embedding_cache_size
     images are kept (SAM v1: 4 MB each), so a new prompt on any of them skips the image encoder.
 
@@ -181,7 +183,8 @@ class LangSAM:
         with self._detector_lock:
             if self._detector is None:
                 source, processor = self._detector_source
-                self._detector = GroundingDinoDetector(source, device=self.device, dtype=self.dtype, processor=processor)
+                self._detector = (load_detector(source, self.device, self.dtype) if processor is None else
+                                  GroundingDinoDetector(source, device=self.device, dtype=self.dtype, processor=processor))
             return self._detector
 
     @classmethod

@@ -41,13 +41,16 @@ class SamArchitecture:
 
 @dataclass(frozen=True)
 class OfficialSam:
-    """One of Meta's checkpoints: its architecture, file name (as users already have it), URL, hash."""
+    """One of Meta's checkpoints: its architecture, file name (as users already have it), URL, hash,
+    and published parameter count."""
 
     name: str
     architecture: SamArchitecture
     file_name: str
     url: str
     sha256: str
+    parameters: int
+    licence: str = "Apache-2.0"
 
 
 _DOWNLOADS = "https://dl.fbaipublicfiles.com/segment_anything"
@@ -58,14 +61,17 @@ SAM_MODELS: dict[str, OfficialSam] = {
         OfficialSam(
             "vit_h", SamArchitecture(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth",
             f"{_DOWNLOADS}/sam_vit_h_4b8939.pth", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+            636_000_000,
         ),
         OfficialSam(
             "vit_l", SamArchitecture(1024, 24, 16, (5, 11, 17, 23)), "sam_vit_l_0b3195.pth",
             f"{_DOWNLOADS}/sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+            308_000_000,
         ),
         OfficialSam(
             "vit_b", SamArchitecture(768, 12, 12, (2, 5, 8, 11)), "sam_vit_b_01ec64.pth",
             f"{_DOWNLOADS}/sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+            91_000_000,
         ),
     )
 }
@@ -172,6 +178,8 @@ class DetectorEntry:
     family: str
     file_name: str | None = None
     description: str = ""
+    parameters: int | None = None  # the published count, rounded (lang-sam models counts cached weights)
+    licence: str = "Apache-2.0"
 
 
 _MM_GDINO = "openmmlab-community/mm_grounding_dino"
@@ -180,27 +188,27 @@ DETECTORS: dict[str, DetectorEntry] = {
     entry.name: entry
     for entry in (
         DetectorEntry("grounding-dino-base", "IDEA-Research/grounding-dino-base", "grounding-dino",
-                      description="Swin-B, lang-segment-anything v1's"),
-        DetectorEntry("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "grounding-dino", description="Swin-T"),
+                      description="Swin-B, lang-segment-anything v1's", parameters=233_000_000),
+        DetectorEntry("grounding-dino-tiny", "IDEA-Research/grounding-dino-tiny", "grounding-dino", description="Swin-T", parameters=172_000_000),
         DetectorEntry("groundingdino-swint-ogc", "ShilongLiu/GroundingDINO", "grounding-dino", "groundingdino_swint_ogc.pth",
-                      "IDEA's Swin-T"),
+                      "IDEA's Swin-T", parameters=172_000_000),
         DetectorEntry("groundingdino-swinb-cogcoor", "ShilongLiu/GroundingDINO", "grounding-dino",
-                      "groundingdino_swinb_cogcoor.pth", "IDEA's Swin-B"),
+                      "groundingdino_swinb_cogcoor.pth", "IDEA's Swin-B", parameters=233_000_000),
         DetectorEntry("mm-grounding-dino-tiny", f"{_MM_GDINO}_tiny_o365v1_goldg_v3det", "mm-grounding-dino",
-                      description="Swin-T; Objects365 v1, GoldG, V3Det"),
+                      description="Swin-T; Objects365 v1, GoldG, V3Det", parameters=173_000_000),
         DetectorEntry("mm-grounding-dino-base", f"{_MM_GDINO}_base_o365v1_goldg_v3det", "mm-grounding-dino",
-                      description="Swin-B; Objects365 v1, GoldG, V3Det"),
+                      description="Swin-B; Objects365 v1, GoldG, V3Det", parameters=233_000_000),
         DetectorEntry("mm-grounding-dino-large", f"{_MM_GDINO}_large_o365v2_oiv6_goldg", "mm-grounding-dino",
-                      description="Swin-L; Objects365 v2, OpenImages v6, GoldG"),
+                      description="Swin-L; Objects365 v2, OpenImages v6, GoldG", parameters=341_000_000),
         DetectorEntry("owlv2-base-patch16-ensemble", "google/owlv2-base-patch16-ensemble", "owlv2",
-                      description="ViT-B/16, weight ensemble of the self-trained and fine-tuned models"),
-        DetectorEntry("owlv2-base-patch16", "google/owlv2-base-patch16", "owlv2", description="ViT-B/16, self-trained"),
+                      description="ViT-B/16, weight ensemble of the self-trained and fine-tuned models", parameters=155_000_000),
+        DetectorEntry("owlv2-base-patch16", "google/owlv2-base-patch16", "owlv2", description="ViT-B/16, self-trained", parameters=155_000_000),
         DetectorEntry("owlv2-base-patch16-finetuned", "google/owlv2-base-patch16-finetuned", "owlv2",
-                      description="ViT-B/16, self-trained then fine-tuned"),
+                      description="ViT-B/16, self-trained then fine-tuned", parameters=155_000_000),
         DetectorEntry("owlv2-large-patch14-ensemble", "google/owlv2-large-patch14-ensemble", "owlv2",
-                      description="ViT-L/14, weight ensemble of the self-trained and fine-tuned models"),
+                      description="ViT-L/14, weight ensemble of the self-trained and fine-tuned models", parameters=438_000_000),
         DetectorEntry("owlv2-large-patch14-finetuned", "google/owlv2-large-patch14-finetuned", "owlv2",
-                      description="ViT-L/14, self-trained then fine-tuned"),
+                      description="ViT-L/14, self-trained then fine-tuned", parameters=438_000_000),
     )
 }
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
@@ -213,19 +221,22 @@ class UniversalEntry:
 
     name: str
     repo_id: str
+    family: str
     label_set: str
     description: str = ""
+    parameters: int | None = None  # the published count, rounded
+    licence: str = "see the model card"
 
 
 UNIVERSAL_MODELS: dict[str, UniversalEntry] = {
     entry.name: entry
     for entry in (
-        UniversalEntry("oneformer-ade20k-swin-tiny", "shi-labs/oneformer_ade20k_swin_tiny", "ADE20K (150 classes)",
-                       "OneFormer, Swin-T"),
-        UniversalEntry("mask2former-swin-tiny-ade-semantic", "facebook/mask2former-swin-tiny-ade-semantic",
-                       "ADE20K (150 classes)", "Mask2Former, Swin-T"),
-        UniversalEntry("mask2former-swin-tiny-coco-panoptic", "facebook/mask2former-swin-tiny-coco-panoptic",
-                       "COCO panoptic (133 classes)", "Mask2Former, Swin-T"),
+        UniversalEntry("oneformer-ade20k-swin-tiny", "shi-labs/oneformer_ade20k_swin_tiny", "oneformer",
+                       "ADE20K (150 classes)", "OneFormer, Swin-T", 50_000_000, "MIT"),
+        UniversalEntry("mask2former-swin-tiny-ade-semantic", "facebook/mask2former-swin-tiny-ade-semantic", "mask2former",
+                       "ADE20K (150 classes)", "Mask2Former, Swin-T", 47_000_000),
+        UniversalEntry("mask2former-swin-tiny-coco-panoptic", "facebook/mask2former-swin-tiny-coco-panoptic", "mask2former",
+                       "COCO panoptic (133 classes)", "Mask2Former, Swin-T", 47_000_000),
     )
 }
 DEFAULT_UNIVERSAL = "mask2former-swin-tiny-ade-semantic"

@@ -24,8 +24,9 @@ class Settings:
     """Which models to run, where, in which precision.
 
     sam_type: a name from lang_sam.registry (None: vit_h, or what sam_checkpoint holds);
-    sam_checkpoint: a SAM .pth or .safetensors file, a transformers SAM folder or a
-    Hugging Face repo id; detector: a Grounding DINO id, folder or .pth; checkpoint_dir:
+    sam_checkpoint: a SAM .pth or .safetensors file, a transformers folder (SAM, SAM 2.1, SAM-HQ,
+    SAM 3) or a Hugging Face repo id; detector: a detector name, a Grounding DINO /
+    MM-Grounding-DINO / OWLv2 id or folder, or an IDEA .pth; checkpoint_dir:
     the folder of SAM files; device: cpu, cuda, cuda:N, mps or None (best available); dtype: auto
     (None), float32 or bfloat16.
     """

@@ -53,7 +53,7 @@ def hub(tmp_path, monkeypatch):
 
 def serve_as_vit_b(monkeypatch, url: str, sha256: str) -> None:
     official = weights.SAM_MODELS["vit_b"]
-    monkeypatch.setitem(weights.SAM_MODELS, "vit_b", OfficialSam("vit_b", official.architecture, official.file_name, url, sha256))
+    monkeypatch.setitem(weights.SAM_MODELS, "vit_b", OfficialSam("vit_b", official.architecture, official.file_name, url, sha256, official.parameters))
 
 
 def test_official_urls_and_hashes():

@@ -151,9 +151,10 @@ def mask_iou(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.logical_and(first, second).sum() / union) if union else 1.0
 
 
-def evaluate_sam_only(predictor, ground_truth, images_dir: Path, image_ids: list[int]) -> dict[str, Any]:
-    """SAM prompted with each ground-truth box (crowd regions left out): mean mask IoU, overall and
-    per class, so that SAM's quality is measured apart from the detector's."""
+def evaluate_sam_only(segmenter, ground_truth, images_dir: Path, image_ids: list[int]) -> dict[str, Any]:
+    """A promptable segmenter (lang_sam.families.base.Segmenter: SAM v1, SAM 2.1, SAM-HQ) prompted
+    with each ground-truth box (crowd regions left out): mean mask IoU, overall and per class, so
+    that the segmenter's quality is measured apart from the detector's."""
     import torch
 
     names = {category["id"]: category["name"] for category in ground_truth.loadCats(ground_truth.getCatIds())}
@@ -163,10 +164,10 @@ def evaluate_sam_only(predictor, ground_truth, images_dir: Path, image_ids: list
         annotations = [a for a in ground_truth.loadAnns(ground_truth.getAnnIds(imgIds=image_id)) if not a.get("iscrowd")]
         if not annotations:
             continue
-        predictor.set_image(load_image(images_dir / info["file_name"]))
+        embedding = segmenter.embed(segmenter.preprocess(load_image(images_dir / info["file_name"])))
         boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in annotations)], dtype=torch.float32)
-        masks, _, _ = predictor.predict_torch(boxes=boxes, multimask_output=False, prompts_in_image_pixels=True)
-        for annotation, mask in zip(annotations, masks[:, 0].cpu().numpy()):
+        masks = segmenter.decode(embedding, boxes=boxes).masks
+        for annotation, mask in zip(annotations, masks[:, 0].numpy()):
             truth = ground_truth.annToMask(annotation).astype(bool)
             ious.setdefault(names[annotation["category_id"]], []).append(mask_iou(mask, truth))
     every = [value for values in ious.values() for value in values]

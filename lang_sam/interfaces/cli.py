@@ -195,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="best detections kept per image, as COCO AP counts them (default: %(default)s)")
     _add_pipeline_arguments(evaluate)
 
+    models = commands.add_parser(
+        "models",
+        help="list every model lang-sam can run",
+        description="Every registry entry (SAM v1 first, then SAM 2.1, SAM-HQ, SAM 3, the detectors and the universal "
+        "models) and your own files in the checkpoint folder: name (what --sam-type / --detector take), family, kind, "
+        "size in parameters (counted from the weights once cached), licence, whether the Hugging Face repo is gated, "
+        "and whether the weights are already on this machine. Nothing is downloaded.",
+    )
+    models.add_argument("--checkpoint-dir", help="folder with SAM files of your own ($LANG_SAM_CHECKPOINTS)")
+    models.add_argument("--json", action="store_true", help="JSON instead of a table")
+
     finetune = commands.add_parser(
         "finetune",
         help="fine-tune SAM's mask decoder on a COCO dataset (Lightning)",
@@ -238,8 +249,11 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The settings every subcommand reads alike: flag, then environment variable, then default."""
-    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth or a transformers SAM folder NAME in the checkpoint folder ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
-    parser.add_argument("--detector", help=f"Grounding DINO repo id, folder or .pth ($LANG_SAM_DETECTOR; default {DEFAULT_DETECTOR})")
+    parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, sam2.1-hiera-tiny|small|base-plus|large, sam-hq-vit-base|large|huge, "
+                        "sam3 (text prompts, no detector), or NAME for NAME.pth or a transformers folder NAME in the checkpoint "
+                        "folder; `lang-sam models` lists them ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
+    parser.add_argument("--detector", help="a detector name (grounding-dino-*, mm-grounding-dino-*, owlv2-*: `lang-sam models`), "
+                        f"a repo id or folder of one of those families, or an IDEA .pth ($LANG_SAM_DETECTOR; default {DEFAULT_DETECTOR})")
     parser.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps ($LANG_SAM_DEVICE; default: best available)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="compute precision ($LANG_SAM_DTYPE; default auto: bfloat16 where the device runs it natively, else float32)")
@@ -289,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             return _convert(args)
         if args.command == "finetune":
             return _finetune(args)
+        if args.command == "models":
+            return _models(args)
         return _predict(args)
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
@@ -381,6 +397,14 @@ def _write_outputs(stem: Path, drawing, payload: dict) -> None:
     """STEM.png, then STEM.json (written last: its presence marks the image done), each atomically."""
     write_atomically(stem.with_name(f"{stem.name}.png"), lambda file: Image.fromarray(drawing).save(file, format="PNG"))
     write_atomically(stem.with_name(f"{stem.name}.json"), lambda file: file.write(json.dumps(payload, indent=1).encode()))
+
+
+def _models(args: argparse.Namespace) -> int:
+    from lang_sam.interfaces.catalog import format_rows, model_rows, rows_as_json
+
+    rows = model_rows(args.checkpoint_dir)
+    print(json.dumps(rows_as_json(rows), indent=2) if args.json else format_rows(rows))
+    return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -538,10 +562,9 @@ def _label(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from lang_sam.datasets.evaluation import evaluate_pipeline, evaluate_sam_only, format_table, load_ground_truth
-    from lang_sam.devices import resolve_device, resolve_dtype
+    from lang_sam.families.base import TextSegmenter
+    from lang_sam.families.loading import load_segmenter
     from lang_sam.pipeline import LangSAM
-    from lang_sam.segmenter import SamPredictor
-    from lang_sam.segmenter.build import load_sam
 
     try:
         dataset = json.loads(args.coco.read_text())
@@ -552,10 +575,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     ground_truth = load_ground_truth(dataset, str(args.coco))
     image_ids = sorted(ground_truth.getImgIds())[: args.limit]
     settings = _settings(args)
-    if args.sam_only:  # SAM alone, on the ground-truth boxes: no detector is loaded
-        device = resolve_device(settings.device)
-        _, sam = load_sam(settings.sam_type, settings.sam_checkpoint, resolve_dtype(settings.dtype, device), settings.checkpoint_dir)
-        metrics = evaluate_sam_only(SamPredictor(sam.to(device)), ground_truth, args.images, image_ids)
+    if args.sam_only:  # the segmenter alone, on the ground-truth boxes: no detector is loaded
+        segmenter = load_segmenter(settings.sam_type, settings.sam_checkpoint, settings.device, settings.dtype, settings.checkpoint_dir)
+        if isinstance(segmenter, TextSegmenter):
+            raise InvalidOptionError(f"--sam-only prompts with boxes; {segmenter.name} takes text: drop --sam-only to "
+                                     "measure it with the dataset's class names.")
+        metrics = evaluate_sam_only(segmenter, ground_truth, args.images, image_ids)
     else:
         model = LangSAM.from_settings(settings)
         metrics = evaluate_pipeline(

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from lang_sam.detector import GroundingDinoDetector
 from lang_sam.families.base import Detector
+from lang_sam.families.detectors import load_detector
 from lang_sam.families.loading import resolve_segmenter
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, LangSAMError
@@ -97,7 +97,7 @@ class ModelPool:
     def _shared_detector(self) -> Detector:
         with self._detector_lock:
             if self._detector is None:
-                self._detector = GroundingDinoDetector(self.settings.detector, device=self.settings.device, dtype=self.settings.dtype)
+                self._detector = load_detector(self.settings.detector, device=self.settings.device, dtype=self.settings.dtype)
             return self._detector
 
     def predict(

@@ -20,40 +20,9 @@ from lang_sam.errors import CheckpointError, InvalidOptionError, InvalidPromptEr
 from lang_sam.families.base import Detector
 from lang_sam.families.detectors import Owlv2Detector, load_detector
 from lang_sam.registry import DETECTORS
-from tests.conftest import byte_level_clip_tokenizer, tiny_grounding_dino
+from tests.conftest import tiny_grounding_dino
+from tests.families.conftest import OWL_IMAGE_SIZE
 from tests.test_grounding_dino import photo, same_class_overlap
-
-OWL_IMAGE_SIZE = 96  # 6 x 6 patches of 16 pixels: 36 candidate boxes
-OWL_TEXT_TOKENS = 16
-
-
-@pytest.fixture(scope="module")
-def owlv2_dir(tmp_path_factory):
-    """A tiny random OWLv2 with a byte-level CLIP tokenizer (no downloads)."""
-    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
-
-    tokenizer = byte_level_clip_tokenizer(OWL_TEXT_TOKENS)
-    vocab_size = len(tokenizer)
-    config = Owlv2Config(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=vocab_size, max_position_embeddings=OWL_TEXT_TOKENS,
-                         bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=OWL_IMAGE_SIZE, patch_size=16),
-        projection_dim=32,
-    )
-    torch.manual_seed(3)
-    model = Owlv2ForObjectDetection(config).eval()
-    with torch.no_grad():  # default inits give near-equal scores; these make classes and boxes differ
-        for name, parameter in model.named_parameters():
-            if "class_head" in name or "box_head" in name:
-                parameter.normal_(0, 0.5)
-    folder = tmp_path_factory.mktemp("owlv2")
-    model.save_pretrained(folder)
-    image_processor = Owlv2ImageProcessor(size={"height": OWL_IMAGE_SIZE, "width": OWL_IMAGE_SIZE})
-    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def mm_gdino_dir(tmp_path_factory, bert_tokenizer):

@@ -19,53 +19,17 @@ from lang_sam.registry import FAMILY_MODELS, sam_names
 from lang_sam.segmenter.embedding_store import EmbeddingStore
 from lang_sam.segmenter.build import build_sam_from_architecture
 from tests.conftest import TINY_A, TINY_SAMS, synthetic_image
+from tests.families.conftest import save_tiny_segmenter
 
 IMAGE = synthetic_image(300, 400, seed=3)
-
-
-def tiny_sam2():
-    from transformers import Sam2Config, Sam2Model
-    from transformers.models.sam2.configuration_sam2 import (
-        Sam2HieraDetConfig, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig, Sam2VisionConfig,
-    )
-
-    backbone = Sam2HieraDetConfig(hidden_size=8, embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
-                                  blocks_per_stage=[1, 1, 2, 1], global_attention_blocks=[3])
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=32)
-    config = Sam2Config(vision_config=vision, prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32),
-                        mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32))
-    return Sam2Model(config).eval()
-
-
-def tiny_sam_hq():
-    from transformers import SamHQConfig, SamHQModel
-    from transformers.models.sam_hq.configuration_sam_hq import (
-        SamHQMaskDecoderConfig, SamHQPromptEncoderConfig, SamHQVisionConfig,
-    )
-
-    vision = SamHQVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, global_attn_indexes=[1], mlp_dim=64,
-                               output_channels=32, num_pos_feats=16)
-    config = SamHQConfig(vision_config=vision, prompt_encoder_config=SamHQPromptEncoderConfig(hidden_size=32),
-                         mask_decoder_config=SamHQMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
-                                                                    iou_head_hidden_dim=32, vit_dim=32))
-    return SamHQModel(config).eval()
 
 
 @pytest.fixture(scope="module", params=["sam2", "sam_hq"])
 def family_dir(request, tmp_path_factory):
     """A tiny random model of the family and its processor, saved as transformers saves them, in
     a checkpoint folder under the name tiny-FAMILY."""
-    from transformers import Sam2ImageProcessor, Sam2Processor, SamHQProcessor, SamImageProcessor
-
-    torch.manual_seed(5)
-    checkpoints = tmp_path_factory.mktemp(f"checkpoints-{request.param}")
-    folder = checkpoints / f"tiny-{request.param}"
-    if request.param == "sam2":
-        tiny_sam2().save_pretrained(folder)
-        Sam2Processor(Sam2ImageProcessor()).save_pretrained(folder)
-    else:
-        tiny_sam_hq().save_pretrained(folder)
-        SamHQProcessor(SamImageProcessor()).save_pretrained(folder)
+    folder = tmp_path_factory.mktemp(f"checkpoints-{request.param}") / f"tiny-{request.param}"
+    save_tiny_segmenter(request.param, folder)
     return folder
 
 
@@ -154,7 +118,7 @@ def test_langsam_by_name_from_the_checkpoint_folder_end_to_end(family_dir, direc
     assert name in sam_names(family_dir.parent) and sam_names(family_dir.parent)[:3] == ["vit_h", "vit_l", "vit_b"]
     model = LangSAM(name, detector=tiny_detector_dir, device="cpu", dtype="float32", checkpoint_dir=family_dir.parent)
     result = model.predict(IMAGE, "cat, dog", box_threshold=0.0, text_threshold=0.0, max_detections=4)
-    assert model.sam_type == name and len(result) == 4 and set(result.phrases) <= {"cat", "dog"}
+    assert model.sam_type == name and result.num_detections == 4 and set(result.phrases) <= {"cat", "dog"}
     expected, _, _ = direct_masks(direct, False, input_boxes=[result.boxes.tolist()])
     assert np.array_equal(result.masks, expected[:, 0].numpy())
     # clicks and boxes go the same way; a click alone takes the best of three

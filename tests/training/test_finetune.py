@@ -79,18 +79,18 @@ def test_a_run_writes_the_best_model_in_both_formats(run, start_sam, ellipse_dat
 
 
 def test_the_best_mious_is_the_box_prompted_miou_measured_again(run, ellipse_dataset):
-    """The validation mIoU of the best model, measured again with SamPredictor on the held-out
+    """The validation mIoU of the best model, measured again with our SAM (behind the Segmenter interface) on the held-out
     images at their own size (lang-sam eval --sam-only's code)."""
     from lang_sam.datasets.coco import train_val_split
     from lang_sam.datasets.evaluation import evaluate_sam_only, load_ground_truth
-    from lang_sam.segmenter import SamPredictor
+    from lang_sam.families.sam_v1 import SamV1Segmenter
 
     out, summary = run
     coco, images = ellipse_dataset
     ground_truth = load_ground_truth(json.loads(coco.read_text()))
     _, val_names = train_val_split([info["file_name"] for info in ground_truth.dataset["images"]], 0.34)
     val_ids = [info["id"] for info in ground_truth.dataset["images"] if info["file_name"] in val_names]
-    measured = evaluate_sam_only(SamPredictor(build_sam(checkpoint=out / "model.pth")), ground_truth, images, val_ids)
+    measured = evaluate_sam_only(SamV1Segmenter(build_sam(checkpoint=out / "model.pth"), "finetuned"), ground_truth, images, val_ids)
     assert measured["instances"] == summary["val_instances"]
     assert measured["mean_iou"] == pytest.approx(summary["val_miou_best"], abs=1e-4)
 

@@ -1,0 +1,85 @@
+"""Tiny random models of the transformers families, saved with save_pretrained as users keep
+them: SAM 2.1 and SAM-HQ segmenters, an OWLv2 detector (no downloads: a byte-level tokenizer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import byte_level_clip_tokenizer
+
+
+def tiny_sam2():
+    from transformers import Sam2Config, Sam2Model
+    from transformers.models.sam2.configuration_sam2 import (
+        Sam2HieraDetConfig, Sam2MaskDecoderConfig, Sam2PromptEncoderConfig, Sam2VisionConfig,
+    )
+
+    backbone = Sam2HieraDetConfig(hidden_size=8, embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
+                                  blocks_per_stage=[1, 1, 2, 1], global_attention_blocks=[3])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=32)
+    config = Sam2Config(vision_config=vision, prompt_encoder_config=Sam2PromptEncoderConfig(hidden_size=32),
+                        mask_decoder_config=Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32))
+    return Sam2Model(config).eval()
+
+
+def tiny_sam_hq():
+    from transformers import SamHQConfig, SamHQModel
+    from transformers.models.sam_hq.configuration_sam_hq import (
+        SamHQMaskDecoderConfig, SamHQPromptEncoderConfig, SamHQVisionConfig,
+    )
+
+    vision = SamHQVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, global_attn_indexes=[1], mlp_dim=64,
+                               output_channels=32, num_pos_feats=16)
+    config = SamHQConfig(vision_config=vision, prompt_encoder_config=SamHQPromptEncoderConfig(hidden_size=32),
+                         mask_decoder_config=SamHQMaskDecoderConfig(hidden_size=32, mlp_dim=64, num_attention_heads=2,
+                                                                    iou_head_hidden_dim=32, vit_dim=32))
+    return SamHQModel(config).eval()
+
+
+def save_tiny_segmenter(family: str, folder: Path, seed: int = 5) -> Path:
+    """A tiny random SAM 2.1 ("sam2") or SAM-HQ ("sam_hq") and its processor saved in folder."""
+    from transformers import Sam2ImageProcessor, Sam2Processor, SamHQProcessor, SamImageProcessor
+
+    torch.manual_seed(seed)
+    if family == "sam2":
+        tiny_sam2().save_pretrained(folder)
+        Sam2Processor(Sam2ImageProcessor()).save_pretrained(folder)
+    else:
+        tiny_sam_hq().save_pretrained(folder)
+        SamHQProcessor(SamImageProcessor()).save_pretrained(folder)
+    return folder
+
+
+OWL_IMAGE_SIZE = 96  # 6 x 6 patches of 16 pixels: 36 candidate boxes
+OWL_TEXT_TOKENS = 16
+
+
+@pytest.fixture(scope="session")
+def owlv2_dir(tmp_path_factory):
+    """A tiny random OWLv2 with a byte-level CLIP tokenizer (no downloads)."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    tokenizer = byte_level_clip_tokenizer(OWL_TEXT_TOKENS)
+    vocab_size = len(tokenizer)
+    config = Owlv2Config(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         vocab_size=vocab_size, max_position_embeddings=OWL_TEXT_TOKENS,
+                         bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=OWL_IMAGE_SIZE, patch_size=16),
+        projection_dim=32,
+    )
+    torch.manual_seed(3)
+    model = Owlv2ForObjectDetection(config).eval()
+    with torch.no_grad():  # default inits give near-equal scores; these make classes and boxes differ
+        for name, parameter in model.named_parameters():
+            if "class_head" in name or "box_head" in name:
+                parameter.normal_(0, 0.5)
+    folder = tmp_path_factory.mktemp("owlv2")
+    model.save_pretrained(folder)
+    image_processor = Owlv2ImageProcessor(size={"height": OWL_IMAGE_SIZE, "width": OWL_IMAGE_SIZE})
+    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
