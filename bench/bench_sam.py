@@ -43,6 +43,24 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+def worker_result(script: str, *args: str) -> dict:
+    """What `python script --worker ARGS` prints last, read as JSON: one measurement in a fresh
+    process, so that its peak memory is its own."""
+    command = [sys.executable, script, "--worker", *args]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def print_machine() -> str | None:
+    """Print the machine line a benchmark starts with; returns why its bf16 runs are left out here,
+    printed too (None: bf16 is native here, and they run)."""
+    print(f"machine: {describe_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    skip = bf16_skip_reason()
+    if skip:
+        print(skip)
+    return skip
+
+
 def test_image() -> np.ndarray:
     height, width = IMAGE_SIZE
     if PHOTO.is_file():
@@ -58,14 +76,16 @@ def boxes_for(count: int) -> np.ndarray:
     return np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
 
 
-def timed(function, repeats: int) -> float:
+def timed(function, repeats: int, statistic=statistics.median) -> float:
+    """statistic (the median, or min for the run least disturbed by other work) of repeats timings
+    of function, after one warm-up run."""
     function()  # warm-up: kernel selection and first-touch allocations
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistic(times)
 
 
 def worker(implementation: str, sam_type: str, dtype_name: str, repeats: int, many_boxes: bool) -> dict:

@@ -201,13 +201,46 @@ def _missing_message(official: OfficialSam, destination: Path, reason: str) -> s
 
 def missing_hub_model_message(kind: str, source: str, error: Exception) -> str:
     """What to do when a transformers model (kind: "Grounding DINO", "Mask2Former", ...) is neither a
-    local folder nor in the Hugging Face cache, and cannot be downloaded."""
+    local folder nor in the Hugging Face cache, and cannot be downloaded: for a gated repo (SAM 3)
+    whose licence this account has not accepted or that was asked for without a token, how to get
+    access; otherwise how to get a copy."""
     from huggingface_hub import constants
 
+    if hub_access_refused(error):
+        return (
+            f"Could not load the {kind} model {source!r}: it is gated on the Hugging Face hub and downloads only "
+            f"for a logged-in account that has accepted its licence. Accept the licence at "
+            f"https://huggingface.co/{source} (log in there and request access), then run `hf auth login` or set "
+            f"HF_TOKEN to an access token of that account, and try again. Or pass the path of a local copy saved "
+            f"with save_pretrained. [{_first_line(error)}]"
+        )
     return (
         f"Could not load the {kind} model {source!r}: it is not a local folder and not in the Hugging Face "
         f"cache ({constants.HF_HUB_CACHE}), and it could not be downloaded (no network, or HF_HUB_OFFLINE=1). "
         f"Run once with network to cache it, set HF_HOME to a cache that holds it, or pass the path of a local "
         f"copy saved with save_pretrained (a folder with config.json, the weights and the processor files). "
-        f"[{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}]"
+        f"[{_first_line(error)}]"
     )
+
+
+def hub_access_refused(error: BaseException) -> bool:
+    """Whether the Hugging Face hub refused a download for want of a token or an accepted licence,
+    anywhere in the error's chain (transformers wraps the hub's error in an OSError): a
+    GatedRepoError (401 without a token, 403 before the licence is accepted) or any 403."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, GatedRepoError):
+            return True
+        if isinstance(cause, HfHubHTTPError) and cause.response is not None and cause.response.status_code == 403:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _first_line(error: BaseException) -> str:
+    """The error's type and the first line of its message, to end a message of ours with."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

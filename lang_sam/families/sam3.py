@@ -1,0 +1,211 @@
+"""SAM 3 (transformers' Sam3Model) as a text segmenter: each class name is one concept prompt, and
+SAM 3 returns every instance of it, box and mask, with no detector in front.
+
+Scores and box_threshold. SAM 3's DETR decoder has a fixed set of object queries (200 in the
+released model). For each query it gives a detection logit: the query's dot product with the
+prompt's pooled text features (clamped to +-12). Once per image and prompt, its presence token
+gives a presence logit (clamped to +-10): whether the concept is in the image at all.
+transformers' post_process_instance_segmentation, which this runs unchanged, scores a query
+``sigmoid(detection) * sigmoid(presence)`` and keeps it when that product is *above* (strictly)
+box_threshold. So the threshold bounds the product: with presence 0.9 and box_threshold 0.3 a
+query needs a detection probability above 0.33, and when the model judges the concept absent
+(presence 0.1) no query passes 0.3. That product is each instance's score, in BoxDetections both
+as scores and as class_scores (SAM 3 has one score per instance). Meta's demos use 0.5. Masks are
+the mask logits' sigmoid, resized bilinearly to the image and cut at 0.5.
+
+Cost. The vision encoder (the bulk of the model) runs once per image; its features are reused for
+every class of that image. The classes are run class_batch_size at a time, as one batch of text
+prompts against the image's features repeated: the same as running each class alone (to float
+rounding, about 1e-9 on CPU; tests/families/test_sam3.py checks it against transformers called
+directly). Memory grows with the batch: each class holds its own copy of the image's feature
+pyramid in the mask decoder (about 110 MB in float32 at SAM 3's 1008x1008 input).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from lang_sam.detector.postprocess import BoxDetections, class_wise_nms
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import CheckpointError, InvalidOptionError, InvalidPromptError, ModelLoadError
+from lang_sam.families.base import TextSegments
+from lang_sam.io.images import load_image
+from lang_sam.io.weights import missing_hub_model_message
+
+DEFAULT_SAM3 = "facebook/sam3"
+# A sam3_video folder (the layout of facebook/sam3 itself) holds the image model as its detector;
+# Sam3Model loads either.
+SAM3_MODEL_TYPES = ("sam3", "sam3_video")
+MASK_THRESHOLD = 0.5
+
+Loaded = TypeVar("Loaded")
+
+
+class Sam3TextSegmenter:
+    """SAM 3 from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first) or a
+    folder saved with save_pretrained (Sam3Model and Sam3Processor). Stateless after loading, so
+    one instance serves many images; class_batch_size bounds how many classes share one forward."""
+
+    def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str | None = None, class_batch_size: int = 8) -> None:
+        import transformers
+
+        try:
+            from transformers import AutoConfig, Sam3Model, Sam3Processor
+        except ImportError:
+            raise ModelLoadError(f"SAM 3 needs a transformers release that has Sam3Model; this is transformers "
+                                 f"{transformers.__version__}. Upgrade it: pip install -U transformers") from None
+        if isinstance(class_batch_size, bool) or not isinstance(class_batch_size, int) or class_batch_size < 1:
+            raise InvalidOptionError(f"class_batch_size must be a whole number >= 1, got {class_batch_size!r}.")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        source = str(model)
+        if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+            raise ModelLoadError(f"{source} has no config.json: give a folder saved with save_pretrained from "
+                                 "Sam3Model and Sam3Processor, or a hub repo id such as facebook/sam3.")
+        model_type = _load(AutoConfig.from_pretrained, source).model_type
+        if model_type not in SAM3_MODEL_TYPES:
+            raise ModelLoadError(f"{source} is a {model_type} model, not SAM 3: give facebook/sam3 or a folder saved "
+                                 "with save_pretrained from Sam3Model and Sam3Processor.")
+        # Loading in the dtype (rather than .to(dtype) after) keeps the vision encoder's rotary
+        # position tables in float32, as transformers means them to be: bf16 would round them.
+        network = _load(lambda path: Sam3Model.from_pretrained(path, dtype=self.dtype), source)
+        self.processor = _load(Sam3Processor.from_pretrained, source)
+        self.model = network.to(self.device).eval()
+        self.name = source
+        self.class_batch_size = class_batch_size
+        self.max_text_tokens = network.config.text_config.max_position_embeddings
+
+    def parameter_count(self) -> int:
+        """Number of weights, as ``lang-sam models`` and describe() report it."""
+        return sum(parameter.numel() for parameter in self.model.parameters())
+
+    def segment_text(
+        self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = 0.3,
+        nms_iou_threshold: float | None = None,
+    ) -> list[TextSegments]:
+        """For each (H, W, 3) uint8 image, the instances of each of its classes (one list of names per
+        image, labels exactly as given) scoring above box_threshold (see the module docstring), sorted
+        by score; nms_iou_threshold: when set, instances of the same class whose boxes overlap more
+        than this are suppressed. No class, or nothing above the threshold, gives an empty result."""
+        if len(images) != len(classes):
+            raise InvalidPromptError(f"Got {len(images)} images but {len(classes)} class lists; give one list of class "
+                                     "names per image.")
+        _check_threshold("box_threshold", box_threshold)
+        if nms_iou_threshold is not None:
+            _check_threshold("nms_iou_threshold", nms_iou_threshold)
+        class_lists = [self._checked_classes(names) for names in classes]  # errors before any model runs
+        pixels = [load_image(image) for image in images]
+        return [self._segment(image, names, box_threshold, nms_iou_threshold)
+                for image, names in zip(pixels, class_lists)]
+
+    def _checked_classes(self, names: Sequence[str]) -> list[str]:
+        """The class names of one image, refused when SAM 3 cannot take them as prompts."""
+        if isinstance(names, str):
+            raise InvalidPromptError(f"Give each image a list of class names such as ['car', 'wheel'], got the string "
+                                     f"{names!r} (lang_sam.detector.prompts.parse_classes splits 'car, wheel').")
+        names = list(names)
+        for name in names:
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidPromptError(f"A class name must be a non-empty string, got {name!r}.")
+            tokens = len(self.processor.tokenizer(name)["input_ids"])
+            if tokens > self.max_text_tokens:
+                raise InvalidPromptError(f"The class {name[:60]!r} is {tokens} tokens, more than SAM 3's text encoder "
+                                         f"takes ({self.max_text_tokens}); shorten it.")
+        return names
+
+    @torch.inference_mode()
+    def _segment(self, image: np.ndarray, classes: list[str], box_threshold: float,
+                 nms_iou_threshold: float | None) -> TextSegments:
+        """All classes of one image: the vision encoder once, then the classes in batches."""
+        from PIL import Image
+
+        height, width = image.shape[:2]
+        if not classes:
+            return _segments([], [], [], [], classes, (height, width))
+        pixels = self.processor(images=Image.fromarray(image), return_tensors="pt")["pixel_values"]
+        vision = self.model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
+        boxes, scores, class_ids, masks = [], [], [], []
+        for start in range(0, len(classes), self.class_batch_size):
+            batch = classes[start:start + self.class_batch_size]
+            text = self.processor(text=batch, return_tensors="pt")
+            outputs = self.model(vision_embeds=_repeated(vision, len(batch)),
+                                 input_ids=text["input_ids"].to(self.device),
+                                 attention_mask=text["attention_mask"].to(self.device))
+            for offset in range(len(batch)):  # one class at a time: only its masks are ever at image size
+                found = self.processor.post_process_instance_segmentation(
+                    _one_prompt_float32(outputs, offset), threshold=box_threshold, mask_threshold=MASK_THRESHOLD,
+                    target_sizes=[(height, width)],
+                )[0]
+                if not len(found["scores"]):  # its masks are then left at the model's size: nothing to add
+                    continue
+                boxes.append(found["boxes"].cpu())
+                scores.append(found["scores"].cpu())
+                class_ids.append(torch.full((len(found["scores"]),), start + offset, dtype=torch.long))
+                masks.append(found["masks"].bool().cpu())
+        return _segments(boxes, scores, class_ids, masks, classes, (height, width), nms_iou_threshold)
+
+
+def _load(load: Callable[[str], Loaded], source: str) -> Loaded:
+    """load(source), its failures as errors that say what to do (a gated repo: how to get access)."""
+    try:
+        return load(source)
+    except OSError as error:
+        raise ModelLoadError(missing_hub_model_message("SAM 3", source, error)) from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors, "
+                              "which could run code when unpickled; use a copy saved with safetensors.") from None
+    except ValueError as error:  # a config of a kind transformers does not know
+        raise ModelLoadError(f"{source} is not a SAM 3 model ({error}).") from None
+
+
+def _repeated(vision, count: int):
+    """The vision encoder's output for one image as a batch of count (views, no copies)."""
+    from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+    return Sam3VisionEncoderOutput(
+        last_hidden_state=vision.last_hidden_state.expand(count, *vision.last_hidden_state.shape[1:]),
+        fpn_hidden_states=tuple(level.expand(count, *level.shape[1:]) for level in vision.fpn_hidden_states),
+        fpn_position_encoding=tuple(level.expand(count, *level.shape[1:]) for level in vision.fpn_position_encoding),
+    )
+
+
+def _one_prompt_float32(outputs, index: int):
+    """What post-processing reads of prompt index's output, in float32 (the model may run in bf16)."""
+    from transformers.models.sam3.modeling_sam3 import Sam3ImageSegmentationOutput
+
+    return Sam3ImageSegmentationOutput(**{
+        name: getattr(outputs, name)[index:index + 1].float()
+        for name in ("pred_masks", "pred_boxes", "pred_logits", "presence_logits")
+    })
+
+
+def _segments(boxes: list[torch.Tensor], scores: list[torch.Tensor], class_ids: list[torch.Tensor],
+              masks: list[torch.Tensor], classes: list[str], image_size: tuple[int, int],
+              nms_iou_threshold: float | None = None) -> TextSegments:
+    """One image's instances of every class, boxes clipped to the image, sorted by score (stable),
+    then class-wise NMS when asked for."""
+    height, width = image_size
+    if not scores:
+        boxes, scores, class_ids = [torch.zeros(0, 4)], [torch.zeros(0)], [torch.zeros(0, dtype=torch.long)]
+        masks = [torch.zeros(0, height, width, dtype=torch.bool)]
+    boxes, scores, class_ids, masks = (torch.cat(parts) for parts in (boxes, scores, class_ids, masks))
+    limits = torch.tensor([width, height, width, height], dtype=torch.float32)
+    boxes = boxes.float().clamp(min=torch.zeros(4), max=limits)
+    order = scores.argsort(descending=True, stable=True)
+    if nms_iou_threshold is not None:
+        order = order[class_wise_nms(boxes[order], scores[order], class_ids[order], nms_iou_threshold).sort().values]
+    scores = scores[order].float()
+    detections = BoxDetections(boxes[order], scores, class_ids[order], scores.clone(), list(classes))
+    return TextSegments(detections=detections, masks=masks[order].numpy())
+
+
+def _check_threshold(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidOptionError(f"{name} must be a number between 0 and 1, got {value!r}.")
