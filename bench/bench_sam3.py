@@ -45,9 +45,10 @@ def build(folder: Path, tiny: bool) -> tuple[int, float]:
     its median query score for the first class on the test photo."""
     from transformers import Sam3Config
 
+    from tests.conftest import byte_level_clip_tokenizer
     from tests.families import test_sam3
 
-    tokenizer = test_sam3.byte_level_clip_tokenizer()
+    tokenizer = byte_level_clip_tokenizer(test_sam3.TEXT_TOKENS)
     config = test_sam3.tiny_sam3_config(len(tokenizer)) if tiny else Sam3Config()
     model = test_sam3.random_sam3(config)
     processor = test_sam3.sam3_processor(tokenizer, test_sam3.IMAGE_SIZE if tiny else config.image_size)

@@ -222,6 +222,11 @@ class LangSAM:
         return self._sam.model.name
 
     @property
+    def segments_text(self) -> bool:
+        """Whether the segmenter takes the text prompt itself (SAM 3): then no detector runs."""
+        return self._sam.segments_text
+
+    @property
     def segmenter(self) -> Segmenter | TextSegmenter:
         """The segmenter adapter now in use (lang_sam.families)."""
         return self._sam.model

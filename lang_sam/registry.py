@@ -96,7 +96,9 @@ class FamilyModel:
         return self.family in TEXT_FAMILIES
 
 
-TEXT_FAMILIES = ("sam3",)  # families that take the text prompt themselves: the pipeline runs no detector
+# families that take the text prompt themselves (the pipeline runs no detector); a sam3_video folder
+# (facebook/sam3's own layout) holds the image model too
+TEXT_FAMILIES = ("sam3", "sam3_video")
 TRANSFORMERS_SEGMENTER_TYPES = ("sam2", "sam_hq", *TEXT_FAMILIES)  # model_types in config.json beside SAM v1's "sam"
 
 FAMILY_MODELS: dict[str, FamilyModel] = {
@@ -112,6 +114,16 @@ FAMILY_MODELS: dict[str, FamilyModel] = {
         FamilyModel("sam3", "sam3", "facebook/sam3", 848_000_000, "SAM License (Meta)", gated=True),
     )
 }
+
+
+# lang-segment-anything v0.2.x's SAM 2.1 names, so its users' code and clients keep working
+SAM_ALIASES = {f"sam2.1_hiera_{size}": f"sam2.1-hiera-{size.replace('_', '-')}" for size in ("tiny", "small", "base_plus", "large")}
+
+
+def canonical_sam_name(name: object) -> object:
+    """The registry's own spelling of a SAM name (lang-segment-anything's sam2.1_hiera_small is
+    sam2.1-hiera-small); anything else as it is."""
+    return SAM_ALIASES.get(name, name) if isinstance(name, str) else name
 
 
 def family_of_folder(folder: str | Path) -> str | None:
@@ -156,9 +168,11 @@ def sam_names(folder: str | Path | None = None) -> list[str]:
 
 
 def check_sam_type(sam_type: object, folder: str | Path | None = None) -> str:
-    """sam_type itself when it names an official size or a NAME.pth (or a transformers SAM folder
-    NAME) in the checkpoint folder, else an InvalidOptionError listing the names there are."""
+    """sam_type in the registry's spelling (canonical_sam_name) when it names a registry entry or
+    a NAME.pth (or a transformers folder NAME) in the checkpoint folder, else an InvalidOptionError
+    listing the names there are."""
     names = sam_names(folder)
+    sam_type = canonical_sam_name(sam_type)
     if not isinstance(sam_type, str) or sam_type not in names:
         where = checkpoint_dir(folder)
         own = f" or a NAME.pth of your own in {where}" if where else f" (or put NAME.pth in ${CHECKPOINT_DIR_VARIABLE})"

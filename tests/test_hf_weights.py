@@ -409,14 +409,14 @@ def test_cli_convert_bad_input_leaves_nothing(meta_checkpoint, tmp_path, capsys,
 
 def test_sam_folder_in_the_checkpoint_folder_is_a_sam_name(hf_folder, meta_checkpoint, tmp_path):
     from lang_sam.interfaces.models import ModelPool
-    from lang_sam.registry import sam_names
+    from lang_sam.registry import FAMILY_MODELS, sam_names
     from lang_sam.settings import Settings
 
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     hf_copy(hf_folder, checkpoints / "my-hf-sam")
     hf_copy(hf_folder, checkpoints / "not-a-sam", edit_config=lambda config: config.update(model_type="bert"))
-    assert sam_names(checkpoints) == ["vit_h", "vit_l", "vit_b", "my-hf-sam"]
+    assert sam_names(checkpoints) == ["vit_h", "vit_l", "vit_b", *FAMILY_MODELS, "my-hf-sam"]
     name, sam = load_sam("my-hf-sam", checkpoint_dir=checkpoints)
     _, state_dict = meta_checkpoint
     assert name == "my-hf-sam" and all(torch.equal(t, state_dict[k]) for k, t in sam.state_dict().items())

@@ -262,14 +262,15 @@ def detection_request(
     prompt_list = [prompts] * len(image_list) if isinstance(prompts, str) else list(prompts)
     if len(prompt_list) != len(image_list):
         raise InvalidOptionError(f"Got {len(image_list)} images but {len(prompt_list)} prompts; give one prompt or one per image.")
-    _check_threshold("box_threshold", box_threshold)
-    _check_threshold("text_threshold", text_threshold)
+    check_threshold("box_threshold", box_threshold)
+    check_threshold("text_threshold", text_threshold)
     if nms_iou_threshold is not None:
-        _check_threshold("nms_iou_threshold", nms_iou_threshold)
+        check_threshold("nms_iou_threshold", nms_iou_threshold)
     return single, image_list, [parse_classes(prompt) for prompt in prompt_list]
 
 
-def _check_threshold(name: str, value: float) -> None:
+def check_threshold(name: str, value: float) -> None:
+    """A threshold between 0 and 1, else the InvalidOptionError that says so."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 1:
         raise InvalidOptionError(f"{name} must be a number between 0 and 1, got {value!r}.")
 

@@ -93,8 +93,9 @@ class TextSegmenter(Protocol):
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = 0.3,
         nms_iou_threshold: float | None = None,
     ) -> list[TextSegments]:
-        """For each (H, W, 3) uint8 image, the instances of each of its classes scoring at least
-        box_threshold; labels are exactly the given class names."""
+        """For each (H, W, 3) uint8 image, the instances of each of its classes scoring above
+        box_threshold (as the model's own post-processing keeps them); labels are exactly the given
+        class names."""
 
 
 @runtime_checkable

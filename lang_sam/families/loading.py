@@ -13,7 +13,7 @@ from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.families.base import Segmenter, TextSegmenter
 from lang_sam.io.weights import is_hub_repo_id
 from lang_sam.registry import (
-    FAMILY_MODELS, TEXT_FAMILIES, TRANSFORMERS_SAM_MODEL_TYPE, TRANSFORMERS_SEGMENTER_TYPES, default_sam_type,
+    FAMILY_MODELS, TEXT_FAMILIES, canonical_sam_name, TRANSFORMERS_SAM_MODEL_TYPE, TRANSFORMERS_SEGMENTER_TYPES, default_sam_type,
     family_of_folder,
     local_sam_checkpoints,
 )
@@ -37,6 +37,7 @@ def resolve_segmenter(sam_type: str | None, checkpoint: str | Path | None,
     """Which family runs sam_type / checkpoint: a checkpoint folder by its model_type, a repo id by
     the registry or its cached config, a name by the registry or the checkpoint folder; anything
     else is SAM v1 (whose loader checks names and files and says what is wrong)."""
+    sam_type = canonical_sam_name(sam_type)
     if checkpoint is not None:
         family = _checkpoint_family(checkpoint)
         if family in TRANSFORMERS_SEGMENTER_TYPES:
@@ -67,9 +68,7 @@ def load_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = 
     if resolved.family in TEXT_FAMILIES:
         from lang_sam.families.sam3 import Sam3TextSegmenter
 
-        segmenter = Sam3TextSegmenter(resolved.source, device=device, dtype=dtype)
-        segmenter.name = resolved.name
-        return segmenter
+        return Sam3TextSegmenter(resolved.source, device=device, dtype=dtype, name=resolved.name)
     from lang_sam.families.transformers_sam import TransformersSegmenter
 
     return TransformersSegmenter(resolved.source, device=device, dtype=dtype, name=resolved.name)

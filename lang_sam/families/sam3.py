@@ -31,6 +31,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from lang_sam.detector.grounding_dino import check_threshold
 from lang_sam.detector.postprocess import BoxDetections, class_wise_nms
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import CheckpointError, InvalidOptionError, InvalidPromptError, ModelLoadError
@@ -52,8 +53,10 @@ class Sam3TextSegmenter:
     folder saved with save_pretrained (Sam3Model and Sam3Processor). Stateless after loading, so
     one instance serves many images; class_batch_size bounds how many classes share one forward."""
 
+    family = "sam3"
+
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
-                 dtype: torch.dtype | str | None = None, class_batch_size: int = 8) -> None:
+                 dtype: torch.dtype | str | None = None, class_batch_size: int = 8, name: str | None = None) -> None:
         import transformers
 
         try:
@@ -78,7 +81,7 @@ class Sam3TextSegmenter:
         network = _load(lambda path: Sam3Model.from_pretrained(path, dtype=self.dtype), source)
         self.processor = _load(Sam3Processor.from_pretrained, source)
         self.model = network.to(self.device).eval()
-        self.name = source
+        self.name = name or source
         self.class_batch_size = class_batch_size
         self.max_text_tokens = network.config.text_config.max_position_embeddings
 
@@ -97,9 +100,9 @@ class Sam3TextSegmenter:
         if len(images) != len(classes):
             raise InvalidPromptError(f"Got {len(images)} images but {len(classes)} class lists; give one list of class "
                                      "names per image.")
-        _check_threshold("box_threshold", box_threshold)
+        check_threshold("box_threshold", box_threshold)
         if nms_iou_threshold is not None:
-            _check_threshold("nms_iou_threshold", nms_iou_threshold)
+            check_threshold("nms_iou_threshold", nms_iou_threshold)
         class_lists = [self._checked_classes(names) for names in classes]  # errors before any model runs
         pixels = [load_image(image) for image in images]
         return [self._segment(image, names, box_threshold, nms_iou_threshold)
@@ -204,8 +207,3 @@ def _segments(boxes: list[torch.Tensor], scores: list[torch.Tensor], class_ids: 
     scores = scores[order].float()
     detections = BoxDetections(boxes[order], scores, class_ids[order], scores.clone(), list(classes))
     return TextSegments(detections=detections, masks=masks[order].numpy())
-
-
-def _check_threshold(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise InvalidOptionError(f"{name} must be a number between 0 and 1, got {value!r}.")

@@ -26,7 +26,7 @@ from lang_sam.drawing import draw_image
 from lang_sam.errors import LangSAMError
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.io.images import load_image
-from lang_sam.registry import UNIVERSAL_MODELS, sam_names
+from lang_sam.registry import DETECTORS, UNIVERSAL_MODELS, sam_names
 from lang_sam.results import LangSAMResult
 from lang_sam.settings import Settings
 
@@ -57,7 +57,8 @@ class Backend(Protocol):
 
     def text(self, image_path: str, image: np.ndarray, prompt: str, sam_type: str, options: dict,
              progress: Callable) -> tuple[np.ndarray, str, dict]:
-        """options: LangSAM.predict's box_threshold, text_threshold, nms_iou_threshold, multimask_output."""
+        """options: LangSAM.predict's box_threshold, text_threshold, nms_iou_threshold,
+        multimask_output, and "detector" (a served detector's name; absent: the default)."""
 
     def everything(self, image_path: str, image: np.ndarray, sam_type: str, options: dict,
                    progress: Callable) -> tuple[np.ndarray, str, dict]:
@@ -93,7 +94,7 @@ class LocalBackend:
         self._load(sam_type, progress)
         progress(0.5, desc="Segmenting")
         result = self.pool.predict(image, prompt, sam_type, **options)
-        return draw_image(image, result), self.pool.describe(sam_type), result.to_json()
+        return draw_image(image, result), self.pool.describe(sam_type, options.get("detector")), result.to_json()
 
     def everything(self, image_path, image, sam_type, options, progress):
         from lang_sam.everything import draw_everything, everything_json, name_masks
@@ -121,13 +122,16 @@ class LocalBackend:
             return self._namers[name]
 
 
-def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list[str] | None = None):
+def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list[str] | None = None,
+              detectors: list[str] | None = None):
     """The Blocks app: a text-prompt tab (its submit button is also the API endpoint "/predict" for
     gradio_client) and an everything tab ("/everything"), sharing the SAM dropdown.
 
-    sam_types: the dropdown's choices (default: the official sizes and $LANG_SAM_CHECKPOINTS' own files)."""
+    sam_types: the SAM dropdown's choices (default: every registry segmenter, SAM v1 first, and
+    $LANG_SAM_CHECKPOINTS' own); detectors: the detector dropdown's, the default first (none or
+    one: no dropdown)."""
     downloads = DownloadFolder()
-    def segment(image_path, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output,
+    def segment(image_path, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output, detector=None,
                 progress=gr.Progress(track_tqdm=True)):
         if image_path is None:
             raise gr.Error("Upload an image first.")
@@ -137,6 +141,8 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
             "box_threshold": box_threshold, "text_threshold": text_threshold, "multimask_output": bool(multimask_output),
             "nms_iou_threshold": None if nms_iou_threshold >= 1.0 else nms_iou_threshold,  # 1: no box is dropped
         }
+        if detector:
+            options["detector"] = detector
         try:
             image = load_image(image_path)
             drawing, model, exported = backend.text(image_path, image, prompt, sam_type, options, progress)
@@ -204,7 +210,11 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
     with gr.Blocks(title="lang-sam") as app:
         gr.Markdown("# lang-sam\nName what to segment, separated by commas: Grounding DINO finds boxes, SAM draws masks. "
                     "Or segment everything: SAM prompted with a grid of points.")
-        sam_type = gr.Dropdown(sam_types or sam_names(), value=default_sam_type, label="SAM model", elem_id="sam-type")
+        with gr.Row():
+            sam_type = gr.Dropdown(sam_types or sam_names(), value=default_sam_type, elem_id="sam-type",
+                                   label="Segmenter (SAM v1, SAM 2.1, SAM-HQ; sam3 needs no detector)")
+            detector = gr.Dropdown(detectors or [], value=(detectors or [None])[0], label="Detector", elem_id="detector",
+                                   visible=len(detectors or []) > 1)
         with gr.Tab("Text prompt"):
             with gr.Row():
                 with gr.Column():
@@ -267,7 +277,8 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
                     everything_table = gr.Dataframe(headers=EVERYTHING_HEADERS, label="Masks", interactive=False,
                                                     elem_id="everything-masks")
                     everything_download = gr.File(label="Masks as JSON (COCO RLE)", elem_id="everything-download")
-        inputs = [image, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output]
+        # the detector last, so that gradio_client calls written before it was offered still fit
+        inputs = [image, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output, detector]
         outputs = [drawing, table, download, status]
         submit.click(segment, inputs=inputs, outputs=outputs, api_name="predict")
         prompt.submit(segment, inputs=inputs, outputs=outputs, api_name=False)
@@ -407,6 +418,6 @@ class DownloadFolder:
 
 def launch(settings: Settings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
     """Build the app on a local ModelPool and serve it until interrupted."""
-    pool = ModelPool(settings)
-    app = build_app(LocalBackend(pool), pool.settings.sam_type, pool.sam_types)
+    pool = ModelPool(settings, detectors=list(DETECTORS))
+    app = build_app(LocalBackend(pool), pool.settings.sam_type, pool.sam_types, list(pool.detector_names))
     app.queue().launch(server_name=host, server_port=port, share=share or None)  # None: $GRADIO_SHARE decides

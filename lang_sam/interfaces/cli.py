@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000, help="largest image (default: %(default)s)")
     serve.add_argument("--with-app", action="store_true", help="also serve the Gradio app at /app")
     serve.add_argument("--sam-types", help="comma-separated SAM names requests may ask for (default: --sam-type alone)")
+    serve.add_argument("--detectors", help="comma-separated detectors requests may name in a detector field, beside --detector "
+                       "(names from `lang-sam models`, repo ids or folders; default: --detector alone)")
     serve.add_argument("--preload", action="store_true", help="load every SAM of --sam-types at start, not on first use")
     serve.add_argument("--embeddings-kept", type=int, default=32,
                        help="image embeddings /embed keeps for /decode, 4 MB each (default: %(default)s)")
@@ -282,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             serve(
                 _settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels), args.host,
                 args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
-                sam_types=[name.strip() for name in (args.sam_types or "").split(",") if name.strip()], preload=args.preload,
-                embeddings_kept=args.embeddings_kept,
+                sam_types=_names(args.sam_types), preload=args.preload, embeddings_kept=args.embeddings_kept,
+                detectors=_names(args.detectors),
             )
             return 0
         if args.command == "label":
@@ -309,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
         return 2
+
+
+def _names(text: str | None) -> list[str]:
+    """A comma-separated list of names, blanks left out."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def _require(module: str, extra: str) -> None:

@@ -22,6 +22,12 @@ from lang_sam.segmenter.predictor import ImageEmbedding
 from lang_sam.settings import Settings
 
 
+def served_detectors(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
+    """The detectors a server or app offers: the settings' own first, then the requested ones
+    (registry names, repo ids or folders; each loads on first use), without repeats."""
+    return tuple(dict.fromkeys([settings.detector, *(requested or [])]))
+
+
 def served_sam_types(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
     """The SAMs a server offers: the settings' own first (vit_h when they name none), then the
     requested names, each checked against the registry, without repeats."""
@@ -32,23 +38,27 @@ def served_sam_types(settings: Settings, requested: Sequence[str] | None) -> tup
 class ModelPool:
     """One detector and one LangSAM per SAM, loaded on first use and reused; safe to share between threads.
 
-    allowed: the SAM names that may be loaded (None: any name the registry knows). A SAM loads
+    allowed: the SAM names that may be loaded (None: any name the registry knows); detectors: the
+    detectors requests may name besides the settings' own (each pairs with any SAM, sharing its
+    loaded segmenter). A SAM loads
     under its own lock, so predictions on SAMs already loaded go on meanwhile; a load that fails
     is remembered and reported again, not retried on every request (restart after fixing it).
     Predictions run one at a time: a single forward pass already uses every core.
     """
 
-    def __init__(self, settings: Settings, allowed: Sequence[str] | None = None) -> None:
+    def __init__(self, settings: Settings, allowed: Sequence[str] | None = None, detectors: Sequence[str] | None = None) -> None:
         device = resolve_device(settings.device)  # bad settings fail here, before any model loads
         resolve_dtype(settings.dtype, device)
         self.settings = replace(settings, device=str(device), sam_type=settings.sam_type or DEFAULT_SAM)
         self.allowed = served_sam_types(self.settings, allowed) if allowed else None
+        self.detector_names = served_detectors(self.settings, detectors)
         self._lock = threading.Lock()  # guards the dictionaries below, never a load or a prediction
         self._predicting = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         self._detector_lock = threading.Lock()
-        self._detector: Detector | None = None
+        self._detectors: dict[str, Detector] = {}
         self._pipelines: dict[str, LangSAM] = {}
+        self._paired: dict[tuple[str, str], LangSAM] = {}  # (SAM, another detector) -> pipeline sharing the segmenter
         self._failures: dict[str, LangSAMError] = {}
 
     @property
@@ -69,8 +79,33 @@ class ModelPool:
             )
         return name
 
-    def get(self, sam_type: str | None = None) -> LangSAM:
-        """The pipeline of sam_type (default: the settings' SAM), loading it on first use."""
+    def check_detector(self, detector: object) -> str:
+        """detector (None or "": the settings' own) when this pool offers it, else the
+        InvalidOptionError that names those it does."""
+        name = detector or self.settings.detector
+        if name not in self.detector_names:
+            raise InvalidOptionError(
+                f"Detector {name!r} is not served here; choose one of {', '.join(self.detector_names)} (lang-sam serve --detectors)."
+            )
+        return name
+
+    def get(self, sam_type: str | None = None, detector: str | None = None) -> LangSAM:
+        """The pipeline of sam_type (default: the settings' SAM) with detector (default: the
+        settings'), loading either on first use; a text segmenter (SAM 3) ignores the detector."""
+        pipeline = self._pipeline(sam_type)
+        detector_name = self.check_detector(detector)
+        if detector_name == self.settings.detector or pipeline.segments_text:
+            return pipeline
+        key = (pipeline.sam_type, detector_name)
+        with self._lock:
+            paired = self._paired.get(key)
+        if paired is None:
+            paired = LangSAM.from_parts(pipeline.segmenter, self._detector(detector_name))
+            with self._lock:
+                paired = self._paired.setdefault(key, paired)
+        return paired
+
+    def _pipeline(self, sam_type: str | None) -> LangSAM:
         name = self.check(sam_type or self.settings.sam_type)
         with self._lock:
             loading = self._loading.setdefault(name, threading.Lock())
@@ -82,7 +117,7 @@ class ModelPool:
                     raise self._failures[name]
             try:
                 text = resolve_segmenter(name, None, self.settings.checkpoint_dir).family in TEXT_FAMILIES
-                detector = self.settings.detector if text else self._shared_detector()  # SAM 3 loads no detector
+                detector = self.settings.detector if text else self._detector(self.settings.detector)  # SAM 3 loads none
                 pipeline = LangSAM(name, detector=detector, device=self.settings.device,
                                    dtype=self.settings.dtype, checkpoint_dir=self.settings.checkpoint_dir)
             except LangSAMError as error:
@@ -94,21 +129,23 @@ class ModelPool:
                 self._pipelines[name] = pipeline
             return pipeline
 
-    def _shared_detector(self) -> Detector:
+    def _detector(self, name: str) -> Detector:
+        """The detector called name, loaded once and shared by every SAM."""
         with self._detector_lock:
-            if self._detector is None:
-                self._detector = load_detector(self.settings.detector, device=self.settings.device, dtype=self.settings.dtype)
-            return self._detector
+            if name not in self._detectors:
+                self._detectors[name] = load_detector(name, device=self.settings.device, dtype=self.settings.dtype)
+            return self._detectors[name]
 
     def predict(
         self,
         images: ImageInput | list[ImageInput],
         prompts: str | list[str],
         sam_type: str | None = None,
+        detector: str | None = None,
         **options,
     ) -> LangSAMResult | list[LangSAMResult]:
-        """LangSAM.predict on the pipeline of sam_type, one call at a time (a load is not one)."""
-        pipeline = self.get(sam_type)
+        """LangSAM.predict on the pipeline of sam_type and detector, one call at a time (a load is not one)."""
+        pipeline = self.get(sam_type, detector)
         with self._predicting:
             return pipeline.predict(images, prompts, **options)
 
@@ -133,6 +170,6 @@ class ModelPool:
         with self._predicting:
             return pipeline.decode(embedding, **prompts)
 
-    def describe(self, sam_type: str | None = None) -> str:
-        """What a loaded pipeline really runs: SAM name and encoder width, detector, device, dtype."""
-        return self.get(sam_type).describe()
+    def describe(self, sam_type: str | None = None, detector: str | None = None) -> str:
+        """What a loaded pipeline really runs: segmenter name and size, detector, device, dtype."""
+        return self.get(sam_type, detector).describe()

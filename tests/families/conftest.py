@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import byte_level_clip_tokenizer
+from tests.conftest import byte_level_clip_tokenizer, tiny_grounding_dino
 
 
 def tiny_sam2():
@@ -82,4 +82,16 @@ def owlv2_dir(tmp_path_factory):
     model.save_pretrained(folder)
     image_processor = Owlv2ImageProcessor(size={"height": OWL_IMAGE_SIZE, "width": OWL_IMAGE_SIZE})
     Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mm_gdino_dir(tmp_path_factory, bert_tokenizer):
+    """A tiny random MM-Grounding-DINO and Grounding DINO's processor (bert-base-uncased's vocabulary)."""
+    from transformers import GroundingDinoImageProcessor, GroundingDinoProcessor
+
+    folder = tmp_path_factory.mktemp("mm-grounding-dino")
+    tiny_grounding_dino(seed=4, model_type="mm-grounding-dino").save_pretrained(folder)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 240, "longest_edge": 400})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=bert_tokenizer).save_pretrained(folder)
     return folder

@@ -20,19 +20,8 @@ from lang_sam.errors import CheckpointError, InvalidOptionError, InvalidPromptEr
 from lang_sam.families.base import Detector
 from lang_sam.families.detectors import Owlv2Detector, load_detector
 from lang_sam.registry import DETECTORS
-from tests.conftest import tiny_grounding_dino
 from tests.families.conftest import OWL_IMAGE_SIZE
 from tests.test_grounding_dino import photo, same_class_overlap
-
-@pytest.fixture(scope="module")
-def mm_gdino_dir(tmp_path_factory, bert_tokenizer):
-    from transformers import GroundingDinoImageProcessor, GroundingDinoProcessor
-
-    folder = tmp_path_factory.mktemp("mm-grounding-dino")
-    tiny_grounding_dino(seed=4, model_type="mm-grounding-dino").save_pretrained(folder)
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 240, "longest_edge": 400})
-    GroundingDinoProcessor(image_processor=image_processor, tokenizer=bert_tokenizer).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

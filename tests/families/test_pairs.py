@@ -4,6 +4,7 @@ a COCO dataset the way a user chooses between them."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -61,10 +62,10 @@ def test_sam2_with_owlv2_equals_both_models_called_directly(sam2_dir, owlv2_dir,
     assert np.array_equal(result.masks, masks)
 
 
-def test_eval_compares_pairs_on_a_coco_dataset(sam2_dir, owlv2_dir, tiny_detector_dir, ellipses, tmp_path, capsys):
+def test_eval_compares_pairs_on_a_coco_dataset(sam2_dir, owlv2_dir, mm_gdino_dir, tiny_detector_dir, ellipses, tmp_path, capsys):
     coco, images = ellipses
     metrics = {}
-    for name, detector in (("owlv2", owlv2_dir), ("grounding-dino", tiny_detector_dir)):
+    for name, detector in (("owlv2", owlv2_dir), ("mm-grounding-dino", mm_gdino_dir), ("grounding-dino", tiny_detector_dir)):
         target = tmp_path / f"{name}.json"
         code = main(["eval", "--coco", str(coco), "--images", str(images), "--sam-checkpoint", str(sam2_dir),
                      "--detector", str(detector), "--device", "cpu", "--dtype", "float32", "--box-threshold", "0",
@@ -98,3 +99,34 @@ def test_eval_compares_pairs_on_a_coco_dataset(sam2_dir, owlv2_dir, tiny_detecto
             truth = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
             ious.append(mask_iou(mask, truth))
     assert measured["instances"] == len(ious) and measured["mean_iou"] == pytest.approx(float(np.mean(ious)), abs=1e-6)
+
+
+def test_the_pool_pairs_any_served_detector_with_a_loaded_segmenter(service_models, owlv2_dir, ellipses):
+    from lang_sam.errors import InvalidOptionError
+    from lang_sam.interfaces.models import ModelPool
+    from lang_sam.interfaces.server.validation import Limits, parse_request
+    from lang_sam.settings import Settings
+    from tests.conftest import TINY_A
+
+    checkpoints, detector = service_models
+    _, images = ellipses
+    image = np.asarray(Image.open(sorted(images.iterdir())[1]).convert("RGB"))
+    pool = ModelPool(Settings(sam_type=TINY_A, detector=str(detector), checkpoint_dir=str(checkpoints), device="cpu",
+                              dtype="float32"), detectors=[str(owlv2_dir)])
+    assert pool.detector_names == (str(detector), str(owlv2_dir))
+    options = dict(box_threshold=0.0, text_threshold=0.0, max_detections=3)
+    paired = pool.predict(image, "ellipse", TINY_A, detector=str(owlv2_dir), **options)
+    default = pool.predict(image, "ellipse", TINY_A, **options)
+    alone = LangSAM(TINY_A, detector=owlv2_dir, device="cpu", dtype="float32", checkpoint_dir=checkpoints)
+    expected = alone.predict(image, "ellipse", **options)
+    assert np.array_equal(paired.masks, expected.masks) and np.allclose(paired.boxes, expected.boxes)
+    assert not np.allclose(paired.boxes, default.boxes), "the other detector really ran"
+    assert pool.get(TINY_A, str(owlv2_dir)).segmenter is pool.get(TINY_A).segmenter, "one segmenter, loaded once"
+    assert str(owlv2_dir) in pool.describe(TINY_A, str(owlv2_dir)) and str(detector) in pool.describe(TINY_A)
+    with pytest.raises(InvalidOptionError, match="not served here"):
+        pool.get(TINY_A, "owlv2-large-patch14-ensemble")
+    # the server's request check: a served detector passes, another is refused before any model runs
+    payload = {"image": base64.b64encode(sorted(images.iterdir())[1].read_bytes()).decode(), "prompt": "ellipse"}
+    assert parse_request({**payload, "detector": str(owlv2_dir)}, TINY_A, Limits(), pool.check, pool.check_detector).detector == str(owlv2_dir)
+    with pytest.raises(InvalidOptionError, match="not served here"):
+        parse_request({**payload, "detector": "grounding-dino-tiny"}, TINY_A, Limits(), pool.check, pool.check_detector)

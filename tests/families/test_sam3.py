@@ -16,22 +16,12 @@ from PIL import Image
 from lang_sam.errors import CheckpointError, InvalidImageError, InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.families.base import TextSegmenter
 from lang_sam.families.sam3 import Sam3TextSegmenter
+from tests.conftest import byte_level_clip_tokenizer
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
+TEXT_TOKENS = 32  # the tiny text encoder's positions
 IMAGE_SIZE = 112  # the tiny model's input (SAM 3's is 1008): 8x8 patches of 14 pixels
 CLASSES = [["cup", "saucer", "spoon"], ["cat", "sofa"]]
-
-
-def byte_level_clip_tokenizer():
-    """A CLIP tokenizer over the 512 byte-level symbols (no merges): CLIP's tokenizer without a download."""
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    symbols = list(bytes_to_unicode().values())
-    vocab = {symbol: index for index, symbol in enumerate(symbols)}
-    vocab.update({f"{symbol}</w>": index + len(symbols) for index, symbol in enumerate(symbols)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    return CLIPTokenizer(vocab=vocab, merges=[])
 
 
 def tiny_sam3_config(vocab_size: int):
@@ -45,7 +35,7 @@ def tiny_sam3_config(vocab_size: int):
         vision_config={"backbone_config": backbone, "fpn_hidden_size": width,
                        "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]]},
         text_config={"vocab_size": vocab_size, "hidden_size": width, "projection_dim": width, "num_hidden_layers": 1,
-                     "max_position_embeddings": 32, "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1,
+                     "max_position_embeddings": TEXT_TOKENS, "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1,
                      "pad_token_id": vocab_size - 1, **layers},
         geometry_encoder_config={"hidden_size": width, "num_layers": 1, **layers},
         detr_encoder_config={"hidden_size": width, "num_layers": 1, **layers},
@@ -81,7 +71,7 @@ def sam3_processor(tokenizer, image_size: int):
 
 @pytest.fixture(scope="module")
 def sam3_dir(tmp_path_factory) -> Path:
-    tokenizer = byte_level_clip_tokenizer()
+    tokenizer = byte_level_clip_tokenizer(TEXT_TOKENS)
     folder = tmp_path_factory.mktemp("sam3")
     random_sam3(tiny_sam3_config(len(tokenizer))).save_pretrained(folder)
     sam3_processor(tokenizer, IMAGE_SIZE).save_pretrained(folder)
@@ -343,3 +333,44 @@ def test_a_gated_repo_says_to_accept_the_licence_and_log_in(monkeypatch, status)
     message = str(raised.value)
     assert "gated" in message and "Accept the licence at https://huggingface.co/facebook/sam3" in message
     assert "`hf auth login`" in message and "HF_TOKEN" in message
+
+
+def test_langsam_on_sam3_runs_no_detector_and_names_only_your_classes(sam3_dir, direct, images, threshold, tmp_path):
+    from lang_sam import LangSAM
+
+    never = tmp_path / "no-detector-here"  # a detector that would fail to load: SAM 3 must not load one
+    model = LangSAM(sam_checkpoint=sam3_dir, detector=never, device="cpu", dtype="float32")
+    assert model.segments_text
+    result = model.predict(images[0], "cup, saucer, spoon", box_threshold=threshold)
+    expected = Sam3TextSegmenter(sam3_dir, device="cpu", dtype="float32").segment_text(
+        [images[0]], [CLASSES[0]], box_threshold=threshold)[0]
+    assert result.classes == CLASSES[0] and set(result.phrases) <= set(CLASSES[0])
+    assert result.num_detections == len(expected.detections) > 0
+    assert np.array_equal(result.masks, expected.masks) and np.allclose(result.boxes, expected.detections.boxes.numpy())
+    assert model.predict(images[0], "cup, saucer, spoon", box_threshold=threshold, max_detections=1).num_detections == 1
+    both = model.predict(images, ["cup, saucer, spoon", "cat, sofa"], box_threshold=threshold)
+    assert [r.classes for r in both] == CLASSES and np.array_equal(both[0].masks, result.masks)
+    with pytest.raises(InvalidPromptError, match="segments text prompts"):
+        model.predict(images[0], points=[[10, 10]])
+    with pytest.raises(InvalidOptionError, match="not a SAM v1 model"):
+        model.sam
+    assert "parameters" in model.describe() and "+" not in model.describe(), "no detector in what runs"
+    with pytest.raises(ModelLoadError):  # asked for, the detector loads only now (and this one is missing)
+        model.detector
+
+
+def test_lang_sam_predict_runs_sam3_from_the_command_line(sam3_dir, images, threshold, tmp_path):
+    import json
+
+    from lang_sam.interfaces.cli import main
+
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(images[0]).save(photo)
+    out = tmp_path / "out"
+    code = main(["predict", str(photo), "--prompt", "cup, saucer, spoon", "--sam-checkpoint", str(sam3_dir), "--out", str(out),
+                 "--detector", str(tmp_path / "never-loaded"), "--device", "cpu", "--dtype", "float32",
+                 "--box-threshold", str(threshold)])
+    assert code == 0
+    written = json.loads((out / "coffee.json").read_text())
+    expected = Sam3TextSegmenter(sam3_dir, device="cpu", dtype="float32").segment_text([images[0]], [CLASSES[0]], box_threshold=threshold)[0]
+    assert [d["label"] for d in written["detections"]] == expected.detections.labels and (out / "coffee.png").is_file()

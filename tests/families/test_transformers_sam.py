@@ -168,8 +168,9 @@ def test_embeddings_round_trip_through_the_servers_store(segmenter, tmp_path):
     assert torch.equal(segmenter.decode(again, boxes=box).masks, segmenter.decode(embedding, boxes=box).masks)
 
 
-@pytest.mark.parametrize("name", ["sam2.1-hiera-tiny", "sam-hq-vit-base"])
-def test_a_registry_name_not_downloaded_says_how_to_get_it(name, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("name", "entry"), [("sam2.1-hiera-tiny", "sam2.1-hiera-tiny"), ("sam-hq-vit-base", "sam-hq-vit-base"),
+                                             ("sam2.1_hiera_base_plus", "sam2.1-hiera-base-plus")])  # lang-segment-anything's name
+def test_a_registry_name_not_downloaded_says_how_to_get_it(name, entry, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -178,7 +179,7 @@ def test_a_registry_name_not_downloaded_says_how_to_get_it(name, tmp_path, monke
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE") as raised:
         load_segmenter(name, device="cpu")
-    assert f"'{FAMILY_MODELS[name].repo_id}'" in str(raised.value)
+    assert f"'{FAMILY_MODELS[entry].repo_id}'" in str(raised.value)
 
 
 def test_wrong_inputs_say_what_to_do(family_dir, tmp_path, tiny_detector_dir):

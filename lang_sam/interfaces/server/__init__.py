@@ -37,7 +37,7 @@ from dataclasses import replace
 import litserve as ls
 
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.interfaces.models import served_sam_types
+from lang_sam.interfaces.models import served_detectors, served_sam_types
 from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
 from lang_sam.interfaces.server.client import RemoteBackend
 from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY
@@ -59,9 +59,11 @@ def build_server(
     sam_types: Sequence[str] | None = None,
     preload: bool = False,
     embeddings_kept: int = DEFAULT_CAPACITY,
+    detectors: Sequence[str] | None = None,
 ):
     """A LitServer with the guard in front; the caller mounts the app if wanted, then runs it.
-    sam_types: the SAMs requests may name (default: settings.sam_type alone); preload: load them all
+    sam_types: the SAMs requests may name (default: settings.sam_type alone); detectors: the
+    detectors requests may name (default: settings.detector alone); preload: load them all
     at start instead of on first use; embeddings_kept: how many /embed embeddings /decode can use
     (4 MB each, in a temporary folder removed with the server).
 
@@ -69,10 +71,11 @@ def build_server(
     that /health reports what every worker runs."""
     device = resolve_device(settings.device or ("cpu" if accelerator == "cpu" else None))
     settings = replace(settings, dtype=str(resolve_dtype(settings.dtype, device)).removeprefix("torch."))
-    report = {"sam_types": list(served_sam_types(settings, sam_types)), "device": device.type, "dtype": settings.dtype}
+    report = {"sam_types": list(served_sam_types(settings, sam_types)), "detectors": list(served_detectors(settings, detectors)),
+              "device": device.type, "dtype": settings.dtype}
     embeddings = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
     server = ls.LitServer(
-        LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept),
+        LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors),
         accelerator=accelerator,
         devices=devices,
         workers_per_device=workers_per_device,
@@ -96,13 +99,14 @@ def serve(
     sam_types: Sequence[str] | None = None,
     preload: bool = False,
     embeddings_kept: int = DEFAULT_CAPACITY,
+    detectors: Sequence[str] | None = None,
 ) -> None:
     """Run the server until interrupted; call under ``if __name__ == "__main__"`` (workers are spawned)."""
     served = served_sam_types(settings, sam_types)  # checked here, so a bad name fails before workers start
     accelerator = "cpu" if (settings.device or "").startswith("cpu") else "auto"
     server = build_server(
         settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator,
-        sam_types=served, preload=preload, embeddings_kept=embeddings_kept,
+        sam_types=served, preload=preload, embeddings_kept=embeddings_kept, detectors=detectors,
     )
     if with_app:
         backend = RemoteBackend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)
@@ -110,7 +114,7 @@ def serve(
 
         from lang_sam.interfaces.app import build_app
 
-        app = build_app(backend, served[0], list(served))
+        app = build_app(backend, served[0], list(served), list(served_detectors(settings, detectors)))
         gr.mount_gradio_app(server.app, app.queue(), path="/app")
     # LitServe shuts its workers down on Ctrl+C but leaves them running on SIGTERM (kill, docker stop):
     # treat SIGTERM as Ctrl+C so that stopping the server never leaves a process behind.

@@ -18,7 +18,7 @@ from PIL import Image
 
 from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
-from lang_sam.interfaces.models import ModelPool, served_sam_types
+from lang_sam.interfaces.models import ModelPool, served_detectors, served_sam_types
 from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY, EmbeddingStore
 from lang_sam.interfaces.server.validation import (
     DecodeRequest, EmbedRequest, EverythingRequest, Limits, PredictRequest, Rejected, parse_request,
@@ -49,21 +49,25 @@ class LangSAMAPI(ls.LitAPI):
         preload: bool = False,
         embeddings_folder: str | None = None,
         embeddings_kept: int = DEFAULT_CAPACITY,
+        detectors: Sequence[str] | None = None,
     ):
         """embeddings_folder: where /embed keeps embeddings for /decode, shared by the workers (the
-        server makes one for its run); embeddings_kept: how many."""
+        server makes one for its run); embeddings_kept: how many; detectors: those requests may
+        name in a ``detector`` field besides the settings' own."""
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.settings = settings
         self.limits = limits
         self.sam_types = served_sam_types(settings, sam_types)
         self.preload = preload
         self.embeddings_folder, self.embeddings_kept = embeddings_folder, embeddings_kept
+        self.detectors = served_detectors(settings, detectors)
 
     def setup(self, device: str) -> None:
         if not LOGGER.handlers:  # a spawned worker process: log to its stderr, the server's log
             LOGGER.addHandler(logging.StreamHandler(sys.stderr))
             LOGGER.setLevel(logging.INFO)
-        self.pool = ModelPool(replace(self.settings, device=self.settings.device or device), allowed=self.sam_types)
+        self.pool = ModelPool(replace(self.settings, device=self.settings.device or device), allowed=self.sam_types,
+                              detectors=self.detectors)
         if self.embeddings_folder is None:  # a LitAPI used without build_server: a folder of this worker's own
             import tempfile
 
@@ -78,7 +82,7 @@ class LangSAMAPI(ls.LitAPI):
 
     def decode_request(self, request) -> PredictRequest | EverythingRequest | EmbedRequest | DecodeRequest | Rejected:  # a JSON object or a multipart FormData
         try:
-            return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.check)
+            return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.check, self.pool.check_detector)
         except LangSAMError as error:  # one bad request must not fail the others in its batch
             return Rejected(422 if isinstance(error, InvalidOptionError) else 400, str(error))
         except Exception as error:  # noqa: BLE001 - a body no check foresaw is still only its own 400
@@ -143,12 +147,12 @@ def predict_batch(pool: ModelPool, inputs: list, store: EmbeddingStore) -> list:
             outputs[index] = _answer(item, partial(_embed, pool, store, item), pool)
         elif isinstance(item, DecodeRequest):
             outputs[index] = _answer(item, partial(_decode, pool, store, item), pool)
-    for (sam_type, box_threshold, text_threshold, max_detections, nms_iou_threshold, multimask_output, _), indices in groups.items():
+    for (sam_type, detector, box_threshold, text_threshold, max_detections, nms_iou_threshold, multimask_output, _), indices in groups.items():
         requests = [inputs[i] for i in indices]
 
         def run(chosen: list[PredictRequest]) -> list[LangSAMResult]:
-            options = dict(box_threshold=box_threshold, text_threshold=text_threshold, max_detections=max_detections,
-                           nms_iou_threshold=nms_iou_threshold, multimask_output=multimask_output)
+            options = dict(detector=detector, box_threshold=box_threshold, text_threshold=text_threshold,
+                           max_detections=max_detections, nms_iou_threshold=nms_iou_threshold, multimask_output=multimask_output)
             if chosen[0].user_prompts:  # a request with its own clicks or boxes: alone (its group holds only it)
                 own = _prompts(chosen[0].user_prompts, chosen[0].image.shape[:2])
                 return [pool.predict(chosen[0].image, chosen[0].prompt, sam_type, **options, **own)]
@@ -212,7 +216,8 @@ def _prompts(user_prompts: dict, image_size: tuple[int, int]) -> dict:
 def _answer(request, compute, pool: ModelPool):
     """(request, what compute() returns, the model's description), or the Rejected that says why not."""
     try:
-        return request, compute(), pool.describe(request.sam_type)
+        detector = request.detector if isinstance(request, PredictRequest) else None
+        return request, compute(), pool.describe(request.sam_type, detector)
     except _UnknownImage as error:
         return Rejected(404, str(error))
     except LangSAMError as error:

@@ -43,13 +43,14 @@ class PredictRequest:
     multimask_output: bool | None = None
     include_drawing: bool = False
     user_prompts: dict[str, Any] | None = None  # points, point_labels, boxes, mask_input for LangSAM.predict
+    detector: str | None = None  # None: the server's own
 
     @property
     def options(self) -> tuple:
         """Requests with equal options share one batched predict call (requests with clicks or
         boxes of their own run alone)."""
-        return (self.sam_type, self.box_threshold, self.text_threshold, self.max_detections, self.nms_iou_threshold,
-                self.multimask_output, id(self) if self.user_prompts else None)
+        return (self.sam_type, self.detector, self.box_threshold, self.text_threshold, self.max_detections,
+                self.nms_iou_threshold, self.multimask_output, id(self) if self.user_prompts else None)
 
 
 @dataclass
@@ -104,9 +105,11 @@ class Rejected:
 
 
 def parse_request(
-    payload: Mapping[str, Any], default_sam_type: str, limits: Limits, check_sam: Callable[[object], str] = check_sam_type
+    payload: Mapping[str, Any], default_sam_type: str, limits: Limits, check_sam: Callable[[object], str] = check_sam_type,
+    check_detector: Callable[[object], str] | None = None,
 ) -> PredictRequest | EverythingRequest | EmbedRequest | DecodeRequest:
-    """Check a request's fields; raise the project's errors with a message that says what to send."""
+    """Check a request's fields; raise the project's errors with a message that says what to send.
+    check_detector: the pool's check of a ``detector`` field (None: the field is refused)."""
     mode = payload.get("mode") or "text"
     if mode not in MODES:
         raise InvalidOptionError(f'Unknown mode {mode!r}; use "text" (the default: a prompt names what to find), '
@@ -131,6 +134,11 @@ def parse_request(
     if prompt is not None and len(prompt) > MAX_PROMPT_CHARACTERS:
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
     sam_type = check_sam(payload.get("sam_type") or default_sam_type)  # the pool's check: known and served
+    detector = payload.get("detector") or None
+    if detector is not None:
+        if check_detector is None:
+            raise InvalidOptionError("This server runs one detector; leave out the detector field.")
+        detector = check_detector(detector)
     response_format = _response_format(payload, "png" if legacy else "json")
     max_detections = payload.get("max_detections")
     if max_detections in (None, ""):
@@ -151,6 +159,7 @@ def parse_request(
         multimask_output=_flag(payload, "multimask_output") if payload.get("multimask_output") not in (None, "") else None,
         include_drawing=_flag(payload, "include_drawing"),
         user_prompts=user_prompts or None,
+        detector=detector,
     )
 
 
