@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lang_sam.detector.deformable_attention import deformable_attention_forward
+from lang_sam.detector.deformable_attention import float32_deformable_attention_forward
 from lang_sam.detector.original_checkpoint import DEFAULT_TOKENIZER, load_original_grounding_dino
 from lang_sam.detector.postprocess import BoxDetections, ranked_detections, select_detections
 from lang_sam.detector.prompts import Caption, parse_classes, split_into_captions
@@ -224,17 +224,17 @@ def load_processor(source: str, kind: str):
 
 
 def _prepare(model, device: torch.device, dtype: torch.dtype):
-    """Move the model to device and dtype, in eval mode, with the gather-based deformable attention.
+    """Move the model to device and dtype, in eval mode, with deformable attention in float32.
 
     The swap is made on this model's own modules, so nothing changes for other models in the
-    process; see lang_sam.detector.deformable_attention for why (speed, and NaN in bfloat16).
+    process; see lang_sam.detector.deformable_attention for why (NaN in bfloat16 on CPU).
     Grounding DINO and MM-Grounding-DINO each define a kernel module of this name, with the same
     forward signature.
     """
     model = model.to(device, dtype).eval()
     for module in model.modules():
         if type(module).__name__ == "MultiScaleDeformableAttention":
-            module.forward = types.MethodType(deformable_attention_forward, module)
+            module.forward = types.MethodType(float32_deformable_attention_forward, module)
     return model
 
 

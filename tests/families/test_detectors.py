@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from lang_sam.detector import GroundingDinoDetector
-from lang_sam.detector.deformable_attention import deformable_attention_forward
+from lang_sam.detector.deformable_attention import float32_deformable_attention_forward
 from lang_sam.errors import CheckpointError, InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.families.base import Detector
 from lang_sam.families.detectors import Owlv2Detector, load_detector
@@ -179,15 +179,15 @@ def test_owlv2_bad_prompts_fail_before_any_model_runs(owlv2, monkeypatch):
 
 
 def test_mm_gdino_equals_transformers_called_directly(mm_gdino, mm_gdino_dir):
-    """The gather-based deformable attention replaces MM-GDINO's kernel module too, and the result
+    """The float32 deformable attention replaces MM-GDINO's kernel module too, and the result
     equals transformers' own forward and post-processing."""
     from transformers import AutoProcessor, MMGroundingDinoForObjectDetection
 
     swapped = [m for m in mm_gdino.model.modules() if type(m).__name__ == "MultiScaleDeformableAttention"]
     assert len(swapped) == 3, "one per encoder layer, two decoder layers"
-    assert all(isinstance(m.forward, types.MethodType) and m.forward.__func__ is deformable_attention_forward for m in swapped)
+    assert all(isinstance(m.forward, types.MethodType) and m.forward.__func__ is float32_deformable_attention_forward for m in swapped)
     reference = MMGroundingDinoForObjectDetection.from_pretrained(mm_gdino_dir).eval()
-    assert not any(isinstance(m.forward, types.MethodType) and m.forward.__func__ is deformable_attention_forward
+    assert not any(isinstance(m.forward, types.MethodType) and m.forward.__func__ is float32_deformable_attention_forward
                    for m in reference.modules())
     processor = AutoProcessor.from_pretrained(mm_gdino_dir)
     image = photo("astronaut.jpg")
