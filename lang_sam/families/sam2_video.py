@@ -14,7 +14,6 @@ current frame's image features, so the image encoder runs once per frame.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,9 +21,8 @@ import numpy as np
 import torch
 
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import CheckpointError, ModelLoadError
-from lang_sam.families.transformers_sam import _model_type
-from lang_sam.io.weights import missing_hub_model_message
+from lang_sam.errors import ModelLoadError
+from lang_sam.families.transformers_sam import _model_type, load_pretrained
 
 VIDEO_MODEL_TYPE = "sam2_video"
 
@@ -48,14 +46,7 @@ class Sam2VideoSegmenter:
                     "track with." if model_type == "sam2" else "")
             raise ModelLoadError(f"{source} holds a {model_type!r} model, not SAM 2.1 video (model_type "
                                  f"'{VIDEO_MODEL_TYPE}').{hint} Use a SAM 2.1 video checkpoint, e.g. facebook/sam2.1-hiera-tiny.")
-        try:
-            network = Sam2VideoModel.from_pretrained(source)
-            self.processor = Sam2VideoProcessor.from_pretrained(source)
-        except OSError as error:
-            raise ModelLoadError(missing_hub_model_message("SAM 2.1 video", source, error)) from None
-        except pickle.UnpicklingError:
-            raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors; "
-                                  "use a copy saved with safetensors.") from None
+        network, self.processor = load_pretrained(Sam2VideoModel, Sam2VideoProcessor, source, "SAM 2.1 video")
         self.name = name or source
         self.model = network.to(self.device, self.dtype).eval()
 

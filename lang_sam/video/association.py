@@ -58,6 +58,15 @@ def mask_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
 
 
+def check_association_options(iou_threshold: float, max_lost: int) -> None:
+    """Refuse an iou_threshold outside (0, 1] or a max_lost below 1, saying what they mean."""
+    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)) or not 0.0 < iou_threshold <= 1.0:
+        raise InvalidOptionError(f"iou_threshold must be in (0, 1] (the mask IoU at which a detection continues a track), "
+                                 f"got {iou_threshold!r}.")
+    if isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 1:
+        raise InvalidOptionError(f"max_lost must be a whole number >= 1 (frames a track may go unseen), got {max_lost!r}.")
+
+
 def associate(
     tracks: Sequence[Track],
     masks: np.ndarray,
@@ -78,10 +87,7 @@ def associate(
     iou_threshold. Unseen tracks keep their last mask and count one more lost frame; those reaching
     max_lost end. Every unmatched detection starts a track with id next_id, next_id + 1, ...
     """
-    if not 0.0 < iou_threshold <= 1.0:
-        raise InvalidOptionError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}.")
-    if isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 1:
-        raise InvalidOptionError(f"max_lost must be a whole number >= 1 (frames a track may go unseen), got {max_lost!r}.")
+    check_association_options(iou_threshold, max_lost)
     if not len(masks) == len(labels) == len(scores):
         raise InvalidOptionError(f"Got {len(masks)} masks, {len(labels)} labels and {len(scores)} scores; give one of each per detection.")
     current = current or {}

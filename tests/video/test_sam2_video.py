@@ -48,15 +48,21 @@ def reference(tiny_video_dir):
     return results
 
 
+def next_frame(stream, index: int, frame: np.ndarray) -> dict[int, np.ndarray]:
+    """The stream's masks on frame index, prompting object 1 on frame 0 and object 2 on LATE_FRAME as the reference does."""
+    masks = stream.add_frame(frame)
+    if index == 0:
+        masks = stream.add_objects({1: FIRST_BOX})
+    if index == LATE_FRAME:
+        masks = {**masks, **stream.add_objects({2: LATE_BOX})}
+    return masks
+
+
 def test_streamed_masks_equal_transformers_with_a_bounded_session(segmenter, reference):
     stream = segmenter.start((48, 64))
     history = max(segmenter.model.config.num_maskmem, segmenter.model.config.max_object_pointers_in_encoder)
     for index, frame in enumerate(moving_squares(FRAMES)):
-        masks = stream.add_frame(frame)
-        if index == 0:
-            masks = stream.add_objects({1: FIRST_BOX})
-        if index == LATE_FRAME:
-            masks = {**masks, **stream.add_objects({2: LATE_BOX})}
+        masks = next_frame(stream, index, frame)
         assert set(masks) == set(reference[index])
         for object_id, mask in masks.items():
             assert mask.shape == (48, 64) and (mask == reference[index][object_id]).all(), (index, object_id)
@@ -80,11 +86,7 @@ def test_segment_boxes_is_the_first_mask_a_new_object_gets(segmenter):
 def test_a_removed_object_is_forgotten_and_the_others_go_on_unchanged(segmenter, reference):
     stream = segmenter.start((48, 64))
     for index, frame in enumerate(moving_squares(FRAMES)):
-        masks = stream.add_frame(frame)
-        if index == 0:
-            masks = stream.add_objects({1: FIRST_BOX})
-        if index == LATE_FRAME:
-            masks = {**masks, **stream.add_objects({2: LATE_BOX})}
+        masks = next_frame(stream, index, frame)
         if index == LATE_FRAME + 2:
             stream.remove_objects([1])
         if index > LATE_FRAME + 2:
