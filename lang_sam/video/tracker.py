@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from lang_sam.detector.prompts import parse_classes
@@ -90,6 +92,31 @@ def track(
     return _track(frames, names, detector, segmenter, redetect_every, max_lost, iou_threshold, box_threshold, text_threshold)
 
 
+def open_and_track(
+    video: VideoInput | VideoFrames,
+    classes: str | Sequence[str],
+    detector: Detector,
+    segmenter: VideoSegmenter | str | Path | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    start: float = 0.0,
+    end: float | None = None,
+    stride: int = 1,
+    **options,
+) -> Iterator[TrackedFrame]:
+    """track() with the video read between start and end seconds, every stride-th frame, and the
+    segmenter loaded when given by name: a SAM 2.1 registry name, a Sam2VideoModel folder or repo
+    id (default sam2.1-hiera-tiny), on device in dtype. What LangSAM.track runs."""
+    frames = video if isinstance(video, VideoFrames) else VideoFrames(video, start=start, end=end, stride=stride)
+    if segmenter is None or isinstance(segmenter, (str, Path)):
+        from lang_sam.families.loading import load_video_segmenter
+
+        name = None if segmenter is None or Path(segmenter).is_dir() else str(segmenter)
+        folder = segmenter if segmenter is not None and Path(segmenter).is_dir() else None
+        segmenter = load_video_segmenter(name, folder, device, dtype)
+    return track(frames, classes, detector, segmenter, **options)
+
+
 def _track(frames: VideoFrames, classes: list[str], detector: Detector, segmenter: VideoSegmenter, redetect_every: int,
            max_lost: int, iou_threshold: float, box_threshold: float, text_threshold: float) -> Iterator[TrackedFrame]:
     height, width = frames.size
@@ -122,6 +149,25 @@ def _track(frames: VideoFrames, classes: list[str], detector: Detector, segmente
             for item in tracks if _present(current.get(item.id))
         )
         yield TrackedFrame(frame.index, frame.time, frame.image, objects)
+
+
+def draw_tracked(frame: TrackedFrame) -> np.ndarray:
+    """The frame with each object's mask, box and "#id label" drawn in its track's colour (a new image)."""
+    import supervision as sv
+
+    image = frame.image.copy()  # supervision draws in place
+    if not frame.objects:
+        return image
+    detections = sv.Detections(
+        xyxy=np.stack([item.box for item in frame.objects]), mask=np.stack([item.mask for item in frame.objects]),
+        confidence=np.array([item.score for item in frame.objects], np.float32),
+        class_id=np.zeros(len(frame.objects), int), tracker_id=np.array([item.id for item in frame.objects]),
+    )
+    labels = [f"#{item.id} {item.label}" for item in frame.objects]
+    lookup = sv.ColorLookup.TRACK
+    image = sv.MaskAnnotator(color_lookup=lookup).annotate(image, detections)
+    image = sv.BoxAnnotator(color_lookup=lookup, thickness=1).annotate(image, detections)
+    return sv.LabelAnnotator(color_lookup=lookup, text_scale=0.4, text_padding=2).annotate(image, detections, labels=labels)
 
 
 def _present(mask: np.ndarray | None) -> bool:
