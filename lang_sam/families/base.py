@@ -6,6 +6,8 @@ any registry entry the same way. Each is stateless after loading: one instance s
 - TextSegmenter: an image and class names in, named masks out, with no separate detector (SAM 3).
 - Detector: images and class names in, boxes out, each labelled with one of the user's classes
   (Grounding DINO, MM-Grounding-DINO, OWLv2).
+- VideoSegmenter: starts a VideoStream per video, which takes frames one at a time, carries its
+  objects' masks from frame to frame and takes box prompts for new ones (SAM 2.1 video).
 """
 
 from __future__ import annotations
@@ -118,3 +120,39 @@ class Detector(Protocol):
         nms_iou_threshold: float | None = None,
     ) -> BoxDetections | list[BoxDetections]:
         """Boxes of the prompt's classes in one image or a list (one prompt for all, or one each)."""
+
+
+@runtime_checkable
+class VideoStream(Protocol):
+    """One video going through a video segmenter, frame by frame; it holds the model's memory of
+    the objects it tracks (bounded: only the frames the model still looks back at are kept)."""
+
+    def add_frame(self, image: np.ndarray) -> dict[int, np.ndarray]:
+        """Take the next (H, W, 3) uint8 frame; the (H, W) bool mask of every object on it, by object id."""
+
+    def segment_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, H, W) bool masks of N pixel xyxy boxes on the current frame, from the image alone
+        (no memory): what a new object prompted by that box would start with."""
+
+    def add_objects(self, boxes: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Prompt objects (new ids, or tracked ones found again) with a pixel xyxy box each on the
+        current frame; their (H, W) bool masks on it, by id."""
+
+    def remove_objects(self, ids: Sequence[int]) -> None:
+        """Forget these objects: they are no longer tracked or computed."""
+
+
+@runtime_checkable
+class VideoSegmenter(Protocol):
+    """A segmenter with a memory across frames (SAM 2.1 video); stateless itself, one VideoStream per video."""
+
+    name: str
+    family: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def start(self, size: tuple[int, int]) -> VideoStream:
+        """A stream for a video of (H, W) frames."""
+
+    def parameter_count(self) -> int:
+        """Number of weights."""

@@ -10,11 +10,13 @@ from pathlib import Path
 import torch
 
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.families.base import Segmenter, TextSegmenter
+from lang_sam.errors import ModelLoadError
+from lang_sam.families.base import Segmenter, TextSegmenter, VideoSegmenter
 from lang_sam.io.weights import is_hub_repo_id
 from lang_sam.registry import (
     FAMILY_MODELS, TEXT_FAMILIES, canonical_sam_name, TRANSFORMERS_SAM_MODEL_TYPE, TRANSFORMERS_SEGMENTER_TYPES, default_sam_type,
     family_of_folder,
+    checkpoint_dir as find_checkpoint_dir,
     local_sam_checkpoints,
 )
 
@@ -72,6 +74,31 @@ def load_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = 
     from lang_sam.families.transformers_sam import TransformersSegmenter
 
     return TransformersSegmenter(resolved.source, device=device, dtype=dtype, name=resolved.name)
+
+
+DEFAULT_VIDEO_SEGMENTER = "sam2.1-hiera-tiny"
+
+
+def load_video_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = None,
+                         device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
+                         checkpoint_dir: str | Path | None = None) -> VideoSegmenter:
+    """SAM 2.1 video for tracking: checkpoint (a Sam2VideoModel folder or repo id), else sam_type
+    (a SAM 2.1 registry name, whose repos hold the video model too, or a folder NAME in the
+    checkpoint folder), else DEFAULT_VIDEO_SEGMENTER."""
+    from lang_sam.families.sam2_video import Sam2VideoSegmenter
+
+    if checkpoint is not None:
+        return Sam2VideoSegmenter(checkpoint, device, dtype, name=sam_type or _checkpoint_name(checkpoint))
+    name = sam_type or DEFAULT_VIDEO_SEGMENTER
+    entry = FAMILY_MODELS.get(name)
+    if entry is not None and entry.family == "sam2":
+        return Sam2VideoSegmenter(entry.repo_id, device, dtype, name=name)
+    folder = find_checkpoint_dir(checkpoint_dir)
+    if folder is not None and (folder / name).is_dir():
+        return Sam2VideoSegmenter(folder / name, device, dtype, name=name)
+    video_names = [model for model, found in FAMILY_MODELS.items() if found.family == "sam2"]
+    raise ModelLoadError(f"Video tracking runs SAM 2.1 video; {name!r} is not one. Choose {', '.join(video_names)}, "
+                         "or give a folder or repo id of a Sam2VideoModel as the checkpoint.")
 
 
 def _checkpoint_family(checkpoint: str | Path) -> str | None:

@@ -79,14 +79,8 @@ class TransformersSegmenter:
                                  "(SAM 2.1, SAM-HQ); a SAM v1 folder loads as sam_checkpoint of a SAM v1 name.")
         self.family = model_type
         self.driver = FAMILIES[model_type]
-        try:
-            network = getattr(transformers, self.driver.model_class).from_pretrained(source)
-            self.processor = transformers.AutoProcessor.from_pretrained(source)
-        except OSError as error:
-            raise ModelLoadError(missing_hub_model_message(self.driver.description, source, error)) from None
-        except pickle.UnpicklingError:
-            raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors; "
-                                  "use a copy saved with safetensors.") from None
+        network, self.processor = load_pretrained(getattr(transformers, self.driver.model_class), transformers.AutoProcessor,
+                                                  source, self.driver.description)
         self.name = name or source
         self.model = network.to(self.device, self.dtype).eval()
 
@@ -158,6 +152,18 @@ class TransformersSegmenter:
         if self.driver.square_frame:
             return self.processor.post_process_masks([low_res], original)[0]
         return self.processor.post_process_masks([low_res], original, [list(embedding.input_size)])[0]
+
+
+def load_pretrained(model_class, processor_class, source: str, description: str):
+    """model_class's and processor_class's from_pretrained(source); a missing model is a
+    ModelLoadError that says what to do, a pickle with more than tensors a CheckpointError."""
+    try:
+        return model_class.from_pretrained(source), processor_class.from_pretrained(source)
+    except OSError as error:
+        raise ModelLoadError(missing_hub_model_message(description, source, error)) from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors; "
+                              "use a copy saved with safetensors.") from None
 
 
 def _flatten(outputs) -> list[torch.Tensor]:

@@ -197,6 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
                           help="best detections kept per image, as COCO AP counts them (default: %(default)s)")
     _add_pipeline_arguments(evaluate)
 
+    tracking = commands.add_parser(
+        "track",
+        help="track what a text prompt names through a video",
+        description="Detect the prompt's classes on the first frame and every --redetect-every frames, follow each "
+        "object with SAM 2.1 video in between, and write OUT/NAME.mp4 (masks, boxes and \"#id label\" drawn in each "
+        "track's colour, the input's frame times kept) and OUT/NAME.jsonl (a line per frame: frame index, time, and "
+        "per object id, label, score, box, COCO RLE mask), each through a temporary file renamed at the end. A "
+        "track unseen for --max-lost frames ends; an object seen again later gets a new id. VIDEO: a video file or "
+        "a folder of frames. Needs the video extra: pip install 'lang-sam[video]'.",
+    )
+    tracking.add_argument("video", type=Path, help="video file (MP4, MOV, WebM, ...) or folder of frame images")
+    tracking.add_argument("--prompt", "-p", required=True, help='classes separated by commas, e.g. "car, person"')
+    tracking.add_argument("--out", "-o", type=Path, default=Path("lang-sam-track"), help="output folder (default: %(default)s)")
+    tracking.add_argument("--redetect-every", type=int, default=10, help="run the detector every N frames read (default: %(default)s)")
+    tracking.add_argument("--max-lost", type=int, default=30, help="frames a track may go unseen before it ends (default: %(default)s)")
+    tracking.add_argument("--iou-threshold", type=float, default=0.5, help="mask IoU at which a detection continues a track (default: %(default)s)")
+    tracking.add_argument("--start", type=float, default=0.0, help="first second to read (default: %(default)s)")
+    tracking.add_argument("--end", type=float, help="stop at this second (default: the end)")
+    tracking.add_argument("--stride", type=int, default=1, help="read every N-th frame (default: %(default)s)")
+    tracking.add_argument("--fps", type=float, help="frame rate of a folder of frames (default: 30)")
+    _add_pipeline_arguments(tracking)
+
     models = commands.add_parser(
         "models",
         help="list every model lang-sam can run",
@@ -307,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             return _finetune(args)
         if args.command == "models":
             return _models(args)
+        if args.command == "track":
+            return _track(args)
         return _predict(args)
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
@@ -404,6 +428,44 @@ def _write_outputs(stem: Path, drawing, payload: dict) -> None:
     """STEM.png, then STEM.json (written last: its presence marks the image done), each atomically."""
     write_atomically(stem.with_name(f"{stem.name}.png"), lambda file: Image.fromarray(drawing).save(file, format="PNG"))
     write_atomically(stem.with_name(f"{stem.name}.json"), lambda file: file.write(json.dumps(payload, indent=1).encode()))
+
+
+def _track(args: argparse.Namespace) -> int:
+    _require("av", "video")
+    from lang_sam.families.detectors import load_detector
+    from lang_sam.families.loading import load_video_segmenter
+    from lang_sam.video.frames import VideoFrames, VideoWriter
+    from lang_sam.video.tracker import draw_tracked, track
+
+    classes = parse_classes(args.prompt)  # a prompt that names nothing fails before anything loads
+    frames = VideoFrames(args.video, start=args.start, end=args.end, stride=args.stride, fps=args.fps)
+    check_output_folder(args.out)
+    settings = _settings(args)
+    segmenter = load_video_segmenter(settings.sam_type, settings.sam_checkpoint, settings.device, settings.dtype,
+                                     settings.checkpoint_dir)
+    detector = load_detector(settings.detector, settings.device, settings.dtype)
+    results = track(frames, classes, detector, segmenter, redetect_every=args.redetect_every, max_lost=args.max_lost,
+                    iou_threshold=args.iou_threshold, box_threshold=args.box_threshold, text_threshold=args.text_threshold)
+    args.out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(args.out)
+    video_path, lines_path = args.out / f"{frames.name}.mp4", args.out / f"{frames.name}.jsonl"
+    counts = {"frames": 0, "ids": set()}
+
+    def write_lines(file) -> None:  # the video is renamed first: the JSONL's presence marks the run done
+        with VideoWriter(video_path, frames.fps / frames.stride, frames.size) as writer:
+            for result in tqdm(results, desc=f"lang-sam track {frames.name}", unit="frame"):
+                writer.write(draw_tracked(result), result.time)
+                file.write((json.dumps(result.to_json()) + "\n").encode())
+                counts["frames"] += 1
+                counts["ids"].update(item.id for item in result.objects)
+
+    try:
+        write_atomically(lines_path, write_lines)
+    except KeyboardInterrupt:
+        print(f"lang-sam: interrupted; nothing was written to {args.out}.", file=sys.stderr)
+        return 130
+    print(f"lang-sam: {counts['frames']} frames, {len(counts['ids'])} tracks; wrote {video_path} and {lines_path}", file=sys.stderr)
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -1,0 +1,124 @@
+"""Peak memory and speed of lang-sam's video tracking over long streams.
+
+For each frame count (default 100 and 1,000), a fresh process streams synthetic 320x240 frames
+(two squares sliding across, made as they are read: no video file, no decode cost) through
+lang_sam.video.tracker.track with SAM 2.1 video, and reports its peak RSS and frames per second.
+The detector is a stand-in that returns the two squares' true boxes (it runs every
+--redetect-every frames), so the numbers are the video segmenter's and the tracker's, not a
+detector's. Bounded memory shows as the same peak RSS for 100 and 1,000 frames.
+
+--tiny: the tiny random SAM 2.1 video of the tests (128 px input, CPU-friendly); otherwise
+Sam2VideoConfig()'s real default size (Hiera, 1024 px) with random weights.
+
+    python bench/bench_video.py --tiny --frames 100 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+HEIGHT, WIDTH, SIDE = 240, 320, 40
+
+
+def frames(count: int):
+    """count frames: a red square sliding right and a green one sliding left, on grey."""
+    for t in range(count):
+        frame = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+        frame[30:30 + SIDE, (5 + 2 * t) % (WIDTH - SIDE):][:, :SIDE] = (230, 40, 40)
+        frame[150:150 + SIDE, (WIDTH - SIDE - 5 - 2 * t) % (WIDTH - SIDE):][:, :SIDE] = (40, 200, 60)
+        yield frame
+
+
+class SquareDetector:
+    """The two squares' boxes, found by colour (a stand-in for a real detector)."""
+
+    name, device, dtype = "squares", torch.device("cpu"), torch.float32
+
+    def preprocess(self, image):
+        return image
+
+    def detect(self, images, prompts, box_threshold=0.3, text_threshold=0.25, nms_iou_threshold=None):
+        from lang_sam.detector.postprocess import BoxDetections
+        from lang_sam.video.tracker import mask_box
+
+        results = []
+        for image, classes in zip(images, prompts):
+            pixels = np.asarray(image)
+            boxes = [mask_box((pixels == colour).all(axis=2)) for colour in ((230, 40, 40), (40, 200, 60))
+                     if (pixels == colour).all(axis=2).any()]
+            count = len(boxes)
+            results.append(BoxDetections(torch.tensor(np.array(boxes).reshape(-1, 4)), torch.full((count,), 0.9),
+                                         torch.zeros(count, dtype=torch.long), torch.full((count,), 0.9), list(classes)))
+        return results
+
+
+def save_model(folder: Path, tiny: bool) -> None:
+    from tests.video.conftest import save_tiny_sam2_video
+
+    if tiny:
+        save_tiny_sam2_video(folder)
+        return
+    from transformers import Sam2ImageProcessor, Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+
+    torch.manual_seed(0)
+    Sam2VideoModel(Sam2VideoConfig()).eval().save_pretrained(folder)
+    Sam2VideoProcessor(Sam2ImageProcessor(), Sam2VideoVideoProcessor()).save_pretrained(folder)
+
+
+def child(count: int, model: Path, redetect_every: int, device: str) -> None:
+    """One run in this process: print its frames, seconds and peak RSS as one JSON line."""
+    from lang_sam.families.sam2_video import Sam2VideoSegmenter
+    from lang_sam.video.frames import VideoFrames
+    from lang_sam.video.tracker import track
+
+    segmenter = Sam2VideoSegmenter(model, device=device, dtype="float32")
+    started = time.perf_counter()
+    done = tracks = 0
+    for result in track(VideoFrames(frames(count)), "square", SquareDetector(), segmenter, redetect_every=redetect_every):
+        done += 1
+        tracks = max(tracks, max((item.id for item in result.objects), default=0))
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"frames": done, "seconds": seconds, "peak_rss_mb": peak_mb, "tracks": tracks}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--tiny", action="store_true", help="the tests' tiny random model instead of the real default size")
+    parser.add_argument("--redetect-every", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child, args.model, args.redetect_every, args.device)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        save_model(Path(folder), args.tiny)
+        print(f"SAM 2.1 video ({'tiny random' if args.tiny else 'default size, random'}), {WIDTH}x{HEIGHT} frames, "
+              f"detector every {args.redetect_every} frames, on {args.device}, torch {torch.__version__}")
+        print(f"{'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak RSS MB':>12} {'tracks':>7}")
+        for count in args.frames:
+            output = subprocess.run([sys.executable, __file__, "--child", str(count), "--model", folder, "--redetect-every",
+                                     str(args.redetect_every), "--device", args.device], check=True, capture_output=True, text=True)
+            row = json.loads(output.stdout.strip().splitlines()[-1])
+            print(f"{row['frames']:>7} {row['seconds']:>8.1f} {row['frames'] / row['seconds']:>9.2f} "
+                  f"{row['peak_rss_mb']:>12.0f} {row['tracks']:>7}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""SAM 2.1 video through transformers (Sam2VideoModel, Sam2VideoProcessor) behind base.VideoSegmenter.
+
+Frames are streamed into one inference session, one at a time. transformers' session keeps every
+frame's pixels and outputs; the model looks back at only its conditioning frames (where an object
+was prompted), the last num_maskmem frames' memories and max_object_pointers_in_encoder frames'
+object pointers, so after each frame the stream drops everything older than that: memory stays
+bounded however long the video. Objects that end are removed from the session (transformers 5 has
+no call for it in SAM 2's session; remove_objects rebuilds its per-object tables as SAM 3's
+session.remove_object does).
+
+Box masks without memory (segment_boxes) run in a second, one-frame session that shares the
+current frame's image features, so the image encoder runs once per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import ModelLoadError
+from lang_sam.families.transformers_sam import _model_type, load_pretrained
+
+VIDEO_MODEL_TYPE = "sam2_video"
+
+
+class Sam2VideoSegmenter:
+    """SAM 2.1 video from a Hugging Face repo id (facebook/sam2.1-hiera-*) or a save_pretrained
+    folder of a Sam2VideoModel and its Sam2VideoProcessor. Stateless: each start() is one video."""
+
+    family = VIDEO_MODEL_TYPE
+
+    def __init__(self, source: str | Path, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str | None = None, name: str | None = None) -> None:
+        from transformers import Sam2VideoModel, Sam2VideoProcessor
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        source = str(source)
+        model_type = _model_type(source)
+        if model_type != VIDEO_MODEL_TYPE:
+            hint = (" It is an image-only SAM 2 (model_type 'sam2'): it has no memory encoder or memory attention to "
+                    "track with." if model_type == "sam2" else "")
+            raise ModelLoadError(f"{source} holds a {model_type!r} model, not SAM 2.1 video (model_type "
+                                 f"'{VIDEO_MODEL_TYPE}').{hint} Use a SAM 2.1 video checkpoint, e.g. facebook/sam2.1-hiera-tiny.")
+        network, self.processor = load_pretrained(Sam2VideoModel, Sam2VideoProcessor, source, "SAM 2.1 video")
+        self.name = name or source
+        self.model = network.to(self.device, self.dtype).eval()
+
+    def parameter_count(self) -> int:
+        return sum(parameter.numel() for parameter in self.model.parameters())
+
+    def start(self, size: tuple[int, int]) -> Sam2VideoStream:
+        return Sam2VideoStream(self, size)
+
+
+class Sam2VideoStream:
+    """One video through a Sam2VideoSegmenter (see base.VideoStream); not shared between threads."""
+
+    def __init__(self, segmenter: Sam2VideoSegmenter, size: tuple[int, int]) -> None:
+        self.model, self.processor = segmenter.model, segmenter.processor
+        self.device, self.dtype = segmenter.device, segmenter.dtype
+        self.size = size
+        self.session = self._new_session()
+        config = self.model.config
+        self.history = max(config.num_maskmem, config.max_object_pointers_in_encoder)  # frames the model looks back at
+        self.index = -1
+        self.pixels: torch.Tensor | None = None
+
+    def _new_session(self):
+        session = self.processor.init_video_session(inference_device=self.device, dtype=self.dtype)
+        session.video_height, session.video_width = self.size
+        return session
+
+    @torch.inference_mode()
+    def add_frame(self, image: np.ndarray) -> dict[int, np.ndarray]:
+        self.index += 1
+        self.pixels = self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+        self._forget_before(self.index)
+        if not self.session.obj_ids:
+            self.session.add_new_frame(self.pixels, self.index)
+            return {}
+        return self._run()
+
+    @torch.inference_mode()
+    def segment_boxes(self, boxes: np.ndarray) -> np.ndarray:
+        height, width = self.size
+        if not len(boxes):
+            return np.zeros((0, height, width), bool)
+        single = self._new_session()
+        single.add_new_frame(self.pixels, 0)
+        single.cache.cache_vision_features(0, self._features())
+        ids = list(range(len(boxes)))
+        self.processor.add_inputs_to_inference_session(single, frame_idx=0, obj_ids=list(ids),  # a copy: the session empties it
+                                                       input_boxes=[np.asarray(boxes, np.float32).tolist()])
+        output = self.model(inference_session=single, frame_idx=0, run_mem_encoder=False)
+        masks = self._masks(output.pred_masks)
+        return np.stack([masks[output.object_ids.index(i)] for i in ids])
+
+    @torch.inference_mode()
+    def add_objects(self, boxes: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        ids = list(boxes)
+        self.processor.add_inputs_to_inference_session(
+            self.session, frame_idx=self.index, obj_ids=list(ids),  # a copy: the session empties it
+            input_boxes=[[np.asarray(boxes[i], np.float32).tolist() for i in ids]])
+        masks = self._run()  # objects already tracked run again on this frame: the same masks, computed twice
+        return {i: masks[i] for i in ids}
+
+    def remove_objects(self, ids: Sequence[int]) -> None:
+        session = self.session
+        gone = {session._obj_id_to_idx[i] for i in ids if i in session._obj_id_to_idx}
+        if not gone:
+            return
+        kept_ids = [i for i in session.obj_ids if session._obj_id_to_idx[i] not in gone]
+        new_index = {session._obj_id_to_idx[i]: position for position, i in enumerate(kept_ids)}
+        session._obj_id_to_idx.clear()
+        session._obj_id_to_idx.update((i, position) for position, i in enumerate(kept_ids))
+        session._obj_idx_to_id.clear()
+        session._obj_idx_to_id.update(enumerate(kept_ids))
+        session.obj_ids = kept_ids
+        session.obj_with_new_inputs = [i for i in session.obj_with_new_inputs if i in kept_ids]
+        for table in (session.point_inputs_per_obj, session.mask_inputs_per_obj, session.output_dict_per_obj,
+                      session.frames_tracked_per_obj):
+            moved = {new_index[old]: value for old, value in table.items() if old in new_index}
+            table.clear()
+            table.update(moved)
+
+    def _run(self) -> dict[int, np.ndarray]:
+        """Every object's mask on the current frame (the model's streaming forward)."""
+        output = self.model(inference_session=self.session, frame=self.pixels, frame_idx=self.index)
+        return dict(zip(output.object_ids, self._masks(output.pred_masks)))
+
+    def _features(self) -> dict:
+        """The current frame's image features, computed once and kept in the main session's cache."""
+        cached = self.session.cache.get_vision_features(self.index)
+        if cached is None:
+            outputs = self.model.get_image_features(self.pixels.to(self.device, self.dtype)[None], return_dict=True)
+            cached = {"vision_feats": outputs.fpn_hidden_states, "vision_pos_embeds": outputs.fpn_position_encoding}
+            self.session.cache.cache_vision_features(self.index, cached)
+        return cached
+
+    def _masks(self, low_res: torch.Tensor) -> np.ndarray:
+        """(N, 1, h, w) mask logits to (N, H, W) bool at the frame's size."""
+        masks = self.processor.post_process_masks([low_res.float().cpu()], original_sizes=[list(self.size)], binarize=True)[0]
+        return masks[:, 0].numpy()
+
+    def _forget_before(self, index: int) -> None:
+        """Drop the pixels, inputs and tracked outputs the model no longer reads at frame index and after."""
+        session = self.session
+        if session.processed_frames:
+            for old in [frame for frame in session.processed_frames if frame < index]:
+                del session.processed_frames[old]
+        oldest = index - self.history + 1  # frames index - 1 back to index - (history - 1) are read
+        for obj_idx, outputs in session.output_dict_per_obj.items():
+            tracked = outputs["non_cond_frame_outputs"]
+            for old in [frame for frame in tracked if frame < oldest]:
+                del tracked[old]
+            for table in (session.frames_tracked_per_obj[obj_idx], session.point_inputs_per_obj[obj_idx],
+                          session.mask_inputs_per_obj[obj_idx]):
+                for old in [frame for frame in table if frame < index]:
+                    del table[old]

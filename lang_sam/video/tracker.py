@@ -1,0 +1,181 @@
+"""Text-prompted video tracking: detect, segment, propagate, associate, frame by frame.
+
+The detector runs on the first frame and every redetect_every frames after; its boxes become
+masks on that frame (the video segmenter's image path, no memory). Between detections the video
+segmenter (SAM 2.1 video) carries every tracked object's mask to the next frame with its memory.
+On each detection frame association.associate pairs detections with the tracks by mask IoU: a
+detection that matches none starts a track (prompted with its box), one that matches a track the
+segmenter had lost prompts that track again, and a track unseen for max_lost frames ends and is
+dropped from the segmenter. Nothing is kept per frame but the current masks of the live tracks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lang_sam.detector.prompts import parse_classes
+from lang_sam.errors import InvalidOptionError
+from lang_sam.families.base import Detector, VideoSegmenter
+from lang_sam.results import encode_rles
+from lang_sam.video.association import Track, associate, check_association_options
+from lang_sam.video.frames import VideoFrames, VideoInput
+
+
+@dataclass(frozen=True)
+class TrackedObject:
+    """One object on one frame: id (the same on every frame it is tracked), label (one of the
+    classes), score (the detector's score when a detection last started or matched the track), box
+    ((4,) float32 pixel xyxy around the mask) and mask ((H, W) bool)."""
+
+    id: int
+    label: str
+    score: float
+    box: np.ndarray
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One frame's result: index (from the video's first frame), time (seconds), image ((H, W, 3)
+    uint8 RGB, for drawing) and the objects on it, by id."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    objects: tuple[TrackedObject, ...]
+
+    def to_json(self) -> dict:
+        """Frame index, time and per object id, label, score, box and COCO RLE mask (one JSONL line of lang-sam track)."""
+        rles = encode_rles(np.stack([item.mask for item in self.objects])) if self.objects else []
+        return {
+            "frame": self.index,
+            "time": round(self.time, 6),
+            "objects": [
+                {"id": item.id, "label": item.label, "score": round(item.score, 6),
+                 "box": [round(float(v), 3) for v in item.box], "mask": rle}
+                for item, rle in zip(self.objects, rles)
+            ],
+        }
+
+
+def track(
+    video: VideoInput | VideoFrames,
+    classes: str | Sequence[str],
+    detector: Detector,
+    segmenter: VideoSegmenter,
+    redetect_every: int = 10,
+    max_lost: int = 30,
+    iou_threshold: float = 0.5,
+    box_threshold: float = 0.3,
+    text_threshold: float = 0.25,
+) -> Iterator[TrackedFrame]:
+    """Track every object of the classes through video, yielding one TrackedFrame per frame read.
+
+    video: a file, an image folder, arrays (read whole) or VideoFrames (for start, end, stride);
+    classes: "car, person" or a list of class names; redetect_every: run the detector every N
+    frames read (1: every frame); max_lost: frames a track may go unseen before it ends;
+    iou_threshold: the mask IoU at which a detection continues a track.
+    """
+    names = parse_classes(classes) if isinstance(classes, str) else list(classes)
+    if not names:
+        raise InvalidOptionError('Name what to track, e.g. "car, person".')
+    if isinstance(redetect_every, bool) or not isinstance(redetect_every, int) or redetect_every < 1:
+        raise InvalidOptionError(f"redetect_every must be a whole number of frames >= 1, got {redetect_every!r}.")
+    check_association_options(iou_threshold, max_lost)
+    frames = video if isinstance(video, VideoFrames) else VideoFrames(video)
+    return _track(frames, names, detector, segmenter, redetect_every, max_lost, iou_threshold, box_threshold, text_threshold)
+
+
+def open_and_track(
+    video: VideoInput | VideoFrames,
+    classes: str | Sequence[str],
+    detector: Detector,
+    segmenter: VideoSegmenter | str | Path | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    start: float = 0.0,
+    end: float | None = None,
+    stride: int = 1,
+    **options,
+) -> Iterator[TrackedFrame]:
+    """track() with the video read between start and end seconds, every stride-th frame, and the
+    segmenter loaded when given by name: a SAM 2.1 registry name, a Sam2VideoModel folder or repo
+    id (default sam2.1-hiera-tiny), on device in dtype. What LangSAM.track runs."""
+    frames = video if isinstance(video, VideoFrames) else VideoFrames(video, start=start, end=end, stride=stride)
+    if segmenter is None or isinstance(segmenter, (str, Path)):
+        from lang_sam.families.loading import load_video_segmenter
+
+        name = None if segmenter is None or Path(segmenter).is_dir() else str(segmenter)
+        folder = segmenter if segmenter is not None and Path(segmenter).is_dir() else None
+        segmenter = load_video_segmenter(name, folder, device, dtype)
+    return track(frames, classes, detector, segmenter, **options)
+
+
+def _track(frames: VideoFrames, classes: list[str], detector: Detector, segmenter: VideoSegmenter, redetect_every: int,
+           max_lost: int, iou_threshold: float, box_threshold: float, text_threshold: float) -> Iterator[TrackedFrame]:
+    height, width = frames.size
+    stream = segmenter.start(frames.size)
+    tracks: tuple[Track, ...] = ()
+    next_id = 1
+    for position, frame in enumerate(frames):
+        current = stream.add_frame(frame.image)
+        boxes = np.zeros((0, 4), np.float32)
+        labels: list[str] = []
+        scores: list[float] = []
+        if position % redetect_every == 0:
+            found = detector.detect([Image.fromarray(frame.image)], [classes], box_threshold=box_threshold,
+                                    text_threshold=text_threshold)[0]
+            boxes = found.boxes.float().numpy().reshape(-1, 4)
+            labels = [found.classes[i] for i in found.class_ids.tolist()]
+            scores = found.scores.float().tolist()
+        masks = stream.segment_boxes(boxes) if len(boxes) else np.zeros((0, height, width), bool)
+        result = associate(tracks, masks, labels, scores, next_id, current=current,
+                           iou_threshold=iou_threshold, max_lost=max_lost)
+        if result.ended:
+            stream.remove_objects(result.ended)
+        lost_by_model = {track_id: column for track_id, column in result.matched if not _present(current.get(track_id))}
+        prompts = {track_id: boxes[column] for track_id, column in (*result.started, *lost_by_model.items())}
+        if prompts:
+            current = {**current, **stream.add_objects(prompts)}
+        tracks, next_id = result.tracks, result.next_id
+        objects = tuple(
+            TrackedObject(item.id, item.label, item.score, mask_box(current[item.id]), current[item.id])
+            for item in tracks if _present(current.get(item.id))
+        )
+        yield TrackedFrame(frame.index, frame.time, frame.image, objects)
+
+
+def draw_tracked(frame: TrackedFrame) -> np.ndarray:
+    """The frame with each object's mask, box and "#id label" drawn in its track's colour (a new image)."""
+    import supervision as sv
+
+    image = frame.image.copy()  # supervision draws in place
+    if not frame.objects:
+        return image
+    detections = sv.Detections(
+        xyxy=np.stack([item.box for item in frame.objects]), mask=np.stack([item.mask for item in frame.objects]),
+        confidence=np.array([item.score for item in frame.objects], np.float32),
+        class_id=np.zeros(len(frame.objects), int), tracker_id=np.array([item.id for item in frame.objects]),
+    )
+    labels = [f"#{item.id} {item.label}" for item in frame.objects]
+    lookup = sv.ColorLookup.TRACK
+    image = sv.MaskAnnotator(color_lookup=lookup).annotate(image, detections)
+    image = sv.BoxAnnotator(color_lookup=lookup, thickness=1).annotate(image, detections)
+    return sv.LabelAnnotator(color_lookup=lookup, text_scale=0.4, text_padding=2).annotate(image, detections, labels=labels)
+
+
+def _present(mask: np.ndarray | None) -> bool:
+    return mask is not None and bool(mask.any())
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """(4,) float32 pixel xyxy of the smallest box holding the mask (x2, y2 one past the last pixel)."""
+    rows, columns = np.nonzero(mask)
+    return np.array([columns.min(), rows.min(), columns.max() + 1, rows.max() + 1], dtype=np.float32)
+

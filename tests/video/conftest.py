@@ -1,0 +1,106 @@
+"""Synthetic videos written with PyAV itself (moving squares), and the tiny models of the video tests."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SQUARE_COLOURS = ((230, 40, 40), (40, 200, 60))
+
+
+def moving_squares(count: int, height: int = 48, width: int = 64, size: int = 12) -> list[np.ndarray]:
+    """count RGB frames: a red square sliding right and a green one sliding left on grey."""
+    frames = []
+    for t in range(count):
+        frame = np.full((height, width, 3), 90, np.uint8)
+        for (top, left), colour in zip(((4, 2 + 2 * t), (height - size - 4, width - size - 2 - 2 * t)), SQUARE_COLOURS):
+            frame[top:top + size, max(left, 0):max(left + size, 0)] = colour
+        frames.append(frame)
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, times: list[float] | None = None,
+                codec: str = "libx264", pixel_format: str = "yuv420p", rotation: int | None = None) -> Path:
+    """frames to path with PyAV directly (not lang-sam's writer): frame i at times[i] seconds, else i / fps."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pixel_format
+        stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = round(1000 * (times[index] if times else index / fps))
+            frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def read_with_pyav(path: Path) -> tuple[list[np.ndarray], list[float]]:
+    """Every frame of a video and its time in seconds, as PyAV decodes them (no rotation applied)."""
+    import av
+
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(container.streams.video[0]))
+        return [frame.to_ndarray(format="rgb24") for frame in decoded], [float(frame.time) for frame in decoded]
+
+
+TINY_VIDEO_SIZE = 128  # the model's square input: small enough for a CPU, any frame size is resized to it
+
+
+def tiny_sam2_video_config(num_maskmem: int = 3, max_object_pointers: int = 4):
+    """A tiny random SAM 2.1 video config at 128 px. The widths keep transformers' own constraints:
+    memory attention cross-attends to 64-channel memories, and object pointers are split into
+    64-channel tokens, so the FPN width is a multiple of 64 above it."""
+    from transformers import Sam2VideoConfig
+    from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
+    from transformers.models.sam2_video.configuration_sam2_video import (
+        Sam2VideoMaskDecoderConfig, Sam2VideoPromptEncoderConfig,
+    )
+
+    size = TINY_VIDEO_SIZE
+    backbone = Sam2HieraDetConfig(hidden_size=8, embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
+                                  blocks_per_stage=[1, 1, 2, 1], global_attention_blocks=[3], image_size=[size, size])
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=128,
+                              backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2])
+    return Sam2VideoConfig(
+        vision_config=vision, prompt_encoder_config=Sam2VideoPromptEncoderConfig(hidden_size=128, image_size=size),
+        mask_decoder_config=Sam2VideoMaskDecoderConfig(hidden_size=128, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+        image_size=size, num_maskmem=num_maskmem, max_object_pointers_in_encoder=max_object_pointers,
+        memory_attention_hidden_size=128, memory_attention_feed_forward_hidden_size=128, memory_attention_num_layers=1,
+        memory_attention_rope_feat_sizes=[size // 16] * 2, memory_encoder_hidden_size=128, memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=128, memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=64, memory_fuser_num_layers=1,
+    )
+
+
+def save_tiny_sam2_video(folder: Path, seed: int = 0, **config) -> Path:
+    """A tiny random Sam2VideoModel and its Sam2VideoProcessor saved with save_pretrained in folder."""
+    import torch
+    from transformers import Sam2ImageProcessor, Sam2VideoModel, Sam2VideoProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+
+    torch.manual_seed(seed)
+    model = Sam2VideoModel(tiny_sam2_video_config(**config)).eval()
+    with torch.no_grad():  # zero-initialised embeddings would hide a memory that is never read
+        for name, parameter in model.named_parameters():
+            if "no_memory" in name or "temporal_positional" in name or "no_object_pointer" in name or "occlusion" in name:
+                parameter.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    size = {"height": TINY_VIDEO_SIZE, "width": TINY_VIDEO_SIZE}
+    Sam2VideoProcessor(Sam2ImageProcessor(size=size, mask_size={"height": TINY_VIDEO_SIZE // 4, "width": TINY_VIDEO_SIZE // 4}),
+                       Sam2VideoVideoProcessor(size=size), target_size=TINY_VIDEO_SIZE).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_video_dir(tmp_path_factory) -> Path:
+    return save_tiny_sam2_video(tmp_path_factory.mktemp("tiny-sam2-video"))

@@ -1,0 +1,79 @@
+"""lang-sam track end to end: a synthetic MP4, the tiny Grounding DINO and the tiny SAM 2.1 video,
+in process; the MP4 and JSONL it writes are read back and checked against the input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lang_sam.interfaces.cli import main
+from lang_sam.results import decode_rle
+from tests.video.conftest import moving_squares, read_with_pyav, write_video
+
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", moving_squares(FRAMES), fps=10)
+
+
+def threshold_for(detector_dir, image: np.ndarray, prompt: str, count: int) -> float:
+    """A box threshold that keeps about count of the tiny random detector's boxes on image."""
+    from lang_sam.families.detectors import load_detector
+
+    found = load_detector(detector_dir, "cpu", "float32").detect(Image.fromarray(image), prompt, box_threshold=0, text_threshold=0)
+    return float(found.scores[count - 1])
+
+
+def test_track_writes_a_video_and_a_line_per_frame(clip, tmp_path, tiny_detector_dir, tiny_video_dir, capsys):
+    threshold = threshold_for(tiny_detector_dir, moving_squares(1)[0], "square, circle", 3)
+    code = main(["track", str(clip), "--prompt", "square, circle", "--out", str(tmp_path / "out"), "--detector",
+                 str(tiny_detector_dir), "--sam-checkpoint", str(tiny_video_dir), "--box-threshold", str(threshold),
+                 "--text-threshold", "0", "--redetect-every", "4", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["clip.jsonl", "clip.mp4"]
+    lines = [json.loads(line) for line in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(FRAMES))
+    assert [line["time"] for line in lines] == pytest.approx([i / 10 for i in range(FRAMES)], abs=1e-3)
+    assert any(line["objects"] for line in lines)
+    for line in lines:
+        for item in line["objects"]:
+            mask = decode_rle(item["mask"])
+            rows, columns = np.nonzero(mask)
+            assert mask.shape == (48, 64) and item["label"] in ("square", "circle")
+            assert item["box"] == [columns.min(), rows.min(), columns.max() + 1, rows.max() + 1]
+        assert len({item["id"] for item in line["objects"]}) == len(line["objects"])
+    drawn, times = read_with_pyav(tmp_path / "out" / "clip.mp4")
+    assert len(drawn) == FRAMES and drawn[0].shape == (48, 64, 3)
+    assert times == pytest.approx([line["time"] for line in lines], abs=1e-3)
+    assert "frames" in capsys.readouterr().err
+
+
+def test_a_bad_video_fails_before_any_model_loads(tmp_path, capsys):
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(b"not a video")
+    assert main(["track", str(video), "--prompt", "car", "--out", str(tmp_path / "out"), "--detector", "nowhere"]) == 2
+    assert capsys.readouterr().err.startswith("lang-sam: ") and not (tmp_path / "out").exists()
+
+
+def test_langsam_track_reads_the_range_and_matches_the_command(clip, tmp_path, tiny_detector_dir, tiny_video_dir):
+    from lang_sam.families.detectors import load_detector
+    from lang_sam.families.transformers_sam import TransformersSegmenter
+    from lang_sam.pipeline import LangSAM
+    from tests.families.conftest import save_tiny_segmenter
+
+    threshold = threshold_for(tiny_detector_dir, moving_squares(1)[0], "square", 2)
+    pipeline = LangSAM.from_parts(TransformersSegmenter(save_tiny_segmenter("sam2", tmp_path / "sam2"), device="cpu"),
+                                  load_detector(tiny_detector_dir, "cpu", "float32"))
+    results = list(pipeline.track(clip, "square", video_segmenter=tiny_video_dir, start=0.2, stride=2,
+                                  box_threshold=threshold, text_threshold=0, redetect_every=2))
+    assert [result.index for result in results] == [2, 4, 6]
+    assert main(["track", str(clip), "--prompt", "square", "--out", str(tmp_path / "out"), "--detector", str(tiny_detector_dir),
+                 "--sam-checkpoint", str(tiny_video_dir), "--box-threshold", str(threshold), "--text-threshold", "0",
+                 "--start", "0.2", "--stride", "2", "--redetect-every", "2", "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    assert [result.to_json() for result in results] == lines
