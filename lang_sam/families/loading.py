@@ -14,11 +14,10 @@ from lang_sam.errors import ModelLoadError
 from lang_sam.families.base import Segmenter, TextSegmenter, VideoSegmenter
 from lang_sam.io.weights import is_hub_repo_id
 from lang_sam.registry import (
-    FAMILY_MODELS, TEXT_FAMILIES, canonical_sam_name, TRANSFORMERS_SAM_MODEL_TYPE, TRANSFORMERS_SEGMENTER_TYPES, default_sam_type,
-    family_of_folder,
-    checkpoint_dir as find_checkpoint_dir,
-    local_sam_checkpoints,
+    FAMILY_MODELS, TEXT_FAMILIES, TRANSFORMERS_SAM_MODEL_TYPE, TRANSFORMERS_SEGMENTER_TYPES, canonical_sam_name,
+    default_sam_type, family_of_folder, local_sam_checkpoints,
 )
+from lang_sam.registry import checkpoint_dir as find_checkpoint_dir
 
 SAM_V1 = TRANSFORMERS_SAM_MODEL_TYPE  # Meta's SAM and transformers' SamModel folders: our own code runs both
 

@@ -29,21 +29,25 @@ from lang_sam.segmenter.predictor import ImageEmbedding
 class Family:
     """How one transformers SAM family is driven.
 
-    model_class: the transformers class; square_frame: prompts are scaled to the processor's square
+    model_class, processor_class: the transformers classes; square_frame: prompts are scaled to the processor's square
     size (SAM 2) rather than to the longest-side resize (SAM-HQ); feature_pyramid: the embedding
     goes back whole as image_embeddings (SAM 2's three levels) rather than as image_embeddings plus
     intermediate_embeddings (SAM-HQ's ViT states); description: for messages.
     """
 
     model_class: str
+    processor_class: str
     square_frame: bool
     feature_pyramid: bool
     description: str
 
 
 FAMILIES: dict[str, Family] = {
-    "sam2": Family("Sam2Model", square_frame=True, feature_pyramid=True, description="SAM 2.1"),
-    "sam_hq": Family("SamHQModel", square_frame=False, feature_pyramid=False, description="SAM-HQ"),
+    "sam2": Family("Sam2Model", "Sam2Processor", square_frame=True, feature_pyramid=True, description="SAM 2.1"),
+    # facebook/sam2.1-hiera-* are saved as the video model, which holds the image model's weights
+    # under the same names: Sam2Model loads them (transformers warns that the types differ)
+    "sam2_video": Family("Sam2Model", "Sam2Processor", square_frame=True, feature_pyramid=True, description="SAM 2.1"),
+    "sam_hq": Family("SamHQModel", "SamHQProcessor", square_frame=False, feature_pyramid=False, description="SAM-HQ"),
 }
 
 DECODE_CHUNK = 16  # prompts per mask-decoder pass: memory grows with the masks returned, not the batch
@@ -79,8 +83,8 @@ class TransformersSegmenter:
                                  "(SAM 2.1, SAM-HQ); a SAM v1 folder loads as sam_checkpoint of a SAM v1 name.")
         self.family = model_type
         self.driver = FAMILIES[model_type]
-        network, self.processor = load_pretrained(getattr(transformers, self.driver.model_class), transformers.AutoProcessor,
-                                                  source, self.driver.description)
+        network, self.processor = load_pretrained(getattr(transformers, self.driver.model_class),
+                                                  getattr(transformers, self.driver.processor_class), source, self.driver.description)
         self.name = name or source
         self.model = network.to(self.device, self.dtype).eval()
 

@@ -192,3 +192,19 @@ def test_wrong_inputs_say_what_to_do(family_dir, tmp_path, tiny_detector_dir):
         model.predict(sam_v1.prepare(IMAGE), "cat")
     with pytest.raises(InvalidPromptError, match="outside"):
         model.predict(IMAGE, points=[[500, 10]])
+
+
+def test_a_sam2_video_folder_segments_images_with_its_image_weights(tmp_path):
+    """facebook/sam2.1-hiera-* are saved as Sam2VideoModel: the image segmenter reads the image
+    model's weights out of them, and answers as Sam2Model loaded from the same folder."""
+    from transformers import Sam2Model, Sam2Processor
+
+    from tests.video.conftest import save_tiny_sam2_video
+
+    folder = save_tiny_sam2_video(tmp_path / "sam2.1-video")
+    segmenter = load_segmenter(checkpoint=folder, device="cpu", dtype="float32")
+    assert segmenter.family == "sam2_video" and isinstance(segmenter, TransformersSegmenter)
+    box = [[10.0, 20.0, 200.0, 250.0]]
+    decoded = segmenter.decode(segmenter.embed(segmenter.preprocess(IMAGE)), boxes=torch.tensor(box))
+    assert_same(decoded, direct_masks((Sam2Model.from_pretrained(folder).eval(), Sam2Processor.from_pretrained(folder)), False,
+                                      input_boxes=[box]))
