@@ -42,6 +42,7 @@ EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.
 TABLE_HEADERS = ["label", "score", "mask score", "box (x0, y0, x1, y1)"]
 
 EVERYTHING_HEADERS = ["mask", "label", "area", "predicted IoU", "stability", "box (x, y, w, h)"]
+TRACK_HEADERS = ["id", "label", "first frame", "last frame", "frames seen", "best score"]
 
 
 class Backend(Protocol):
@@ -54,6 +55,7 @@ class Backend(Protocol):
     """
 
     semantic_models: list[str]  # the models that may name everything-masks (none: not offered)
+    tracks_video: bool  # whether the video tab is offered
 
     def text(self, image_path: str, image: np.ndarray, prompt: str, sam_type: str, options: dict,
              progress: Callable) -> tuple[np.ndarray, str, dict]:
@@ -63,6 +65,11 @@ class Backend(Protocol):
     def everything(self, image_path: str, image: np.ndarray, sam_type: str, options: dict,
                    progress: Callable) -> tuple[np.ndarray, str, dict]:
         """options: SamAutomaticMaskGenerator's, and "semantic": a model of semantic_models or None."""
+
+    def track(self, video_path: str, prompt: str, sam_type: str | None, options: dict, out: Path,
+              progress: Callable):
+        """Track what prompt names through the video into out (NAME.mp4, NAME.jsonl): a
+        lang_sam.video.outputs.TrackSummary. options: those of ModelPool.track."""
 
 
 def uploaded_image(**options) -> gr.Image:
@@ -79,6 +86,7 @@ class LocalBackend:
     """Models loaded in this process; a first use of a SAM size shows its loading."""
 
     semantic_models = list(UNIVERSAL_MODELS)
+    tracks_video = True
 
     def __init__(self, pool: ModelPool) -> None:
         self.pool = pool
@@ -113,6 +121,17 @@ class LocalBackend:
         model = self.pool.describe(sam_type) + (f"; names from {semantic}" if semantic else "")
         return draw_everything(image, records), model, everything_json(records, image.shape[:2])
 
+    def track(self, video_path, prompt, sam_type, options, out, progress):
+        from lang_sam.video.frames import VideoFrames
+        from lang_sam.video.outputs import write_tracking
+
+        options = dict(options)
+        frames = VideoFrames(video_path, **{name: options.pop(name) for name in ("start", "end", "stride") if name in options})
+        progress(0.0, desc="Loading the video model and the detector (downloaded on first use)")
+        results = self.pool.track(frames, prompt, sam_type, **options)
+        return write_tracking(results, frames, out, on_frame=lambda summary: progress(
+            (summary.frames, None), desc=f"Tracking: frame {summary.frames}, {len(summary.tracks)} tracks"))
+
     def _namer(self, name: str):
         from lang_sam.families.universal import UniversalSegmenter
 
@@ -123,13 +142,14 @@ class LocalBackend:
 
 
 def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list[str] | None = None,
-              detectors: list[str] | None = None):
+              detectors: list[str] | None = None, video_types: list[str] | None = None):
     """The Blocks app: a text-prompt tab (its submit button is also the API endpoint "/predict" for
     gradio_client) and an everything tab ("/everything"), sharing the SAM dropdown.
 
     sam_types: the SAM dropdown's choices (default: every registry segmenter, SAM v1 first, and
     $LANG_SAM_CHECKPOINTS' own); detectors: the detector dropdown's, the default first (none or
-    one: no dropdown)."""
+    one: no dropdown); video_types: the video tab's models (SAM 2.1; the tab is offered when the
+    backend tracks video)."""
     downloads = DownloadFolder()
     def segment(image_path, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output, detector=None,
                 progress=gr.Progress(track_tqdm=True)):
@@ -166,6 +186,23 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         count = len(exported["masks"])
         status = f"{count} mask{'s' if count != 1 else ''}. Model: {model}." if count else f"No mask kept. Model: {model}."
         return drawing, everything_rows(exported), downloads.write(exported), status
+
+    def track_video(video_path, prompt, video_type, detector, box_threshold, text_threshold, redetect_every, max_lost,
+                    stride, progress=gr.Progress()):
+        if video_path is None:
+            raise gr.Error("Upload a video first.")
+        if not prompt or not prompt.strip():
+            raise gr.Error('Type what to track, e.g. "car, person".')
+        options = {"box_threshold": box_threshold, "text_threshold": text_threshold, "redetect_every": int(redetect_every),
+                   "max_lost": int(max_lost), "stride": int(stride), "detector": detector or None}
+        try:
+            summary = backend.track(video_path, prompt, video_type or None, options, downloads.new_folder(), progress)
+        except LangSAMError as error:
+            raise gr.Error(str(error)) from None
+        rows = [[track_id, seen["label"], seen["first"], seen["last"], seen["frames"], round(seen["best_score"], 3)]
+                for track_id, seen in sorted(summary.tracks.items())]
+        status = f"{summary.frames} frames, {len(summary.tracks)} track{'s' if len(summary.tracks) != 1 else ''}."
+        return str(summary.video), rows, str(summary.lines), status
 
     def clicked(image_path, clicks, mode, prompt, sam_type, evt: gr.SelectData):
         if image_path is None:
@@ -277,8 +314,34 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
                     everything_table = gr.Dataframe(headers=EVERYTHING_HEADERS, label="Masks", interactive=False,
                                                     elem_id="everything-masks")
                     everything_download = gr.File(label="Masks as JSON (COCO RLE)", elem_id="everything-download")
+        with gr.Tab("Video", visible=backend.tracks_video):
+            with gr.Row():
+                with gr.Column():
+                    video_upload = gr.Video(label="Video", sources=["upload"], elem_id="video-upload")
+                    video_prompt = gr.Textbox(label="What to track", placeholder="car, person", elem_id="video-prompt")
+                    video_type = gr.Dropdown(video_types or [], value=(video_types or [None])[0], elem_id="video-type",
+                                             label="Video model (SAM 2.1: masks carried from frame to frame by its memory)")
+                    with gr.Accordion("More options", open=False):
+                        video_box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
+                        video_text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
+                        redetect_every = gr.Slider(1, 60, value=10, step=1, label="Detect again every N frames (new objects)")
+                        max_lost = gr.Slider(1, 120, value=30, step=1, label="End a track unseen for N frames")
+                        video_stride = gr.Slider(1, 10, value=1, step=1, label="Process every N-th frame")
+                    track_submit = gr.Button("Track", variant="primary", elem_id="track-submit")
+                with gr.Column():
+                    video_result = gr.Video(label="Tracked (masks, ids, labels)", interactive=False, elem_id="video-result")
+                    video_status = gr.Markdown(elem_id="video-status")
+                    video_table = gr.Dataframe(headers=TRACK_HEADERS, label="Objects", interactive=False, elem_id="video-objects")
+                    video_download = gr.File(label="Per frame as JSON Lines (COCO RLE masks)", elem_id="video-download")
         # the detector last, so that gradio_client calls written before it was offered still fit
         inputs = [image, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output, detector]
+        if backend.tracks_video:
+            track_submit.click(
+                track_video,
+                inputs=[video_upload, video_prompt, video_type, detector, video_box_threshold, video_text_threshold,
+                        redetect_every, max_lost, video_stride],
+                outputs=[video_result, video_table, video_download, video_status], api_name="track",
+            )
         outputs = [drawing, table, download, status]
         submit.click(segment, inputs=inputs, outputs=outputs, api_name="predict")
         prompt.submit(segment, inputs=inputs, outputs=outputs, api_name=False)
@@ -407,17 +470,21 @@ class DownloadFolder:
         Image.fromarray(drawing).save(path, format="BMP")
         return str(path)
 
-    def _new_file(self, name: str) -> Path:
+    def new_folder(self) -> Path:
+        """A new empty folder for one answer's files (the oldest answers beyond keep removed)."""
         folder = self.path / uuid.uuid4().hex  # one folder per answer: the download keeps its name
         folder.mkdir()
         answers = sorted(self.path.iterdir(), key=lambda entry: entry.stat().st_mtime_ns)
         for old in answers[: max(0, len(answers) - self.keep)]:
             shutil.rmtree(old, ignore_errors=True)
-        return folder / name
+        return folder
+
+    def _new_file(self, name: str) -> Path:
+        return self.new_folder() / name
 
 
 def launch(settings: Settings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
     """Build the app on a local ModelPool and serve it until interrupted."""
     pool = ModelPool(settings, detectors=list(DETECTORS))
-    app = build_app(LocalBackend(pool), pool.settings.sam_type, pool.sam_types, list(pool.detector_names))
+    app = build_app(LocalBackend(pool), pool.settings.sam_type, pool.sam_types, list(pool.detector_names), pool.video_types)
     app.queue().launch(server_name=host, server_port=port, share=share or None)  # None: $GRADIO_SHARE decides

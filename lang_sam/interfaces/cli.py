@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--timeout", type=float, default=120.0, help="seconds a request may wait for a worker (default: %(default)s)")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (default: %(default)s)")
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000, help="largest image (default: %(default)s)")
+    serve.add_argument("--max-video-mb", type=float, default=500.0, help="largest /track upload (default: %(default)s)")
     serve.add_argument("--with-app", action="store_true", help="also serve the Gradio app at /app")
     serve.add_argument("--sam-types", help="comma-separated SAM names requests may ask for (default: --sam-type alone)")
     serve.add_argument("--detectors", help="comma-separated detectors requests may name in a detector field, beside --detector "
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             from lang_sam.interfaces.server import Limits, serve
 
             serve(
-                _settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels), args.host,
+                _settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels, int(args.max_video_mb * 2**20)), args.host,
                 args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
                 sam_types=_names(args.sam_types), preload=args.preload, embeddings_kept=args.embeddings_kept,
                 detectors=_names(args.detectors),
@@ -434,8 +435,9 @@ def _track(args: argparse.Namespace) -> int:
     _require("av", "video")
     from lang_sam.families.detectors import load_detector
     from lang_sam.families.loading import load_video_segmenter
-    from lang_sam.video.frames import VideoFrames, VideoWriter
-    from lang_sam.video.tracker import draw_tracked, track
+    from lang_sam.video.frames import VideoFrames
+    from lang_sam.video.outputs import write_tracking
+    from lang_sam.video.tracker import track
 
     classes = parse_classes(args.prompt)  # a prompt that names nothing fails before anything loads
     frames = VideoFrames(args.video, start=args.start, end=args.end, stride=args.stride, fps=args.fps)
@@ -446,25 +448,16 @@ def _track(args: argparse.Namespace) -> int:
     detector = load_detector(settings.detector, settings.device, settings.dtype)
     results = track(frames, classes, detector, segmenter, redetect_every=args.redetect_every, max_lost=args.max_lost,
                     iou_threshold=args.iou_threshold, box_threshold=args.box_threshold, text_threshold=args.text_threshold)
-    args.out.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(args.out)
-    video_path, lines_path = args.out / f"{frames.name}.mp4", args.out / f"{frames.name}.jsonl"
-    counts = {"frames": 0, "ids": set()}
-
-    def write_lines(file) -> None:  # the video is renamed first: the JSONL's presence marks the run done
-        with VideoWriter(video_path, frames.fps / frames.stride, frames.size) as writer:
-            for result in tqdm(results, desc=f"lang-sam track {frames.name}", unit="frame"):
-                writer.write(draw_tracked(result), result.time)
-                file.write((json.dumps(result.to_json()) + "\n").encode())
-                counts["frames"] += 1
-                counts["ids"].update(item.id for item in result.objects)
-
+    bar = tqdm(desc=f"lang-sam track {frames.name}", unit="frame")
     try:
-        write_atomically(lines_path, write_lines)
+        summary = write_tracking(results, frames, args.out, on_frame=lambda _: bar.update())
     except KeyboardInterrupt:
         print(f"lang-sam: interrupted; nothing was written to {args.out}.", file=sys.stderr)
         return 130
-    print(f"lang-sam: {counts['frames']} frames, {len(counts['ids'])} tracks; wrote {video_path} and {lines_path}", file=sys.stderr)
+    finally:
+        bar.close()
+    print(f"lang-sam: {summary.frames} frames, {len(summary.tracks)} tracks; wrote {summary.video} and {summary.lines}",
+          file=sys.stderr)
     return 0
 
 

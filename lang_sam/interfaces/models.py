@@ -4,20 +4,21 @@ each loaded on first use, once (a text segmenter, SAM 3, uses none)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from lang_sam.families.base import Detector
+from lang_sam.families.base import Detector, VideoSegmenter
 from lang_sam.families.detectors import load_detector
-from lang_sam.families.loading import resolve_segmenter
+from lang_sam.families.loading import DEFAULT_VIDEO_SEGMENTER, load_video_segmenter, resolve_segmenter
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.io.images import ImageInput
 from lang_sam.pipeline import LangSAM
 from lang_sam.results import LangSAMResult
-from lang_sam.registry import DEFAULT_SAM, TEXT_FAMILIES, check_sam_type, sam_names
+from lang_sam.video.tracker import TrackedFrame, open_and_track
+from lang_sam.registry import DEFAULT_SAM, TEXT_FAMILIES, VIDEO_FAMILIES, check_sam_type, sam_names
 from lang_sam.segmenter.predictor import ImageEmbedding
 from lang_sam.settings import Settings
 
@@ -59,6 +60,7 @@ class ModelPool:
         self._detectors: dict[str, Detector] = {}
         self._pipelines: dict[str, LangSAM] = {}
         self._paired: dict[tuple[str, str], LangSAM] = {}  # (SAM, another detector) -> pipeline sharing the segmenter
+        self._video: dict[str, VideoSegmenter] = {}
         self._failures: dict[str, LangSAMError] = {}
 
     @property
@@ -157,6 +159,43 @@ class ModelPool:
         generator = SamAutomaticMaskGenerator(self.get(sam_type).sam, **generator_options)
         with self._predicting:
             return generator.generate(image, progress=progress)
+
+    def video_segmenter(self, sam_type: str | None = None) -> VideoSegmenter:
+        """The SAM 2.1 video model of sam_type (default: the first SAM 2.1 entry this pool offers,
+        else sam2.1-hiera-tiny), loaded once."""
+        name = self.check(sam_type or self._default_video_type())
+        with self._detector_lock:
+            if name not in self._video:
+                self._video[name] = load_video_segmenter(name, None, self.settings.device, self.settings.dtype,
+                                                         self.settings.checkpoint_dir)
+            return self._video[name]
+
+    @property
+    def video_types(self) -> list[str]:
+        """The names this pool offers that track through video (SAM 2.1), in order."""
+        return [name for name in self.sam_types if resolve_segmenter(name, None, self.settings.checkpoint_dir).family in VIDEO_FAMILIES]
+
+    def _default_video_type(self) -> str:
+        return next(iter(self.video_types), DEFAULT_VIDEO_SEGMENTER)
+
+    def track(self, video, prompt: str, sam_type: str | None = None, detector: str | None = None,
+              **options) -> Iterator[TrackedFrame]:
+        """LangSAM.track's frames with the video model of sam_type and the served detector; each
+        frame is computed holding the prediction lock, so tracking a long video shares the models
+        with the requests that come meanwhile. options: those of lang_sam.video.tracker.open_and_track."""
+        segmenter = self.video_segmenter(sam_type)
+        results = iter(open_and_track(video, prompt, self._detector(self.check_detector(detector)), segmenter,
+                                      self.settings.device, self.settings.dtype, **options))
+
+        def one_frame_at_a_time() -> Iterator[TrackedFrame]:
+            while True:
+                with self._predicting:
+                    frame = next(results, None)
+                if frame is None:
+                    return
+                yield frame
+
+        return one_frame_at_a_time()
 
     def embed(self, image: np.ndarray, sam_type: str | None = None) -> ImageEmbedding:
         """LangSAM.embed on the SAM of sam_type, one call at a time, like predict."""

@@ -13,12 +13,17 @@ in milliseconds: a client that clicks many times sends and encodes the image onc
 ``embeddings_kept`` embeddings are kept, in a folder every worker reads (segmenter/embedding_store.py; 404 for one no longer kept).
 The same requests may go to /predict with ``mode`` "embed" or "decode".
 
+``POST /track`` (a video as the file field ``video``, ``prompt``, optional ``sam_type`` (a SAM 2.1
+model), ``detector``, ``start``, ``end``, ``stride``, ``redetect_every``, ``max_lost``, the
+thresholds) streams JSON Lines as frames finish: per frame its index, time and objects (id, label,
+score, box, COCO RLE mask), as ``lang-sam track`` writes them (track.py).
+
 ``GET /health`` answers 503 while the workers start, then JSON: status "ok", the SAMs served, the
 device and the dtype the models run in.
 
 Modules: validation.py (what a request may hold), api.py (the LitAPI and the batching policy),
 guard.py (the ASGI request guard, which also routes /embed and /decode), health.py (the /health report), client.py (the mounted app's HTTP
-backend).
+backend), track.py (the streaming /track LitAPI).
 
 Requests from different clients are batched (LitServe batching) and each batch runs one detector
 pass per group of requests with the same options. A request guard in front of LitServe answers
@@ -43,6 +48,7 @@ from lang_sam.interfaces.server.client import RemoteBackend
 from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY
 from lang_sam.interfaces.server.guard import RequestGuard
 from lang_sam.interfaces.server.health import HealthReport
+from lang_sam.interfaces.server.track import TrackAPI, TrackRequestCheck
 from lang_sam.interfaces.server.validation import Limits
 from lang_sam.settings import Settings
 
@@ -75,12 +81,15 @@ def build_server(
               "device": device.type, "dtype": settings.dtype}
     embeddings = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
     server = ls.LitServer(
-        LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors),
+        [LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors),
+         TrackAPI(settings, sam_types, detectors)],
         accelerator=accelerator,
         devices=devices,
         workers_per_device=workers_per_device,
         timeout=timeout,
-        middlewares=[(RequestGuard, {"max_upload_bytes": limits.max_upload_bytes}), (HealthReport, {"report": report})],
+        middlewares=[(RequestGuard, {"max_upload_bytes": limits.max_upload_bytes, "max_video_bytes": limits.max_video_bytes,
+                                     "check_track": TrackRequestCheck(settings, sam_types, detectors)}),
+                     (HealthReport, {"report": report})],
     )
     weakref.finalize(server, shutil.rmtree, embeddings, True)  # also at exit
     return server

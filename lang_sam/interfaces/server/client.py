@@ -19,6 +19,7 @@ class RemoteBackend:
     The server names no everything-masks (no semantic models)."""
 
     semantic_models: list[str] = []
+    tracks_video = False  # the server streams /track as JSON lines; the mounted app offers no video tab
 
     def __init__(self, url: str, timeout: float) -> None:
         self.url, self.timeout = url, timeout

@@ -1,14 +1,19 @@
 """ASGI middleware in front of LitServe for POST /predict, /embed and /decode: body size and a
 readable body, so that bad bodies get their 4xx before they reach a worker; /embed and /decode go
-to the /predict worker as its modes (one model worker serves all three, its models loaded once)."""
+to the /predict worker as its modes (one model worker serves all three, its models loaded once).
+POST /track gets the size check alone, with the video limit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import Callable
 
+from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.interfaces.server.api import PREDICT_PATH
-from lang_sam.interfaces.server.validation import DEFAULT_MAX_UPLOAD_BYTES
+from lang_sam.interfaces.server.track import TRACK_PATH
+from lang_sam.interfaces.server.validation import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_VIDEO_BYTES
 
 FORM_URLENCODED = "application/x-www-form-urlencoded"  # LitServe reads it as a form too (fields only, no file)
 MODE_PATHS = {"/embed": "embed", "/decode": "decode"}  # path -> the /predict mode it is
@@ -21,18 +26,24 @@ class RequestGuard:
     LitServe hands a multipart upload to its worker as starlette's FormData (it keeps uploaded files
     in memory for that), so the file reaches the model as the bytes sent, never re-encoded."""
 
-    def __init__(self, app, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
+    def __init__(self, app, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES,
+                 check_track: Callable[[object], None] | None = None) -> None:
+        """check_track: raises the LangSAMError of a /track form the server cannot take (TrackRequestCheck)."""
         self.app = app
         self.max_upload_bytes = max_upload_bytes
+        self.max_video_bytes = max_video_bytes
+        self.check_track = check_track
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (PREDICT_PATH, *MODE_PATHS):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (PREDICT_PATH, TRACK_PATH, *MODE_PATHS):
             await self.app(scope, receive, send)
             return
+        video = scope["path"] == TRACK_PATH
+        limit = self.max_video_bytes if video else self.max_upload_bytes
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_upload_bytes:
-            await _send_error(send, 413, self._too_large())
+        if declared.isdigit() and int(declared) > limit:
+            await _send_error(send, 413, _too_large(limit, "video" if video else "image"))
             return
         body = bytearray()
         while True:
@@ -40,13 +51,21 @@ class RequestGuard:
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
-            if len(body) > self.max_upload_bytes:
-                await _send_error(send, 413, self._too_large())
+            if len(body) > limit:
+                await _send_error(send, 413, _too_large(limit, "video" if video else "image"))
                 return
             if not message.get("more_body", False):
                 break
         body = bytes(body)
         content_type = headers.get("content-type", "")
+        if video:  # checked here: a streamed answer has sent its 200 before a worker reads the request
+            try:
+                await self._check_track(scope, content_type, body)
+            except _Unreadable as error:
+                await _send_error(send, error.status, error.detail)
+                return
+            await self.app(scope, _replay(body, receive), send)
+            return
         try:
             mode_given = await _check_body(scope, content_type, body)
             mode = MODE_PATHS.get(scope["path"])
@@ -60,19 +79,48 @@ class RequestGuard:
         except _Unreadable as error:
             await _send_error(send, error.status, error.detail)
             return
-        sent = False
+        await self.app(scope, _replay(body, receive), send)
 
-        async def replay():  # the body as the client sent it: LitServe parses it once more, never re-encoded
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
+
+    async def _check_track(self, scope, content_type: str, body: bytes) -> None:
+        if not content_type.startswith("multipart/form-data"):
+            raise _Unreadable(415, 'POST /track takes multipart/form-data: the file field "video", "prompt" and options.')
+        if self.check_track is None:
+            return
+        from starlette.requests import Request
+
+        async def once():
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+        try:
+            form = await Request(scope, once).form()
+        except Exception as error:  # noqa: BLE001 - starlette's parser raises several types
+            raise _Unreadable(400, f"The form body could not be read ({error}).") from None
+        try:
+            await asyncio.to_thread(self.check_track, form)  # probes the video: off the event loop
+        except LangSAMError as error:
+            raise _Unreadable(422 if isinstance(error, InvalidOptionError) else 400, str(error)) from None
+        finally:
+            await form.close()
 
-    def _too_large(self) -> str:
-        return f"The request is larger than the limit of {self.max_upload_bytes} bytes; send a smaller image."
+
+def _replay(body: bytes, receive):
+    """receive() that gives the body as the client sent it (LitServe parses it once more, never
+    re-encoded), then the connection's own messages."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _too_large(limit: int, what: str) -> str:
+    return f"The request is larger than the limit of {limit} bytes; send a smaller {what}."
 
 
 class _Unreadable(Exception):

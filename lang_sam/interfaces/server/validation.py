@@ -19,6 +19,7 @@ from lang_sam.registry import check_sam_type
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+DEFAULT_MAX_VIDEO_BYTES = 500 * 1024 * 1024  # POST /track: a few minutes of HD video
 MAX_PROMPT_CHARACTERS = 2_000
 
 
@@ -28,6 +29,7 @@ class Limits:
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
 
 
 @dataclass
@@ -247,7 +249,7 @@ def _response_format(payload: Mapping[str, Any], default: str, allow_png: bool =
     return response_format
 
 
-def _image_bytes(field: Any) -> bytes:
+def _image_bytes(field: Any, what: str = "image") -> bytes:
     """The uploaded file's bytes (a multipart file: starlette's UploadFile) or base64 text decoded."""
     if hasattr(field, "file"):
         data = field.file.read()
@@ -256,12 +258,45 @@ def _image_bytes(field: Any) -> bytes:
             text = field.split(",", 1)[-1] if field.startswith("data:") else field
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidImageError('The "image" field is not valid base64.') from None
+            raise InvalidImageError(f'The "{what}" field is not valid base64.') from None
     else:
-        raise InvalidImageError('Send the image as a multipart file field "image", or as base64 text in JSON "image".')
+        raise InvalidImageError(f'Send the {what} as a multipart file field "{what}", or as base64 text in JSON "{what}".')
     if not data:
-        raise InvalidImageError("The uploaded image is empty (0 bytes).")
+        raise InvalidImageError(f"The uploaded {what} is empty (0 bytes).")
     return data
+
+
+@dataclass
+class TrackRequest:
+    """POST /track: the uploaded video's bytes, the prompt, the video model and detector, and the
+    options of lang_sam.video.tracker.open_and_track (start, end, stride, redetect_every, ...)."""
+
+    video: bytes
+    prompt: str
+    sam_type: str | None
+    detector: str | None
+    options: dict[str, Any]
+
+
+def parse_track_request(payload: Mapping[str, Any], check_sam: Callable[[object], str],
+                        check_detector: Callable[[object], str]) -> TrackRequest:
+    """Check a /track request's fields; the video itself is checked when it is opened."""
+    prompt = payload.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidPromptError('Send a text "prompt" naming what to track, e.g. "car, person".')
+    if len(prompt) > MAX_PROMPT_CHARACTERS:
+        raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
+    sam_type = payload.get("sam_type") or None
+    detector = payload.get("detector") or None
+    options: dict[str, Any] = {"box_threshold": _threshold(payload, "box_threshold", 0.3),
+                               "text_threshold": _threshold(payload, "text_threshold", 0.25),
+                               "iou_threshold": _threshold(payload, "iou_threshold", 0.5)}
+    for name, integer in (("start", False), ("end", False), ("stride", True), ("redetect_every", True), ("max_lost", True)):
+        if payload.get(name) not in (None, ""):
+            options[name] = _number(payload[name], name, integer=integer)
+    return TrackRequest(_image_bytes(payload.get("video"), "video"), prompt,
+                        None if sam_type is None else check_sam(sam_type),
+                        None if detector is None else check_detector(detector), options)
 
 
 def _flag(payload: Mapping[str, Any], name: str) -> bool:
