@@ -40,6 +40,7 @@ from PIL import Image
 from lang_sam.devices import bf16_skip_reason, describe_cpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' tiny models and tokenizers
 from bench_sam import reset_peak, rss_mib, test_image  # noqa: E402
 
 CAPTION = "truck . wheel . person . window ."

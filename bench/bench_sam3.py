@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' tiny SAM 3 and tokenizer
 from bench_sam import print_machine, reset_peak, rss_mib, test_image, timed, worker_result  # noqa: E402
 
 CLASSES = ["truck", "wheel", "person", "window"]
