@@ -117,7 +117,7 @@ class Sam3ConceptStream:
         self.position += 1
         inputs = self.processor(images=image, device=self.device, return_tensors="pt")
         self._forget_before(self.position)
-        # the index is given: transformers counts the session's stored frames, which trimming drops
+        # the index is given, not counted from the stored frames: it is what the memories are placed by
         output = self.model(inference_session=self.session, frame=inputs.pixel_values[0], frame_idx=self.position)
         return self.processor.postprocess_outputs(self.session, output, original_sizes=inputs.original_sizes)
 
