@@ -245,12 +245,13 @@ class LangSAM:
 
     def track(self, video, prompt: str, video_segmenter=None, **options):
         """Track what prompt names through a video, one lang_sam.video.tracker.TrackedFrame per frame
-        read, with this pipeline's detector and a SAM 2.1 video model (video_segmenter: a loaded one,
-        a SAM 2.1 name, a Sam2VideoModel folder or repo id; default sam2.1-hiera-tiny). options:
-        start, end, stride (lang_sam.video.frames.VideoFrames) and those of lang_sam.video.tracker.track."""
+        read, with this pipeline's detector and a SAM 2.1 video model, or SAM 3 video alone, with no
+        detector loaded (video_segmenter: a loaded one, a SAM 2.1 or SAM 3 name, a Sam2VideoModel or
+        Sam3VideoModel folder or repo id; default sam2.1-hiera-tiny). options: start, end, stride
+        (lang_sam.video.frames.VideoFrames) and those of lang_sam.video.tracker.track."""
         from lang_sam.video.tracker import open_and_track
 
-        return open_and_track(video, prompt, self.detector, video_segmenter, self.device, self.dtype, **options)
+        return open_and_track(video, prompt, lambda: self.detector, video_segmenter, self.device, self.dtype, **options)
 
     def describe(self) -> str:
         """What runs: segmenter name and size, detector, device and dtype (as the app, the server

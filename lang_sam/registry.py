@@ -99,7 +99,9 @@ class FamilyModel:
 # families that take the text prompt themselves (the pipeline runs no detector); a sam3_video folder
 # (facebook/sam3's own layout) holds the image model too
 TEXT_FAMILIES = ("sam3", "sam3_video")
-VIDEO_FAMILIES = ("sam2", "sam2_video")  # families whose models track through video (SAM 2.1's repos hold the video model)
+# families whose models track through video: SAM 2.1's repos hold its video model (a detector finds
+# what it tracks), facebook/sam3 holds SAM 3 video (which finds the text's concepts itself)
+VIDEO_FAMILIES = ("sam2", "sam2_video", "sam3", "sam3_video")
 TRANSFORMERS_SEGMENTER_TYPES = ("sam2", "sam2_video", "sam_hq", *TEXT_FAMILIES)  # model_types in config.json beside SAM v1's "sam"
 
 FAMILY_MODELS: dict[str, FamilyModel] = {

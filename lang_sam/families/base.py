@@ -8,11 +8,13 @@ any registry entry the same way. Each is stateless after loading: one instance s
   (Grounding DINO, MM-Grounding-DINO, OWLv2).
 - VideoSegmenter: starts a VideoStream per video, which takes frames one at a time, carries its
   objects' masks from frame to frame and takes box prompts for new ones (SAM 2.1 video).
+- ConceptTracker: frames and class names in, tracked objects out, detecting and tracking by
+  itself with no separate detector (SAM 3 video).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -153,6 +155,26 @@ class VideoSegmenter(Protocol):
 
     def start(self, size: tuple[int, int]) -> VideoStream:
         """A stream for a video of (H, W) frames."""
+
+    def parameter_count(self) -> int:
+        """Number of weights."""
+
+
+@runtime_checkable
+class ConceptTracker(Protocol):
+    """Tracks every instance of the user's classes through a video from the text alone (SAM 3
+    video's concept prompts): it detects on every frame and keeps ids itself; stateless, one
+    session per call."""
+
+    name: str
+    family: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def track_concepts(self, frames: Iterable[tuple[int, float, np.ndarray]], classes: Sequence[str],
+                       score_threshold: float = 0.5) -> Iterator[Any]:
+        """One lang_sam.video.tracker.TrackedFrame per (index, time, (H, W, 3) uint8 image) frame:
+        the objects scoring above score_threshold, labels exactly the given class names."""
 
     def parameter_count(self) -> int:
         """Number of weights."""

@@ -1,6 +1,6 @@
 """One way from a segmenter's name or checkpoint to the adapter that runs it: SAM v1 (our own code)
 for Meta's checkpoints and transformers SAM folders, transformers' models for SAM 2.1, SAM-HQ and
-SAM 3, chosen by the registry entry or by config.json's model_type."""
+SAM 3 (and their video models for tracking), chosen by the registry entry or by config.json's model_type."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import ModelLoadError
-from lang_sam.families.base import Segmenter, TextSegmenter, VideoSegmenter
+from lang_sam.families.base import ConceptTracker, Segmenter, TextSegmenter, VideoSegmenter
 from lang_sam.io.weights import is_hub_repo_id
 from lang_sam.registry import (
-    FAMILY_MODELS, TEXT_FAMILIES, TRANSFORMERS_SAM_MODEL_TYPE, TRANSFORMERS_SEGMENTER_TYPES, canonical_sam_name,
-    default_sam_type, family_of_folder, local_sam_checkpoints,
+    FAMILY_MODELS, TEXT_FAMILIES, TRANSFORMERS_SAM_MODEL_TYPE, TRANSFORMERS_SEGMENTER_TYPES, VIDEO_FAMILIES,
+    canonical_sam_name, default_sam_type, family_of_folder, local_sam_checkpoints,
 )
 from lang_sam.registry import checkpoint_dir as find_checkpoint_dir
 
@@ -78,26 +78,43 @@ def load_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = 
 DEFAULT_VIDEO_SEGMENTER = "sam2.1-hiera-tiny"
 
 
+# the adapter that tracks each of registry.VIDEO_FAMILIES (module in lang_sam.families, class): SAM 2.1
+# video carries a detector's boxes through the video; SAM 3 video detects and tracks the classes itself
+VIDEO_ADAPTERS = {
+    "sam2": ("sam2_video", "Sam2VideoSegmenter"), "sam2_video": ("sam2_video", "Sam2VideoSegmenter"),
+    "sam3": ("sam3_video", "Sam3VideoTracker"), "sam3_video": ("sam3_video", "Sam3VideoTracker"),
+}
+
+
 def load_video_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = None,
                          device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
-                         checkpoint_dir: str | Path | None = None) -> VideoSegmenter:
-    """SAM 2.1 video for tracking: checkpoint (a Sam2VideoModel folder or repo id), else sam_type
-    (a SAM 2.1 registry name, whose repos hold the video model too, or a folder NAME in the
-    checkpoint folder), else DEFAULT_VIDEO_SEGMENTER."""
-    from lang_sam.families.sam2_video import Sam2VideoSegmenter
-
+                         checkpoint_dir: str | Path | None = None) -> VideoSegmenter | ConceptTracker:
+    """The video model for tracking, its adapter chosen by its family (VIDEO_ADAPTERS): checkpoint
+    (a Sam2VideoModel or Sam3VideoModel folder or repo id), else sam_type (a SAM 2.1 or SAM 3
+    registry name, whose repos hold the video models, or a folder NAME in the checkpoint folder),
+    else DEFAULT_VIDEO_SEGMENTER."""
     if checkpoint is not None:
-        return Sam2VideoSegmenter(checkpoint, device, dtype, name=sam_type or _checkpoint_name(checkpoint))
+        return _video_adapter(_checkpoint_family(checkpoint))(checkpoint, device, dtype,
+                                                              name=sam_type or _checkpoint_name(checkpoint))
     name = sam_type or DEFAULT_VIDEO_SEGMENTER
     entry = FAMILY_MODELS.get(name)
-    if entry is not None and entry.family == "sam2":
-        return Sam2VideoSegmenter(entry.repo_id, device, dtype, name=name)
+    if entry is not None and entry.family in VIDEO_FAMILIES:
+        return _video_adapter(entry.family)(entry.repo_id, device, dtype, name=name)
     folder = find_checkpoint_dir(checkpoint_dir)
     if folder is not None and (folder / name).is_dir():
-        return Sam2VideoSegmenter(folder / name, device, dtype, name=name)
-    video_names = [model for model, found in FAMILY_MODELS.items() if found.family == "sam2"]
-    raise ModelLoadError(f"Video tracking runs SAM 2.1 video; {name!r} is not one. Choose {', '.join(video_names)}, "
-                         "or give a folder or repo id of a Sam2VideoModel as the checkpoint.")
+        return _video_adapter(family_of_folder(folder / name))(folder / name, device, dtype, name=name)
+    video_names = [model for model, found in FAMILY_MODELS.items() if found.family in VIDEO_FAMILIES]
+    raise ModelLoadError(f"Video tracking runs SAM 2.1 video or SAM 3 video; {name!r} is neither. Choose "
+                         f"{', '.join(video_names)}, or give a folder or repo id of a Sam2VideoModel or Sam3VideoModel "
+                         "as the checkpoint.")
+
+
+def _video_adapter(family: str | None) -> type:
+    """The adapter class of a video family; SAM 2.1's for any other (its loader says what is wrong)."""
+    from importlib import import_module
+
+    module, name = VIDEO_ADAPTERS.get(family, VIDEO_ADAPTERS["sam2_video"])
+    return getattr(import_module(f"lang_sam.families.{module}"), name)
 
 
 def _checkpoint_family(checkpoint: str | Path) -> str | None:

@@ -57,29 +57,12 @@ class Sam3TextSegmenter:
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
                  dtype: torch.dtype | str | None = None, class_batch_size: int = 8, name: str | None = None) -> None:
-        import transformers
-
-        try:
-            from transformers import AutoConfig, Sam3Model, Sam3Processor
-        except ImportError:
-            raise ModelLoadError(f"SAM 3 needs a transformers release that has Sam3Model; this is transformers "
-                                 f"{transformers.__version__}. Upgrade it: pip install -U transformers") from None
         if isinstance(class_batch_size, bool) or not isinstance(class_batch_size, int) or class_batch_size < 1:
             raise InvalidOptionError(f"class_batch_size must be a whole number >= 1, got {class_batch_size!r}.")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         source = str(model)
-        if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
-            raise ModelLoadError(f"{source} has no config.json: give a folder saved with save_pretrained from "
-                                 "Sam3Model and Sam3Processor, or a hub repo id such as facebook/sam3.")
-        model_type = _load(AutoConfig.from_pretrained, source).model_type
-        if model_type not in SAM3_MODEL_TYPES:
-            raise ModelLoadError(f"{source} is a {model_type} model, not SAM 3: give facebook/sam3 or a folder saved "
-                                 "with save_pretrained from Sam3Model and Sam3Processor.")
-        # Loading in the dtype (rather than .to(dtype) after) keeps the vision encoder's rotary
-        # position tables in float32, as transformers means them to be: bf16 would round them.
-        network = _load(lambda path: Sam3Model.from_pretrained(path, dtype=self.dtype), source)
-        self.processor = _load(Sam3Processor.from_pretrained, source)
+        network, self.processor = load_sam3(source, "Sam3Model", "Sam3Processor", SAM3_MODEL_TYPES, self.dtype)
         self.model = network.to(self.device).eval()
         self.name = name or source
         self.class_batch_size = class_batch_size
@@ -103,25 +86,11 @@ class Sam3TextSegmenter:
         check_threshold("box_threshold", box_threshold)
         if nms_iou_threshold is not None:
             check_threshold("nms_iou_threshold", nms_iou_threshold)
-        class_lists = [self._checked_classes(names) for names in classes]  # errors before any model runs
+        class_lists = [checked_classes(names, self.processor.tokenizer, self.max_text_tokens)
+                       for names in classes]  # errors before any model runs
         pixels = [load_image(image) for image in images]
         return [self._segment(image, names, box_threshold, nms_iou_threshold)
                 for image, names in zip(pixels, class_lists)]
-
-    def _checked_classes(self, names: Sequence[str]) -> list[str]:
-        """The class names of one image, refused when SAM 3 cannot take them as prompts."""
-        if isinstance(names, str):
-            raise InvalidPromptError(f"Give each image a list of class names such as ['car', 'wheel'], got the string "
-                                     f"{names!r} (lang_sam.detector.prompts.parse_classes splits 'car, wheel').")
-        names = list(names)
-        for name in names:
-            if not isinstance(name, str) or not name.strip():
-                raise InvalidPromptError(f"A class name must be a non-empty string, got {name!r}.")
-            tokens = len(self.processor.tokenizer(name)["input_ids"])
-            if tokens > self.max_text_tokens:
-                raise InvalidPromptError(f"The class {name[:60]!r} is {tokens} tokens, more than SAM 3's text encoder "
-                                         f"takes ({self.max_text_tokens}); shorten it.")
-        return names
 
     @torch.inference_mode()
     def _segment(self, image: np.ndarray, classes: list[str], box_threshold: float,
@@ -153,6 +122,46 @@ class Sam3TextSegmenter:
                 class_ids.append(torch.full((len(found["scores"]),), start + offset, dtype=torch.long))
                 masks.append(found["masks"].bool().cpu())
         return _segments(boxes, scores, class_ids, masks, classes, (height, width), nms_iou_threshold)
+
+
+def checked_classes(names: Sequence[str], tokenizer, max_tokens: int) -> list[str]:
+    """The class names of one image or video, refused when SAM 3 cannot take them as prompts
+    (a string rather than a list, an empty name, more tokens than its text encoder takes)."""
+    if isinstance(names, str):
+        raise InvalidPromptError(f"Give each image a list of class names such as ['car', 'wheel'], got the string "
+                                 f"{names!r} (lang_sam.detector.prompts.parse_classes splits 'car, wheel').")
+    names = list(names)
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidPromptError(f"A class name must be a non-empty string, got {name!r}.")
+        tokens = len(tokenizer(name)["input_ids"])
+        if tokens > max_tokens:
+            raise InvalidPromptError(f"The class {name[:60]!r} is {tokens} tokens, more than SAM 3's text encoder "
+                                     f"takes ({max_tokens}); shorten it.")
+    return names
+
+
+def load_sam3(source: str, model_class: str, processor_class: str, model_types: Sequence[str], dtype: torch.dtype,
+              what: str = "SAM 3", hints: dict[str, str] | None = None) -> tuple:
+    """transformers' model_class and processor_class (e.g. "Sam3Model", "Sam3Processor") loaded from
+    source (a repo id or save_pretrained folder) whose config's model_type is one of model_types,
+    the model in dtype; failures as errors that say what to give (hints: more, by a wrong model_type)."""
+    import transformers
+
+    if not hasattr(transformers, model_class):
+        raise ModelLoadError(f"SAM 3 needs a transformers release that has {model_class}; this is transformers "
+                             f"{transformers.__version__}. Upgrade it: pip install -U transformers")
+    wanted = f"a folder saved with save_pretrained from {model_class} and {processor_class}"
+    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+        raise ModelLoadError(f"{source} has no config.json: give {wanted}, or a hub repo id such as facebook/sam3.")
+    model_type = _load(transformers.AutoConfig.from_pretrained, source).model_type
+    if model_type not in model_types:
+        hint = (hints or {}).get(model_type, "")
+        raise ModelLoadError(f"{source} is a {model_type} model, not {what}:{hint} give facebook/sam3 or {wanted}.")
+    # Loading in the dtype (rather than .to(dtype) after) keeps the vision encoder's rotary
+    # position tables in float32, as transformers means them to be: bf16 would round them.
+    network = _load(lambda path: getattr(transformers, model_class).from_pretrained(path, dtype=dtype), source)
+    return network, _load(getattr(transformers, processor_class).from_pretrained, source)
 
 
 def _load(load: Callable[[str], Loaded], source: str) -> Loaded:

@@ -206,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
         "track's colour, the input's frame times kept) and OUT/NAME.jsonl (a line per frame: frame index, time, and "
         "per object id, label, score, box, COCO RLE mask), each through a temporary file renamed at the end. A "
         "track unseen for --max-lost frames ends; an object seen again later gets a new id. VIDEO: a video file or "
-        "a folder of frames. Needs the video extra: pip install 'lang-sam[video]'.",
+        "a folder of frames. With SAM 3 (--sam-type sam3, or a Sam3VideoModel folder as --sam-checkpoint) no detector "
+        "runs: SAM 3 video detects the classes on every frame and keeps its own ids, --box-threshold is the score an "
+        "object needs to be written, and --redetect-every, --max-lost, --iou-threshold and --text-threshold do not "
+        "apply. Needs the video extra: pip install 'lang-sam[video]'.",
     )
     tracking.add_argument("video", type=Path, help="video file (MP4, MOV, WebM, ...) or folder of frame images")
     tracking.add_argument("--prompt", "-p", required=True, help='classes separated by commas, e.g. "car, person"')
@@ -433,6 +436,8 @@ def _write_outputs(stem: Path, drawing, payload: dict) -> None:
 
 def _track(args: argparse.Namespace) -> int:
     _require("av", "video")
+    from functools import partial
+
     from lang_sam.families.detectors import load_detector
     from lang_sam.families.loading import load_video_segmenter
     from lang_sam.video.frames import VideoFrames
@@ -445,7 +450,7 @@ def _track(args: argparse.Namespace) -> int:
     settings = _settings(args)
     segmenter = load_video_segmenter(settings.sam_type, settings.sam_checkpoint, settings.device, settings.dtype,
                                      settings.checkpoint_dir)
-    detector = load_detector(settings.detector, settings.device, settings.dtype)
+    detector = partial(load_detector, settings.detector, settings.device, settings.dtype)  # loaded unless SAM 3 video
     results = track(frames, classes, detector, segmenter, redetect_every=args.redetect_every, max_lost=args.max_lost,
                     iou_threshold=args.iou_threshold, box_threshold=args.box_threshold, text_threshold=args.text_threshold)
     bar = tqdm(desc=f"lang-sam track {frames.name}", unit="frame")

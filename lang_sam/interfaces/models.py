@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from lang_sam.families.base import Detector, VideoSegmenter
+from lang_sam.families.base import ConceptTracker, Detector, VideoSegmenter
 from lang_sam.families.detectors import load_detector
 from lang_sam.families.loading import DEFAULT_VIDEO_SEGMENTER, load_video_segmenter, resolve_segmenter
 from lang_sam.devices import resolve_device, resolve_dtype
@@ -60,7 +60,7 @@ class ModelPool:
         self._detectors: dict[str, Detector] = {}
         self._pipelines: dict[str, LangSAM] = {}
         self._paired: dict[tuple[str, str], LangSAM] = {}  # (SAM, another detector) -> pipeline sharing the segmenter
-        self._video: dict[str, VideoSegmenter] = {}
+        self._video: dict[str, VideoSegmenter | ConceptTracker] = {}
         self._failures: dict[str, LangSAMError] = {}
 
     @property
@@ -160,9 +160,9 @@ class ModelPool:
         with self._predicting:
             return generator.generate(image, progress=progress)
 
-    def video_segmenter(self, sam_type: str | None = None) -> VideoSegmenter:
-        """The SAM 2.1 video model of sam_type (default: the first SAM 2.1 entry this pool offers,
-        else sam2.1-hiera-tiny), loaded once."""
+    def video_segmenter(self, sam_type: str | None = None) -> VideoSegmenter | ConceptTracker:
+        """The video model of sam_type (SAM 2.1 or SAM 3; default: the first such entry this pool
+        offers, else sam2.1-hiera-tiny), loaded once."""
         name = self.check(sam_type or self._default_video_type())
         with self._detector_lock:
             if name not in self._video:
@@ -172,7 +172,7 @@ class ModelPool:
 
     @property
     def video_types(self) -> list[str]:
-        """The names this pool offers that track through video (SAM 2.1), in order."""
+        """The names this pool offers that track through video (SAM 2.1, SAM 3), in order."""
         return [name for name in self.sam_types if resolve_segmenter(name, None, self.settings.checkpoint_dir).family in VIDEO_FAMILIES]
 
     def _default_video_type(self) -> str:
@@ -184,7 +184,8 @@ class ModelPool:
         frame is computed holding the prediction lock, so tracking a long video shares the models
         with the requests that come meanwhile. options: those of lang_sam.video.tracker.open_and_track."""
         segmenter = self.video_segmenter(sam_type)
-        results = iter(open_and_track(video, prompt, self._detector(self.check_detector(detector)), segmenter,
+        detector_name = self.check_detector(detector)  # loaded only when the video model needs one (not SAM 3)
+        results = iter(open_and_track(video, prompt, lambda: self._detector(detector_name), segmenter,
                                       self.settings.device, self.settings.dtype, **options))
 
         def one_frame_at_a_time() -> Iterator[TrackedFrame]:

@@ -7,11 +7,14 @@ On each detection frame association.associate pairs detections with the tracks b
 detection that matches none starts a track (prompted with its box), one that matches a track the
 segmenter had lost prompts that track again, and a track unseen for max_lost frames ends and is
 dropped from the segmenter. Nothing is kept per frame but the current masks of the live tracks.
+
+A concept tracker (SAM 3 video, families/base.ConceptTracker) does all of that itself from the
+text: then no detector loads and the frames are its own, mapped to the same TrackedFrame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from PIL import Image
 
 from lang_sam.detector.prompts import parse_classes
 from lang_sam.errors import InvalidOptionError
-from lang_sam.families.base import Detector, VideoSegmenter
+from lang_sam.families.base import ConceptTracker, Detector, VideoSegmenter
 from lang_sam.results import encode_rles
 from lang_sam.video.association import Track, associate, check_association_options
 from lang_sam.video.frames import VideoFrames, VideoInput
@@ -30,7 +33,8 @@ from lang_sam.video.frames import VideoFrames, VideoInput
 @dataclass(frozen=True)
 class TrackedObject:
     """One object on one frame: id (the same on every frame it is tracked), label (one of the
-    classes), score (the detector's score when a detection last started or matched the track), box
+    classes), score (the detector's score when a detection last started or matched the track; SAM 3
+    video's own score of the object), box
     ((4,) float32 pixel xyxy around the mask) and mask ((H, W) bool)."""
 
     id: int
@@ -67,8 +71,8 @@ class TrackedFrame:
 def track(
     video: VideoInput | VideoFrames,
     classes: str | Sequence[str],
-    detector: Detector,
-    segmenter: VideoSegmenter,
+    detector: Detector | Callable[[], Detector],
+    segmenter: VideoSegmenter | ConceptTracker,
     redetect_every: int = 10,
     max_lost: int = 30,
     iou_threshold: float = 0.5,
@@ -80,7 +84,12 @@ def track(
     video: a file, an image folder, arrays (read whole) or VideoFrames (for start, end, stride);
     classes: "car, person" or a list of class names; redetect_every: run the detector every N
     frames read (1: every frame); max_lost: frames a track may go unseen before it ends;
-    iou_threshold: the mask IoU at which a detection continues a track.
+    iou_threshold: the mask IoU at which a detection continues a track. detector: one, or a function
+    that loads one (called only when the segmenter needs a detector).
+
+    With a concept tracker (SAM 3 video) no detector is used: it detects on every frame and keeps
+    its own ids, so redetect_every, max_lost, iou_threshold and text_threshold do not apply, and
+    box_threshold is the score an object needs to be reported.
     """
     names = parse_classes(classes) if isinstance(classes, str) else list(classes)
     if not names:
@@ -89,14 +98,17 @@ def track(
         raise InvalidOptionError(f"redetect_every must be a whole number of frames >= 1, got {redetect_every!r}.")
     check_association_options(iou_threshold, max_lost)
     frames = video if isinstance(video, VideoFrames) else VideoFrames(video)
+    if isinstance(segmenter, ConceptTracker):
+        return segmenter.track_concepts(frames, names, score_threshold=box_threshold)
+    detector = detector if hasattr(detector, "detect") else detector()
     return _track(frames, names, detector, segmenter, redetect_every, max_lost, iou_threshold, box_threshold, text_threshold)
 
 
 def open_and_track(
     video: VideoInput | VideoFrames,
     classes: str | Sequence[str],
-    detector: Detector,
-    segmenter: VideoSegmenter | str | Path | None = None,
+    detector: Detector | Callable[[], Detector],
+    segmenter: VideoSegmenter | ConceptTracker | str | Path | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
     start: float = 0.0,
@@ -105,8 +117,9 @@ def open_and_track(
     **options,
 ) -> Iterator[TrackedFrame]:
     """track() with the video read between start and end seconds, every stride-th frame, and the
-    segmenter loaded when given by name: a SAM 2.1 registry name, a Sam2VideoModel folder or repo
-    id (default sam2.1-hiera-tiny), on device in dtype. What LangSAM.track runs."""
+    segmenter loaded when given by name: a SAM 2.1 or SAM 3 registry name, a Sam2VideoModel or
+    Sam3VideoModel folder or repo id (default sam2.1-hiera-tiny), on device in dtype. What
+    LangSAM.track runs."""
     frames = video if isinstance(video, VideoFrames) else VideoFrames(video, start=start, end=end, stride=stride)
     if segmenter is None or isinstance(segmenter, (str, Path)):
         from lang_sam.families.loading import load_video_segmenter

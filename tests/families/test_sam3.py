@@ -24,16 +24,17 @@ IMAGE_SIZE = 112  # the tiny model's input (SAM 3's is 1008): 8x8 patches of 14 
 CLASSES = [["cup", "saucer", "spoon"], ["cat", "sofa"]]
 
 
-def tiny_sam3_config(vocab_size: int):
-    """Every part of SAM 3 shrunk to width 32 and one or two layers, with a 112-pixel input."""
+def tiny_sam3_config(vocab_size: int, width: int = 32, image_size: int = IMAGE_SIZE):
+    """Every part of SAM 3 shrunk to width (32; SAM 3 video's tracker needs 128) and one or two
+    layers, with an image_size-pixel input (a multiple of 14: 112 by default)."""
     from transformers import Sam3Config
 
-    width, layers = 32, {"num_attention_heads": 2, "intermediate_size": 64}
-    backbone = {"model_type": "sam3_vit_model", "hidden_size": width, "num_hidden_layers": 2, "image_size": IMAGE_SIZE,
+    layers, patches = {"num_attention_heads": 2, "intermediate_size": 64}, image_size // 14
+    backbone = {"model_type": "sam3_vit_model", "hidden_size": width, "num_hidden_layers": 2, "image_size": image_size,
                 "patch_size": 14, "window_size": 4, "global_attn_indexes": [1], "pretrain_image_size": 56, **layers}
     return Sam3Config(
         vision_config={"backbone_config": backbone, "fpn_hidden_size": width,
-                       "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]]},
+                       "backbone_feature_sizes": [[4 * patches] * 2, [2 * patches] * 2, [patches] * 2]},
         text_config={"vocab_size": vocab_size, "hidden_size": width, "projection_dim": width, "num_hidden_layers": 1,
                      "max_position_embeddings": TEXT_TOKENS, "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1,
                      "pad_token_id": vocab_size - 1, **layers},

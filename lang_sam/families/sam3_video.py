@@ -1,0 +1,167 @@
+"""SAM 3 video (transformers' Sam3VideoModel, Sam3VideoProcessor) behind base.ConceptTracker: each
+class name is one text prompt of one streaming session, and SAM 3 detects every instance on every
+frame, tracks them with its own SAM 2-style tracker and keeps their ids; no detector runs in front.
+
+The session is transformers' own streaming one (init_video_session, add_text_prompt, then a
+forward and postprocess_outputs per frame, as its documentation streams). Left alone it keeps
+every frame's pixels, every object's tracker outputs on every frame and per-frame metadata, so
+memory (and, through a deepcopy of that metadata each frame, time) grows with the video. After
+each frame the stream drops what the model reads no more:
+
+- pixels of frames before the current one (processed_frames keeps only the newest, its len()
+  still the number of frames seen, which the tracker reads as the video's length);
+- per-frame scores, suppressions, inputs and tracked-frame marks of frames before the current
+  one (read only on their own frame);
+- tracker outputs of unprompted frames older than the last max(num_maskmem,
+  max_object_pointers_in_encoder) frames (the memories and object pointers it looks back at);
+- of each conditioning frame (where an object started or was reconditioned) that is neither
+  among the max_cond_frame_num latest, which memory attention reads, nor within num_maskmem
+  frames, everything but its object pointer: transformers attends to the pointers of all of an
+  object's conditioning frames, so one (C,) vector per object per conditioning frame stays;
+- frame indices kept for the offline hotstart heuristics, which streaming never reads.
+
+What the model reads is unchanged, so the masks equal the untrimmed session's
+(tests/video/test_sam3_video.py checks it). What still grows: the objects themselves (streaming
+SAM 3 ends no track) and the object pointers above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lang_sam.detector.grounding_dino import check_threshold
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import InvalidPromptError
+from lang_sam.families.sam3 import DEFAULT_SAM3, checked_classes, load_sam3
+from lang_sam.video.tracker import TrackedFrame, TrackedObject, mask_box
+
+VIDEO_MODEL_TYPE = "sam3_video"
+_IMAGE_ONLY = {"sam3": " it is SAM 3's image model alone (Sam3Model), with no tracker;"}
+
+
+class Sam3VideoTracker:
+    """SAM 3 video from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first)
+    or a folder saved with save_pretrained (Sam3VideoModel and Sam3VideoProcessor). Stateless
+    after loading: each track_concepts call is one session."""
+
+    family = VIDEO_MODEL_TYPE
+
+    def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str | None = None, name: str | None = None) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        source = str(model)
+        network, self.processor = load_sam3(source, "Sam3VideoModel", "Sam3VideoProcessor", (VIDEO_MODEL_TYPE,),
+                                            self.dtype, what="SAM 3 video", hints=_IMAGE_ONLY)
+        self.model = network.to(self.device).eval()
+        self.name = name or source
+        self.max_text_tokens = network.config.detector_config.text_config.max_position_embeddings
+
+    def parameter_count(self) -> int:
+        """Number of weights, as ``lang-sam models`` and describe() report it."""
+        return sum(parameter.numel() for parameter in self.model.parameters())
+
+    def track_concepts(self, frames: Iterable[tuple[int, float, np.ndarray]], classes: Sequence[str],
+                       score_threshold: float = 0.5) -> Iterator[TrackedFrame]:
+        """One TrackedFrame per (index, time, (H, W, 3) uint8 RGB image) of frames, with SAM 3's
+        objects scoring above score_threshold (those below are still tracked, only not reported);
+        ids as SAM 3 gives them, labels exactly the given class names. Checks run before any frame."""
+        check_threshold("score_threshold", score_threshold)
+        names = checked_classes(classes, self.processor.tokenizer, self.max_text_tokens)
+        if not names:
+            raise InvalidPromptError('Name what to track, e.g. "car, person".')
+        return self._track(frames, names, score_threshold)
+
+    def stream(self, classes: Sequence[str]) -> Sam3ConceptStream:
+        """A streaming session of the (checked) classes, one frame at a time."""
+        return Sam3ConceptStream(self, list(classes))
+
+    def _track(self, frames: Iterable[tuple[int, float, np.ndarray]], classes: list[str],
+               score_threshold: float) -> Iterator[TrackedFrame]:
+        stream = self.stream(classes)
+        for index, time, image in frames:
+            found = stream.add_frame(image)
+            label_of = {obj_id: label for label, ids in found["prompt_to_obj_ids"].items() for obj_id in ids}
+            objects = tuple(
+                TrackedObject(obj_id, label_of[obj_id], score, mask_box(mask), mask)
+                for obj_id, score, mask in zip(found["object_ids"].tolist(), found["scores"].tolist(),
+                                               found["masks"].cpu().numpy())
+                if score > score_threshold and mask.any()  # the non-overlap step can empty a mask
+            )
+            yield TrackedFrame(index, time, image, objects)
+
+
+class Sam3ConceptStream:
+    """One video through a Sam3VideoTracker: transformers' streaming session, trimmed after each
+    frame (see the module docstring); not shared between threads."""
+
+    def __init__(self, tracker: Sam3VideoTracker, classes: list[str]) -> None:
+        self.model, self.processor, self.device = tracker.model, tracker.processor, tracker.device
+        self.session = self.processor.init_video_session(inference_device=self.device, dtype=tracker.dtype)
+        self.session.processed_frames = _NewestFrame()
+        self.processor.add_text_prompt(self.session, classes)
+        config = self.model.config.tracker_config
+        self.memories = config.num_maskmem  # the current frame and num_maskmem - 1 before it
+        self.history = max(config.num_maskmem, config.max_object_pointers_in_encoder)
+        self.max_cond_frames = config.max_cond_frame_num
+        self.position = -1
+
+    @torch.inference_mode()
+    def add_frame(self, image: np.ndarray) -> dict:
+        """Run the next (H, W, 3) uint8 frame: postprocess_outputs' dict (object_ids, scores, boxes,
+        masks at the frame's size, prompt_to_obj_ids)."""
+        self.position += 1
+        inputs = self.processor(images=image, device=self.device, return_tensors="pt")
+        self._forget_before(self.position)
+        # the index is given, not counted from the stored frames: it is what the memories are placed by
+        output = self.model(inference_session=self.session, frame=inputs.pixel_values[0], frame_idx=self.position)
+        return self.processor.postprocess_outputs(self.session, output, original_sizes=inputs.original_sizes)
+
+    def _forget_before(self, index: int) -> None:
+        """Drop what the model no longer reads on frame index and after."""
+        session = self.session
+        for table in (session.obj_id_to_tracker_score_frame_wise, session.suppressed_obj_ids):
+            _drop_before(table, index)
+        for tables in (session.frames_tracked_per_obj, session.mask_inputs_per_obj, session.point_inputs_per_obj):
+            for table in tables.values():
+                _drop_before(table, index)
+        oldest_memory = index - self.memories + 1
+        for outputs in session.output_dict_per_obj.values():
+            _drop_before(outputs["non_cond_frame_outputs"], index - self.history + 1)
+            conditioning = outputs["cond_frame_outputs"]
+            latest = sorted(conditioning)[-self.max_cond_frames:] if self.max_cond_frames != -1 else list(conditioning)
+            for frame in conditioning:
+                if frame not in latest and frame < oldest_memory:
+                    conditioning[frame] = {"object_pointer": conditioning[frame]["object_pointer"]}
+        oldest_hotstart = index - self.model.hotstart_delay
+        for frames in (*session.unmatched_frame_inds.values(), *session.overlap_pair_to_frame_inds.values()):
+            frames[:] = [frame for frame in frames if frame >= oldest_hotstart]
+
+
+def _drop_before(table: dict, index: int) -> None:
+    """Remove table's frame keys below index."""
+    for frame in [frame for frame in table if frame < index]:
+        del table[frame]
+
+
+class _NewestFrame(dict):
+    """A session's processed_frames holding only the newest frame's pixels (the only ones the model
+    reads: the detector and the tracker take the current frame), its len() still the number of
+    frames seen, as the tracker reads it: with all frames kept that is how far back its object
+    pointers may reach."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def __setitem__(self, frame: int, pixels: torch.Tensor) -> None:
+        self.clear()
+        super().__setitem__(frame, pixels)
+        self.seen = max(self.seen, frame + 1)
+
+    def __len__(self) -> int:
+        return self.seen
