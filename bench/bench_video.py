@@ -8,9 +8,11 @@ The detector is a stand-in that returns the two squares' true boxes (it runs eve
 detector's. Bounded memory shows as the same peak RSS for 100 and 1,000 frames.
 
 --tiny: the tiny random SAM 2.1 video of the tests (128 px input, CPU-friendly); otherwise
-Sam2VideoConfig()'s real default size (Hiera, 1024 px) with random weights.
+Sam2VideoConfig()'s real default size (Hiera, 1024 px) with random weights. --family sam3: SAM 3
+video's own concept tracking instead (no detector), with --tiny only: the tests' tiny random
+model (SAM 3's processor needs CLIP's tokenizer, which cannot be downloaded here).
 
-    python bench/bench_video.py --tiny --frames 100 1000
+    python bench/bench_video.py --tiny --frames 100 1000 [--family sam3]
 """
 
 from __future__ import annotations
@@ -64,9 +66,14 @@ class SquareDetector:
         return results
 
 
-def save_model(folder: Path, tiny: bool) -> None:
+def save_model(folder: Path, tiny: bool, family: str) -> None:
     from tests.video.conftest import save_tiny_sam2_video
 
+    if family == "sam3":  # tiny only (main says why)
+        from tests.video.test_sam3_video import save_tiny_sam3_video
+
+        save_tiny_sam3_video(folder)
+        return
     if tiny:
         save_tiny_sam2_video(folder)
         return
@@ -78,13 +85,13 @@ def save_model(folder: Path, tiny: bool) -> None:
     Sam2VideoProcessor(Sam2ImageProcessor(), Sam2VideoVideoProcessor()).save_pretrained(folder)
 
 
-def child(count: int, model: Path, redetect_every: int, device: str) -> None:
+def child(count: int, model: Path, redetect_every: int, device: str, family: str) -> None:
     """One run in this process: print its frames, seconds and peak RSS as one JSON line."""
-    from lang_sam.families.sam2_video import Sam2VideoSegmenter
+    from lang_sam.families.loading import load_video_segmenter
     from lang_sam.video.frames import VideoFrames
     from lang_sam.video.tracker import track
 
-    segmenter = Sam2VideoSegmenter(model, device=device, dtype="float32")
+    segmenter = load_video_segmenter(checkpoint=model, device=device, dtype="float32")
     started = time.perf_counter()
     done = tracks = 0
     for result in track(VideoFrames(frames(count)), "square", SquareDetector(), segmenter, redetect_every=redetect_every):
@@ -101,20 +108,26 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny random model instead of the real default size")
     parser.add_argument("--redetect-every", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--family", choices=["sam2", "sam3"], default="sam2", help="SAM 2.1 video with a detector, or SAM 3 video")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.model, args.redetect_every, args.device)
+        child(args.child, args.model, args.redetect_every, args.device, args.family)
         return
+    if args.family == "sam3" and not args.tiny:
+        parser.error("--family sam3 runs with --tiny here: SAM 3's processor needs CLIP's tokenizer, a download.")
     with tempfile.TemporaryDirectory() as folder:
-        save_model(Path(folder), args.tiny)
-        print(f"SAM 2.1 video ({'tiny random' if args.tiny else 'default size, random'}), {WIDTH}x{HEIGHT} frames, "
-              f"detector every {args.redetect_every} frames, on {args.device}, torch {torch.__version__}")
+        save_model(Path(folder), args.tiny, args.family)
+        model = (f"SAM 2.1 video, detector every {args.redetect_every} frames" if args.family == "sam2"
+                 else "SAM 3 video (its own detection on every frame)")
+        print(f"{model} ({'tiny random' if args.tiny else 'default size, random'}), {WIDTH}x{HEIGHT} frames, "
+              f"on {args.device}, torch {torch.__version__}")
         print(f"{'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak RSS MB':>12} {'tracks':>7}")
         for count in args.frames:
             output = subprocess.run([sys.executable, __file__, "--child", str(count), "--model", folder, "--redetect-every",
-                                     str(args.redetect_every), "--device", args.device], check=True, capture_output=True, text=True)
+                                     str(args.redetect_every), "--device", args.device, "--family", args.family],
+                                    check=True, capture_output=True, text=True)
             row = json.loads(output.stdout.strip().splitlines()[-1])
             print(f"{row['frames']:>7} {row['seconds']:>8.1f} {row['frames'] / row['seconds']:>9.2f} "
                   f"{row['peak_rss_mb']:>12.0f} {row['tracks']:>7}")
