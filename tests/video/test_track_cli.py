@@ -77,3 +77,29 @@ def test_langsam_track_reads_the_range_and_matches_the_command(clip, tmp_path, t
                  "--start", "0.2", "--stride", "2", "--redetect-every", "2", "--device", "cpu"]) == 0
     lines = [json.loads(line) for line in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
     assert [result.to_json() for result in results] == lines
+
+
+def test_track_a_clip_panned_across_a_real_photo(tmp_path, tiny_detector_dir, tiny_video_dir, capsys):
+    """A clip made from a demo photo (a window sliding across truck.jpg, as a camera pan would
+    show it): real colours and edges through the whole CLI; every line's objects are inside the
+    frame and the MP4 has the clip's frame count and size."""
+    from tests.conftest import shared_image
+
+    photo = shared_image("truck.jpg")
+    height, width = 120, 160
+    frames = [np.ascontiguousarray(photo[100:100 + height, 40 * step:40 * step + width]) for step in range(6)]
+    clip = write_video(tmp_path / "pan.mp4", frames, fps=5)
+    threshold = threshold_for(tiny_detector_dir, frames[0], "truck, wheel", 2)
+    code = main(["track", str(clip), "--prompt", "truck, wheel", "--out", str(tmp_path / "out"), "--detector",
+                 str(tiny_detector_dir), "--sam-checkpoint", str(tiny_video_dir), "--box-threshold", str(threshold),
+                 "--text-threshold", "0", "--redetect-every", "2", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in (tmp_path / "out" / "pan.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(6)) and any(line["objects"] for line in lines)
+    for line in lines:
+        for item in line["objects"]:
+            x0, y0, x1, y1 = item["box"]
+            assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height and item["label"] in ("truck", "wheel")
+            assert decode_rle(item["mask"]).shape == (height, width)
+    drawn, _ = read_with_pyav(tmp_path / "out" / "pan.mp4")
+    assert len(drawn) == 6 and drawn[0].shape == (height, width, 3)
