@@ -128,4 +128,7 @@ def serve(
     # LitServe shuts its workers down on Ctrl+C but leaves them running on SIGTERM (kill, docker stop):
     # treat SIGTERM as Ctrl+C so that stopping the server never leaves a process behind.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    server.run(host=host, port=port, generate_client_file=False)
+    # LitServe starts one HTTP server process per model worker by default; the mounted app keeps
+    # its queue and sessions in its process, so with the app there is one (the workers stay many).
+    api_servers = 1 if with_app else None
+    server.run(host=host, port=port, generate_client_file=False, num_api_servers=api_servers)
