@@ -4,7 +4,6 @@ outputs and label rules; the model class is picked from config.json's model_type
 from __future__ import annotations
 
 import math
-import pickle
 import types
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,9 +17,9 @@ from lang_sam.detector.original_checkpoint import DEFAULT_TOKENIZER, load_origin
 from lang_sam.detector.postprocess import BoxDetections, ranked_detections, select_detections
 from lang_sam.detector.prompts import Caption, parse_classes, split_into_captions
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import CheckpointError, InvalidOptionError, ModelLoadError
+from lang_sam.errors import InvalidOptionError, ModelLoadError
 from lang_sam.registry import DEFAULT_DETECTOR, DETECTORS
-from lang_sam.io.weights import missing_hub_model_message
+from lang_sam.io.weights import load_pretrained_checked, missing_hub_model_message
 
 # config.json's model_type -> the transformers class GroundingDinoDetector runs it with
 GROUNDING_DINO_CLASSES = {
@@ -176,7 +175,7 @@ def _load(source: str, tokenizer: str | Path, processor: str | None = None):
             f"(model_type {' or '.join(map(repr, GROUNDING_DINO_CLASSES))}). Load it with "
             "lang_sam.families.detectors.load_detector, which picks the detector for its model_type."
         )
-    model = from_pretrained_checked(getattr(transformers, GROUNDING_DINO_CLASSES[model_type]), source, "Grounding DINO")
+    model = load_pretrained_checked(getattr(transformers, GROUNDING_DINO_CLASSES[model_type]).from_pretrained, source, "Grounding DINO")
     return model, load_processor(processor or source, "Grounding DINO")
 
 
@@ -198,29 +197,11 @@ def config_model_type(source: str, kind: str) -> str:
     return config["model_type"]
 
 
-def from_pretrained_checked(model_class, source: str, kind: str):
-    """model_class.from_pretrained(source), with the errors users can act on: not found (offline,
-    not cached) and pickled weights holding more than tensors (refused: unpickling could run code)."""
-    try:
-        return model_class.from_pretrained(source)
-    except OSError as error:
-        raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"Refused to load the {kind} model {source}: its weights file holds Python objects other than tensors, "
-            "which could run code when unpickled. Use a copy saved with safetensors (model.safetensors, what "
-            "save_pretrained writes by default)."
-        ) from None
-
-
 def load_processor(source: str, kind: str):
     """The image processor and tokenizer saved in a folder or repo (a model's, or one of its own)."""
     from transformers import AutoProcessor
 
-    try:
-        return AutoProcessor.from_pretrained(source)
-    except OSError as error:
-        raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
+    return load_pretrained_checked(AutoProcessor.from_pretrained, source, kind)
 
 
 def _prepare(model, device: torch.device, dtype: torch.dtype):

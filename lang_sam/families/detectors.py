@@ -19,13 +19,13 @@ from lang_sam.detector.grounding_dino import (
     GroundingDinoDetector,
     config_model_type,
     detection_request,
-    from_pretrained_checked,
     load_processor,
 )
 from lang_sam.detector.postprocess import BoxDetections, ranked_detections, to_pixel_xyxy
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.families.base import Detector
+from lang_sam.io.weights import load_pretrained_checked
 from lang_sam.registry import DETECTORS
 
 DEFAULT_OWLV2 = "owlv2-base-patch16-ensemble"
@@ -78,7 +78,7 @@ class Owlv2Detector:
                 f"{source} holds a {model_type!r} model, not OWLv2 (model_type 'owlv2'). Load it with "
                 "lang_sam.families.detectors.load_detector, which picks the detector for its model_type."
             )
-        network = from_pretrained_checked(Owlv2ForObjectDetection, source, "OWLv2")
+        network = load_pretrained_checked(Owlv2ForObjectDetection.from_pretrained, source, "OWLv2")
         self._attach(network, load_processor(source, "OWLv2"), resolved_device, resolved_dtype, source, max_queries)
 
     @classmethod

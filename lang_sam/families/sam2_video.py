@@ -22,7 +22,8 @@ import torch
 
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import ModelLoadError
-from lang_sam.families.transformers_sam import _model_type, load_pretrained
+from lang_sam.detector.grounding_dino import config_model_type
+from lang_sam.families.transformers_sam import load_pretrained
 
 VIDEO_MODEL_TYPE = "sam2_video"
 
@@ -40,7 +41,7 @@ class Sam2VideoSegmenter:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         source = str(source)
-        model_type = _model_type(source)
+        model_type = config_model_type(source, "SAM 2.1 video")
         if model_type != VIDEO_MODEL_TYPE:
             hint = (" It is an image-only SAM 2 (model_type 'sam2'): it has no memory encoder or memory attention to "
                     "track with." if model_type == "sam2" else "")

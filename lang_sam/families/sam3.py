@@ -23,7 +23,6 @@ pyramid in the mask decoder (about 110 MB in float32 at SAM 3's 1008x1008 input)
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -34,10 +33,10 @@ import torch
 from lang_sam.detector.grounding_dino import check_threshold
 from lang_sam.detector.postprocess import BoxDetections, class_wise_nms
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import CheckpointError, InvalidOptionError, InvalidPromptError, ModelLoadError
+from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.families.base import TextSegments
 from lang_sam.io.images import load_image
-from lang_sam.io.weights import missing_hub_model_message
+from lang_sam.io.weights import load_pretrained_checked
 
 DEFAULT_SAM3 = "facebook/sam3"
 # A sam3_video folder (the layout of facebook/sam3 itself) holds the image model as its detector;
@@ -167,12 +166,7 @@ def load_sam3(source: str, model_class: str, processor_class: str, model_types: 
 def _load(load: Callable[[str], Loaded], source: str) -> Loaded:
     """load(source), its failures as errors that say what to do (a gated repo: how to get access)."""
     try:
-        return load(source)
-    except OSError as error:
-        raise ModelLoadError(missing_hub_model_message("SAM 3", source, error)) from None
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors, "
-                              "which could run code when unpickled; use a copy saved with safetensors.") from None
+        return load_pretrained_checked(load, source, "SAM 3")
     except ValueError as error:  # a config of a kind transformers does not know
         raise ModelLoadError(f"{source} is not a SAM 3 model ({error}).") from None
 

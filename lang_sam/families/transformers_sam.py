@@ -10,8 +10,6 @@ SAM v1, holding the model's tuple of tensors).
 
 from __future__ import annotations
 
-import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +17,10 @@ import numpy as np
 import torch
 
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import CheckpointError, ModelLoadError
+from lang_sam.detector.grounding_dino import config_model_type
+from lang_sam.errors import ModelLoadError
 from lang_sam.families.base import MaskSet
-from lang_sam.io.weights import missing_hub_model_message
+from lang_sam.io.weights import load_pretrained_checked
 from lang_sam.segmenter.predictor import ImageEmbedding
 
 
@@ -77,7 +76,7 @@ class TransformersSegmenter:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         source = str(source)
-        model_type = _model_type(source)
+        model_type = config_model_type(source, "SAM 2.1 / SAM-HQ")
         if model_type not in FAMILIES:
             raise ModelLoadError(f"{source} holds a {model_type!r} model, not one of {', '.join(FAMILIES)} "
                                  "(SAM 2.1, SAM-HQ); a SAM v1 folder loads as sam_checkpoint of a SAM v1 name.")
@@ -158,16 +157,10 @@ class TransformersSegmenter:
         return self.processor.post_process_masks([low_res], original, [list(embedding.input_size)])[0]
 
 
-def load_pretrained(model_class, processor_class, source: str, description: str):
-    """model_class's and processor_class's from_pretrained(source); a missing model is a
-    ModelLoadError that says what to do, a pickle with more than tensors a CheckpointError."""
-    try:
-        return model_class.from_pretrained(source), processor_class.from_pretrained(source)
-    except OSError as error:
-        raise ModelLoadError(missing_hub_model_message(description, source, error)) from None
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors; "
-                              "use a copy saved with safetensors.") from None
+def load_pretrained(model_class, processor_class, source: str, kind: str):
+    """model_class's and processor_class's from_pretrained(source), with the errors users can act on."""
+    return (load_pretrained_checked(model_class.from_pretrained, source, kind),
+            load_pretrained_checked(processor_class.from_pretrained, source, kind))
 
 
 def _flatten(outputs) -> list[torch.Tensor]:
@@ -175,19 +168,3 @@ def _flatten(outputs) -> list[torch.Tensor]:
     if isinstance(outputs, torch.Tensor):
         return [outputs]
     return [tensor for part in outputs for tensor in _flatten(part)]
-
-
-def _model_type(source: str) -> str | None:
-    """config.json's model_type of a local folder, or of a hub repo through transformers' config loader."""
-    config_file = Path(source) / "config.json"
-    if config_file.is_file():
-        try:
-            return json.loads(config_file.read_text()).get("model_type")
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-            raise ModelLoadError(f"{config_file} is not a readable transformers config.") from None
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(source).model_type
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(missing_hub_model_message("SAM 2.1 / SAM-HQ", source, error)) from None

@@ -7,16 +7,15 @@ otherwise the same: transformers' own pre- and post-processing, run unchanged.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import CheckpointError, InvalidOptionError, ModelLoadError
+from lang_sam.errors import InvalidOptionError, ModelLoadError
 from lang_sam.io.images import ImageInput, load_image
-from lang_sam.io.weights import missing_hub_model_message
+from lang_sam.io.weights import load_pretrained_checked, missing_hub_model_message
 from lang_sam.registry import DEFAULT_UNIVERSAL, UNIVERSAL_MODELS
 from lang_sam.results import LangSAMResult
 
@@ -38,13 +37,8 @@ class UniversalSegmenter:
         entry = UNIVERSAL_MODELS.get(str(model))
         source = entry.repo_id if entry else str(model)
         try:
-            network = AutoModelForUniversalSegmentation.from_pretrained(source)
-            self.processor = AutoProcessor.from_pretrained(source)
-        except OSError as error:
-            raise ModelLoadError(missing_hub_model_message("universal segmentation", source, error)) from None
-        except pickle.UnpicklingError:
-            raise CheckpointError(f"Refused to load {source}: its weights file holds Python objects other than tensors; "
-                                  "use a copy saved with safetensors.") from None
+            network = load_pretrained_checked(AutoModelForUniversalSegmentation.from_pretrained, source, "universal segmentation")
+            self.processor = load_pretrained_checked(AutoProcessor.from_pretrained, source, "universal segmentation")
         except ValueError as error:  # a folder of another kind of model
             raise ModelLoadError(f"{source} is not a Mask2Former or OneFormer model ({error}).") from None
         model_type = network.config.model_type

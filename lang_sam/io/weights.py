@@ -18,12 +18,14 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
-from lang_sam.errors import CheckpointError
+from lang_sam.errors import CheckpointError, ModelLoadError
 from lang_sam.registry import (
     CHECKPOINT_DIR_VARIABLE,
     SAM_MODELS,
@@ -32,6 +34,8 @@ from lang_sam.registry import (
     local_sam_checkpoints,
 )
 from lang_sam.registry import checkpoint_dir as resolve_checkpoint_dir
+
+Loaded = TypeVar("Loaded")
 
 
 HF_CONFIG_FILE = "config.json"
@@ -197,6 +201,22 @@ def _missing_message(official: OfficialSam, destination: Path, reason: str) -> s
         f"and put it in {destination.parent} (or in the folder named by ${CHECKPOINT_DIR_VARIABLE}), "
         f"or pass its path as the checkpoint."
     )
+
+
+def load_pretrained_checked(load: Callable[[str], Loaded], source: str, kind: str) -> Loaded:
+    """load(source) (a transformers from_pretrained), with the errors users can act on: not found
+    (offline, not cached, gated) and pickled weights holding more than tensors (refused: unpickling
+    could run code). kind names the model in messages ("OWLv2", "SAM 2.1 / SAM-HQ")."""
+    try:
+        return load(source)
+    except OSError as error:
+        raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"Refused to load the {kind} model {source}: its weights file holds Python objects other than tensors, "
+            "which could run code when unpickled. Use a copy saved with safetensors (model.safetensors, what "
+            "save_pretrained writes by default)."
+        ) from None
 
 
 def missing_hub_model_message(kind: str, source: str, error: Exception) -> str:
