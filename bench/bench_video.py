@@ -7,12 +7,18 @@ The detector is a stand-in that returns the two squares' true boxes (it runs eve
 --redetect-every frames), so the numbers are the video segmenter's and the tracker's, not a
 detector's. Bounded memory shows as the same peak RSS for 100 and 1,000 frames.
 
+Random weights do not follow the squares: their masks match no later detection, so every
+detection after the first frame starts a track, and tracks end only when their masks vanish
+(--max-lost frames). Memory then grows with the objects alive, not with the frames; --detect-once
+runs the detector on the first frame only, holding the objects at two, which isolates what the
+frames themselves cost. "tracks" is the number of ids given, "alive" the objects on the last frame.
+
 --tiny: the tiny random SAM 2.1 video of the tests (128 px input, CPU-friendly); otherwise
 Sam2VideoConfig()'s real default size (Hiera, 1024 px) with random weights. --family sam3: SAM 3
 video's own concept tracking instead (no detector), with --tiny only: the tests' tiny random
 model (SAM 3's processor needs CLIP's tokenizer, which cannot be downloaded here).
 
-    python bench/bench_video.py --tiny --frames 100 1000 [--family sam3]
+    python bench/bench_video.py --tiny --frames 100 1000 [--family sam3] [--detect-once]
 """
 
 from __future__ import annotations
@@ -93,13 +99,14 @@ def child(count: int, model: Path, redetect_every: int, device: str, family: str
 
     segmenter = load_video_segmenter(checkpoint=model, device=device, dtype="float32")
     started = time.perf_counter()
-    done = tracks = 0
+    done = tracks = alive = 0
     for result in track(VideoFrames(frames(count)), "square", SquareDetector(), segmenter, redetect_every=redetect_every):
         done += 1
         tracks = max(tracks, max((item.id for item in result.objects), default=0))
+        alive = len(result.objects)
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"frames": done, "seconds": seconds, "peak_rss_mb": peak_mb, "tracks": tracks}))
+    print(json.dumps({"frames": done, "seconds": seconds, "peak_rss_mb": peak_mb, "tracks": tracks, "alive": alive}))
 
 
 def main() -> None:
@@ -107,6 +114,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--tiny", action="store_true", help="the tests' tiny random model instead of the real default size")
     parser.add_argument("--redetect-every", type=int, default=10)
+    parser.add_argument("--detect-once", action="store_true", help="the detector on the first frame only (two objects throughout)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--family", choices=["sam2", "sam3"], default="sam2", help="SAM 2.1 video with a detector, or SAM 3 video")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
@@ -117,20 +125,24 @@ def main() -> None:
         return
     if args.family == "sam3" and not args.tiny:
         parser.error("--family sam3 runs with --tiny here: SAM 3's processor needs CLIP's tokenizer, a download.")
+    if args.detect_once:
+        if args.family == "sam3":
+            parser.error("--detect-once is for SAM 2.1 video: SAM 3 video detects on every frame itself.")
+        args.redetect_every = max(args.frames) + 1
     with tempfile.TemporaryDirectory() as folder:
         save_model(Path(folder), args.tiny, args.family)
-        model = (f"SAM 2.1 video, detector every {args.redetect_every} frames" if args.family == "sam2"
-                 else "SAM 3 video (its own detection on every frame)")
+        detection = "detector on the first frame only" if args.detect_once else f"detector every {args.redetect_every} frames"
+        model = f"SAM 2.1 video, {detection}" if args.family == "sam2" else "SAM 3 video (its own detection on every frame)"
         print(f"{model} ({'tiny random' if args.tiny else 'default size, random'}), {WIDTH}x{HEIGHT} frames, "
               f"on {args.device}, torch {torch.__version__}")
-        print(f"{'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak RSS MB':>12} {'tracks':>7}")
+        print(f"{'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak RSS MB':>12} {'tracks':>7} {'alive':>6}")
         for count in args.frames:
             output = subprocess.run([sys.executable, __file__, "--child", str(count), "--model", folder, "--redetect-every",
                                      str(args.redetect_every), "--device", args.device, "--family", args.family],
                                     check=True, capture_output=True, text=True)
             row = json.loads(output.stdout.strip().splitlines()[-1])
             print(f"{row['frames']:>7} {row['seconds']:>8.1f} {row['frames'] / row['seconds']:>9.2f} "
-                  f"{row['peak_rss_mb']:>12.0f} {row['tracks']:>7}")
+                  f"{row['peak_rss_mb']:>12.0f} {row['tracks']:>7} {row['alive']:>6}")
 
 
 if __name__ == "__main__":

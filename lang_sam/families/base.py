@@ -172,9 +172,10 @@ class ConceptTracker(Protocol):
     dtype: torch.dtype
 
     def track_concepts(self, frames: Iterable[tuple[int, float, np.ndarray]], classes: Sequence[str],
-                       score_threshold: float = 0.5) -> Iterator[Any]:
+                       score_threshold: float = 0.5, max_lost: int = 30) -> Iterator[Any]:
         """One lang_sam.video.tracker.TrackedFrame per (index, time, (H, W, 3) uint8 image) frame:
-        the objects scoring above score_threshold, labels exactly the given class names."""
+        the objects scoring above score_threshold, labels exactly the given class names; an object
+        unreported for max_lost frames in a row ends (its id is not given again)."""
 
     def parameter_count(self) -> int:
         """Number of weights."""

@@ -21,8 +21,12 @@ each frame the stream drops what the model reads no more:
 - frame indices kept for the offline hotstart heuristics, which streaming never reads.
 
 What the model reads is unchanged, so the masks equal the untrimmed session's
-(tests/video/test_sam3_video.py checks it). What still grows: the objects themselves (streaming
-SAM 3 ends no track) and the object pointers above.
+(tests/video/test_sam3_video.py checks it). Streaming SAM 3 itself ends no object (its hotstart
+removal needs future frames), so every object it ever found would stay in the session, costing
+memory and time on every frame after: here an object not reported for max_lost frames in a row
+(its score at or below the threshold, or its mask empty) ends, and is taken out of the session the
+way SAM 3's own removal takes objects out; its id is not given again. What still grows is one
+object pointer per conditioning frame of each live object (above).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from lang_sam.detector.grounding_dino import check_threshold
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidPromptError
 from lang_sam.families.sam3 import DEFAULT_SAM3, checked_classes, load_sam3
+from lang_sam.video.association import check_association_options
 from lang_sam.video.tracker import TrackedFrame, TrackedObject, mask_box
 
 VIDEO_MODEL_TYPE = "sam3_video"
@@ -66,23 +71,26 @@ class Sam3VideoTracker:
         return sum(parameter.numel() for parameter in self.model.parameters())
 
     def track_concepts(self, frames: Iterable[tuple[int, float, np.ndarray]], classes: Sequence[str],
-                       score_threshold: float = 0.5) -> Iterator[TrackedFrame]:
+                       score_threshold: float = 0.5, max_lost: int = 30) -> Iterator[TrackedFrame]:
         """One TrackedFrame per (index, time, (H, W, 3) uint8 RGB image) of frames, with SAM 3's
         objects scoring above score_threshold (those below are still tracked, only not reported);
-        ids as SAM 3 gives them, labels exactly the given class names. Checks run before any frame."""
+        ids as SAM 3 gives them, labels exactly the given class names; an object unreported for
+        max_lost frames in a row ends. Checks run before any frame."""
         check_threshold("score_threshold", score_threshold)
+        check_association_options(0.5, max_lost)
         names = checked_classes(classes, self.processor.tokenizer, self.max_text_tokens)
         if not names:
             raise InvalidPromptError('Name what to track, e.g. "car, person".')
-        return self._track(frames, names, score_threshold)
+        return self._track(frames, names, score_threshold, max_lost)
 
     def stream(self, classes: Sequence[str]) -> Sam3ConceptStream:
         """A streaming session of the (checked) classes, one frame at a time."""
         return Sam3ConceptStream(self, list(classes))
 
     def _track(self, frames: Iterable[tuple[int, float, np.ndarray]], classes: list[str],
-               score_threshold: float) -> Iterator[TrackedFrame]:
+               score_threshold: float, max_lost: int) -> Iterator[TrackedFrame]:
         stream = self.stream(classes)
+        unreported: dict[int, int] = {}  # live object id -> frames in a row it has not been reported
         for index, time, image in frames:
             found = stream.add_frame(image)
             label_of = {obj_id: label for label, ids in found["prompt_to_obj_ids"].items() for obj_id in ids}
@@ -92,6 +100,12 @@ class Sam3VideoTracker:
                                                found["masks"].cpu().numpy())
                 if score > score_threshold and mask.any()  # the non-overlap step can empty a mask
             )
+            reported = {item.id for item in objects}
+            unreported = {obj_id: 0 if obj_id in reported else unreported.get(obj_id, 0) + 1
+                          for obj_id in stream.session.obj_ids}
+            ended = [obj_id for obj_id, frames_unseen in unreported.items() if frames_unseen >= max_lost]
+            if ended:
+                stream.remove_objects(ended)
             yield TrackedFrame(index, time, image, objects)
 
 
@@ -120,6 +134,16 @@ class Sam3ConceptStream:
         # the index is given, not counted from the stored frames: it is what the memories are placed by
         output = self.model(inference_session=self.session, frame=inputs.pixel_values[0], frame_idx=self.position)
         return self.processor.postprocess_outputs(self.session, output, original_sizes=inputs.original_sizes)
+
+    def remove_objects(self, ids: Sequence[int]) -> None:
+        """End objects as SAM 3's own (hotstart) removal does: out of the session's per-object
+        tables, listed as removed, score -1e4 (so they are never output); ids are not reused."""
+        session = self.session
+        for obj_id in ids:
+            session.remove_object(obj_id)
+            session.removed_obj_ids.add(obj_id)
+            session.obj_id_to_score[obj_id] = -1e4
+            session.obj_id_to_last_occluded.pop(obj_id, None)
 
     def _forget_before(self, index: int) -> None:
         """Drop what the model no longer reads on frame index and after."""

@@ -208,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         "track unseen for --max-lost frames ends; an object seen again later gets a new id. VIDEO: a video file or "
         "a folder of frames. With SAM 3 (--sam-type sam3, or a Sam3VideoModel folder as --sam-checkpoint) no detector "
         "runs: SAM 3 video detects the classes on every frame and keeps its own ids, --box-threshold is the score an "
-        "object needs to be written, and --redetect-every, --max-lost, --iou-threshold and --text-threshold do not "
-        "apply. Needs the video extra: pip install 'lang-sam[video]'.",
+        "object needs to be written, an object unwritten for --max-lost frames ends, and --redetect-every, "
+        "--iou-threshold and --text-threshold do not apply. Needs the video extra: pip install 'lang-sam[video]'.",
     )
     tracking.add_argument("video", type=Path, help="video file (MP4, MOV, WebM, ...) or folder of frame images")
     tracking.add_argument("--prompt", "-p", required=True, help='classes separated by commas, e.g. "car, person"')

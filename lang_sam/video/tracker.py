@@ -88,8 +88,8 @@ def track(
     that loads one (called only when the segmenter needs a detector).
 
     With a concept tracker (SAM 3 video) no detector is used: it detects on every frame and keeps
-    its own ids, so redetect_every, max_lost, iou_threshold and text_threshold do not apply, and
-    box_threshold is the score an object needs to be reported.
+    its own ids, so redetect_every, iou_threshold and text_threshold do not apply; box_threshold is
+    the score an object needs to be reported, and an object unreported for max_lost frames ends.
     """
     names = parse_classes(classes) if isinstance(classes, str) else list(classes)
     if not names:
@@ -99,7 +99,7 @@ def track(
     check_association_options(iou_threshold, max_lost)
     frames = video if isinstance(video, VideoFrames) else VideoFrames(video)
     if isinstance(segmenter, ConceptTracker):
-        return segmenter.track_concepts(frames, names, score_threshold=box_threshold)
+        return segmenter.track_concepts(frames, names, score_threshold=box_threshold, max_lost=max_lost)
     detector = detector if hasattr(detector, "detect") else detector()
     return _track(frames, names, detector, segmenter, redetect_every, max_lost, iou_threshold, box_threshold, text_threshold)
 

@@ -280,3 +280,39 @@ def test_lang_sam_track_runs_sam3_video_from_the_command_line(sam3_video_dir, cl
     assert lines == [frame.to_json() for frame in expected_frames(direct[0], clip, score_threshold=0.3)]
     written, _ = read_with_pyav(out / "squares.mp4")
     assert len(written) == FRAMES and written[0].shape == (48, 64, 3)
+
+
+def test_an_object_unreported_for_max_lost_frames_ends_and_leaves_the_session(sam3_video_dir, clip, ours):
+    """Streaming SAM 3 ends no object by itself; lang-sam ends one unreported (score at or below the
+    threshold, or mask empty) for max_lost frames in a row: out of the session, its id never back.
+    Until the first end the frames are those of a run that ends nothing."""
+    tracker, unended, _ = ours
+    max_lost = 2
+    streams = []
+    opened = tracker.stream
+    tracker.stream = lambda classes: streams.append(opened(classes)) or streams[-1]
+    try:
+        frames, live = [], []
+        for frame in tracker.track_concepts(VideoFrames(clip), CLASSES, score_threshold=0.5, max_lost=max_lost):
+            frames.append(frame)
+            live.append(set(streams[0].session.obj_ids))
+    finally:
+        tracker.stream = opened
+    reported = [{item.id for item in frame.objects} for frame in frames]
+    ended: dict[int, int] = {}  # id -> the frame after which it ended, from the reports alone
+    unseen: dict[int, int] = {}
+    for position, (seen, alive) in enumerate(zip(reported, live)):
+        for obj_id in alive | set(unseen):
+            unseen[obj_id] = 0 if obj_id in seen else unseen.get(obj_id, 0) + 1
+        for obj_id, count in list(unseen.items()):
+            if count >= max_lost:
+                ended[obj_id] = position
+                del unseen[obj_id]
+        assert not alive & set(ended), "an ended object is out of the session"
+    assert ended, "the clip has objects that go unreported: ending is exercised"
+    for obj_id, position in ended.items():
+        assert all(obj_id not in seen for seen in reported[position:]), "an ended id never comes back"
+    first_end = min(ended.values())
+    assert_same_frames(frames[:first_end + 1], unended[:first_end + 1])
+    with pytest.raises(InvalidOptionError, match="max_lost"):
+        tracker.track_concepts(iter(()), CLASSES, max_lost=0)
