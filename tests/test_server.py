@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -45,12 +46,21 @@ def server(service_environment, service_models, tmp_path_factory):
     command = [
         sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port), "--max-batch-size", "4",
         "--sam-types", f"{TINY_A},{TINY_B},vit_h", "--preload", "--detectors", "grounding-dino-tiny",
+        "--semantic-models", str(semantic_model(tmp_path_factory)),
         "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-image-pixels", str(MAX_IMAGE_PIXELS),
     ]
     log = tmp_path_factory.mktemp("server") / "server.log"
     process = start_service(command, service_environment, f"http://127.0.0.1:{port}/health", log)
     yield process, f"http://127.0.0.1:{port}", log
     stop_session(process)
+
+
+def semantic_model(tmp_path_factory) -> Path:
+    """The tiny random Mask2Former the server names everything-masks with (made once per run)."""
+    from tests.families.conftest import save_tiny_mask2former
+
+    folder = tmp_path_factory.getbasetemp() / "server-mask2former"
+    return folder if (folder / "config.json").is_file() else save_tiny_mask2former(folder)
 
 
 def photo_bytes(name: str) -> bytes:
@@ -66,11 +76,11 @@ def healthy(url: str) -> bool:
     return response.status_code == 200 and response.json()["status"] == "ok"
 
 
-def test_health_reports_the_sams_detectors_device_and_dtype(server, service_models):
+def test_health_reports_the_sams_detectors_semantic_models_device_and_dtype(server, service_models, tmp_path_factory):
     _, url, _ = server
     report = httpx.get(f"{url}/health", timeout=10).json()
     assert report == {"status": "ok", "sam_types": [TINY_A, TINY_B, "vit_h"], "detectors": [str(service_models[1]), "grounding-dino-tiny"],
-                      "device": "cpu", "dtype": "float32"}
+                      "semantic_models": [str(semantic_model(tmp_path_factory))], "device": "cpu", "dtype": "float32"}
 
 
 def test_a_request_names_a_served_detector_or_is_told_which_are(server, service_models):
@@ -332,7 +342,7 @@ class FailingPool:
             raise self.error
         return [LangSAMResult.from_json({"image": {"height": 1, "width": 1}, "detections": []}) for _ in prompts]
 
-    def describe(self, sam_type, detector=None):
+    def describe(self, sam_type, detector=None, semantic=None):
         return f"model {sam_type} + {detector or 'the default detector'}"
 
 
@@ -347,11 +357,14 @@ def test_predict_batch_isolates_the_request_at_fault(error, status, tmp_path):
     assert pool.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]], "one batched call, then one call per request"
 
 
-def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, tmp_path):
-    """With --with-app one process serves the API and the Gradio app; SIGTERM to that process alone
-    (as docker stop sends) stops every worker it started."""
+def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, tmp_path, tmp_path_factory):
+    """With --with-app one process serves the API and the Gradio app (its Everything tab naming masks
+    with the server's semantic model); SIGTERM to that process alone (as docker stop sends) stops
+    every worker it started."""
     port = free_port()
-    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port), "--with-app"]
+    semantic = str(semantic_model(tmp_path_factory))
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port), "--with-app",
+               "--semantic-models", semantic]
     process = start_service(command, service_environment, f"http://127.0.0.1:{port}/health", tmp_path / "server.log")
     try:
         assert len(session_processes(process.pid)) >= 2, "LitServe runs the model in worker processes"
@@ -370,12 +383,13 @@ def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, 
         assert json.loads(Path(download).read_text()) == {"image": direct["image"], "detections": direct["detections"]}, (
             "the app hands on the server's answer, options included, as it came")
         _, masks_table, masks_download, _ = client.predict(
-            handle_file(str(ASSETS / "coffee.jpg")), TINY_A, 2, 0.0, 0.0, "none", api_name="/everything")
+            handle_file(str(ASSETS / "coffee.jpg")), TINY_A, 2, 0.0, 0.0, semantic, api_name="/everything")
         everything = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},
                                 data={"mode": "everything", "points_per_side": "2", "pred_iou_thresh": "0",
-                                      "stability_score_thresh": "0"}, timeout=300).json()
+                                      "stability_score_thresh": "0", "semantic": semantic}, timeout=300).json()
         assert json.loads(Path(masks_download).read_text()) == {"image": everything["image"], "masks": everything["masks"]}
         assert len(masks_table["data"]) == len(everything["masks"]) > 0
+        assert all("label" in mask for mask in everything["masks"]), "named by the server's semantic model"
         not_served = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},
                                 data={"prompt": "cup", "sam_type": TINY_B}, timeout=300)
         assert not_served.status_code == 422, "only the SAM started with is served by default"
@@ -420,6 +434,36 @@ def test_mode_everything_answers_the_generators_masks(server, service_models):
     assert too_many.status_code == 422 and "points_per_side must be between 1 and 64" in too_many.json()["detail"]
     unknown = post_multipart(url, photo_bytes("coffee.jpg"), mode="panorama", prompt="cup")
     assert unknown.status_code == 422 and "Unknown mode" in unknown.json()["detail"]
+
+
+def test_mode_everything_names_the_masks_with_a_served_semantic_model(server, tmp_path_factory):
+    """Each mask's label is the class holding most of its pixels in the universal model's semantic
+    map (computed here with transformers' own post-processing), label_share that class's share."""
+    from transformers import Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor
+
+    from tests.families.conftest import LABELS
+
+    _, url, _ = server
+    folder = semantic_model(tmp_path_factory)
+    fields = {"mode": "everything", "points_per_side": "2", "pred_iou_thresh": "0", "stability_score_thresh": "0",
+              "min_mask_region_area": "30"}
+    response = post_multipart(url, photo_bytes("coffee.jpg"), semantic=str(folder), **fields)
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    assert payload["model"].endswith(f"; names from {folder}") and payload["masks"]
+    image = np.asarray(Image.open(ASSETS / "coffee.jpg").convert("RGB"))
+    processor = Mask2FormerImageProcessor.from_pretrained(folder)
+    model = Mask2FormerForUniversalSegmentation.from_pretrained(folder).eval()
+    with torch.inference_mode():
+        outputs = model(**processor(images=image, return_tensors="pt"))
+    class_map = processor.post_process_semantic_segmentation(outputs, target_sizes=[image.shape[:2]])[0].numpy()
+    for written in payload["masks"]:
+        rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode()}
+        counts = np.bincount(class_map[mask_utils.decode(rle).astype(bool)], minlength=len(LABELS))
+        assert written["label"] == LABELS[counts.argmax()]
+        assert written["label_share"] == pytest.approx(counts.max() / counts.sum(), abs=1e-6)
+    refused = post_multipart(url, photo_bytes("coffee.jpg"), semantic="oneformer-ade20k-swin-tiny", **fields)
+    assert refused.status_code == 422 and str(folder) in refused.json()["detail"]
 
 
 def test_clicks_boxes_and_a_mask_in_json_or_multipart(server, service_models):

@@ -11,7 +11,6 @@ import json
 import shutil
 import tempfile
 import uuid
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -85,13 +84,11 @@ def uploaded_image(**options) -> gr.Image:
 class LocalBackend:
     """Models loaded in this process; a first use of a SAM size shows its loading."""
 
-    semantic_models = list(UNIVERSAL_MODELS)
     tracks_video = True
 
     def __init__(self, pool: ModelPool) -> None:
         self.pool = pool
-        self._namers: dict[str, object] = {}
-        self._namers_lock = threading.Lock()
+        self.semantic_models = pool.semantic_models
 
     def _load(self, sam_type: str, progress: Callable) -> None:
         if sam_type not in self.pool.loaded_sam_types:
@@ -105,7 +102,7 @@ class LocalBackend:
         return draw_image(image, result), self.pool.describe(sam_type, options.get("detector")), result.to_json()
 
     def everything(self, image_path, image, sam_type, options, progress):
-        from lang_sam.everything import draw_everything, everything_json, name_masks
+        from lang_sam.everything import draw_everything, everything_json
 
         options = dict(options)
         semantic = options.pop("semantic", None)
@@ -114,12 +111,9 @@ class LocalBackend:
         def batches(done: int, total: int) -> None:
             progress(done / total, desc=f"Segmenting everything: point batch {done} of {total}")
 
-        records = self.pool.everything(image, sam_type, progress=batches, **options)
-        if semantic:
-            progress(0.8, desc=f"Naming the masks with {semantic}")
-            records = name_masks(records, image, self._namer(semantic))
-        model = self.pool.describe(sam_type) + (f"; names from {semantic}" if semantic else "")
-        return draw_everything(image, records), model, everything_json(records, image.shape[:2])
+        records = self.pool.everything(image, sam_type, progress=batches, semantic=semantic, **options)
+        return draw_everything(image, records), self.pool.describe(sam_type, semantic=semantic), \
+            everything_json(records, image.shape[:2])
 
     def track(self, video_path, prompt, sam_type, options, out, progress):
         from lang_sam.video.frames import VideoFrames
@@ -131,14 +125,6 @@ class LocalBackend:
         results = self.pool.track(frames, prompt, sam_type, **options)
         return write_tracking(results, frames, out, on_frame=lambda summary: progress(
             (summary.frames, None), desc=f"Tracking: frame {summary.frames}, {len(summary.tracks)} tracks"))
-
-    def _namer(self, name: str):
-        from lang_sam.families.universal import UniversalSegmenter
-
-        with self._namers_lock:  # one load per model, kept for later answers
-            if name not in self._namers:
-                self._namers[name] = UniversalSegmenter(name, device=self.pool.settings.device, dtype=self.pool.settings.dtype)
-            return self._namers[name]
 
 
 def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list[str] | None = None,
@@ -485,6 +471,6 @@ class DownloadFolder:
 
 def launch(settings: Settings, host: str | None = None, port: int | None = None, share: bool = False) -> None:
     """Build the app on a local ModelPool and serve it until interrupted."""
-    pool = ModelPool(settings, detectors=list(DETECTORS))
+    pool = ModelPool(settings, detectors=list(DETECTORS), semantic_models=list(UNIVERSAL_MODELS))
     app = build_app(LocalBackend(pool), pool.settings.sam_type, pool.sam_types, list(pool.detector_names), pool.video_types)
     app.queue().launch(server_name=host, server_port=port, share=share or None)  # None: $GRADIO_SHARE decides

@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sam-types", help="comma-separated SAM names requests may ask for (default: --sam-type alone)")
     serve.add_argument("--detectors", help="comma-separated detectors requests may name in a detector field, beside --detector "
                        "(names from `lang-sam models`, repo ids or folders; default: --detector alone)")
+    serve.add_argument("--semantic-models", help="comma-separated universal segmentation models that mode=everything's "
+                       "semantic field may name to label the masks (names from `lang-sam models`, repo ids or folders; "
+                       "default: none)")
     serve.add_argument("--preload", action="store_true", help="load every SAM of --sam-types at start, not on first use")
     serve.add_argument("--embeddings-kept", type=int, default=32,
                        help="image embeddings /embed keeps for /decode, 4 MB each (default: %(default)s)")
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                 _settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels, int(args.max_video_mb * 2**20)), args.host,
                 args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
                 sam_types=_names(args.sam_types), preload=args.preload, embeddings_kept=args.embeddings_kept,
-                detectors=_names(args.detectors),
+                detectors=_names(args.detectors), semantic_models=_names(args.semantic_models),
             )
             return 0
         if args.command == "label":

@@ -12,6 +12,7 @@ import numpy as np
 from lang_sam.families.base import ConceptTracker, Detector, VideoSegmenter
 from lang_sam.families.detectors import load_detector
 from lang_sam.families.loading import DEFAULT_VIDEO_SEGMENTER, load_video_segmenter, resolve_segmenter
+from lang_sam.families.universal import UniversalSegmenter
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.io.images import ImageInput
@@ -41,23 +42,27 @@ class ModelPool:
 
     allowed: the SAM names that may be loaded (None: any name the registry knows); detectors: the
     detectors requests may name besides the settings' own (each pairs with any SAM, sharing its
-    loaded segmenter). A SAM loads
+    loaded segmenter); semantic_models: the universal segmentation models (registry names, repo ids
+    or folders) that may name everything-masks, none by default. A SAM loads
     under its own lock, so predictions on SAMs already loaded go on meanwhile; a load that fails
     is remembered and reported again, not retried on every request (restart after fixing it).
     Predictions run one at a time: a single forward pass already uses every core.
     """
 
-    def __init__(self, settings: Settings, allowed: Sequence[str] | None = None, detectors: Sequence[str] | None = None) -> None:
+    def __init__(self, settings: Settings, allowed: Sequence[str] | None = None, detectors: Sequence[str] | None = None,
+                 semantic_models: Sequence[str] | None = None) -> None:
         device = resolve_device(settings.device)  # bad settings fail here, before any model loads
         resolve_dtype(settings.dtype, device)
         self.settings = replace(settings, device=str(device), sam_type=settings.sam_type or DEFAULT_SAM)
         self.allowed = served_sam_types(self.settings, allowed) if allowed else None
         self.detector_names = served_detectors(self.settings, detectors)
+        self.semantic_models = list(dict.fromkeys(semantic_models or ()))
         self._lock = threading.Lock()  # guards the dictionaries below, never a load or a prediction
         self._predicting = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         self._detector_lock = threading.Lock()
         self._detectors: dict[str, Detector] = {}
+        self._namers: dict[str, UniversalSegmenter] = {}
         self._pipelines: dict[str, LangSAM] = {}
         self._paired: dict[tuple[str, str], LangSAM] = {}  # (SAM, another detector) -> pipeline sharing the segmenter
         self._video: dict[str, VideoSegmenter | ConceptTracker] = {}
@@ -90,6 +95,14 @@ class ModelPool:
                 f"Detector {name!r} is not served here; choose one of {', '.join(self.detector_names)} (lang-sam serve --detectors)."
             )
         return name
+
+    def check_semantic(self, name: object) -> str:
+        """name when this pool may name masks with it, else the InvalidOptionError that says which it may."""
+        if name not in self.semantic_models:
+            offered = (f"choose one of {', '.join(self.semantic_models)}" if self.semantic_models
+                       else "none is served (lang-sam serve --semantic-models NAME to offer one)")
+            raise InvalidOptionError(f"Semantic model {name!r} is not served here; {offered}.")
+        return str(name)
 
     def get(self, sam_type: str | None = None, detector: str | None = None) -> LangSAM:
         """The pipeline of sam_type (default: the settings' SAM) with detector (default: the
@@ -131,6 +144,13 @@ class ModelPool:
                 self._pipelines[name] = pipeline
             return pipeline
 
+    def _namer(self, name: str) -> UniversalSegmenter:
+        """The universal segmentation model called name, loaded once."""
+        with self._detector_lock:
+            if name not in self._namers:
+                self._namers[name] = UniversalSegmenter(name, device=self.settings.device, dtype=self.settings.dtype)
+            return self._namers[name]
+
     def _detector(self, name: str) -> Detector:
         """The detector called name, loaded once and shared by every SAM."""
         with self._detector_lock:
@@ -151,14 +171,19 @@ class ModelPool:
         with self._predicting:
             return pipeline.predict(images, prompts, **options)
 
-    def everything(self, image, sam_type: str | None = None, progress=None, **generator_options) -> list[dict]:
+    def everything(self, image, sam_type: str | None = None, progress=None, semantic: str | None = None,
+                   **generator_options) -> list[dict]:
         """SamAutomaticMaskGenerator(**generator_options) on the SAM of sam_type: segment-anything's
-        records, binary masks; one call at a time, like predict. progress: generate's callback."""
+        records, binary masks, named (label, label_share) by the served semantic model when given;
+        one call at a time, like predict. progress: generate's callback."""
+        from lang_sam.everything import name_masks
         from lang_sam.segmenter import SamAutomaticMaskGenerator
 
+        namer = None if semantic is None else self._namer(self.check_semantic(semantic))
         generator = SamAutomaticMaskGenerator(self.get(sam_type).sam, **generator_options)
         with self._predicting:
-            return generator.generate(image, progress=progress)
+            records = generator.generate(image, progress=progress)
+            return records if namer is None else name_masks(records, image, namer)
 
     def video_segmenter(self, sam_type: str | None = None) -> VideoSegmenter | ConceptTracker:
         """The video model of sam_type (SAM 2.1 or SAM 3; default: the first such entry this pool
@@ -210,6 +235,7 @@ class ModelPool:
         with self._predicting:
             return pipeline.decode(embedding, **prompts)
 
-    def describe(self, sam_type: str | None = None, detector: str | None = None) -> str:
-        """What a loaded pipeline really runs: segmenter name and size, detector, device, dtype."""
-        return self.get(sam_type, detector).describe()
+    def describe(self, sam_type: str | None = None, detector: str | None = None, semantic: str | None = None) -> str:
+        """What a loaded pipeline really runs: segmenter name and size, detector, device, dtype, and
+        the model that named the masks."""
+        return self.get(sam_type, detector).describe() + (f"; names from {semantic}" if semantic else "")

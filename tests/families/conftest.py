@@ -55,6 +55,30 @@ def save_tiny_segmenter(family: str, folder: Path, seed: int = 5) -> Path:
 
 OWL_IMAGE_SIZE = 96  # 6 x 6 patches of 16 pixels: 36 candidate boxes
 OWL_TEXT_TOKENS = 16
+LABELS = ["wall", "floor", "cup", "saucer", "spoon"]  # the tiny universal models' classes
+
+
+def save_tiny_mask2former(folder: Path) -> Path:
+    """A tiny random Mask2Former (Swin backbone) over LABELS and its image processor in folder;
+    its class and mask heads drawn wide, so that its semantic map holds several classes."""
+    from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor, SwinConfig
+
+    backbone = SwinConfig(image_size=224, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                          window_size=7, out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = Mask2FormerConfig(
+        backbone_config=backbone, hidden_dim=32, feature_size=32, mask_feature_size=32, encoder_layers=1, decoder_layers=2,
+        num_attention_heads=2, dim_feedforward=64, encoder_feedforward_dim=64, num_queries=10, num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)), label2id={name: index for index, name in enumerate(LABELS)},
+    )
+    torch.manual_seed(1)
+    model = Mask2FormerForUniversalSegmentation(config).eval()
+    with torch.no_grad():  # default inits give one class everywhere; these heads make the map vary
+        for name, parameter in model.named_parameters():
+            if "class_predictor" in name or "mask_embedder" in name or "queries" in name:
+                parameter.normal_(0, 1.0)
+    model.save_pretrained(folder)
+    Mask2FormerImageProcessor(size={"shortest_edge": 128, "longest_edge": 256}).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,12 @@ model), ``detector``, ``start``, ``end``, ``stride``, ``redetect_every``, ``max_
 thresholds) streams JSON Lines as frames finish: per frame its index, time and objects (id, label,
 score, box, COCO RLE mask), as ``lang-sam track`` writes them (track.py).
 
-``GET /health`` answers 503 while the workers start, then JSON: status "ok", the SAMs served, the
-device and the dtype the models run in.
+``mode=everything`` (no prompt; the generator's options as fields) answers segment-anything's
+records with COCO RLE masks; its ``semantic`` field names each mask with a universal segmentation
+model the server offers (``lang-sam serve --semantic-models``): label and label_share per mask.
+
+``GET /health`` answers 503 while the workers start, then JSON: status "ok", the SAMs, detectors
+and semantic models served, the device and the dtype the models run in.
 
 Modules: validation.py (what a request may hold), api.py (the LitAPI and the batching policy),
 guard.py (the ASGI request guard, which also routes /embed and /decode), health.py (the /health report), client.py (the mounted app's HTTP
@@ -66,10 +70,12 @@ def build_server(
     preload: bool = False,
     embeddings_kept: int = DEFAULT_CAPACITY,
     detectors: Sequence[str] | None = None,
+    semantic_models: Sequence[str] | None = None,
 ):
     """A LitServer with the guard in front; the caller mounts the app if wanted, then runs it.
     sam_types: the SAMs requests may name (default: settings.sam_type alone); detectors: the
-    detectors requests may name (default: settings.detector alone); preload: load them all
+    detectors requests may name (default: settings.detector alone); semantic_models: the models
+    that may name everything-masks (default: none); preload: load the SAMs
     at start instead of on first use; embeddings_kept: how many /embed embeddings /decode can use
     (4 MB each, in a temporary folder removed with the server).
 
@@ -77,11 +83,13 @@ def build_server(
     that /health reports what every worker runs."""
     device = resolve_device(settings.device or ("cpu" if accelerator == "cpu" else None))
     settings = replace(settings, dtype=str(resolve_dtype(settings.dtype, device)).removeprefix("torch."))
+    semantic_models = list(dict.fromkeys(semantic_models or ()))
     report = {"sam_types": list(served_sam_types(settings, sam_types)), "detectors": list(served_detectors(settings, detectors)),
-              "device": device.type, "dtype": settings.dtype}
+              "semantic_models": semantic_models, "device": device.type, "dtype": settings.dtype}
     embeddings = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
     server = ls.LitServer(
-        [LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors),
+        [LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors,
+                    semantic_models),
          TrackAPI(settings, sam_types, detectors)],
         accelerator=accelerator,
         devices=devices,
@@ -109,6 +117,7 @@ def serve(
     preload: bool = False,
     embeddings_kept: int = DEFAULT_CAPACITY,
     detectors: Sequence[str] | None = None,
+    semantic_models: Sequence[str] | None = None,
 ) -> None:
     """Run the server until interrupted; call under ``if __name__ == "__main__"`` (workers are spawned)."""
     served = served_sam_types(settings, sam_types)  # checked here, so a bad name fails before workers start
@@ -116,9 +125,11 @@ def serve(
     server = build_server(
         settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator,
         sam_types=served, preload=preload, embeddings_kept=embeddings_kept, detectors=detectors,
+        semantic_models=semantic_models,
     )
     if with_app:
-        backend = RemoteBackend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60)
+        backend = RemoteBackend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60,
+                                semantic_models=list(dict.fromkeys(semantic_models or ())))
         import gradio as gr  # only here: a server without the app never imports Gradio
 
         from lang_sam.interfaces.app import build_app

@@ -50,10 +50,12 @@ class LangSAMAPI(ls.LitAPI):
         embeddings_folder: str | None = None,
         embeddings_kept: int = DEFAULT_CAPACITY,
         detectors: Sequence[str] | None = None,
+        semantic_models: Sequence[str] | None = None,
     ):
         """embeddings_folder: where /embed keeps embeddings for /decode, shared by the workers (the
         server makes one for its run); embeddings_kept: how many; detectors: those requests may
-        name in a ``detector`` field besides the settings' own."""
+        name in a ``detector`` field besides the settings' own; semantic_models: those that
+        mode=everything's ``semantic`` field may name (none by default)."""
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.settings = settings
         self.limits = limits
@@ -61,13 +63,14 @@ class LangSAMAPI(ls.LitAPI):
         self.preload = preload
         self.embeddings_folder, self.embeddings_kept = embeddings_folder, embeddings_kept
         self.detectors = served_detectors(settings, detectors)
+        self.semantic_models = list(semantic_models or ())
 
     def setup(self, device: str) -> None:
         if not LOGGER.handlers:  # a spawned worker process: log to its stderr, the server's log
             LOGGER.addHandler(logging.StreamHandler(sys.stderr))
             LOGGER.setLevel(logging.INFO)
         self.pool = ModelPool(replace(self.settings, device=self.settings.device or device), allowed=self.sam_types,
-                              detectors=self.detectors)
+                              detectors=self.detectors, semantic_models=self.semantic_models)
         if self.embeddings_folder is None:  # a LitAPI used without build_server: a folder of this worker's own
             import tempfile
 
@@ -82,7 +85,8 @@ class LangSAMAPI(ls.LitAPI):
 
     def decode_request(self, request) -> PredictRequest | EverythingRequest | EmbedRequest | DecodeRequest | Rejected:  # a JSON object or a multipart FormData
         try:
-            return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.check, self.pool.check_detector)
+            return parse_request(request, self.pool.settings.sam_type, self.limits, self.pool.check, self.pool.check_detector,
+                                 self.pool.check_semantic)
         except LangSAMError as error:  # one bad request must not fail the others in its batch
             return Rejected(422 if isinstance(error, InvalidOptionError) else 400, str(error))
         except Exception as error:  # noqa: BLE001 - a body no check foresaw is still only its own 400
@@ -142,7 +146,8 @@ def predict_batch(pool: ModelPool, inputs: list, store: EmbeddingStore) -> list:
         if isinstance(item, PredictRequest):
             groups.setdefault(item.options, []).append(index)
         elif isinstance(item, EverythingRequest):
-            outputs[index] = _answer(item, lambda item=item: pool.everything(item.image, item.sam_type, **item.generator_options), pool)
+            outputs[index] = _answer(item, lambda item=item: pool.everything(item.image, item.sam_type, semantic=item.semantic,
+                                                                              **item.generator_options), pool)
         elif isinstance(item, EmbedRequest):
             outputs[index] = _answer(item, partial(_embed, pool, store, item), pool)
         elif isinstance(item, DecodeRequest):
@@ -217,7 +222,8 @@ def _answer(request, compute, pool: ModelPool):
     """(request, what compute() returns, the model's description), or the Rejected that says why not."""
     try:
         detector = request.detector if isinstance(request, PredictRequest) else None
-        return request, compute(), pool.describe(request.sam_type, detector)
+        semantic = request.semantic if isinstance(request, EverythingRequest) else None
+        return request, compute(), pool.describe(request.sam_type, detector, semantic)
     except _UnknownImage as error:
         return Rejected(404, str(error))
     except LangSAMError as error:

@@ -16,13 +16,13 @@ from lang_sam.errors import LangSAMError
 
 class RemoteBackend:
     """An app backend that asks the server at url, so the mounted app shares its models and batching.
-    The server names no everything-masks (no semantic models)."""
+    semantic_models: those the server names everything-masks with (its --semantic-models)."""
 
-    semantic_models: list[str] = []
     tracks_video = False  # the server streams /track as JSON lines; the mounted app offers no video tab
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, semantic_models: list[str] | None = None) -> None:
         self.url, self.timeout = url, timeout
+        self.semantic_models = list(semantic_models or ())
 
     def _post(self, image_path: str, fields: dict, progress) -> dict:
         progress(0.2, desc="Waiting for the server")

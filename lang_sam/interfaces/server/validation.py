@@ -64,6 +64,7 @@ class EverythingRequest:
     response_format: str
     generator_options: dict[str, Any]
     include_drawing: bool = False
+    semantic: str | None = None  # the served universal model that names the masks, or none
 
 
 @dataclass
@@ -108,10 +109,11 @@ class Rejected:
 
 def parse_request(
     payload: Mapping[str, Any], default_sam_type: str, limits: Limits, check_sam: Callable[[object], str] = check_sam_type,
-    check_detector: Callable[[object], str] | None = None,
+    check_detector: Callable[[object], str] | None = None, check_semantic: Callable[[object], str] | None = None,
 ) -> PredictRequest | EverythingRequest | EmbedRequest | DecodeRequest:
     """Check a request's fields; raise the project's errors with a message that says what to send.
-    check_detector: the pool's check of a ``detector`` field (None: the field is refused)."""
+    check_detector, check_semantic: the pool's checks of a ``detector`` field and of mode=everything's
+    ``semantic`` field (None: the field is refused)."""
     mode = payload.get("mode") or "text"
     if mode not in MODES:
         raise InvalidOptionError(f'Unknown mode {mode!r}; use "text" (the default: a prompt names what to find), '
@@ -120,7 +122,7 @@ def parse_request(
         return _decode_request(payload, default_sam_type, check_sam)
     data = _image_bytes(payload.get("image"))
     if mode == "everything":
-        return _everything_request(payload, data, default_sam_type, limits, check_sam)
+        return _everything_request(payload, data, default_sam_type, limits, check_sam, check_semantic)
     if mode == "embed":
         _response_format(payload, "json", allow_png=False)
         return EmbedRequest(load_image(data, max_pixels=limits.max_image_pixels), check_sam(payload.get("sam_type") or default_sam_type))
@@ -223,7 +225,12 @@ def _rle(value: Any) -> dict[str, Any]:
 
 
 def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_type: str, limits: Limits,
-                        check_sam: Callable[[object], str]) -> EverythingRequest:
+                        check_sam: Callable[[object], str], check_semantic: Callable[[object], str] | None) -> EverythingRequest:
+    semantic = payload.get("semantic") or None
+    if semantic is not None:
+        if check_semantic is None:
+            raise InvalidOptionError("This server names no masks; leave out the semantic field.")
+        semantic = check_semantic(semantic)
     options = {}
     for name, (kind, default, smallest, largest) in GENERATOR_FIELDS.items():
         value = payload.get(name)
@@ -237,6 +244,7 @@ def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_typ
         response_format=_response_format(payload, "json"),
         generator_options=options,
         include_drawing=_flag(payload, "include_drawing"),
+        semantic=semantic,
     )
 
 
