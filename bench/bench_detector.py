@@ -42,6 +42,7 @@ from lang_sam.devices import bf16_skip_reason, describe_cpu
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' tiny models and tokenizers
 from bench_sam import reset_peak, rss_mib, test_image  # noqa: E402
+from timing import paired_ratio, take_turns  # noqa: E402
 
 CAPTION = "truck . wheel . person . window ."
 CLASSES = ["truck", "wheel", "person", "window"]
@@ -196,7 +197,7 @@ def family_row(family: str, small: bool, repeats: int) -> None:
     from lang_sam.families.detectors import Owlv2Detector
 
     model, processor = build_family(family, small)
-    reference = copy.deepcopy(model)  # GroundingDinoDetector swaps attention on its model's own modules
+    reference = copy.deepcopy(model)  # the detectors swap modules of their model's own (attention, activations)
     detector_class = Owlv2Detector if family == "owlv2" else GroundingDinoDetector
     detector = detector_class.from_parts(model, processor, device="cpu", dtype="float32")
     image = Image.fromarray(test_image())
@@ -204,19 +205,17 @@ def family_row(family: str, small: bool, repeats: int) -> None:
         "transformers": lambda: transformers_detection(reference, processor, family, image),
         "lang_sam": lambda: len(detector.detect(image, ", ".join(CLASSES), box_threshold=BOX_THRESHOLD, text_threshold=TEXT_THRESHOLD)),
     }
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    boxes = {name: run() for name, run in runs.items()}  # warm-up
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    times, boxes = take_turns(runs, repeats)
     theirs, ours = (statistics.median(times[name]) for name in runs)
+    fastest_theirs, fastest_ours = (min(times[name]) for name in runs)
+    paired = paired_ratio(times["lang_sam"], times["transformers"])
     architecture = "tiny test model" if small else FAMILY_ARCHITECTURES[family]
     print(f"\n== {family}: {architecture}, random weights, {image.width}x{image.height} photo, classes {CLASSES}, "
-          f"thresholds {BOX_THRESHOLD}/{TEXT_THRESHOLD}, median of {repeats}")
-    print(f"transformers processor+model+post-processing {theirs:.3f} s ({boxes['transformers']} boxes); "
-          f"lang_sam detect {ours:.3f} s ({boxes['lang_sam']} boxes); transformers / lang_sam {theirs / ours:.2f}x")
+          f"thresholds {BOX_THRESHOLD}/{TEXT_THRESHOLD}, median (fastest) of {repeats} runs each, taking turns")
+    print(f"transformers processor+model+post-processing {theirs:.3f} s ({fastest_theirs:.3f} s; {boxes['transformers']} boxes); "
+          f"lang_sam detect {ours:.3f} s ({fastest_ours:.3f} s; {boxes['lang_sam']} boxes)")
+    print(f"lang_sam / transformers (lower is faster): medians {ours / theirs:.2f}x, fastest {fastest_ours / fastest_theirs:.2f}x, "
+          f"median of the {repeats} side-by-side ratios {paired:.3f}x")
 
 
 def main() -> None:

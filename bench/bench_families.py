@@ -7,7 +7,9 @@ both ways, on the benchmark photo with 8 box prompts:
 - lang-sam: TransformersSegmenter preprocess + embed + decode (the same work), and a second
   prompt on the same image, where lang-sam reuses the embedding (LangSAM's cache) and the direct
   call encodes again.
-Masks are compared pixel for pixel; times are medians of --repeats runs after one warm-up.
+Masks are compared pixel for pixel; times are medians of --repeats runs after one warm-up, the
+direct call and lang-sam's taking turns (bench/timing.py), with the median of their side-by-side
+ratios.
 
     python bench/bench_families.py --families sam2 sam_hq --dtypes float32 bfloat16
 """
@@ -18,7 +20,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -27,14 +28,23 @@ from lang_sam.devices import bf16_skip_reason, describe_cpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sam import test_image  # noqa: E402
+from timing import paired_ratio, take_turns  # noqa: E402
 
 BOXES = [[40.0 + 90 * i, 60.0 + 40 * (i % 3), 300.0 + 80 * i, 500.0 + 30 * (i % 2)] for i in range(8)]
 
 
 def save_family(family: str, folder: Path) -> None:
     """A random model of the family at its default (real) size and its processor, as transformers saves them."""
-    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
-    from transformers import SamHQConfig, SamHQModel, SamHQProcessor, SamImageProcessor
+    from transformers import (
+        Sam2Config,
+        Sam2ImageProcessor,
+        Sam2Model,
+        Sam2Processor,
+        SamHQConfig,
+        SamHQModel,
+        SamHQProcessor,
+        SamImageProcessor,
+    )
 
     torch.manual_seed(0)
     if family == "sam2":
@@ -43,16 +53,6 @@ def save_family(family: str, folder: Path) -> None:
     else:
         SamHQModel(SamHQConfig()).save_pretrained(folder)
         SamHQProcessor(SamImageProcessor()).save_pretrained(folder)
-
-
-def median_seconds(run, repeats: int) -> tuple[float, object]:
-    result = run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 @torch.inference_mode()
@@ -85,15 +85,17 @@ def bench(family: str, dtype: torch.dtype, repeats: int) -> None:
     def ours_again():
         return segmenter.decode(embedding, boxes=torch.tensor(BOXES)).masks
 
-    direct_time, direct_masks = median_seconds(direct, repeats)
-    ours_time, our_masks = median_seconds(ours, repeats)
-    again_time, _ = median_seconds(ours_again, repeats)
+    times, results = take_turns({"direct": direct, "ours": ours}, repeats)
+    direct_time, ours_time = statistics.median(times["direct"]), statistics.median(times["ours"])
+    again_times, _ = take_turns({"again": ours_again}, repeats)
+    again_time = statistics.median(again_times["again"])
     parameters = segmenter.parameter_count() / 1e6
-    mismatched = int((direct_masks != our_masks).sum())
+    mismatched = int((results["direct"] != results["ours"]).sum())
     name = f"{family} ({parameters:.1f}M), {str(dtype).removeprefix('torch.')}"
-    print(f"{name:<28} direct {direct_time:6.2f} s | lang-sam {ours_time:6.2f} s ({ours_time / direct_time:.2f}x) | "
+    print(f"{name:<28} direct {direct_time:6.2f} s | lang-sam {ours_time:6.2f} s ({ours_time / direct_time:.2f}x; "
+          f"side by side {paired_ratio(times['ours'], times['direct']):.3f}x) | "
           f"same image again {again_time * 1000:6.0f} ms ({again_time / direct_time:.3f}x) | "
-          f"{mismatched} of {our_masks.numel()} mask pixels differ")
+          f"{mismatched} of {results['ours'].numel()} mask pixels differ")
 
 
 def main() -> None:

@@ -125,6 +125,39 @@ def test_owlv2_classes_in_chunks_equal_one_chunk(owlv2_dir, monkeypatch):
     torch.testing.assert_close(one.boxes, many.boxes, atol=0, rtol=0)
 
 
+def test_owlv2_in_place_activations_give_transformers_values_bit_for_bit(owlv2, owlv2_dir):
+    from transformers import Owlv2ForObjectDetection, Owlv2Processor
+    from transformers.activations import QuickGELUActivation
+
+    swapped = [module for module in owlv2.model.modules() if type(module) is QuickGELUActivation]
+    assert swapped and all("forward" in vars(module) for module in swapped)
+    reference = Owlv2ForObjectDetection.from_pretrained(owlv2_dir).eval()
+    inputs = Owlv2Processor.from_pretrained(owlv2_dir)(text=[["cup", "spoon"]], images=photo("coffee.jpg"), return_tensors="pt")
+    with torch.inference_mode():
+        ours, theirs = owlv2.model(**inputs), reference(**inputs)
+    assert torch.equal(ours.logits, theirs.logits) and torch.equal(ours.pred_boxes, theirs.pred_boxes)
+
+
+def test_owlv2_encodes_a_repeated_prompt_once(owlv2_dir, monkeypatch):
+    """The text embeddings of the last CLASS_SETS_KEPT class chunks are kept (least recently used
+    goes first); the answers are those of a fresh encoding."""
+    detector = Owlv2Detector(owlv2_dir, device="cpu", dtype="float32")
+    encoded = []
+    original = detector.model.owlv2.get_text_features
+    monkeypatch.setattr(detector.model.owlv2, "get_text_features",
+                        lambda **kwargs: encoded.append(kwargs["input_ids"].shape[0]) or original(**kwargs))
+    monkeypatch.setattr("lang_sam.families.detectors.CLASS_SETS_KEPT", 2)
+    image = photo("coffee.jpg")
+    first, again = (detector.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0) for _ in range(2))
+    assert encoded == [2]
+    assert first.labels == again.labels and torch.equal(first.scores, again.scores) and torch.equal(first.boxes, again.boxes)
+    for prompt in ("cat", "cup, spoon", "dog", "cup, spoon", "cat"):  # used last, "cup, spoon" stays; "cat" left for "dog"
+        detector.detect(image, prompt, box_threshold=0.0, text_threshold=0.0)
+    assert encoded == [2, 1, 1, 1]
+    fresh = Owlv2Detector(owlv2_dir, device="cpu", dtype="float32").detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0)
+    assert fresh.labels == first.labels and torch.equal(fresh.scores, first.scores)
+
+
 def test_owlv2_bfloat16_stays_close_to_float32(owlv2_dir):
     image = photo("coffee.jpg")
     exact = Owlv2Detector(owlv2_dir, device="cpu", dtype="float32")
