@@ -11,7 +11,7 @@ Random weights do not follow the squares: their masks match no later detection, 
 detection after the first frame starts a track, and tracks end only when their masks vanish
 (--max-lost frames). Memory then grows with the objects alive, not with the frames; --detect-once
 runs the detector on the first frame only, holding the objects at two, which isolates what the
-frames themselves cost. "tracks" is the number of ids given, "alive" the objects on the last frame.
+frames themselves cost. "largest id" is the largest id reported, "last frame" the objects reported on the last frame.
 
 --tiny: the tiny random SAM 2.1 video of the tests (128 px input, CPU-friendly); otherwise
 Sam2VideoConfig()'s real default size (Hiera, 1024 px) with random weights. --family sam3: SAM 3
@@ -135,14 +135,14 @@ def main() -> None:
         model = f"SAM 2.1 video, {detection}" if args.family == "sam2" else "SAM 3 video (its own detection on every frame)"
         print(f"{model} ({'tiny random' if args.tiny else 'default size, random'}), {WIDTH}x{HEIGHT} frames, "
               f"on {args.device}, torch {torch.__version__}")
-        print(f"{'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak RSS MB':>12} {'tracks':>7} {'alive':>6}")
+        print(f"{'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak RSS MB':>12} {'largest id':>11} {'last frame':>11}")
         for count in args.frames:
             output = subprocess.run([sys.executable, __file__, "--child", str(count), "--model", folder, "--redetect-every",
                                      str(args.redetect_every), "--device", args.device, "--family", args.family],
                                     check=True, capture_output=True, text=True)
             row = json.loads(output.stdout.strip().splitlines()[-1])
             print(f"{row['frames']:>7} {row['seconds']:>8.1f} {row['frames'] / row['seconds']:>9.2f} "
-                  f"{row['peak_rss_mb']:>12.0f} {row['tracks']:>7} {row['alive']:>6}")
+                  f"{row['peak_rss_mb']:>12.0f} {row['tracks']:>11} {row['alive']:>11}")
 
 
 if __name__ == "__main__":

@@ -462,6 +462,8 @@ def test_mode_everything_names_the_masks_with_a_served_semantic_model(server, tm
         counts = np.bincount(class_map[mask_utils.decode(rle).astype(bool)], minlength=len(LABELS))
         assert written["label"] == LABELS[counts.argmax()]
         assert written["label_share"] == pytest.approx(counts.max() / counts.sum(), abs=1e-6)
+    assert len(np.unique(class_map)) > 1 and any(mask["label_share"] < 1 for mask in payload["masks"]), \
+        "masks over more than one class: the vote is a real choice"
     refused = post_multipart(url, photo_bytes("coffee.jpg"), semantic="oneformer-ade20k-swin-tiny", **fields)
     assert refused.status_code == 422 and str(folder) in refused.json()["detail"]
 

@@ -25,8 +25,8 @@ What the model reads is unchanged, so the masks equal the untrimmed session's
 removal needs future frames), so every object it ever found would stay in the session, costing
 memory and time on every frame after: here an object not reported for max_lost frames in a row
 (its score at or below the threshold, or its mask empty) ends, and is taken out of the session the
-way SAM 3's own removal takes objects out; its id is not given again. What still grows is one
-object pointer per conditioning frame of each live object (above).
+way SAM 3's own removal takes objects out, with its per-id bookkeeping; its id is not given
+again. What still grows is one object pointer per conditioning frame of each live object (above).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from lang_sam.detector.grounding_dino import check_threshold
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidPromptError
 from lang_sam.families.sam3 import DEFAULT_SAM3, checked_classes, load_sam3
-from lang_sam.video.association import check_association_options
+from lang_sam.video.association import check_max_lost
 from lang_sam.video.tracker import TrackedFrame, TrackedObject, mask_box
 
 VIDEO_MODEL_TYPE = "sam3_video"
@@ -77,7 +77,7 @@ class Sam3VideoTracker:
         ids as SAM 3 gives them, labels exactly the given class names; an object unreported for
         max_lost frames in a row ends. Checks run before any frame."""
         check_threshold("score_threshold", score_threshold)
-        check_association_options(0.5, max_lost)
+        check_max_lost(max_lost)
         names = checked_classes(classes, self.processor.tokenizer, self.max_text_tokens)
         if not names:
             raise InvalidPromptError('Name what to track, e.g. "car, person".')
@@ -136,14 +136,17 @@ class Sam3ConceptStream:
         return self.processor.postprocess_outputs(self.session, output, original_sizes=inputs.original_sizes)
 
     def remove_objects(self, ids: Sequence[int]) -> None:
-        """End objects as SAM 3's own (hotstart) removal does: out of the session's per-object
-        tables, listed as removed, score -1e4 (so they are never output); ids are not reused."""
-        session = self.session
-        for obj_id in ids:
+        """End objects: out of the tracker's per-object tables (the session's remove_object, as SAM
+        3's own removal does) and out of the per-id bookkeeping the model copies every frame (read
+        only for live ids in streaming), so nothing of them is kept; ids are not given again."""
+        session, ended = self.session, set(ids)
+        for obj_id in ended:
             session.remove_object(obj_id)
-            session.removed_obj_ids.add(obj_id)
-            session.obj_id_to_score[obj_id] = -1e4
-            session.obj_id_to_last_occluded.pop(obj_id, None)
+            for table in (session.obj_id_to_score, session.trk_keep_alive, session.obj_first_frame_idx,
+                          session.unmatched_frame_inds):
+                table.pop(obj_id, None)
+        for pair in [pair for pair in session.overlap_pair_to_frame_inds if ended & set(pair)]:
+            del session.overlap_pair_to_frame_inds[pair]
 
     def _forget_before(self, index: int) -> None:
         """Drop what the model no longer reads on frame index and after."""

@@ -109,7 +109,13 @@ class LocalBackend:
         self._load(sam_type, progress)
 
         def batches(done: int, total: int) -> None:
+            if done == total and semantic:  # the masks are named next
+                progress(0.9, desc=f"Naming the masks with {semantic}")
+                return
             progress(done / total, desc=f"Segmenting everything: point batch {done} of {total}")
+
+        if semantic:  # loaded before the generator starts
+            progress(0.0, desc=f"Loading {semantic} (downloaded on first use)")
 
         records = self.pool.everything(image, sam_type, progress=batches, semantic=semantic, **options)
         return draw_everything(image, records), self.pool.describe(sam_type, semantic=semantic), \

@@ -30,6 +30,12 @@ def served_detectors(settings: Settings, requested: Sequence[str] | None) -> tup
     return tuple(dict.fromkeys([settings.detector, *(requested or [])]))
 
 
+def served_semantic_models(requested: Sequence[str] | None) -> list[str]:
+    """The universal models a server or app names everything-masks with: the requested ones
+    (registry names, repo ids or folders; each loads on first use), without repeats; none by default."""
+    return list(dict.fromkeys(requested or ()))
+
+
 def served_sam_types(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
     """The SAMs a server offers: the settings' own first (vit_h when they name none), then the
     requested names, each checked against the registry, without repeats."""
@@ -56,11 +62,12 @@ class ModelPool:
         self.settings = replace(settings, device=str(device), sam_type=settings.sam_type or DEFAULT_SAM)
         self.allowed = served_sam_types(self.settings, allowed) if allowed else None
         self.detector_names = served_detectors(self.settings, detectors)
-        self.semantic_models = list(dict.fromkeys(semantic_models or ()))
+        self.semantic_models = served_semantic_models(semantic_models)
         self._lock = threading.Lock()  # guards the dictionaries below, never a load or a prediction
         self._predicting = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         self._detector_lock = threading.Lock()
+        self._namer_lock = threading.Lock()  # apart: a first download of one does not hold up the detectors
         self._detectors: dict[str, Detector] = {}
         self._namers: dict[str, UniversalSegmenter] = {}
         self._pipelines: dict[str, LangSAM] = {}
@@ -146,7 +153,7 @@ class ModelPool:
 
     def _namer(self, name: str) -> UniversalSegmenter:
         """The universal segmentation model called name, loaded once."""
-        with self._detector_lock:
+        with self._namer_lock:
             if name not in self._namers:
                 self._namers[name] = UniversalSegmenter(name, device=self.settings.device, dtype=self.settings.dtype)
             return self._namers[name]

@@ -63,6 +63,11 @@ def check_association_options(iou_threshold: float, max_lost: int) -> None:
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)) or not 0.0 < iou_threshold <= 1.0:
         raise InvalidOptionError(f"iou_threshold must be in (0, 1] (the mask IoU at which a detection continues a track), "
                                  f"got {iou_threshold!r}.")
+    check_max_lost(max_lost)
+
+
+def check_max_lost(max_lost: int) -> None:
+    """Refuse a max_lost that is not a whole number of frames >= 1."""
     if isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 1:
         raise InvalidOptionError(f"max_lost must be a whole number >= 1 (frames a track may go unseen), got {max_lost!r}.")
 

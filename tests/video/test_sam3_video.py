@@ -282,24 +282,27 @@ def test_lang_sam_track_runs_sam3_video_from_the_command_line(sam3_video_dir, cl
     assert len(written) == FRAMES and written[0].shape == (48, 64, 3)
 
 
-def test_an_object_unreported_for_max_lost_frames_ends_and_leaves_the_session(sam3_video_dir, clip, ours):
-    """Streaming SAM 3 ends no object by itself; lang-sam ends one unreported (score at or below the
-    threshold, or mask empty) for max_lost frames in a row: out of the session, its id never back.
-    Until the first end the frames are those of a run that ends nothing."""
-    tracker, unended, _ = ours
-    max_lost = 2
+def run_recording_sessions(tracker, clip, score_threshold: float, max_lost: int):
+    """track_concepts' frames, and after each frame the ids in the session and its per-id bookkeeping."""
     streams = []
     opened = tracker.stream
     tracker.stream = lambda classes: streams.append(opened(classes)) or streams[-1]
     try:
-        frames, live = [], []
-        for frame in tracker.track_concepts(VideoFrames(clip), CLASSES, score_threshold=0.5, max_lost=max_lost):
+        frames, live, bookkept = [], [], []
+        for frame in tracker.track_concepts(VideoFrames(clip), CLASSES, score_threshold=score_threshold, max_lost=max_lost):
+            session = streams[0].session
             frames.append(frame)
-            live.append(set(streams[0].session.obj_ids))
+            live.append(set(session.obj_ids))
+            bookkept.append({*session.obj_id_to_score, *session.trk_keep_alive, *session.obj_first_frame_idx,
+                             *session.unmatched_frame_inds, *(i for pair in session.overlap_pair_to_frame_inds for i in pair)})
     finally:
         tracker.stream = opened
-    reported = [{item.id for item in frame.objects} for frame in frames]
-    ended: dict[int, int] = {}  # id -> the frame after which it ended, from the reports alone
+    return frames, live, bookkept
+
+
+def ends_from_reports(reported: list[set[int]], live: list[set[int]], max_lost: int) -> dict[int, int]:
+    """id -> the frame after which it ends, counted from what was reported alone."""
+    ended: dict[int, int] = {}
     unseen: dict[int, int] = {}
     for position, (seen, alive) in enumerate(zip(reported, live)):
         for obj_id in alive | set(unseen):
@@ -308,11 +311,45 @@ def test_an_object_unreported_for_max_lost_frames_ends_and_leaves_the_session(sa
             if count >= max_lost:
                 ended[obj_id] = position
                 del unseen[obj_id]
-        assert not alive & set(ended), "an ended object is out of the session"
+    return ended
+
+
+def test_an_object_unreported_for_max_lost_frames_ends_and_leaves_the_session(sam3_video_dir, clip, ours):
+    """Streaming SAM 3 ends no object by itself; lang-sam ends one unreported (score at or below the
+    threshold, or mask empty) for max_lost frames in a row: out of the session and its per-id
+    bookkeeping, its id never back. Until the first end the frames are those of a run that ends nothing."""
+    tracker, unended, _ = ours
+    max_lost = 2
+    frames, live, bookkept = run_recording_sessions(tracker, clip, 0.5, max_lost)
+    reported = [{item.id for item in frame.objects} for frame in frames]
+    ended = ends_from_reports(reported, live, max_lost)
     assert ended, "the clip has objects that go unreported: ending is exercised"
+    for position in range(1, len(frames)):
+        gone = live[position - 1] - live[position]
+        assert gone == {obj_id for obj_id, at in ended.items() if at == position}, "objects leave only by ending, on time"
     for obj_id, position in ended.items():
         assert all(obj_id not in seen for seen in reported[position:]), "an ended id never comes back"
+    assert all(kept <= alive for kept, alive in zip(bookkept, live)), "nothing is kept of an ended object"
     first_end = min(ended.values())
     assert_same_frames(frames[:first_end + 1], unended[:first_end + 1])
     with pytest.raises(InvalidOptionError, match="max_lost"):
         tracker.track_concepts(iter(()), CLASSES, max_lost=0)
+
+
+def test_when_nothing_is_reported_every_object_ends_and_new_ones_take_new_ids(sam3_video_dir, clip, ours):
+    """A threshold no score passes: each object ends max_lost frames after it was found, the last one
+    alive too (the session then resets itself), and the frames after go on finding objects."""
+    tracker = ours[0]
+    frames, live, bookkept = run_recording_sessions(tracker, clip, 1.0, 1)
+    assert len(frames) == FRAMES and all(not frame.objects for frame in frames)
+    assert all(not alive for alive in live), "every object ends on the frame it was found (max_lost 1)"
+    assert all(not kept for kept in bookkept)
+    frames, live, _ = run_recording_sessions(tracker, clip, 1.0, 3)
+    ended: set[int] = set()
+    came_after_an_end = 0
+    for previous, alive in zip([set(), *live], live):
+        born = alive - previous
+        assert all(new > gone for new in born for gone in ended), "an ended id is never given again"
+        came_after_an_end += len(born) if ended else 0
+        ended |= previous - alive
+    assert ended and came_after_an_end, "objects ended and others came after"

@@ -46,7 +46,7 @@ from dataclasses import replace
 import litserve as ls
 
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.interfaces.models import served_detectors, served_sam_types
+from lang_sam.interfaces.models import served_detectors, served_sam_types, served_semantic_models
 from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
 from lang_sam.interfaces.server.client import RemoteBackend
 from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY
@@ -83,9 +83,8 @@ def build_server(
     that /health reports what every worker runs."""
     device = resolve_device(settings.device or ("cpu" if accelerator == "cpu" else None))
     settings = replace(settings, dtype=str(resolve_dtype(settings.dtype, device)).removeprefix("torch."))
-    semantic_models = list(dict.fromkeys(semantic_models or ()))
     report = {"sam_types": list(served_sam_types(settings, sam_types)), "detectors": list(served_detectors(settings, detectors)),
-              "semantic_models": semantic_models, "device": device.type, "dtype": settings.dtype}
+              "semantic_models": served_semantic_models(semantic_models), "device": device.type, "dtype": settings.dtype}
     embeddings = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
     server = ls.LitServer(
         [LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors,
@@ -129,7 +128,7 @@ def serve(
     )
     if with_app:
         backend = RemoteBackend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60,
-                                semantic_models=list(dict.fromkeys(semantic_models or ())))
+                                semantic_models=served_semantic_models(semantic_models))
         import gradio as gr  # only here: a server without the app never imports Gradio
 
         from lang_sam.interfaces.app import build_app
