@@ -99,14 +99,14 @@ def child(count: int, model: Path, redetect_every: int, device: str, family: str
 
     segmenter = load_video_segmenter(checkpoint=model, device=device, dtype="float32")
     started = time.perf_counter()
-    done = tracks = alive = 0
+    done = largest_id = last_frame = 0
     for result in track(VideoFrames(frames(count)), "square", SquareDetector(), segmenter, redetect_every=redetect_every):
         done += 1
-        tracks = max(tracks, max((item.id for item in result.objects), default=0))
-        alive = len(result.objects)
+        largest_id = max(largest_id, max((item.id for item in result.objects), default=0))
+        last_frame = len(result.objects)
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"frames": done, "seconds": seconds, "peak_rss_mb": peak_mb, "tracks": tracks, "alive": alive}))
+    print(json.dumps({"frames": done, "seconds": seconds, "peak_rss_mb": peak_mb, "largest_id": largest_id, "last_frame": last_frame}))
 
 
 def main() -> None:
@@ -142,7 +142,7 @@ def main() -> None:
                                     check=True, capture_output=True, text=True)
             row = json.loads(output.stdout.strip().splitlines()[-1])
             print(f"{row['frames']:>7} {row['seconds']:>8.1f} {row['frames'] / row['seconds']:>9.2f} "
-                  f"{row['peak_rss_mb']:>12.0f} {row['tracks']:>11} {row['alive']:>11}")
+                  f"{row['peak_rss_mb']:>12.0f} {row['largest_id']:>11} {row['last_frame']:>11}")
 
 
 if __name__ == "__main__":

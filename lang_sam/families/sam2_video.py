@@ -152,14 +152,16 @@ class Sam2VideoStream:
         """Drop the pixels, inputs and tracked outputs the model no longer reads at frame index and after."""
         session = self.session
         if session.processed_frames:
-            for old in [frame for frame in session.processed_frames if frame < index]:
-                del session.processed_frames[old]
+            drop_frames_before(session.processed_frames, index)
         oldest = index - self.history + 1  # frames index - 1 back to index - (history - 1) are read
         for obj_idx, outputs in session.output_dict_per_obj.items():
-            tracked = outputs["non_cond_frame_outputs"]
-            for old in [frame for frame in tracked if frame < oldest]:
-                del tracked[old]
+            drop_frames_before(outputs["non_cond_frame_outputs"], oldest)
             for table in (session.frames_tracked_per_obj[obj_idx], session.point_inputs_per_obj[obj_idx],
                           session.mask_inputs_per_obj[obj_idx]):
-                for old in [frame for frame in table if frame < index]:
-                    del table[old]
+                drop_frames_before(table, index)
+
+
+def drop_frames_before(table: dict, index: int) -> None:
+    """Remove the frame keys below index from a session's per-frame table."""
+    for frame in [frame for frame in table if frame < index]:
+        del table[frame]

@@ -40,6 +40,7 @@ import torch
 from lang_sam.detector.grounding_dino import check_threshold
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidPromptError
+from lang_sam.families.sam2_video import drop_frames_before
 from lang_sam.families.sam3 import DEFAULT_SAM3, checked_classes, load_sam3
 from lang_sam.video.association import check_max_lost
 from lang_sam.video.tracker import TrackedFrame, TrackedObject, mask_box
@@ -152,13 +153,13 @@ class Sam3ConceptStream:
         """Drop what the model no longer reads on frame index and after."""
         session = self.session
         for table in (session.obj_id_to_tracker_score_frame_wise, session.suppressed_obj_ids):
-            _drop_before(table, index)
+            drop_frames_before(table, index)
         for tables in (session.frames_tracked_per_obj, session.mask_inputs_per_obj, session.point_inputs_per_obj):
             for table in tables.values():
-                _drop_before(table, index)
+                drop_frames_before(table, index)
         oldest_memory = index - self.memories + 1
         for outputs in session.output_dict_per_obj.values():
-            _drop_before(outputs["non_cond_frame_outputs"], index - self.history + 1)
+            drop_frames_before(outputs["non_cond_frame_outputs"], index - self.history + 1)
             conditioning = outputs["cond_frame_outputs"]
             latest = sorted(conditioning)[-self.max_cond_frames:] if self.max_cond_frames != -1 else list(conditioning)
             for frame in conditioning:
@@ -167,12 +168,6 @@ class Sam3ConceptStream:
         oldest_hotstart = index - self.model.hotstart_delay
         for frames in (*session.unmatched_frame_inds.values(), *session.overlap_pair_to_frame_inds.values()):
             frames[:] = [frame for frame in frames if frame >= oldest_hotstart]
-
-
-def _drop_before(table: dict, index: int) -> None:
-    """Remove table's frame keys below index."""
-    for frame in [frame for frame in table if frame < index]:
-        del table[frame]
 
 
 class _NewestFrame(dict):

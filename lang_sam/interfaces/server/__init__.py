@@ -120,6 +120,7 @@ def serve(
 ) -> None:
     """Run the server until interrupted; call under ``if __name__ == "__main__"`` (workers are spawned)."""
     served = served_sam_types(settings, sam_types)  # checked here, so a bad name fails before workers start
+    semantic_models = served_semantic_models(semantic_models)
     accelerator = "cpu" if (settings.device or "").startswith("cpu") else "auto"
     server = build_server(
         settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator,
@@ -128,7 +129,7 @@ def serve(
     )
     if with_app:
         backend = RemoteBackend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60,
-                                semantic_models=served_semantic_models(semantic_models))
+                                semantic_models=semantic_models)
         import gradio as gr  # only here: a server without the app never imports Gradio
 
         from lang_sam.interfaces.app import build_app

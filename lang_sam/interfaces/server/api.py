@@ -18,7 +18,7 @@ from PIL import Image
 
 from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
-from lang_sam.interfaces.models import ModelPool, served_detectors, served_sam_types
+from lang_sam.interfaces.models import ModelPool, served_detectors, served_sam_types, served_semantic_models
 from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY, EmbeddingStore
 from lang_sam.interfaces.server.validation import (
     DecodeRequest, EmbedRequest, EverythingRequest, Limits, PredictRequest, Rejected, parse_request,
@@ -63,7 +63,7 @@ class LangSAMAPI(ls.LitAPI):
         self.preload = preload
         self.embeddings_folder, self.embeddings_kept = embeddings_folder, embeddings_kept
         self.detectors = served_detectors(settings, detectors)
-        self.semantic_models = list(semantic_models or ())
+        self.semantic_models = served_semantic_models(semantic_models)
 
     def setup(self, device: str) -> None:
         if not LOGGER.handlers:  # a spawned worker process: log to its stderr, the server's log
