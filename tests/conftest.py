@@ -13,6 +13,8 @@ from PIL import Image
 from lang_sam.devices import describe_cpu
 from lang_sam.registry import SamArchitecture
 from lang_sam.segmenter.build import build_sam_from_architecture
+from tests.forced_auto_dtype.sitecustomize import VARIABLE as FORCED_AUTO_VARIABLE
+from tests.forced_auto_dtype.sitecustomize import force_auto_dtype
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -34,8 +36,16 @@ TINY_A, TINY_B = TINY_SAMS
 # Every command the tests run (lang-sam predict, label, eval, app, serve, in process or not) reads
 # its dtype from here as users set it: float32, so that results do not depend on whether the
 # machine has native bfloat16 (dtype="auto" would pick bf16 on some CI machines, fp32 on others).
-# The bf16 paths have tests of their own.
+# The bf16 paths have tests of their own, and the defaults run under both outcomes of "auto" (the
+# auto_dtype fixture below).
 os.environ["LANG_SAM_DTYPE"] = "float32"
+
+# LANG_SAM_TEST_AUTO_DTYPE=bfloat16 (or float32) forces what "auto" resolves to on the CPU for the
+# whole run, in this process and in every process the tests start (see forced_auto_dtype/).
+FORCED_AUTO_SITE = Path(__file__).resolve().parent / "forced_auto_dtype"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FORCED_AUTO_SITE), os.environ.get("PYTHONPATH")]))
+if os.environ.get(FORCED_AUTO_VARIABLE):
+    force_auto_dtype(os.environ[FORCED_AUTO_VARIABLE])
 
 # Under pytest-xdist each test process gets its share of the cores (and so do the servers and
 # commands it starts), instead of every process running a thread per core.
@@ -49,7 +59,37 @@ def pytest_sessionstart(session):
     """Start the output with the machine: on a CPU without native bfloat16 the suite runs slower."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"lang-sam tests on: {describe_cpu()}, torch {torch.__version__}")
+        forced = os.environ.get(FORCED_AUTO_VARIABLE)
+        forcing = f" ({FORCED_AUTO_VARIABLE}: auto forced to {forced} on the CPU)" if forced else ""
+        reporter.write_line(f"lang-sam tests on: {describe_cpu()}, torch {torch.__version__}{forcing}")
+
+
+@pytest.fixture(params=["float32", "bfloat16"], ids=["auto=float32", "auto=bfloat16"])
+def auto_dtype(request, monkeypatch) -> torch.dtype:
+    """Runs a test of the defaults twice: as on a CPU where dtype "auto" means float32 and as on one
+    where it means bfloat16 (Intel AMX), whatever this machine is; LANG_SAM_DTYPE is unset, so the
+    test, and every process it starts, gets what a user who sets no dtype gets. Returns that dtype,
+    for the test to compare in."""
+    from lang_sam import devices
+
+    for name in ("auto_dtype", "native_bf16"):
+        monkeypatch.setattr(devices, name, getattr(devices, name))  # restored after the test
+    force_auto_dtype(request.param)
+    monkeypatch.setenv(FORCED_AUTO_VARIABLE, request.param)
+    monkeypatch.delenv("LANG_SAM_DTYPE", raising=False)
+    assert devices.resolve_dtype(None, torch.device("cpu")) == devices.DTYPES[request.param]
+    return devices.DTYPES[request.param]
+
+
+@pytest.fixture
+def measured_auto_dtype(monkeypatch) -> None:
+    """lang_sam.devices resolving "auto" from the CPU's own features again, for a test of that
+    resolution itself, even in a run that forces it (LANG_SAM_TEST_AUTO_DTYPE)."""
+    from lang_sam import devices
+
+    for name in ("auto_dtype", "native_bf16"):
+        function = getattr(devices, name)
+        monkeypatch.setattr(devices, name, getattr(function, "measured", function))
 
 
 def random_sam_state_dict(architecture: SamArchitecture, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -113,6 +113,28 @@ def canvas_pixels(page, app_url: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(httpx.get(urljoin(app_url, source), timeout=60).content)).convert("RGB"))
 
 
+CANVAS_READY = """() => {
+    const image = document.querySelector('#click-canvas img');
+    if (!image || !image.complete || image.naturalWidth === 0) return false;
+    const shown = image.getBoundingClientRect();
+    return shown.width > 0 && shown.height > 0;
+}"""
+
+
+def loaded_canvas(page) -> dict:
+    """The click canvas's box on the page, once its image has loaded and been laid out: Gradio turns
+    a click into image pixels with the image's natural and shown sizes, so a click on an image still
+    loading (after an upload or a new drawing) lands at x = 0 on a busy machine."""
+    page.wait_for_function(CANVAS_READY)
+    return page.locator("#click-canvas img").first.bounding_box()
+
+
+def click_canvas(page, fx: float, fy: float, **options) -> None:
+    """Click at (fx, fy) of the canvas image's width and height, once it is ready for clicks."""
+    box = loaded_canvas(page)
+    page.locator("#click-canvas img").first.click(position={"x": fx * box["width"], "y": fy * box["height"]}, **options)
+
+
 def test_clicks_segment_as_the_library_does_and_a_background_click_changes_the_mask(page, app_url, service_models):
     from lang_sam import LangSAM
     from lang_sam.drawing import draw_image
@@ -123,12 +145,10 @@ def test_clicks_segment_as_the_library_does_and_a_background_click_changes_the_m
     choose_sam(page, TINY_A)
     page.locator("#click-upload input[type=file]").set_input_files(str(ASSETS / "chelsea.jpg"))
     page.locator("#click-status").get_by_text("Click on the object").wait_for()
-    canvas = page.locator("#click-canvas img").first
-    box = canvas.bounding_box()
     drawings = []
     for count, (fx, fy, mode) in enumerate(((0.45, 0.5, "object point"), (0.8, 0.3, "background point")), start=1):
         page.get_by_label(mode).check()
-        canvas.click(position={"x": fx * box["width"], "y": fy * box["height"]})
+        click_canvas(page, fx, fy)
         page.locator("#click-status").get_by_text(f"{count} click").wait_for()
         page.wait_for_function(f"() => JSON.parse(document.querySelector('#click-points textarea').value || '[]').length == {count}")
         clicks = json.loads(page.locator("#click-points textarea").input_value())
@@ -150,14 +170,14 @@ def test_clicks_segment_as_the_library_does_and_a_background_click_changes_the_m
         return json.loads(page.locator("#click-points textarea").input_value())
 
     page.get_by_label("object point").check()
-    canvas.click(position={"x": 0.8 * box["width"], "y": 0.3 * box["height"]}, modifiers=["Shift"])
+    click_canvas(page, 0.8, 0.3, modifiers=["Shift"])
     assert clicks_after(2)[-1][2] == 0, "Shift+click adds a background point in object mode"
     page.locator("#click-clear").click()
     clicks_after(0)
     page.get_by_label("box corner (two clicks)").check()
-    canvas.click(position={"x": 0.6 * box["width"], "y": 0.7 * box["height"]})
+    click_canvas(page, 0.6, 0.7)
     page.locator("#click-status").get_by_text("Click the opposite corner").wait_for()
-    canvas.click(position={"x": 0.1 * box["width"], "y": 0.15 * box["height"]})
+    click_canvas(page, 0.1, 0.15)
     corners = clicks_after(2)
     (x1, y1, _), (x0, y0, _) = corners
     assert np.array_equal(canvas_pixels(page, app_url), draw_image(photo, model.predict(photo, boxes=[[x0, y0, x1, y1]]))), \
@@ -165,7 +185,7 @@ def test_clicks_segment_as_the_library_does_and_a_background_click_changes_the_m
     page.locator("#click-clear").click()
     clicks_after(0)
     page.get_by_label("object point").check()
-    canvas.click(position={"x": 0.45 * box["width"], "y": 0.5 * box["height"]})
+    click_canvas(page, 0.45, 0.5)
     click = clicks_after(1)
     page.locator("#click-candidate").wait_for()
     expected = model.predict(photo, points=[click[0][:2]])

@@ -284,7 +284,20 @@ def test_meta_state_dict_as_safetensors_loads(meta_checkpoint, tmp_path):
     assert all(torch.equal(tensor, state_dict[name]) for name, tensor in sam.state_dict().items())
 
 
-def test_folder_and_repo_id_load_through_load_sam_and_the_cli(hf_folder, meta_checkpoint, tmp_path, monkeypatch):
+def same_weights_in(sam, state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> bool:
+    """Whether sam holds state_dict's weights as build_sam stores them in dtype: the image encoder and
+    the mask decoder in dtype, the prompt encoder in float32."""
+    def stored(key: str) -> torch.dtype:
+        return torch.float32 if key.startswith("prompt_encoder.") else dtype
+
+    loaded = sam.state_dict()
+    return loaded.keys() == state_dict.keys() and all(
+        tensor.dtype == stored(key) and torch.equal(tensor, state_dict[key].to(stored(key))) for key, tensor in loaded.items()
+    )
+
+
+def test_folder_and_repo_id_load_through_load_sam_and_the_cli(hf_folder, meta_checkpoint, tmp_path, monkeypatch,
+                                                               auto_dtype):
     from huggingface_hub import constants
 
     from lang_sam.datasets.labeling import model_record
@@ -304,7 +317,7 @@ def test_folder_and_repo_id_load_through_load_sam_and_the_cli(hf_folder, meta_ch
     for checkpoint, name in ((hf_folder, hf_folder.name), ("someone/tiny-sam", "someone/tiny-sam")):
         loaded_name, sam = load_sam(checkpoint=checkpoint)
         assert loaded_name == name
-        assert all(torch.equal(tensor, state_dict[key]) for key, tensor in sam.state_dict().items())
+        assert same_weights_in(sam, state_dict, auto_dtype), "load_sam's default dtype is what 'auto' resolves to"
     record = model_record(Settings(sam_checkpoint="someone/tiny-sam", device="cpu"))
     assert record["sam"] == "someone/tiny-sam" and record["sam_sha256"] == file_sha256(snapshot / "model.safetensors")
     photos = tmp_path / "photos"
@@ -407,7 +420,7 @@ def test_cli_convert_bad_input_leaves_nothing(meta_checkpoint, tmp_path, capsys,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pth"]
 
 
-def test_sam_folder_in_the_checkpoint_folder_is_a_sam_name(hf_folder, meta_checkpoint, tmp_path):
+def test_sam_folder_in_the_checkpoint_folder_is_a_sam_name(hf_folder, meta_checkpoint, tmp_path, auto_dtype):
     from lang_sam.interfaces.models import ModelPool
     from lang_sam.registry import FAMILY_MODELS, sam_names
     from lang_sam.settings import Settings
@@ -419,6 +432,6 @@ def test_sam_folder_in_the_checkpoint_folder_is_a_sam_name(hf_folder, meta_check
     assert sam_names(checkpoints) == ["vit_h", "vit_l", "vit_b", *FAMILY_MODELS, "my-hf-sam"]
     name, sam = load_sam("my-hf-sam", checkpoint_dir=checkpoints)
     _, state_dict = meta_checkpoint
-    assert name == "my-hf-sam" and all(torch.equal(t, state_dict[k]) for k, t in sam.state_dict().items())
+    assert name == "my-hf-sam" and same_weights_in(sam, state_dict, auto_dtype)
     pool = ModelPool(Settings(sam_type="my-hf-sam", checkpoint_dir=str(checkpoints), device="cpu"))
     assert pool.check("my-hf-sam") == "my-hf-sam"

@@ -42,14 +42,16 @@ def test_segment_anything_notebook_runs(monkeypatch, sam_files):
     assert np.array_equal(namespace["overlay"], expected) and (namespace["overlay"] != image).any()
 
 
-def test_lang_sam_demo_notebook_runs(monkeypatch, sam_files, tiny_detector_dir):
+def test_lang_sam_demo_notebook_runs(monkeypatch, sam_files, tiny_detector_dir, auto_dtype):
+    """The notebook sets no dtype: it runs in what "auto" resolves to, and so does the comparison."""
     monkeypatch.chdir(NOTEBOOKS)
     monkeypatch.delenv("LANG_SAM_SAM_TYPE", raising=False)
     monkeypatch.setenv("LANG_SAM_SAM_CHECKPOINT", str(sam_files[0]))
     monkeypatch.setenv("LANG_SAM_DETECTOR", str(tiny_detector_dir))
     namespace = run_notebook("lang_sam_demo.ipynb")
     result = namespace["result"]
-    model = LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype="float32")
+    assert namespace["model"].dtype == auto_dtype
+    model = LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype=auto_dtype)
     image = np.asarray(Image.open(NOTEBOOKS.parent / "assets" / "chelsea.jpg").convert("RGB"))
     expected = model.predict(image, "cat, sofa", box_threshold=0.3, text_threshold=0.25)
     assert result.num_detections > 0 and result.phrases == expected.phrases and np.array_equal(result.masks, expected.masks)

@@ -230,7 +230,7 @@ def test_a_detector_whose_weights_would_run_code_is_refused_with_what_to_do(tiny
     assert not (tmp_path / "code-ran").exists(), "unpickling ran code"
 
 
-def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch):
+def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch, measured_auto_dtype):
     import warnings
 
     from lang_sam import devices

@@ -24,7 +24,7 @@ from lang_sam.interfaces.server.api import predict_batch
 from lang_sam.segmenter.embedding_store import EmbeddingStore
 from lang_sam.interfaces.server.validation import PredictRequest, Rejected
 from lang_sam.results import LangSAMResult
-from tests.conftest import TINY_A, TINY_B
+from tests.conftest import FORCED_AUTO_VARIABLE, TINY_A, TINY_B
 from tests.robustness_cases import write_image_cases
 from tests.services import free_port, session_processes, start_service, stop_session, wait_until_gone
 from tests.test_grounding_dino import ASSETS
@@ -357,16 +357,20 @@ def test_predict_batch_isolates_the_request_at_fault(error, status, tmp_path):
     assert pool.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]], "one batched call, then one call per request"
 
 
-def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, tmp_path, tmp_path_factory):
+def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, tmp_path, tmp_path_factory, auto_dtype):
     """With --with-app one process serves the API and the Gradio app (its Everything tab naming masks
     with the server's semantic model); SIGTERM to that process alone (as docker stop sends) stops
-    every worker it started."""
+    every worker it started. No dtype is set: /health, the workers and the app run what "auto" means."""
     port = free_port()
     semantic = str(semantic_model(tmp_path_factory))
     command = [sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port), "--with-app",
                "--semantic-models", semantic]
-    process = start_service(command, service_environment, f"http://127.0.0.1:{port}/health", tmp_path / "server.log")
+    environment = {**{key: value for key, value in service_environment.items() if key != "LANG_SAM_DTYPE"},
+                   FORCED_AUTO_VARIABLE: os.environ[FORCED_AUTO_VARIABLE], "PYTHONPATH": os.environ["PYTHONPATH"]}
+    process = start_service(command, environment, f"http://127.0.0.1:{port}/health", tmp_path / "server.log")
+    dtype = str(auto_dtype).removeprefix("torch.")
     try:
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["dtype"] == dtype
         assert len(session_processes(process.pid)) >= 2, "LitServe runs the model in worker processes"
         page = httpx.get(f"http://127.0.0.1:{port}/app/", timeout=30)
         assert page.status_code == 200 and "gradio" in page.text.lower()
@@ -376,7 +380,7 @@ def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, 
         _, table, download, status = client.predict(
             handle_file(str(ASSETS / "coffee.jpg")), "cup", TINY_A, 0.0, 0.0, 0.5, True, api_name="/predict"
         )
-        assert f"SAM {TINY_A} (encoder width 192)" in status
+        assert f"SAM {TINY_A} (encoder width 192)" in status and f"on cpu, {dtype}" in status
         direct = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},
                             data={"prompt": "cup", "box_threshold": "0", "text_threshold": "0", "nms_iou_threshold": "0.5",
                                   "multimask_output": "true"}, timeout=300).json()
