@@ -435,3 +435,77 @@ def test_sam_folder_in_the_checkpoint_folder_is_a_sam_name(hf_folder, meta_check
     assert name == "my-hf-sam" and same_weights_in(sam, state_dict, auto_dtype)
     pool = ModelPool(Settings(sam_type="my-hf-sam", checkpoint_dir=str(checkpoints), device="cpu"))
     assert pool.check("my-hf-sam") == "my-hf-sam"
+
+
+def test_convert_into_a_folder_that_cannot_be_written_fails_before_reading(meta_checkpoint, capsys, monkeypatch):
+    import lang_sam.segmenter.convert as convert
+
+    path, _ = meta_checkpoint
+    reads = []
+    monkeypatch.setattr(convert, "read_sam_checkpoint", lambda *args: reads.append(args))
+    # /proc refuses new files even to root, as a read-only folder refuses them to a user
+    assert main(["convert", str(path), "--out", "/proc/lang-sam-convert.pth", "--to", "meta"]) == 2
+    error = capsys.readouterr().err
+    assert "cannot be written" in error and "Traceback" not in error and reads == [], "refused before reading"
+
+
+def test_convert_overwrite_replaces_only_a_model_folder(meta_checkpoint, tmp_path, capsys):
+    path, _ = meta_checkpoint
+    folder = tmp_path / "keep_hf"
+    assert main(["convert", str(path), "--out", str(folder), "--to", "hf"]) == 0
+    written = sorted(p.name for p in folder.iterdir())
+    assert main(["convert", str(path), "--out", str(folder), "--to", "hf", "--overwrite"]) == 0, "its own output"
+    (folder / "mine.txt").write_text("the user's notes")
+    assert main(["convert", str(path), "--out", str(folder), "--to", "hf", "--overwrite"]) == 2
+    error = capsys.readouterr().err
+    assert "mine.txt" in error and "nothing of yours is deleted" in error
+    assert (folder / "mine.txt").read_text() == "the user's notes"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*written, "mine.txt"])
+
+
+@pytest.mark.parametrize(("vision", "named"), [
+    ({"num_hidden_layers": 1_000_000}, "num_hidden_layers = 1000000"),
+    ({"hidden_size": 0}, "hidden_size = 0"),
+    ({"num_attention_heads": 7}, "not a multiple of num_attention_heads 7"),
+    ({"global_attn_indexes": [1, 40]}, "global_attn_indexes [40]"),
+])
+def test_a_config_far_outside_any_sam_is_refused_before_building(vision, named, hf_folder, tmp_path, capsys):
+    def edit(config):
+        config["vision_config"].update(vision)
+        config["vision_config"].pop("mlp_dim", None)
+
+    folder = hf_copy(hf_folder, tmp_path / "huge", edit_config=edit)
+    with pytest.raises(CheckpointError, match="describes no SAM image encoder") as error:
+        architecture_from_hf_config(json.loads((folder / "config.json").read_text()))
+    assert named in str(error.value)
+    assert main(["convert", str(folder), "--out", str(tmp_path / "huge.pth")]) == 2
+    assert named in capsys.readouterr().err and not (tmp_path / "huge.pth").exists()
+    assert main(["export-onnx", "--checkpoint", str(folder), "--out", str(tmp_path / "onnx")]) == 2
+    assert named in capsys.readouterr().err and not (tmp_path / "onnx").exists()
+
+
+class RunsCode:
+    """Unpickled, it would create the file marker."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_plain_pickle_holding_code_is_refused_as_code_and_never_run(meta_checkpoint, tmp_path, capsys):
+    import pickle
+
+    plain = tmp_path / "plain.pth"
+    plain.write_bytes(pickle.dumps({"image_encoder.pos_embed": RunsCode(str(tmp_path / "code-ran"))}, protocol=4))
+    assert main(["convert", str(plain), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "Refused to load" in error and "could run code" in error and "corrupt" not in error
+    assert not (tmp_path / "code-ran").exists(), "unpickling ran code"
+    legacy = tmp_path / "legacy.pth"  # torch.save's format before PyTorch 1.6: a pickle, read safely
+    path, state_dict = meta_checkpoint
+    torch.save(state_dict, legacy, _use_new_zipfile_serialization=False)
+    assert main(["convert", str(legacy), "--out", str(tmp_path / "from-legacy")]) == 0
+    assert load_file(tmp_path / "from-legacy" / "model.safetensors").keys() == meta_to_hf(state_dict, architecture_of(
+        build_sam(checkpoint=path)))[0].keys()

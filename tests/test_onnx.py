@@ -124,3 +124,12 @@ def test_export_errors_are_clear_and_leave_nothing(sam_files, tmp_path, capsys):
     finally:
         locked.chmod(0o700)
     assert [p.name for p in locked.iterdir()] == []
+
+
+@pytest.mark.parametrize("opset", ["0", "13", "24"])
+def test_an_opset_sam_cannot_be_exported_to_is_refused_before_loading(opset, sam_files, tmp_path, capsys, monkeypatch):
+    loads = []
+    monkeypatch.setattr("lang_sam.segmenter.build.load_sam", lambda *args, **kwargs: loads.append(args))
+    assert main(["export-onnx", "--checkpoint", str(sam_files[0]), "--out", str(tmp_path / "out"), "--opset", opset]) == 2
+    error = capsys.readouterr().err
+    assert "opsets 14 to 23" in error and "Traceback" not in error and loads == [] and not (tmp_path / "out").exists()

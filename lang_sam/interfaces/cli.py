@@ -510,10 +510,11 @@ def _whole_number(text: str, flag: str) -> int:
 def _export_onnx(args: argparse.Namespace) -> int:
     _require("onnx", "onnx")
     from lang_sam.segmenter.build import load_sam
-    from lang_sam.segmenter.onnx import export_onnx
+    from lang_sam.segmenter.onnx import check_opset, export_onnx
 
     if args.quantize:
         _require("onnxruntime", "onnx")
+    check_opset(args.opset)
     check_output_folder(args.out)  # before the model loads; export_onnx checks again for library callers
     name, sam = load_sam(args.sam_type, args.checkpoint, "float32", args.checkpoint_dir)
     paths = export_onnx(sam, args.out, quantize=args.quantize, encoder=args.encoder,

@@ -17,6 +17,7 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -64,10 +65,12 @@ def read_weights_file(path: str | Path, name: str, remedy: str):
             return load_file(path, device="cpu")
         except (SafetensorError, OSError):
             raise corrupt from None
-    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since PyTorch 1.6
+    if not zipfile.is_zipfile(path) and not _starts_as_pickle(path):  # torch.save has written zips since PyTorch 1.6
         raise corrupt
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle's protocol draws torch's "please file an issue"
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"Refused to load {path}: it holds Python objects other than tensors, which could run code when "
@@ -75,6 +78,15 @@ def read_weights_file(path: str | Path, name: str, remedy: str):
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
         raise corrupt from None
+
+
+def _starts_as_pickle(path: Path) -> bool:
+    """Whether the file opens as a pickle of protocol 2 or later does (PROTO, then 2-5): a plain
+    pickle or torch.save's pre-1.6 format, which torch.load(weights_only=True) reads without running
+    anything, so that one holding code is reported as refused, not as corrupt."""
+    with path.open("rb") as file:
+        head = file.read(2)
+    return len(head) == 2 and head[0] == pickle.PROTO[0] and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL
 
 
 def is_hub_repo_id(checkpoint: str | Path) -> bool:

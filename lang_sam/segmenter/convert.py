@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 
 from lang_sam.errors import InvalidOptionError
-from lang_sam.io.files import write_atomically, write_folder_atomically
+from lang_sam.io.files import check_output_folder, write_atomically, write_folder_atomically
 from lang_sam.io.weights import HF_CONFIG_FILE, HF_WEIGHTS_FILE, local_sam_checkpoint
 from lang_sam.registry import META_DECODER_LAYER_NORM_EPS, SAM_MODELS, SamArchitecture
 from lang_sam.segmenter.build import read_sam_checkpoint
 from lang_sam.segmenter.hf_format import meta_to_hf
 
 LAYOUTS = ("hf", "meta")
+HF_FOLDER_FILES = (HF_CONFIG_FILE, HF_WEIGHTS_FILE, "preprocessor_config.json")  # what _write_hf_folder writes
 META_SUFFIXES = (".pth", ".safetensors")
 
 
@@ -103,8 +104,23 @@ def _check_options(source: Path, output: Path, to: str, sam_type: str | None, ov
                 f"{output} is a {kind}; the conversion is a {'folder' if to == 'hf' else 'file'}, so it is not replaced. "
                 "Choose another path."
             )
+        if output.is_dir():
+            _check_replaceable_folder(output)
     if not output.parent.is_dir():
         raise InvalidOptionError(f"{output}: the folder {output.parent} does not exist; create it first.")
+    check_output_folder(output.parent, "--out")
+
+
+def _check_replaceable_folder(folder: Path) -> None:
+    """--overwrite replaces a folder only when it holds nothing but what a conversion writes: anything
+    else in it is the user's, and would be deleted with the folder."""
+    others = sorted(entry.name for entry in folder.iterdir() if entry.name not in HF_FOLDER_FILES or not entry.is_file())
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise InvalidOptionError(
+            f"{folder} holds {shown}, which a conversion does not write: --overwrite replaces only a model folder "
+            f"({', '.join(HF_FOLDER_FILES)}), so nothing of yours is deleted. Choose another path, or move those out."
+        )
 
 
 def _write_hf_folder(folder: Path, hf_state_dict: dict[str, torch.Tensor], config: dict) -> None:

@@ -209,6 +209,7 @@ def architecture_from_hf_config(config: Mapping[str, Any]) -> SamArchitecture:
         )
     except (TypeError, ValueError):
         raise CheckpointError(f"config.json's vision_config is malformed: {dict(vision)}.") from None
+    _check_plausible(architecture)
     mlp_dim = int(architecture.encoder_embed_dim * _FIXED_CONFIG["vision_config"]["mlp_ratio"])
     differing = []
     for section, fixed in _FIXED_CONFIG.items():
@@ -226,3 +227,31 @@ def architecture_from_hf_config(config: Mapping[str, Any]) -> SamArchitecture:
             "differ from Meta's SAM."
         )
     return architecture
+
+
+# A config's image encoder may be at most this far beyond vit_h's (width 1280, 32 blocks, 16 heads):
+# nothing published comes near, and building a million blocks would run for hours before the weights
+# could be found not to match.
+MAX_ENCODER_WIDTH, MAX_ENCODER_DEPTH, MAX_ENCODER_HEADS = 4 * 1280, 4 * 32, 4 * 16
+
+
+def _check_plausible(architecture: SamArchitecture) -> None:
+    """Refuse an image encoder no SAM could have: sizes not positive or far beyond vit_h's, a width
+    the heads do not divide, global-attention blocks that do not exist."""
+    width, depth, heads = architecture.encoder_embed_dim, architecture.encoder_depth, architecture.encoder_num_heads
+    problems = [
+        f"{key} = {value} (1 to {limit})"
+        for key, value, limit in (("hidden_size", width, MAX_ENCODER_WIDTH), ("num_hidden_layers", depth, MAX_ENCODER_DEPTH),
+                                  ("num_attention_heads", heads, MAX_ENCODER_HEADS))
+        if not 1 <= value <= limit
+    ]
+    if not problems and width % heads:
+        problems.append(f"hidden_size {width} is not a multiple of num_attention_heads {heads}")
+    outside = [index for index in architecture.encoder_global_attn_indexes if not 0 <= index < depth]
+    if not problems and outside:
+        problems.append(f"global_attn_indexes {outside} name blocks beyond the {depth} there are")
+    if problems:
+        raise CheckpointError(
+            f"config.json's vision_config describes no SAM image encoder: {'; '.join(problems)}. The largest published "
+            "SAM, vit_h, has hidden_size 1280, 32 layers and 16 heads: give the config saved with the weights."
+        )

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lang_sam.errors import InvalidOptionError
 from lang_sam.io.files import FILE_MODE, check_output_folder
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.sam import Sam
@@ -33,6 +34,9 @@ from lang_sam.segmenter.sam import Sam
 DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
 DECODER_OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
 OPSET = 17
+# The opsets SAM exports to: 14 is the first with scaled_dot_product_attention's operators, 23 the last
+# PyTorch's exporter writes (measured with torch 2.14: 13 fails on attention, 24 is refused).
+MIN_OPSET, MAX_OPSET = 14, 23
 
 
 class SamOnnxModel(nn.Module):
@@ -100,6 +104,7 @@ def export_onnx(model: Sam, out: Path, quantize: bool = False, encoder: bool = F
     """Write OUT/decoder.onnx, with quantize OUT/decoder_quantized.onnx (int8 dynamic), with
     encoder OUT/encoder.onnx; each through a temporary file renamed into place. Returns the paths."""
     out = Path(out)
+    check_opset(opset)
     check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
@@ -112,6 +117,13 @@ def export_onnx(model: Sam, out: Path, quantize: bool = False, encoder: bool = F
     if encoder:
         written.append(_atomic(out / "encoder.onnx", lambda path: _export_encoder(model, path, opset)))
     return written
+
+
+def check_opset(opset: int) -> None:
+    """Refuse, before any model loads, an opset SAM cannot be exported to."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InvalidOptionError(f"--opset {opset!r}: SAM exports to ONNX opsets {MIN_OPSET} to {MAX_OPSET} "
+                                 f"(default {OPSET}); choose one of those.")
 
 
 def _export_decoder(model: Sam, path: Path, return_single_mask: bool, opset: int) -> None:
