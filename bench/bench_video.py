@@ -59,12 +59,12 @@ class SquareDetector:
 
     def detect(self, images, prompts, box_threshold=0.3, text_threshold=0.25, nms_iou_threshold=None):
         from lang_sam.detector.postprocess import BoxDetections
-        from lang_sam.video.tracker import mask_box
+        from lang_sam.geometry import mask_to_box
 
         results = []
         for image, classes in zip(images, prompts):
             pixels = np.asarray(image)
-            boxes = [mask_box((pixels == colour).all(axis=2)) for colour in ((230, 40, 40), (40, 200, 60))
+            boxes = [mask_to_box((pixels == colour).all(axis=2)) for colour in ((230, 40, 40), (40, 200, 60))
                      if (pixels == colour).all(axis=2).any()]
             count = len(boxes)
             results.append(BoxDetections(torch.tensor(np.array(boxes).reshape(-1, 4)), torch.full((count,), 0.9),

@@ -23,9 +23,11 @@ from lang_sam.families.base import Detector, MaskSet, Segmenter, TextSegmenter
 from lang_sam.families.detectors import load_detector
 from lang_sam.families.loading import load_segmenter
 from lang_sam.families.sam_v1 import SamV1Segmenter
+from lang_sam.geometry import mask_to_box
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.results import LangSAMResult
 from lang_sam.segmenter.sam import Sam
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Thresholds
 
 if TYPE_CHECKING:
     from lang_sam.settings import Settings
@@ -325,8 +327,8 @@ class LangSAM:
         self,
         images: ImageInput | PreparedImage | list[ImageInput | PreparedImage] | None = None,
         prompts: str | list[str] | None = None,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         max_detections: int | None = None,
         nms_iou_threshold: float | None = None,
         multimask_output: bool | None = None,
@@ -377,8 +379,7 @@ class LangSAM:
             prompts = [list(classes)] * (1 if single else len(images))
         detect = not (prompts is None or (isinstance(prompts, str) and not prompts.strip() and own))
         loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
-        if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
-            raise InvalidOptionError(f"max_detections must be a whole number >= 0, got {max_detections!r}.")
+        Thresholds(box_threshold, text_threshold, nms_iou_threshold, max_detections)  # checked before any model runs
         _check_multimask(multimask_output)
         if loaded.segments_text:
             if own:
@@ -476,10 +477,7 @@ class LangSAM:
                 )
                 _place(decoded, [click_target], masks, mask_scores, low_res, candidates)
                 if torch.isnan(box).all():  # the box around the clicked mask
-                    rows, columns = np.nonzero(masks[click_target])
-                    boxes[click_target] = torch.tensor(
-                        [columns.min(), rows.min(), columns.max() + 1, rows.max() + 1] if len(rows) else [0, 0, 0, 0],
-                        dtype=torch.float32)
+                    boxes[click_target] = torch.from_numpy(mask_to_box(masks[click_target]))
         order = torch.argsort(scores, descending=True, stable=True).numpy()
         candidate_masks = candidate_scores = None
         if candidates:

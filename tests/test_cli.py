@@ -212,3 +212,22 @@ def test_folders_are_walked_into_subfolders_and_never_into_the_output_folder(tmp
         assert run([photos, "--prompt", "cup", "--out", out], sam_files, tiny_detector_dir) == 0
         assert "2 of 2 images written" in capsys.readouterr().err, "the drawings of the first run are not inputs"
     assert sorted(p.name for p in out.iterdir()) == ["nested.json", "nested.png", "top.json", "top.png"]
+
+
+@pytest.mark.parametrize(("command", "named"), [
+    (["predict", "photo.jpg", "--prompt", "cat", "--box-threshold", "2"], "box_threshold must be a number between 0 and 1, got 2.0"),
+    (["predict", "photo.jpg", "--prompt", "cat", "--max-detections", "-1"], "max_detections must be a whole number >= 0"),
+    (["predict", "photo.jpg", "--prompt", "cat", "--nms-iou-threshold", "nan"], "nms_iou_threshold must be a number"),
+    (["label", "photos", "--classes", "cat", "--out", "out", "--text-threshold", "-0.5"], "text_threshold must be"),
+    (["eval", "--coco", "instances.json", "--images", "photos", "--box-threshold", "1.5"], "box_threshold must be"),
+    (["track", "clip.mp4", "--prompt", "cat", "--text-threshold", "7"], "text_threshold must be"),
+])
+def test_thresholds_are_checked_before_settings_or_models(command, named, monkeypatch, tmp_path, capsys):
+    def no_settings(args):
+        raise AssertionError("settings were read (and models would load) before the thresholds were checked")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("lang_sam.interfaces.cli._settings", no_settings)
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert named in error and "Traceback" not in error and list(tmp_path.iterdir()) == []

@@ -28,7 +28,7 @@ from segment_anything.utils.transforms import ResizeLongestSide as MetaResizeLon
 import lang_sam.segmenter
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError
 from lang_sam.registry import SAM_MODELS
-from lang_sam.segmenter.predictor import ImageEmbedding
+from lang_sam.segmenter.sam import ImageEmbedding
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict, reference_sam, shared_image, synthetic_image
 from tests.test_automatic_mask_generator import assert_same_records
 from tests.test_sam_reference import assert_same_outputs

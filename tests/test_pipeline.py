@@ -215,7 +215,7 @@ def test_real_photo_from_shared_data(model):
 
 
 def test_multimask_keeps_the_candidate_sam_scores_best_and_nms_reaches_the_detector(model):
-    from lang_sam.segmenter.predictor import decode_prompts, encode_image
+    from lang_sam.segmenter.sam import decode_prompts, encode_image
 
     image = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
     result = model.predict(image, "cat, sofa", max_detections=5, multimask_output=True, **LOOSE)

@@ -28,6 +28,7 @@ from lang_sam.io.files import remove_leftovers, write_atomically
 from lang_sam.io.images import IMAGE_SUFFIXES, find_images, load_image
 from lang_sam.registry import default_sam_type
 from lang_sam.settings import Settings
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
 
 
 def model_record(settings: Settings) -> dict[str, str | None]:
@@ -54,8 +55,8 @@ class LabelJob:
     out: Path
     chunk_size: int = 16
     batch_size: int = 4
-    box_threshold: float = 0.3
-    text_threshold: float = 0.25
+    box_threshold: float = BOX_THRESHOLD
+    text_threshold: float = TEXT_THRESHOLD
     max_detections: int | None = None
     everything: dict[str, Any] | None = None  # segment everything: the generator's options and "semantic"
 

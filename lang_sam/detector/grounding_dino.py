@@ -3,7 +3,6 @@ outputs and label rules; the model class is picked from config.json's model_type
 
 from __future__ import annotations
 
-import math
 import types
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, ModelLoadError
 from lang_sam.registry import DEFAULT_DETECTOR, DETECTORS
 from lang_sam.io.weights import load_pretrained_checked, missing_hub_model_message
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Thresholds
 
 # config.json's model_type -> the transformers class GroundingDinoDetector runs it with
 GROUNDING_DINO_CLASSES = {
@@ -94,8 +94,8 @@ class GroundingDinoDetector:
         self,
         images: Image.Image | DetectorInput | list[Image.Image | DetectorInput],
         prompts: str | list[str],
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         nms_iou_threshold: float | None = None,
     ) -> BoxDetections | list[BoxDetections]:
         """Detect the prompt's classes in one RGB image, or in a list of them.
@@ -243,16 +243,5 @@ def detection_request(
     prompt_list = [prompts] * len(image_list) if isinstance(prompts, str) else list(prompts)
     if len(prompt_list) != len(image_list):
         raise InvalidOptionError(f"Got {len(image_list)} images but {len(prompt_list)} prompts; give one prompt or one per image.")
-    check_threshold("box_threshold", box_threshold)
-    check_threshold("text_threshold", text_threshold)
-    if nms_iou_threshold is not None:
-        check_threshold("nms_iou_threshold", nms_iou_threshold)
+    Thresholds(box_threshold, text_threshold, nms_iou_threshold)
     return single, image_list, [parse_classes(prompt) for prompt in prompt_list]
-
-
-def check_threshold(name: str, value: float) -> None:
-    """A threshold between 0 and 1, else the InvalidOptionError that says so."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value <= 1:
-        raise InvalidOptionError(f"{name} must be a number between 0 and 1, got {value!r}.")
-
-

@@ -23,6 +23,8 @@ import torch
 from PIL import Image
 
 from lang_sam.detector.postprocess import BoxDetections
+from lang_sam.results import encode_rles
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class TextSegmenter(Protocol):
     dtype: torch.dtype
 
     def segment_text(
-        self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = 0.3,
+        self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
         nms_iou_threshold: float | None = None,
     ) -> list[TextSegments]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes scoring above
@@ -117,8 +119,8 @@ class Detector(Protocol):
         self,
         images: Any,
         prompts: str | list,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         nms_iou_threshold: float | None = None,
     ) -> BoxDetections | list[BoxDetections]:
         """Boxes of the prompt's classes in one image or a list (one prompt for all, or one each)."""
@@ -160,6 +162,44 @@ class VideoSegmenter(Protocol):
         """Number of weights."""
 
 
+@dataclass(frozen=True)
+class TrackedObject:
+    """One object on one frame: id (the same on every frame it is tracked), label (one of the
+    classes), score (the detector's score when a detection last started or matched the track; SAM 3
+    video's own score of the object), box
+    ((4,) float32 pixel xyxy around the mask) and mask ((H, W) bool)."""
+
+    id: int
+    label: str
+    score: float
+    box: np.ndarray
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One frame's result: index (from the video's first frame), time (seconds), image ((H, W, 3)
+    uint8 RGB, for drawing) and the objects on it, by id."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    objects: tuple[TrackedObject, ...]
+
+    def to_json(self) -> dict:
+        """Frame index, time and per object id, label, score, box and COCO RLE mask (one JSONL line of lang-sam track)."""
+        rles = encode_rles(np.stack([item.mask for item in self.objects])) if self.objects else []
+        return {
+            "frame": self.index,
+            "time": round(self.time, 6),
+            "objects": [
+                {"id": item.id, "label": item.label, "score": round(item.score, 6),
+                 "box": [round(float(v), 3) for v in item.box], "mask": rle}
+                for item, rle in zip(self.objects, rles)
+            ],
+        }
+
+
 @runtime_checkable
 class ConceptTracker(Protocol):
     """Tracks every instance of the user's classes through a video from the text alone (SAM 3
@@ -172,8 +212,8 @@ class ConceptTracker(Protocol):
     dtype: torch.dtype
 
     def track_concepts(self, frames: Iterable[tuple[int, float, np.ndarray]], classes: Sequence[str],
-                       score_threshold: float = 0.5, max_lost: int = 30) -> Iterator[Any]:
-        """One lang_sam.video.tracker.TrackedFrame per (index, time, (H, W, 3) uint8 image) frame:
+                       score_threshold: float = 0.5, max_lost: int = 30) -> Iterator[TrackedFrame]:
+        """One TrackedFrame per (index, time, (H, W, 3) uint8 image) frame:
         the objects scoring above score_threshold, labels exactly the given class names; an object
         unreported for max_lost frames in a row ends (its id is not given again)."""
 

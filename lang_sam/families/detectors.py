@@ -29,6 +29,7 @@ from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadErr
 from lang_sam.families.base import Detector
 from lang_sam.io.weights import load_pretrained_checked
 from lang_sam.registry import DETECTORS
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
 
 DEFAULT_OWLV2 = "owlv2-base-patch16-ensemble"
 DEFAULT_MAX_QUERIES = 128  # class queries per text-encoder and class-head call
@@ -125,8 +126,8 @@ class Owlv2Detector:
         self,
         images: Image.Image | Owlv2Input | list[Image.Image | Owlv2Input],
         prompts: str | list[str],
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         nms_iou_threshold: float | None = None,
     ) -> BoxDetections | list[BoxDetections]:
         """Detect the prompt's classes in one RGB image, or in a list of them.

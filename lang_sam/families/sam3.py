@@ -30,13 +30,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from lang_sam.detector.grounding_dino import check_threshold
 from lang_sam.detector.postprocess import BoxDetections, class_wise_nms
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.families.base import TextSegments
 from lang_sam.io.images import load_image
 from lang_sam.io.weights import load_pretrained_checked
+from lang_sam.vocabulary import BOX_THRESHOLD, check_threshold
 
 DEFAULT_SAM3 = "facebook/sam3"
 # A sam3_video folder (the layout of facebook/sam3 itself) holds the image model as its detector;
@@ -72,7 +72,7 @@ class Sam3TextSegmenter:
         return sum(parameter.numel() for parameter in self.model.parameters())
 
     def segment_text(
-        self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = 0.3,
+        self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
         nms_iou_threshold: float | None = None,
     ) -> list[TextSegments]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes (one list of names per

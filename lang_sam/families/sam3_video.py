@@ -37,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lang_sam.detector.grounding_dino import check_threshold
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidPromptError
+from lang_sam.families.base import TrackedFrame, TrackedObject
 from lang_sam.families.sam2_video import drop_frames_before
 from lang_sam.families.sam3 import DEFAULT_SAM3, checked_classes, load_sam3
-from lang_sam.video.association import check_max_lost
-from lang_sam.video.tracker import TrackedFrame, TrackedObject, mask_box
+from lang_sam.geometry import mask_to_box
+from lang_sam.vocabulary import check_max_lost, check_threshold
 
 VIDEO_MODEL_TYPE = "sam3_video"
 _IMAGE_ONLY = {"sam3": " it is SAM 3's image model alone (Sam3Model), with no tracker;"}
@@ -96,7 +96,7 @@ class Sam3VideoTracker:
             found = stream.add_frame(image)
             label_of = {obj_id: label for label, ids in found["prompt_to_obj_ids"].items() for obj_id in ids}
             objects = tuple(
-                TrackedObject(obj_id, label_of[obj_id], score, mask_box(mask), mask)
+                TrackedObject(obj_id, label_of[obj_id], score, mask_to_box(mask), mask)
                 for obj_id, score, mask in zip(found["object_ids"].tolist(), found["scores"].tolist(),
                                                found["masks"].cpu().numpy())
                 if score > score_threshold and mask.any()  # the non-overlap step can empty a mask

@@ -10,8 +10,7 @@ import torch
 from lang_sam.families.base import MaskSet
 from lang_sam.registry import TRANSFORMERS_SAM_MODEL_TYPE
 from lang_sam.segmenter import processing
-from lang_sam.segmenter.predictor import ImageEmbedding, decode_prompts, encode_image
-from lang_sam.segmenter.sam import Sam
+from lang_sam.segmenter.sam import ImageEmbedding, Sam, decode_prompts, encode_image
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.detector.grounding_dino import config_model_type
+from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import ModelLoadError
 from lang_sam.families.base import MaskSet
 from lang_sam.io.weights import load_pretrained_checked
-from lang_sam.segmenter.predictor import ImageEmbedding
+from lang_sam.segmenter.sam import ImageEmbedding
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import torch
 
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, ModelLoadError
+from lang_sam.geometry import masks_to_boxes
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.io.weights import load_pretrained_checked, missing_hub_model_message
 from lang_sam.registry import DEFAULT_UNIVERSAL, UNIVERSAL_MODELS
@@ -129,11 +130,9 @@ def vote_labels(masks: np.ndarray, class_map: np.ndarray) -> tuple[np.ndarray, n
 
 def _result(masks: np.ndarray, label_ids: np.ndarray, scores: np.ndarray, labels: list[str]) -> LangSAMResult:
     """masks (N, H, W) with their label ids and scores as a LangSAMResult (boxes around the masks)."""
-    from lang_sam.segmenter.automatic_mask_generator import masks_to_boxes_inclusive
-
     names = [labels[int(i)] for i in label_ids]
     classes = list(dict.fromkeys(names))
-    boxes = masks_to_boxes_inclusive(torch.from_numpy(masks)).numpy().astype(np.float32) if len(masks) else np.zeros((0, 4), np.float32)
+    boxes = masks_to_boxes(masks)
     return LangSAMResult(
         masks=masks.astype(bool), boxes=boxes, phrases=names, logits=np.asarray(scores, np.float32),
         mask_scores=np.asarray(scores, np.float32), class_ids=np.array([classes.index(n) for n in names], np.int64),

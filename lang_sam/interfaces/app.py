@@ -28,6 +28,7 @@ from lang_sam.io.images import load_image
 from lang_sam.registry import DETECTORS, UNIVERSAL_MODELS, sam_names
 from lang_sam.results import LangSAMResult
 from lang_sam.settings import Settings
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 NO_NAMES = "none"
@@ -247,8 +248,8 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
         with gr.Tab("Text prompt"):
             with gr.Row():
                 with gr.Column():
-                    box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
-                    text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
+                    box_threshold = gr.Slider(0.0, 1.0, value=BOX_THRESHOLD, step=0.01, label="Box threshold")
+                    text_threshold = gr.Slider(0.0, 1.0, value=TEXT_THRESHOLD, step=0.01, label="Text threshold")
                     with gr.Accordion("More options", open=False):
                         nms_iou_threshold = gr.Slider(
                             0.0, 1.0, value=1.0, step=0.01, label="NMS IoU threshold (drops boxes of a class overlapping "
@@ -314,8 +315,8 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
                     video_type = gr.Dropdown(video_types or [], value=(video_types or [None])[0], elem_id="video-type",
                                              label="Video model (SAM 2.1: masks carried from frame to frame by its memory)")
                     with gr.Accordion("More options", open=False):
-                        video_box_threshold = gr.Slider(0.0, 1.0, value=0.3, step=0.01, label="Box threshold")
-                        video_text_threshold = gr.Slider(0.0, 1.0, value=0.25, step=0.01, label="Text threshold")
+                        video_box_threshold = gr.Slider(0.0, 1.0, value=BOX_THRESHOLD, step=0.01, label="Box threshold")
+                        video_text_threshold = gr.Slider(0.0, 1.0, value=TEXT_THRESHOLD, step=0.01, label="Text threshold")
                         redetect_every = gr.Slider(1, 60, value=10, step=1, label="Detect again every N frames (new objects)")
                         max_lost = gr.Slider(1, 120, value=30, step=1, label="End a track unseen for N frames")
                         video_stride = gr.Slider(1, 10, value=1, step=1, label="Process every N-th frame")

@@ -16,6 +16,7 @@ from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
 from lang_sam.io.files import check_output_file, check_output_folder, remove_leftovers, write_atomically
 from lang_sam.io.images import find_images
 from lang_sam.registry import SAM_MODELS, UNIVERSAL_MODELS
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Thresholds
 
 SAM_CHECKPOINT_HELP = (
     "a SAM .pth or .safetensors file, a transformers SAM folder or a Hugging Face repo id "
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure COCO mask and box AP on a COCO dataset",
         description="Prompt with the dataset's category names and report COCO mask AP, AP50, AP75 and box AP "
         "(pycocotools), overall and per class, and in --json the precision-recall curves; --sam-only prompts SAM "
-        "with the ground-truth boxes and reports mean mask IoU. Predictions below --box-threshold (default 0.3) "
+        f"with the ground-truth boxes and reports mean mask IoU. Predictions below --box-threshold (default {BOX_THRESHOLD}) "
         "are not scored, which cuts the curve short: --box-threshold 0 --text-threshold 0 measures all of it.",
     )
     evaluate.add_argument("--coco", type=Path, required=True, help="COCO instances JSON")
@@ -274,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     _add_model_arguments(parser)
     parser.add_argument("--sam-checkpoint", help=SAM_CHECKPOINT_HELP)
-    parser.add_argument("--box-threshold", type=float, default=0.3, help="minimum box score (default: %(default)s)")
-    parser.add_argument("--text-threshold", type=float, default=0.25, help="minimum label score (default: %(default)s)")
+    parser.add_argument("--box-threshold", type=float, default=BOX_THRESHOLD, help="minimum box score (default: %(default)s)")
+    parser.add_argument("--text-threshold", type=float, default=TEXT_THRESHOLD, help="minimum label score (default: %(default)s)")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -300,6 +301,7 @@ def _settings(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_thresholds(args)
         if args.command == "app":
             _require("gradio", "app")
             from lang_sam.interfaces.app import launch
@@ -342,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     except LangSAMError as error:
         print(f"lang-sam: {error}", file=sys.stderr)
         return 2
+
+
+def _check_thresholds(args: argparse.Namespace) -> None:
+    """A subcommand's threshold flags, checked before anything loads (a model load takes seconds to minutes)."""
+    if hasattr(args, "box_threshold"):
+        Thresholds(args.box_threshold, args.text_threshold, getattr(args, "nms_iou_threshold", None),
+                   getattr(args, "max_detections", None))
 
 
 def _names(text: str | None) -> list[str]:

@@ -9,19 +9,19 @@ from dataclasses import replace
 
 import numpy as np
 
-from lang_sam.families.base import ConceptTracker, Detector, VideoSegmenter
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import InvalidOptionError, LangSAMError
+from lang_sam.families.base import ConceptTracker, Detector, TrackedFrame, VideoSegmenter
 from lang_sam.families.detectors import load_detector
 from lang_sam.families.loading import DEFAULT_VIDEO_SEGMENTER, load_video_segmenter, resolve_segmenter
 from lang_sam.families.universal import UniversalSegmenter
-from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.io.images import ImageInput
 from lang_sam.pipeline import LangSAM
-from lang_sam.results import LangSAMResult
-from lang_sam.video.tracker import TrackedFrame, open_and_track
 from lang_sam.registry import DEFAULT_SAM, TEXT_FAMILIES, VIDEO_FAMILIES, check_sam_type, sam_names
-from lang_sam.segmenter.predictor import ImageEmbedding
+from lang_sam.results import LangSAMResult
+from lang_sam.segmenter.sam import ImageEmbedding
 from lang_sam.settings import Settings
+from lang_sam.video.tracker import open_and_track
 
 
 def served_detectors(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:

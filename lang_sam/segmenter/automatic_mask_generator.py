@@ -20,9 +20,9 @@ import torch
 from torchvision.ops import batched_nms
 
 from lang_sam.errors import InvalidImageError, InvalidOptionError
+from lang_sam.geometry import masks_to_boxes
 from lang_sam.segmenter import processing
-from lang_sam.segmenter.predictor import decode_low_res, encode_image
-from lang_sam.segmenter.sam import Sam
+from lang_sam.segmenter.sam import Sam, decode_low_res, encode_image
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 EDGE_TOLERANCE = 20.0  # pixels: a box this close to a crop's inner edge was cut by the crop
@@ -256,21 +256,12 @@ def stability_scores(logits: torch.Tensor, threshold: float, offset: float) -> t
 
 
 def masks_to_boxes_inclusive(masks: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) bool -> (N, 4) xyxy of the first and last rows and columns holding the mask
-    (inclusive, as segment-anything's records give them); an empty mask gets [0, 0, 0, 0]."""
-    height, width = masks.shape[-2:]
-    rows, columns = masks.any(dim=2), masks.any(dim=1)
-
-    def first_last(present: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = torch.arange(size, device=present.device)
-        last = torch.where(present, positions, -1).amax(dim=1)
-        first = torch.where(present, positions, size).amin(dim=1)
-        return first, last
-
-    y0, y1 = first_last(rows, height)
-    x0, x1 = first_last(columns, width)
-    boxes = torch.stack([x0, y0, x1, y1], dim=1)
-    return torch.where((x1 < x0)[:, None], torch.zeros_like(boxes), boxes)
+    """(N, H, W) bool -> (N, 4) xyxy of the first and last rows and columns holding the mask:
+    segment-anything's records end boxes on the last pixel (inclusive), one before lang-sam's
+    pixel-edge convention (lang_sam.geometry); an empty mask gets [0, 0, 0, 0]."""
+    boxes = masks_to_boxes(masks)
+    held = (boxes[:, 2] > 0)[:, None]
+    return torch.where(held, boxes - torch.tensor([0, 0, 1, 1], device=boxes.device), boxes)
 
 
 def near_crop_edge(boxes: torch.Tensor, crop: list[int], image_size: tuple[int, int]) -> torch.Tensor:

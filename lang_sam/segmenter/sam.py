@@ -1,8 +1,11 @@
 """The Segment Anything model: image encoder, prompt encoder and mask decoder together, with
-segment-anything's public surface (batched forward, preprocess, postprocess_masks)."""
+segment-anything's public surface (batched forward, preprocess, postprocess_masks), and the
+stateless functions that run it: encode_image once per image, decode_prompts (or decode_low_res)
+any number of times against the ImageEmbedding it gives."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,10 +15,119 @@ from lang_sam.errors import InvalidImageError, InvalidPromptError
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
-from lang_sam.segmenter.predictor import decode_prompts, encode_image
 from lang_sam.segmenter.prompt_encoder import PromptEncoder
 
 PROMPT_KEYS = ("point_coords", "point_labels", "boxes", "mask_inputs")
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """SAM's embedding of one image and the sizes that map prompts and masks onto it. Immutable, so
+    one embedding can be cached and decoded from many threads at once.
+
+    features: SAM v1's (1, 256, 64, 64) float32, or the tuple of tensors a transformers family
+    embeds to (SAM 2.1's three levels, SAM-HQ's embedding and ViT states); original_size: (H, W)
+    of the image; input_size: (h, w) of the model's frame that prompts are scaled into (SAM v1:
+    the image resized to longest side 1024).
+    """
+
+    features: torch.Tensor | tuple[torch.Tensor, ...]
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+@torch.inference_mode()
+def encode_image(sam: Sam, transformed_image: torch.Tensor, original_size: tuple[int, int]) -> ImageEmbedding:
+    """Run the image encoder on an image already resized to processing.resize_image's size: (1, 3,
+    h, w) pixels in 0..255 (any dtype)."""
+    expected = processing.resized_shape(original_size)
+    if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3) or tuple(transformed_image.shape[2:]) != expected:
+        raise InvalidImageError(
+            f"The image must be resized to (1, 3, {expected[0]}, {expected[1]}) for an original size of "
+            f"{tuple(original_size)} (ResizeLongestSide(1024).apply_image does it), got {tuple(transformed_image.shape)}."
+        )
+    encoder = sam.image_encoder
+    features = encoder(sam.preprocess(transformed_image.to(encoder.pos_embed.device)).to(encoder.pos_embed.dtype)).float()
+    return ImageEmbedding(features, tuple(original_size), expected)
+
+
+@torch.inference_mode()
+def decode_prompts(
+    sam: Sam,
+    embedding: ImageEmbedding,
+    point_coords: torch.Tensor | None = None,
+    point_labels: torch.Tensor | None = None,
+    boxes: torch.Tensor | None = None,
+    mask_input: torch.Tensor | None = None,
+    multimask_output: bool = True,
+    return_logits: bool = False,
+    prompts_in_image_pixels: bool = False,
+    decoder_batch_size: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Masks for a batch of B prompts against one embedding, decoded decoder_batch_size at a time,
+    each chunk taken to full resolution before the next (memory grows only with the masks returned).
+
+    point_coords: (B, N, 2); point_labels: (B, N); boxes: (B, 4) xyxy; mask_input: (B, 1, 256, 256).
+    Coordinates are in the resized 1024 frame, as in segment-anything, unless
+    prompts_in_image_pixels, when they are in original image pixels.
+    Returns masks (B, M, H, W), IoU predictions (B, M) and low-res logits (B, M, 256, 256).
+    """
+    if prompts_in_image_pixels:
+        if point_coords is not None:
+            point_coords = processing.transform_coords(point_coords, embedding.original_size)
+        if boxes is not None:
+            boxes = processing.transform_boxes(boxes, embedding.original_size)
+    batch = next((t.shape[0] for t in (point_coords, boxes, mask_input) if t is not None), 1)
+    results = [
+        _decode_chunk(
+            sam,
+            embedding,
+            *(_rows(t, start, decoder_batch_size) for t in (point_coords, point_labels, boxes, mask_input)),
+            multimask_output,
+            return_logits,
+        )
+        for start in range(0, batch, decoder_batch_size)
+    ]
+    masks, iou, low_res = (torch.cat(parts) for parts in zip(*results))
+    return masks, iou, low_res
+
+
+def _decode_chunk(sam, embedding, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits):
+    low_res, iou = decode_low_res(sam, embedding, point_coords, point_labels, boxes, mask_input, multimask_output)
+    masks = processing.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
+    if not return_logits:
+        masks = masks > processing.MASK_THRESHOLD
+    return masks, iou, low_res
+
+
+@torch.inference_mode()
+def decode_low_res(
+    sam: Sam,
+    embedding: ImageEmbedding,
+    point_coords: torch.Tensor | None = None,
+    point_labels: torch.Tensor | None = None,
+    boxes: torch.Tensor | None = None,
+    mask_input: torch.Tensor | None = None,
+    multimask_output: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of the prompt encoder and mask decoder, prompts in the resized 1024 frame: low-res
+    logits (B, M, 256, 256) and IoU predictions (B, M), float32, nothing taken to full resolution
+    (callers that filter first, like the automatic mask generator, upscale only what they keep)."""
+    points = (point_coords, point_labels) if point_coords is not None else None
+    sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+    dtype = sam.mask_decoder.iou_token.weight.dtype
+    low_res, iou = sam.mask_decoder(
+        image_embeddings=embedding.features.to(dtype),
+        image_pe=sam.prompt_encoder.get_dense_pe().to(dtype),
+        sparse_prompt_embeddings=sparse.to(dtype),
+        dense_prompt_embeddings=dense.to(dtype),
+        multimask_output=multimask_output,
+    )
+    return low_res.float(), iou.float()
+
+
+def _rows(tensor: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
+    return None if tensor is None else tensor[start : start + count]
 
 
 class Sam(nn.Module):

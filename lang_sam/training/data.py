@@ -25,8 +25,7 @@ from lang_sam.io.images import load_image
 from lang_sam.results import decode_rle
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.embedding_store import EmbeddingStore
-from lang_sam.segmenter.predictor import encode_image
-from lang_sam.segmenter.sam import Sam
+from lang_sam.segmenter.sam import Sam, encode_image
 
 STORE_NAME = "image_encoder"  # the store's model name; the folder already names the encoder's weights
 

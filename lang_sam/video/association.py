@@ -17,6 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from lang_sam.errors import InvalidOptionError
+from lang_sam.vocabulary import check_max_lost
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,6 @@ def check_association_options(iou_threshold: float, max_lost: int) -> None:
         raise InvalidOptionError(f"iou_threshold must be in (0, 1] (the mask IoU at which a detection continues a track), "
                                  f"got {iou_threshold!r}.")
     check_max_lost(max_lost)
-
-
-def check_max_lost(max_lost: int) -> None:
-    """Refuse a max_lost that is not a whole number of frames >= 1."""
-    if isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 1:
-        raise InvalidOptionError(f"max_lost must be a whole number >= 1 (frames a track may go unseen), got {max_lost!r}.")
 
 
 def associate(

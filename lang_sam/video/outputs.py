@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lang_sam.families.base import TrackedFrame
 from lang_sam.io.files import remove_leftovers, write_atomically
 from lang_sam.video.frames import VideoFrames, VideoWriter
-from lang_sam.video.tracker import TrackedFrame, draw_tracked
+from lang_sam.video.tracker import draw_tracked
 
 
 @dataclass

@@ -15,7 +15,6 @@ text: then no detector loads and the frames are its own, mapped to the same Trac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,48 +23,11 @@ from PIL import Image
 
 from lang_sam.detector.prompts import parse_classes
 from lang_sam.errors import InvalidOptionError
-from lang_sam.families.base import ConceptTracker, Detector, VideoSegmenter
-from lang_sam.results import encode_rles
+from lang_sam.families.base import ConceptTracker, Detector, TrackedFrame, TrackedObject, VideoSegmenter
+from lang_sam.geometry import mask_to_box
 from lang_sam.video.association import Track, associate, check_association_options
 from lang_sam.video.frames import VideoFrames, VideoInput
-
-
-@dataclass(frozen=True)
-class TrackedObject:
-    """One object on one frame: id (the same on every frame it is tracked), label (one of the
-    classes), score (the detector's score when a detection last started or matched the track; SAM 3
-    video's own score of the object), box
-    ((4,) float32 pixel xyxy around the mask) and mask ((H, W) bool)."""
-
-    id: int
-    label: str
-    score: float
-    box: np.ndarray
-    mask: np.ndarray
-
-
-@dataclass(frozen=True)
-class TrackedFrame:
-    """One frame's result: index (from the video's first frame), time (seconds), image ((H, W, 3)
-    uint8 RGB, for drawing) and the objects on it, by id."""
-
-    index: int
-    time: float
-    image: np.ndarray
-    objects: tuple[TrackedObject, ...]
-
-    def to_json(self) -> dict:
-        """Frame index, time and per object id, label, score, box and COCO RLE mask (one JSONL line of lang-sam track)."""
-        rles = encode_rles(np.stack([item.mask for item in self.objects])) if self.objects else []
-        return {
-            "frame": self.index,
-            "time": round(self.time, 6),
-            "objects": [
-                {"id": item.id, "label": item.label, "score": round(item.score, 6),
-                 "box": [round(float(v), 3) for v in item.box], "mask": rle}
-                for item, rle in zip(self.objects, rles)
-            ],
-        }
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
 
 
 def track(
@@ -76,8 +38,8 @@ def track(
     redetect_every: int = 10,
     max_lost: int = 30,
     iou_threshold: float = 0.5,
-    box_threshold: float = 0.3,
-    text_threshold: float = 0.25,
+    box_threshold: float = BOX_THRESHOLD,
+    text_threshold: float = TEXT_THRESHOLD,
 ) -> Iterator[TrackedFrame]:
     """Track every object of the classes through video, yielding one TrackedFrame per frame read.
 
@@ -158,7 +120,7 @@ def _track(frames: VideoFrames, classes: list[str], detector: Detector, segmente
             current = {**current, **stream.add_objects(prompts)}
         tracks, next_id = result.tracks, result.next_id
         objects = tuple(
-            TrackedObject(item.id, item.label, item.score, mask_box(current[item.id]), current[item.id])
+            TrackedObject(item.id, item.label, item.score, mask_to_box(current[item.id]), current[item.id])
             for item in tracks if _present(current.get(item.id))
         )
         yield TrackedFrame(frame.index, frame.time, frame.image, objects)
@@ -185,10 +147,3 @@ def draw_tracked(frame: TrackedFrame) -> np.ndarray:
 
 def _present(mask: np.ndarray | None) -> bool:
     return mask is not None and bool(mask.any())
-
-
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """(4,) float32 pixel xyxy of the smallest box holding the mask (x2, y2 one past the last pixel)."""
-    rows, columns = np.nonzero(mask)
-    return np.array([columns.min(), rows.min(), columns.max() + 1, rows.max() + 1], dtype=np.float32)
-

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
-from lang_sam.families.base import ConceptTracker
+from lang_sam.families.base import ConceptTracker, TrackedFrame, TrackedObject
 from lang_sam.families.sam3_video import Sam3VideoTracker
+from lang_sam.geometry import mask_to_box
 from lang_sam.video.frames import VideoFrames
-from lang_sam.video.tracker import TrackedFrame, TrackedObject, mask_box
 from tests.conftest import byte_level_clip_tokenizer
 from tests.families.test_sam3 import TEXT_TOKENS, random_sam3, tiny_sam3_config
 from tests.video.conftest import moving_squares, read_with_pyav, write_video
@@ -167,7 +167,7 @@ def expected_frames(direct_outputs, clip: Path, score_threshold: float = 0.5) ->
     frames = []
     for frame, found in zip(VideoFrames(clip), direct_outputs):
         label_of = {obj_id: label for label, ids in found["prompt_to_obj_ids"].items() for obj_id in ids}
-        objects = tuple(TrackedObject(obj_id, label_of[obj_id], score, mask_box(mask), mask)
+        objects = tuple(TrackedObject(obj_id, label_of[obj_id], score, mask_to_box(mask), mask)
                         for obj_id, score, mask in zip(found["object_ids"].tolist(), found["scores"].tolist(),
                                                        found["masks"].numpy())
                         if score > score_threshold and mask.any())

@@ -11,8 +11,9 @@ import torch
 
 from lang_sam.detector.postprocess import BoxDetections
 from lang_sam.errors import InvalidOptionError
+from lang_sam.geometry import mask_to_box
 from lang_sam.results import decode_rle
-from lang_sam.video.tracker import mask_box, track
+from lang_sam.video.tracker import track
 
 HEIGHT, WIDTH = 40, 80
 COLOURS = {"car": (255, 0, 0), "person": (0, 255, 0)}
@@ -51,7 +52,7 @@ class ColourDetector:
         results = []
         for image, classes in zip(images, prompts):
             pixels = np.asarray(image)
-            found = [(mask_box(colour_mask(pixels, label)), index) for index, label in enumerate(classes)
+            found = [(mask_to_box(colour_mask(pixels, label)), index) for index, label in enumerate(classes)
                      if colour_mask(pixels, label).any()]
             results.append(BoxDetections(
                 torch.tensor(np.array([box for box, _ in found]).reshape(-1, 4)), torch.full((len(found),), 0.9),
@@ -134,7 +135,7 @@ def test_every_frame_gets_the_true_masks_and_the_detector_runs_every_n_frames():
         assert {item.label for item in frame.objects} == {"car", "person"}
         for item in frame.objects:
             truth = colour_mask(image, item.label)
-            assert (item.mask == truth).all() and (item.box == mask_box(truth)).all() and item.score == pytest.approx(0.9)
+            assert (item.mask == truth).all() and (item.box == mask_to_box(truth)).all() and item.score == pytest.approx(0.9)
     assert len(set(ids(results, "car"))) == 1 and len(set(ids(results, "person"))) == 1
 
 
