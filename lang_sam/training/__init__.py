@@ -1,0 +1,1 @@
+"""Fine-tuning SAM's mask decoder with Lightning: data, losses, the module and the run."""
