@@ -441,16 +441,21 @@ def _track(args: argparse.Namespace) -> int:
     _require("av", "video")
     from functools import partial
 
+    from lang_sam.detector.prompts import parse_classes
+    from lang_sam.devices import resolve_device, resolve_dtype
     from lang_sam.families.detectors import load_detector
     from lang_sam.families.loading import load_video_segmenter
     from lang_sam.video.frames import VideoFrames
     from lang_sam.video.outputs import write_tracking
-    from lang_sam.video.tracker import track
+    from lang_sam.video.tracker import check_track_options, track
 
     classes = parse_classes(args.prompt)  # a prompt that names nothing fails before anything loads
+    check_track_options(redetect_every=args.redetect_every, max_lost=args.max_lost, iou_threshold=args.iou_threshold,
+                        box_threshold=args.box_threshold, text_threshold=args.text_threshold)
     frames = VideoFrames(args.video, start=args.start, end=args.end, stride=args.stride, fps=args.fps)
     check_output_folder(args.out)
     settings = _settings(args)
+    resolve_dtype(settings.dtype, resolve_device(settings.device))
     segmenter = load_video_segmenter(settings.sam_type, settings.sam_checkpoint, settings.device, settings.dtype,
                                      settings.checkpoint_dir)
     detector = partial(load_detector, settings.detector, settings.device, settings.dtype)  # loaded unless SAM 3 video
