@@ -272,3 +272,57 @@ def test_every_bad_annotation_is_reported_at_once_and_the_cli_writes_nothing(ell
         assert re.search(rf"(: |, ){re.escape(str(name))}(,|$)", line), (problem, line)
     assert not out.exists(), "nothing written: no logs/, no checkpoints/"
 
+
+@pytest.mark.parametrize("option, message", [
+    (["--devices", "0"], "--devices must be a whole number >= 1"),
+    (["--devices", "-3"], "--devices must be a whole number >= 1"),
+    (["--batch-size", "0"], "--batch-size must be a whole number >= 1"),
+    (["--epochs", "0"], "--epochs must be a whole number >= 1"),
+    (["--max-steps", "0"], "--max-steps must be -1"),
+    (["--lr", "-1"], "--lr must be a number > 0"),
+    (["--points-per-box", "-1"], "--points-per-box must be a whole number >= 0"),
+    (["--box-jitter", "nan"], "--box-jitter must be a number >= 0"),
+    (["--precision", "bf17"], "Precision 'bf17' is invalid"),
+    (["--strategy", "bogus"], "invalid strategy name"),
+])
+def test_training_options_are_refused_before_anything_loads(option, message, ellipse_dataset, tmp_path, capsys):
+    """A SAM that does not exist: reaching it would be another error."""
+    from lang_sam.interfaces.cli import main
+
+    coco, images = ellipse_dataset
+    out = tmp_path / "out"
+    code = main(["finetune", "--coco", str(coco), "--images", str(images), "--out", str(out), "--sam-checkpoint",
+                 str(tmp_path / "no-sam.pth"), "--accelerator", "cpu", "--quiet", *option])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and "Traceback" not in error, error
+    assert not out.exists()
+
+
+class RunsCode:
+    """Unpickling this would create the file named: a checkpoint that runs code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "code", "not a Lightning checkpoint"])
+def test_resuming_from_a_bad_last_checkpoint_is_refused_naming_it(kind, ellipse_dataset, start_sam, cache, tmp_path):
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    marker = tmp_path / "code-ran"
+    if kind == "garbage":
+        last.write_bytes(os.urandom(2048))
+    elif kind == "code":
+        torch.save({"state_dict": {}, "epoch": RunsCode(marker)}, last)
+    else:
+        torch.save({"weight": torch.zeros(2)}, last)
+    with pytest.raises(CheckpointError) as caught:
+        finetune(config_for(ellipse_dataset, start_sam, out, cache, resume=True))
+    message = str(caught.value)
+    assert str(last) in message and "weights_only" not in message, message
+    assert not marker.exists(), "the checkpoint's code never ran"
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoints"] and not (out / "logs").exists()
