@@ -11,11 +11,14 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lang_sam.detector import DEFAULT_DETECTOR, parse_classes
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
 from lang_sam.io.files import check_output_file, check_output_folder, remove_leftovers, write_atomically
 from lang_sam.io.images import find_images
-from lang_sam.registry import SAM_MODELS, UNIVERSAL_MODELS
+from lang_sam.registry import DEFAULT_DETECTOR, SAM_MODELS, UNIVERSAL_MODELS
+
+# Nothing imported above loads torch: main() starts at once, and a Ctrl+C while a command imports
+# the models' code (seconds) is an "interrupted" line, not a traceback. Keep heavy imports inside
+# the commands.
 
 SAM_CHECKPOINT_HELP = (
     "a SAM .pth or .safetensors file, a transformers SAM folder or a Hugging Face repo id "
@@ -298,6 +301,14 @@ def _settings(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # what a command does not say itself (label and track do)
+        print("lang-sam: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "app":
@@ -355,6 +366,7 @@ def _require(module: str, extra: str) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from lang_sam.detector.prompts import parse_classes
     from lang_sam.drawing import draw_image
     from lang_sam.io.images import load_image
     from lang_sam.pipeline import LangSAM
@@ -590,6 +602,7 @@ def _everything(args: argparse.Namespace) -> int:
 
 def _label(args: argparse.Namespace) -> int:
     from lang_sam.datasets.labeling import LabelJob, check_yolo_output, finish, list_images, run_local
+    from lang_sam.detector.prompts import parse_classes
 
     everything = None
     if args.everything:
