@@ -97,24 +97,30 @@ class VideoFrames:
         self.size: tuple[int, int] = first.shape[:2]
 
     def __iter__(self) -> Iterator[Frame]:
-        kept, last = 0, None
+        kept, before, after = 0, None, None  # the times of the last frame before start, the first at or after end
         for frame in self._decode():
-            last = frame.time
             if frame.time < self.start:
+                before = frame.time
                 continue
             if self.end is not None and frame.time >= self.end:
+                after = frame.time
                 break
             if kept % self.stride == 0:
                 yield frame
             kept += 1
-        if not kept and last is not None:  # frames were read, none in range (read-once arrays read again: nothing)
-            raise InvalidOptionError(self._empty_range_message(last))
+        if not kept and (before, after) != (None, None):  # frames were read, none in range (arrays read again: none)
+            raise InvalidOptionError(self._empty_range_message(before, after))
 
-    def _empty_range_message(self, last: float) -> str:
-        """Why no frame was yielded: the range missed every frame read, the last of which was at last seconds."""
+    def _empty_range_message(self, before: float | None, after: float | None) -> str:
+        """Why no frame was yielded, with the frames nearest the range."""
         where = f"at or after {self.start:g} s" if self.end is None else f"between {self.start:g} s and {self.end:g} s"
-        return (f"No frame of {self._label} lies {where} (its frames run from 0 to {last:g} s); give a start and "
-                "end around at least one frame.")
+        if after is None:
+            nearest = f"its last frame is at {before:g} s"
+        elif before is None:
+            nearest = f"its first frame is at {after:g} s"
+        else:
+            nearest = f"the nearest frames are at {before:g} s and {after:g} s"
+        return f"No frame of {self._label} lies {where} ({nearest}); give a range that holds at least one frame."
 
     def _decode(self) -> Iterator[Frame]:
         if self._file is not None:
