@@ -1,4 +1,14 @@
-"""lang-sam: text-prompted segmentation with Grounding DINO and Segment Anything."""
+"""lang-sam: text-prompted segmentation with Grounding DINO and Segment Anything.
+
+The errors are imported with the package; LangSAM and the other names below load (with torch) on
+first use, so that `lang-sam` starts at once and a Ctrl+C while it imports its models' code is
+caught by the command like any other, not shown as a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from lang_sam.errors import (
     CheckpointError,
@@ -8,10 +18,22 @@ from lang_sam.errors import (
     LangSAMError,
     ModelLoadError,
 )
-from lang_sam.pipeline import LangSAM, PreparedImage
-from lang_sam.results import LangSAMResult
-from lang_sam.registry import SAM_MODELS
-from lang_sam.segmenter import SamPredictor, build_sam
+
+if TYPE_CHECKING:
+    from lang_sam.pipeline import LangSAM, PreparedImage
+    from lang_sam.registry import SAM_MODELS
+    from lang_sam.results import LangSAMResult
+    from lang_sam.segmenter import SamPredictor, build_sam
+
+# Each name loaded on first use, and the module that defines it.
+_LAZY = {
+    "LangSAM": "lang_sam.pipeline",
+    "PreparedImage": "lang_sam.pipeline",
+    "LangSAMResult": "lang_sam.results",
+    "SAM_MODELS": "lang_sam.registry",
+    "SamPredictor": "lang_sam.segmenter",
+    "build_sam": "lang_sam.segmenter",
+}
 
 __all__ = [
     "CheckpointError",
@@ -27,3 +49,16 @@ __all__ = [
     "SamPredictor",
     "build_sam",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Import the module that defines one of the lazily loaded names, once (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lang_sam' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

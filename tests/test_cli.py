@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -231,3 +232,40 @@ def test_thresholds_are_checked_before_settings_or_models(command, named, monkey
     assert main(command) == 2
     error = capsys.readouterr().err
     assert named in error and "Traceback" not in error and list(tmp_path.iterdir()) == []
+
+
+def torch_is_loading(process: subprocess.Popen) -> bool:
+    """Wait until the process has mapped torch's library (it is importing torch: the seconds a
+    command spends starting up), or has ended; True in the first case."""
+    maps = Path(f"/proc/{process.pid}/maps")
+    while process.poll() is None:
+        try:
+            if "libtorch" in maps.read_text():
+                return True
+        except OSError:  # the process ended between poll() and the read
+            return False
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the process's memory map from /proc")
+def test_ctrl_c_while_label_is_still_starting_is_one_line_not_a_traceback(tmp_path):
+    """Ctrl+C in label's first seconds, while torch is still being imported (which ran before main()
+    could catch anything): a one-line message and exit 130."""
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(ASSETS / "coffee.jpg", images / "coffee.jpg")
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "label", str(images), "--classes", "cup",
+               "--out", str(tmp_path / "out"), "--sam-checkpoint", str(tmp_path / "no-sam.pth"), "--device", "cpu"]
+    environment = {key: value for key, value in os.environ.items() if key != "LANG_SAM_TEST_AUTO_DTYPE"}  # imports torch at start-up
+    process = subprocess.Popen(command, env={**environment, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        loading = torch_is_loading(process)
+        process.send_signal(signal.SIGINT)
+        _, error = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert loading, f"the process ended before it imported torch: {error}"
+    assert process.returncode == 130 and "Traceback" not in error, error
+    assert error.strip().splitlines()[-1].startswith("lang-sam: interrupted"), error

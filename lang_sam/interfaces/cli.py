@@ -11,12 +11,15 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from lang_sam.detector import DEFAULT_DETECTOR, parse_classes
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
 from lang_sam.io.files import check_output_file, check_output_folder, remove_leftovers, write_atomically
 from lang_sam.io.images import find_images
-from lang_sam.registry import SAM_MODELS, UNIVERSAL_MODELS
+from lang_sam.registry import DEFAULT_DETECTOR, SAM_MODELS, UNIVERSAL_MODELS
 from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Thresholds
+
+# Nothing imported above loads torch: main() starts at once, and a Ctrl+C while a command imports
+# the models' code (seconds) is an "interrupted" line, not a traceback. Keep heavy imports inside
+# the commands.
 
 SAM_CHECKPOINT_HELP = (
     "a SAM .pth or .safetensors file, a transformers SAM folder or a Hugging Face repo id "
@@ -299,6 +302,14 @@ def _settings(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # what a command does not say itself (label and track do)
+        print("lang-sam: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _check_thresholds(args)
@@ -364,6 +375,7 @@ def _require(module: str, extra: str) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from lang_sam.detector.prompts import parse_classes
     from lang_sam.drawing import draw_image
     from lang_sam.io.images import load_image
     from lang_sam.pipeline import LangSAM
@@ -450,16 +462,21 @@ def _track(args: argparse.Namespace) -> int:
     _require("av", "video")
     from functools import partial
 
+    from lang_sam.detector.prompts import parse_classes
+    from lang_sam.devices import resolve_device, resolve_dtype
     from lang_sam.families.detectors import load_detector
     from lang_sam.families.loading import load_video_segmenter
     from lang_sam.video.frames import VideoFrames
     from lang_sam.video.outputs import write_tracking
-    from lang_sam.video.tracker import track
+    from lang_sam.video.tracker import check_track_options, track
 
     classes = parse_classes(args.prompt)  # a prompt that names nothing fails before anything loads
+    check_track_options(redetect_every=args.redetect_every, max_lost=args.max_lost, iou_threshold=args.iou_threshold,
+                        box_threshold=args.box_threshold, text_threshold=args.text_threshold)
     frames = VideoFrames(args.video, start=args.start, end=args.end, stride=args.stride, fps=args.fps)
     check_output_folder(args.out)
     settings = _settings(args)
+    resolve_dtype(settings.dtype, resolve_device(settings.device))
     segmenter = load_video_segmenter(settings.sam_type, settings.sam_checkpoint, settings.device, settings.dtype,
                                      settings.checkpoint_dir)
     detector = partial(load_detector, settings.detector, settings.device, settings.dtype)  # loaded unless SAM 3 video
@@ -595,6 +612,7 @@ def _everything(args: argparse.Namespace) -> int:
 
 def _label(args: argparse.Namespace) -> int:
     from lang_sam.datasets.labeling import LabelJob, check_yolo_output, finish, list_images, run_local
+    from lang_sam.detector.prompts import parse_classes
 
     everything = None
     if args.everything:

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from lang_sam.datasets.annotations import annotation_problems
 from lang_sam.datasets.coco import train_val_split
-from lang_sam.datasets.evaluation import load_ground_truth
+from lang_sam.datasets.evaluation import check_coco_dataset, load_ground_truth
 from lang_sam.errors import InvalidImageError, InvalidOptionError
 from lang_sam.io.images import load_image
 from lang_sam.results import decode_rle
@@ -55,9 +56,10 @@ class FinetuneDataset:
 
 def read_finetune_dataset(coco: str | Path, images: str | Path, val_fraction: float = 0.1) -> FinetuneDataset:
     """Read and check a COCO instances file for fine-tuning; InvalidOptionError or InvalidImageError
-    naming what is wrong, before any model runs: annotations without masks, missing images, no
-    instance to learn from, a split with no image to train or validate on. Crowd regions and masks
-    of no pixel are left out (they are not objects to prompt)."""
+    naming what is wrong, before any model runs: every annotation whose mask cannot be used (all of
+    them, by id: see lang_sam.datasets.annotations), missing images, no instance to learn from, a
+    split with no image to train or validate on. Crowd regions and masks of no pixel are left out
+    (they are not objects to prompt)."""
     from pycocotools import mask as mask_utils
 
     coco, images = Path(coco), Path(images)
@@ -67,19 +69,11 @@ def read_finetune_dataset(coco: str | Path, images: str | Path, val_fraction: fl
         dataset = json.loads(coco.read_text())
     except (OSError, ValueError) as error:
         raise InvalidOptionError(f"Cannot read the COCO file {coco}: {error}") from None
+    check_coco_dataset(dataset, str(coco))
+    _check_annotations(dataset, coco)
     ground_truth = load_ground_truth(dataset, str(coco))
     annotations = [a for a in ground_truth.dataset["annotations"] if not a.get("iscrowd")]
-    unmasked = [a.get("id", "?") for a in annotations if not a.get("segmentation")]
-    if unmasked:
-        raise InvalidOptionError(
-            f"{coco}: {len(unmasked)} annotations have no mask (ids {', '.join(map(str, unmasked[:5]))}); fine-tuning "
-            "learns masks: give each annotation a segmentation (polygons or RLE), e.g. with lang-sam label."
-        )
     by_image = {info["id"]: info for info in ground_truth.dataset["images"]}
-    unsized = sorted({by_image[a["image_id"]]["file_name"] for a in annotations
-                      if not {"height", "width"} <= by_image[a["image_id"]].keys()})
-    if unsized:
-        raise InvalidOptionError(f"{coco}: images {', '.join(unsized[:5])} have no height and width; COCO's images list them.")
     missing = sorted({by_image[a["image_id"]]["file_name"] for a in annotations
                       if not (images / by_image[a["image_id"]]["file_name"]).is_file()})
     if missing:
@@ -102,6 +96,16 @@ def read_finetune_dataset(coco: str | Path, images: str | Path, val_fraction: fl
         raise InvalidOptionError(f"{coco} has objects in {len(names)} image; fine-tuning needs at least 2 (one to validate on).")
     train_names, val_names = map(set, train_val_split(names, val_fraction))
     return FinetuneDataset(images, [i for i in instances if i.file_name in train_names], [i for i in instances if i.file_name in val_names])
+
+
+def _check_annotations(dataset: dict[str, Any], coco: Path) -> None:
+    """Refuse the dataset if any annotation's mask cannot be used, listing every one by id, problem by problem."""
+    problems = annotation_problems(dataset)
+    if problems:
+        count = len({name for names in problems.values() for name in names})
+        lines = [f"- annotations {problem}: {', '.join(names)}" for problem, names in problems.items()]
+        raise InvalidOptionError(f"{coco}: {count} of {len(dataset['annotations'])} annotations cannot be used for "
+                                 "fine-tuning; fix or remove them, then run again:\n" + "\n".join(lines))
 
 
 def encoder_fingerprint(sam: Sam) -> str:

@@ -9,6 +9,7 @@ last.ckpt linking to it, to resume), logs/
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,8 +18,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from lang_sam.errors import InvalidOptionError
+from lang_sam.errors import CheckpointError, InvalidOptionError
 from lang_sam.io.files import check_output_folder, write_atomically
+from lang_sam.io.weights import read_weights_file
 from lang_sam.segmenter.build import architecture_of, load_sam
 from lang_sam.training.data import FinetuneData, default_cache_dir, read_finetune_dataset
 from lang_sam.training.module import VALIDATION_METRIC, SamFinetuneModule
@@ -62,27 +64,21 @@ def finetune(config: FinetuneConfig, callbacks: Sequence[L.Callback] = ()) -> di
     Every check that can fail (data, SAM size, resume) fails before training starts; callbacks:
     Lightning callbacks of your own, added to the run's."""
     out = Path(config.out)
+    check_finetune_options(config)
     _check_run_folder(out, config.resume)
     dataset = read_finetune_dataset(config.coco, config.images, config.val_fraction)
-    sam_name, sam = load_sam(config.sam_type, config.sam_checkpoint, "float32", config.checkpoint_dir)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    data = FinetuneData(dataset, sam, config.cache_dir or default_cache_dir() / "embeddings", config.batch_size,
-                        config.box_jitter, config.points_per_box, config.seed, config.show_progress)
-    module = SamFinetuneModule(sam, config.learning_rate, config.weight_decay, config.train_prompt_encoder)
     best = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=out / CHECKPOINTS, filename="best-{epoch}-{step}", monitor=VALIDATION_METRIC, mode="max", save_top_k=1)
     # Every epoch's end, whatever its score, for --resume: last.ckpt links to it (Lightning's save_last
     # on the best callback would follow only the epochs that improved).
     latest = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / CHECKPOINTS, filename="epoch-{epoch}", save_top_k=1,
                                                  save_last="link")
-    trainer = L.Trainer(
-        accelerator=config.accelerator, devices=config.devices, strategy=config.strategy, precision=config.precision,
-        max_epochs=config.epochs, max_steps=config.max_steps, default_root_dir=out, callbacks=[best, latest, *callbacks],
-        logger=L.pytorch.loggers.CSVLogger(out, name="logs"), reload_dataloaders_every_n_epochs=1,
-        num_sanity_val_steps=0, enable_progress_bar=config.show_progress, enable_model_summary=False,
-        inference_mode=False,  # validation under no_grad: the mIoU metric, first updated by validate(), stays writable
-        **config.extra,
-    )
+    trainer = _trainer(config, out, [best, latest, *callbacks])  # before the SAM loads: Lightning checks its options
+    sam_name, sam = load_sam(config.sam_type, config.sam_checkpoint, "float32", config.checkpoint_dir)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    data = FinetuneData(dataset, sam, config.cache_dir or default_cache_dir() / "embeddings", config.batch_size,
+                        config.box_jitter, config.points_per_box, config.seed, config.show_progress)
+    module = SamFinetuneModule(sam, config.learning_rate, config.weight_decay, config.train_prompt_encoder)
     started = time.perf_counter()
     before = None
     if not config.resume:  # the untrained model's score, to compare with
@@ -101,13 +97,73 @@ def finetune(config: FinetuneConfig, callbacks: Sequence[L.Callback] = ()) -> di
     return summary
 
 
+def check_finetune_options(config: FinetuneConfig) -> None:
+    """Refuse, before anything loads, the numbers of a run that Lightning or the data loader would
+    reject with a traceback, or accept and train nothing with (0 epochs or steps)."""
+    devices = config.devices
+    if devices != "auto" and not (_is_whole(devices) and (devices >= 1 or devices == -1)):
+        raise InvalidOptionError(f"--devices must be a whole number >= 1 (processes to train on), -1 (all) or auto, "
+                                 f"got {devices!r}.")
+    for flag, value, least in (("--epochs", config.epochs, 1), ("--batch-size", config.batch_size, 1),
+                               ("--points-per-box", config.points_per_box, 0)):
+        if not (_is_whole(value) and value >= least):
+            raise InvalidOptionError(f"{flag} must be a whole number >= {least}, got {value!r}.")
+    if not (_is_whole(config.max_steps) and (config.max_steps == -1 or config.max_steps >= 1)):
+        raise InvalidOptionError(f"--max-steps must be -1 (no limit) or a whole number >= 1, got {config.max_steps!r}.")
+    for flag, value, positive in (("--lr", config.learning_rate, True), ("--box-jitter", config.box_jitter, False),
+                                  ("weight_decay", config.weight_decay, False)):
+        if not (_is_number(value) and (value > 0 if positive else value >= 0)):
+            raise InvalidOptionError(f"{flag} must be a number {'>' if positive else '>='} 0, got {value!r}.")
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _trainer(config: FinetuneConfig, out: Path, callbacks: list[L.Callback]) -> L.Trainer:
+    """The run's Trainer; options Lightning refuses (accelerator, devices, strategy, precision, extra)
+    are an InvalidOptionError with Lightning's reason. Nothing is written until fit."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            accelerator=config.accelerator, devices=config.devices, strategy=config.strategy, precision=config.precision,
+            max_epochs=config.epochs, max_steps=config.max_steps, default_root_dir=out, callbacks=callbacks,
+            logger=L.pytorch.loggers.CSVLogger(out, name="logs"), reload_dataloaders_every_n_epochs=1,
+            num_sanity_val_steps=0, enable_progress_bar=config.show_progress, enable_model_summary=False,
+            inference_mode=False,  # validation under no_grad: the mIoU metric, first updated by validate(), stays writable
+            **config.extra,
+        )
+    except (MisconfigurationException, ValueError, TypeError) as error:  # what Lightning raises for options it refuses
+        raise InvalidOptionError(f"Lightning refused the training options: {error} (see lang-sam finetune --help).") from None
+
+
 def _check_run_folder(out: Path, resume: bool) -> None:
     check_output_folder(out)
     last = out / CHECKPOINTS / "last.ckpt"
     if resume and not last.is_file():
         raise InvalidOptionError(f"There is no run to resume in {out} ({last} is missing); run without --resume.")
+    if resume:
+        _check_resume_checkpoint(last)
     if not resume and (out / CHECKPOINTS).is_dir() and any((out / CHECKPOINTS).iterdir()):
         raise InvalidOptionError(f"{out} holds a run already: --resume continues it; or give another --out.")
+
+
+def _check_resume_checkpoint(last: Path) -> None:
+    """Read last.ckpt as read_weights_file reads weights (tensors and plain containers only: a file
+    that would run code is refused, never run) and check it is a Lightning training checkpoint, so
+    a bad one is a CheckpointError naming it before anything loads, not an error from Lightning
+    (whose advice to pass weights_only=False would run the code)."""
+    remedy = ("It is not a checkpoint a finetune run wrote: start a new run (another --out, without --resume), or put "
+              "back the run's own checkpoint.")
+    checkpoint = read_weights_file(last, "the checkpoint to resume", remedy)
+    if not isinstance(checkpoint, dict) or not {"state_dict", "optimizer_states", "loops"} <= checkpoint.keys():
+        raise CheckpointError(f"{last} is not a Lightning training checkpoint (it lacks the model's, the optimizer's "
+                              f"or the loops' state). {remedy}")
 
 
 def _write_best(module: SamFinetuneModule, best_path: str, out: Path) -> None:

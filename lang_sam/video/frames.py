@@ -5,12 +5,15 @@ folder of images (its own files, in natural order: frame2 before frame10) or an 
 (H, W, 3) uint8 RGB arrays, and yields Frame(index, time, image) as it decodes. A file's times come
 from each frame's presentation timestamp, so variable frame rates keep their real times; its
 display rotation (the display matrix phones write) is applied, so frames come out upright.
-Mirroring in a display matrix is not applied (PyAV reports only the rotation).
+Mirroring in a display matrix is not applied (PyAV reports only the rotation). A range with no
+frame in it is an error, not an empty video: a start past a file's or folder's length when it
+opens, any other range when it has been read through. A file that breaks off (a download cut short)
+is an error naming the first frame that could not be read, never a silently shorter video.
 
 VideoWriter writes frames to an H.264 MP4 (libx264; MPEG-4 Part 2 where PyAV's FFmpeg has no
 libx264) through a temporary file that is renamed when it closes, so a stopped run leaves no half
-video. yuv420p (what browsers play) needs an even width and height: an odd one gets one more
-column or row, a copy of the last.
+video, and a writer given no frame replaces nothing. yuv420p (what browsers play) needs an even
+width and height: an odd one gets one more column or row, a copy of the last.
 """
 
 from __future__ import annotations
@@ -64,22 +67,26 @@ class VideoFrames:
         self._iterator: Iterator[np.ndarray] | None = None
         self._images: list[Path] = []
         self._file: Path | None = None
+        self.length: float | None = None  # seconds, as the file says or the folder's count gives; arrays: unknown
         if isinstance(video, (str, Path)):
             path = Path(video)
             self.name = path.stem if path.is_file() else path.name
+            self._label = path.name
             if path.is_dir():
                 self._images = folder_images(path)
                 first = load_image(self._images[0])
                 self.fps = float(fps or DEFAULT_FPS)
+                self.length = len(self._images) / self.fps
             elif path.is_file():
                 if fps is not None:
                     raise InvalidOptionError(f"fps is for folders and arrays; {path} has its own frame rate.")
                 self._file = path
-                first, self.fps = _probe(path)
+                first, self.fps, self.length = _probe(path)
             else:
                 raise InvalidImageError(f"{path} does not exist; give a video file, a folder of images or frames as arrays.")
+            _check_start_within(self.start, self.length, self._label)
         else:
-            self.name = "video"
+            self.name, self._label = "video", "the frames given"
             iterator = iter(video)
             try:
                 first = load_image(next(iterator))
@@ -90,15 +97,30 @@ class VideoFrames:
         self.size: tuple[int, int] = first.shape[:2]
 
     def __iter__(self) -> Iterator[Frame]:
-        kept = 0
+        kept, before, after = 0, None, None  # the times of the last frame before start, the first at or after end
         for frame in self._decode():
             if frame.time < self.start:
+                before = frame.time
                 continue
             if self.end is not None and frame.time >= self.end:
-                return
+                after = frame.time
+                break
             if kept % self.stride == 0:
                 yield frame
             kept += 1
+        if not kept and (before, after) != (None, None):  # frames were read, none in range (arrays read again: none)
+            raise InvalidOptionError(self._empty_range_message(before, after))
+
+    def _empty_range_message(self, before: float | None, after: float | None) -> str:
+        """Why no frame was yielded, with the frames nearest the range."""
+        where = f"at or after {self.start:g} s" if self.end is None else f"between {self.start:g} s and {self.end:g} s"
+        if after is None:
+            nearest = f"its last frame is at {before:g} s"
+        elif before is None:
+            nearest = f"its first frame is at {after:g} s"
+        else:
+            nearest = f"the nearest frames are at {before:g} s and {after:g} s"
+        return f"No frame of {self._label} lies {where} ({nearest}); give a range that holds at least one frame."
 
     def _decode(self) -> Iterator[Frame]:
         if self._file is not None:
@@ -127,6 +149,13 @@ def folder_images(folder: Path) -> list[Path]:
     return sorted(images, key=lambda path: [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)])
 
 
+def _check_start_within(start: float, length: float | None, label: str) -> None:
+    """Refuse, when the video opens, a start at or past its end (when its length is known)."""
+    if length is not None and start >= length:
+        raise InvalidOptionError(f"start ({start} s) is past the end of {label} ({length:g} s long); give a start "
+                                 "before its end.")
+
+
 def _check_range(start: float, end: float | None, stride: int) -> tuple[float, float | None, int]:
     for name, value in (("start", start), ("end", end)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
@@ -152,13 +181,16 @@ def _open_video(path: Path):
         container.close()
         raise InvalidImageError(f"{path} has no video stream (it holds {kinds}); give a video file.")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    # Not frame threading ("AUTO"/"FRAME"): it reports a frame's decoding error frames later, and
+    # never for the last frames of a file, so a cut file would read as a whole shorter one.
+    stream.thread_type = "SLICE"
     rate = float(stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FPS)
     return container, stream, rate
 
 
-def _probe(path: Path) -> tuple[np.ndarray, float]:
-    """The first frame of a video file (upright) and its frame rate."""
+def _probe(path: Path) -> tuple[np.ndarray, float, float | None]:
+    """The first frame of a video file (upright), its frame rate and its length in seconds (None
+    when the file does not say)."""
     import av
 
     container, stream, rate = _open_video(path)
@@ -170,25 +202,69 @@ def _probe(path: Path) -> tuple[np.ndarray, float]:
                                     "the file is damaged or cut short.") from None
         if decoded is None:
             raise InvalidImageError(f"{path} has a video stream but no frames could be decoded from it.")
-        return _upright(decoded.to_ndarray(format="rgb24"), decoded.rotation), rate
+        return _upright(decoded.to_ndarray(format="rgb24"), decoded.rotation), rate, _declared_length(container, stream)
+
+
+def _declared_length(container, stream) -> float | None:
+    """The video stream's length in seconds as the file declares it, else the container's (which
+    may count a longer audio stream: a later end, never an earlier one)."""
+    import av
+
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration else None
+
+
+class _PacketLog:
+    """What a file's demuxer gave, to tell a file that ends where it should from one cut short."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_corrupt = False
+        self.last_end: int | None = None
+
+    def note(self, packet) -> None:
+        if not packet.size:  # the flush packet at the end
+            return
+        self.count += 1
+        self.last_corrupt = bool(packet.is_corrupt)
+        self.last_end = None if packet.pos is None or packet.pos < 0 else packet.pos + packet.size
+
+    def cut_short(self, stream, file_size: int) -> str | None:
+        """Why the video ended early, or None: its last packet was read only in part (the file ends
+        inside it), or the file ends right after a packet while its index lists more frames."""
+        if self.last_corrupt:
+            return "its data ends inside that frame"
+        if stream.frames and self.count < stream.frames and self.last_end == file_size:
+            return f"the file's index lists {stream.frames} frames, but its data ends after {self.count}"
+        return None
 
 
 def _decode_file(path: Path) -> Iterator[Frame]:
-    """The frames of a video file, decoded one at a time; decoding errors are InvalidImageErrors."""
+    """The frames of a video file, decoded one at a time; decoding errors and a file that breaks
+    off are InvalidImageErrors naming the first frame that could not be read."""
     import av
 
     container, stream, rate = _open_video(path)
     with container:
         origin = stream.start_time or 0
         index = -1
+        packets = _PacketLog()
         try:
-            for decoded in container.decode(stream):
-                index += 1
-                time = index / rate if decoded.pts is None else float((decoded.pts - origin) * stream.time_base)
-                yield Frame(index, time, _upright(decoded.to_ndarray(format="rgb24"), decoded.rotation))
+            for packet in container.demux(stream):
+                packets.note(packet)
+                for decoded in packet.decode():
+                    index += 1
+                    time = index / rate if decoded.pts is None else float((decoded.pts - origin) * stream.time_base)
+                    yield Frame(index, time, _upright(decoded.to_ndarray(format="rgb24"), decoded.rotation))
         except av.error.FFmpegError as error:
             raise InvalidImageError(f"{path}: frame {index + 1} could not be decoded ({_reason(error)}); "
                                     "the file is damaged or cut short.") from None
+        reason = packets.cut_short(stream, path.stat().st_size)
+        if reason is not None:
+            broken = index if packets.last_corrupt else index + 1  # a frame from a partial packet was decoded: it broke there
+            raise InvalidImageError(f"{path}: frame {broken} could not be read ({reason}); the file is damaged or cut "
+                                    "short: use a complete copy.")
     if index < 0:
         raise InvalidImageError(f"{path} has a video stream but no frames could be decoded from it.")
 
@@ -251,7 +327,11 @@ class VideoWriter:
         self._count += 1
 
     def close(self) -> None:
-        """Flush the encoder and move the finished file to path."""
+        """Flush the encoder and move the finished file to path; with no frame written, path is left
+        as it was (an earlier run's video is not replaced by an empty one) and that is an error."""
+        if not self._count:
+            self.abort()
+            raise InvalidImageError(f"There was no frame to write to {self.path}; it was left as it was.")
         try:
             for packet in self._stream.encode():
                 self._container.mux(packet)

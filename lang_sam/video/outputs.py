@@ -1,7 +1,9 @@
 """A tracking run's files: NAME.mp4 (the frames with masks, boxes, ids and labels drawn, at the
 input's frame rate and size) and NAME.jsonl (one line per frame), each through a temporary file.
 The video is renamed into place first and the JSON Lines last, so a JSON Lines file that exists
-marks a finished run; a run stopped midway leaves neither. Shared by ``lang-sam track`` and the app."""
+marks a finished run; a run stopped midway, or one that read no frame (a range that holds none, a
+file that breaks off), leaves neither and replaces no earlier run's. Shared by ``lang-sam track``
+and the app."""
 
 from __future__ import annotations
 

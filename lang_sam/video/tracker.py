@@ -27,7 +27,7 @@ from lang_sam.families.base import ConceptTracker, Detector, TrackedFrame, Track
 from lang_sam.geometry import mask_to_box
 from lang_sam.video.association import Track, associate, check_association_options
 from lang_sam.video.frames import VideoFrames, VideoInput
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, check_threshold
 
 
 def track(
@@ -56,14 +56,26 @@ def track(
     names = parse_classes(classes) if isinstance(classes, str) else list(classes)
     if not names:
         raise InvalidOptionError('Name what to track, e.g. "car, person".')
-    if isinstance(redetect_every, bool) or not isinstance(redetect_every, int) or redetect_every < 1:
-        raise InvalidOptionError(f"redetect_every must be a whole number of frames >= 1, got {redetect_every!r}.")
-    check_association_options(iou_threshold, max_lost)
+    check_track_options(redetect_every=redetect_every, max_lost=max_lost, iou_threshold=iou_threshold,
+                        box_threshold=box_threshold, text_threshold=text_threshold)
     frames = video if isinstance(video, VideoFrames) else VideoFrames(video)
     if isinstance(segmenter, ConceptTracker):
         return segmenter.track_concepts(frames, names, score_threshold=box_threshold, max_lost=max_lost)
     detector = detector if hasattr(detector, "detect") else detector()
     return _track(frames, names, detector, segmenter, redetect_every, max_lost, iou_threshold, box_threshold, text_threshold)
+
+
+def check_track_options(redetect_every: int = 10, max_lost: int = 30, iou_threshold: float = 0.5,
+                        box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD) -> None:
+    """Refuse track()'s options that are out of range, each with what it means. They need no model:
+    the CLI, the app and the server call this before any model loads (defaults stand in for the
+    options a caller does not have)."""
+    if isinstance(redetect_every, bool) or not isinstance(redetect_every, int) or redetect_every < 1:
+        raise InvalidOptionError(f"redetect_every must be a whole number of frames >= 1 (1: detect on every frame), "
+                                 f"got {redetect_every!r}.")
+    check_association_options(iou_threshold, max_lost)
+    check_threshold("box_threshold", box_threshold)
+    check_threshold("text_threshold", text_threshold)
 
 
 def open_and_track(

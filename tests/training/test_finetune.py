@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -199,3 +201,128 @@ def test_bad_input_is_refused_before_training(problem, ellipse_dataset, start_sa
     with pytest.raises(expected[0], match=expected[1]):
         finetune(config_for(ellipse_dataset, start_sam, out, cache, **changes))
     assert not (out / "model.pth").exists() and not (out / "checkpoints").exists()
+
+
+def rle_of(mask) -> dict:
+    from lang_sam.results import encode_rles
+
+    return encode_rles(np.asarray(mask, bool)[None])[0]
+
+
+# Each bad annotation (put on annotation id 2, on image 1): what it does, and the words of its line in the report.
+BAD_ANNOTATIONS = {
+    "image_id without an image": (lambda a, h, w: a.update(image_id=999), "name an image_id that is not in images"),
+    "no id": (lambda a, h, w: a.pop("id"), "have no id"),
+    "a polygon of 2 numbers": (lambda a, h, w: a.update(segmentation=[[10, 20]]), "fewer than 3 points"),
+    "a polygon of 4 numbers": (lambda a, h, w: a.update(segmentation=[[10, 20, 30, 40]]), "fewer than 3 points"),
+    "a polygon of text": (lambda a, h, w: a.update(segmentation=[["a", "b", "c", "d", "e", "f"]]), "not numbers"),
+    "segmentation 5": (lambda a, h, w: a.update(segmentation=5), "neither a list of polygons nor an RLE"),
+    "RLE counts that do not decode": (lambda a, h, w: a.update(segmentation={"size": [h, w], "counts": "not RLE!"}),
+                                      "counts that do not decode"),
+    "RLE counts that stop short": (lambda a, h, w: a.update(segmentation={"size": [h, w], "counts": "1"}),
+                                   "counts that do not decode"),
+    "uncompressed RLE counts that stop short": (lambda a, h, w: a.update(segmentation={"size": [h, w], "counts": [5, 7]}),
+                                                "counts that do not decode"),
+    "RLE of another size": (lambda a, h, w: a.update(segmentation=rle_of(np.ones((h + 1, w)))),
+                            "size is not its image's"),
+}
+
+
+def with_bad_annotations(coco: Path, folder: Path, problems: list[str]) -> tuple[Path, list[object]]:
+    """A copy of the COCO file with each problem put on its own annotation (ids 2, 3, ...); the ids
+    (or positions) the report must name."""
+    dataset = json.loads(coco.read_text())
+    height, width = dataset["images"][0]["height"], dataset["images"][0]["width"]
+    named = []
+    for position, problem in enumerate(problems, start=1):
+        annotation = dataset["annotations"][position]
+        annotation["image_id"] = 1
+        BAD_ANNOTATIONS[problem][0](annotation, height, width)
+        named.append(annotation.get("id", f"annotations[{position}]"))
+    path = folder / "instances.json"
+    path.write_text(json.dumps(dataset))
+    return path, named
+
+
+@pytest.mark.parametrize("problem", sorted(BAD_ANNOTATIONS))
+def test_a_bad_annotation_is_named_before_anything_loads(problem, ellipse_dataset, tmp_path):
+    from lang_sam.training.data import read_finetune_dataset
+
+    coco, named = with_bad_annotations(ellipse_dataset[0], tmp_path, [problem])
+    with pytest.raises(InvalidOptionError, match="cannot be used for fine-tuning") as caught:
+        read_finetune_dataset(coco, ellipse_dataset[1], 0.34)
+    line = next(line for line in str(caught.value).splitlines() if BAD_ANNOTATIONS[problem][1] in line)
+    assert line.endswith(f": {named[0]}"), str(caught.value)
+
+
+def test_every_bad_annotation_is_reported_at_once_and_the_cli_writes_nothing(ellipse_dataset, start_sam, cache, tmp_path,
+                                                                             capsys):
+    from lang_sam.interfaces.cli import main
+
+    problems = sorted(BAD_ANNOTATIONS)
+    coco, named = with_bad_annotations(ellipse_dataset[0], tmp_path, problems)
+    out = tmp_path / "out"
+    code = main(["finetune", "--coco", str(coco), "--images", str(ellipse_dataset[1]), "--out", str(out),
+                 "--sam-checkpoint", str(start_sam), "--accelerator", "cpu", "--cache-dir", str(cache), "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error, error
+    assert f"{len(problems)} of 18 annotations cannot be used for fine-tuning" in error
+    for problem, name in zip(problems, named):
+        line = next(line for line in error.splitlines() if BAD_ANNOTATIONS[problem][1] in line)
+        assert re.search(rf"(: |, ){re.escape(str(name))}(,|$)", line), (problem, line)
+    assert not out.exists(), "nothing written: no logs/, no checkpoints/"
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--devices", "0"], "--devices must be a whole number >= 1"),
+    (["--devices", "-3"], "--devices must be a whole number >= 1"),
+    (["--batch-size", "0"], "--batch-size must be a whole number >= 1"),
+    (["--epochs", "0"], "--epochs must be a whole number >= 1"),
+    (["--max-steps", "0"], "--max-steps must be -1"),
+    (["--lr", "-1"], "--lr must be a number > 0"),
+    (["--points-per-box", "-1"], "--points-per-box must be a whole number >= 0"),
+    (["--box-jitter", "nan"], "--box-jitter must be a number >= 0"),
+    (["--precision", "bf17"], "Precision 'bf17' is invalid"),
+    (["--strategy", "bogus"], "invalid strategy name"),
+])
+def test_training_options_are_refused_before_anything_loads(option, message, ellipse_dataset, tmp_path, capsys):
+    """A SAM that does not exist: reaching it would be another error."""
+    from lang_sam.interfaces.cli import main
+
+    coco, images = ellipse_dataset
+    out = tmp_path / "out"
+    code = main(["finetune", "--coco", str(coco), "--images", str(images), "--out", str(out), "--sam-checkpoint",
+                 str(tmp_path / "no-sam.pth"), "--accelerator", "cpu", "--quiet", *option])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and "Traceback" not in error, error
+    assert not out.exists()
+
+
+class RunsCode:
+    """Unpickling this would create the file named: a checkpoint that runs code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "code", "not a Lightning checkpoint"])
+def test_resuming_from_a_bad_last_checkpoint_is_refused_naming_it(kind, ellipse_dataset, start_sam, cache, tmp_path):
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    marker = tmp_path / "code-ran"
+    if kind == "garbage":
+        last.write_bytes(os.urandom(2048))
+    elif kind == "code":
+        torch.save({"state_dict": {}, "epoch": RunsCode(marker)}, last)
+    else:
+        torch.save({"weight": torch.zeros(2)}, last)
+    with pytest.raises(CheckpointError) as caught:
+        finetune(config_for(ellipse_dataset, start_sam, out, cache, resume=True))
+    message = str(caught.value)
+    assert str(last) in message and "weights_only" not in message, message
+    assert not marker.exists(), "the checkpoint's code never ran"
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoints"] and not (out / "logs").exists()

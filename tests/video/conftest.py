@@ -23,12 +23,14 @@ def moving_squares(count: int, height: int = 48, width: int = 64, size: int = 12
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, times: list[float] | None = None,
-                codec: str = "libx264", pixel_format: str = "yuv420p", rotation: int | None = None) -> Path:
-    """frames to path with PyAV directly (not lang-sam's writer): frame i at times[i] seconds, else i / fps."""
+                codec: str = "libx264", pixel_format: str = "yuv420p", rotation: int | None = None,
+                options: dict[str, str] | None = None) -> Path:
+    """frames to path with PyAV directly (not lang-sam's writer): frame i at times[i] seconds, else i / fps;
+    options: the muxer's (e.g. {"movflags": "faststart"}: the index before the frames, as web videos have it)."""
     import av
 
     height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pixel_format
         stream.codec_context.time_base = Fraction(1, 1000)

@@ -3,6 +3,8 @@ folders and arrays, bad inputs, and the writer's timing and atomic rename."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -119,6 +121,56 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, case):
         VideoFrames(path)
 
 
+def noise_frames(count: int) -> list[np.ndarray]:
+    """Frames H.264 cannot shrink much: every frame's packet is about as big as the first, so a
+    cut falls after a few whole frames, as in a real cut download."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def packet_starts(path) -> list[int]:
+    """Where each video packet's bytes begin in the file (the file's own order)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [packet.pos for packet in container.demux(container.streams.video[0]) if packet.size]
+
+
+@pytest.mark.parametrize("where", ["at 60%", "between two frames"])
+def test_a_faststart_mp4_cut_short_is_an_error_naming_the_frame_where_it_broke(tmp_path, where):
+    """A web video (index first, movflags=faststart) whose download stopped: it opens and its first
+    frames decode, then the data ends. Never a silently shorter video."""
+    whole = write_video(tmp_path / "whole.mp4", noise_frames(10), options={"movflags": "faststart"})
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10] if where == "at 60%" else data[: packet_starts(whole)[6]])
+    read: list[int] = []
+    with pytest.raises(InvalidImageError, match="damaged or cut short") as caught:
+        for frame in VideoFrames(cut):
+            read.append(frame.index)
+    assert read == list(range(len(read))) and 0 < len(read) < 10
+    assert re.search(rf"\bframe {len(read)}\b", str(caught.value)), (read, str(caught.value))
+
+
+def test_a_start_past_the_end_is_refused_when_the_video_opens(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", moving_squares(10), fps=10)
+    with pytest.raises(InvalidOptionError, match=r"start \(999.0 s\) is past the end of clip.mp4 \(1(\.0)? s long\)"):
+        VideoFrames(video, start=999)
+    for number, image in enumerate(moving_squares(3)):
+        Image.fromarray(image).save(tmp_path / f"frame{number}.png")
+    with pytest.raises(InvalidOptionError, match="past the end"):
+        VideoFrames(tmp_path, start=0.1, fps=30)  # 3 frames at 30 fps: 0.1 s long
+
+
+def test_a_range_that_holds_no_frame_is_an_error_not_an_empty_video(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", moving_squares(10), fps=10)
+    frames = VideoFrames(video, start=0.25, end=0.28)  # frames at 0.2 and 0.3 s: none between
+    with pytest.raises(InvalidOptionError, match=r"No frame of clip.mp4 lies between 0.25 s and 0.28 s \(the nearest frames are at 0.2 s and 0.3 s\)"):
+        list(frames)
+    with pytest.raises(InvalidOptionError, match=r"No frame of the frames given lies at or after 0.25 s \(its last frame is at 0.2 s\)"):
+        list(VideoFrames(iter(moving_squares(3)), start=0.25, fps=10))  # arrays: no length known when opened
+
+
 def test_bad_options_are_refused(tmp_path):
     video = write_video(tmp_path / "clip.mp4", moving_squares(3))
     for options, message in (({"stride": 0}, "stride"), ({"start": -1}, "start"), ({"start": 2, "end": 1}, "after start"),
@@ -149,6 +201,14 @@ def test_a_writer_stopped_by_an_error_leaves_nothing(tmp_path):
             assert not path.exists()  # only the temporary file exists while writing
             raise RuntimeError("stopped")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writer_given_no_frame_replaces_nothing(tmp_path):
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"an earlier run's video")
+    with pytest.raises(InvalidImageError, match="no frame"), VideoWriter(path, fps=10, size=(48, 64)):
+        pass
+    assert path.read_bytes() == b"an earlier run's video" and list(tmp_path.iterdir()) == [path]
 
 
 def test_the_writer_refuses_frames_of_another_size(tmp_path):

@@ -4,6 +4,7 @@ in process; the MP4 and JSONL it writes are read back and checked against the in
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -103,3 +104,56 @@ def test_track_a_clip_panned_across_a_real_photo(tmp_path, tiny_detector_dir, ti
             assert decode_rle(item["mask"]).shape == (height, width)
     drawn, _ = read_with_pyav(tmp_path / "out" / "pan.mp4")
     assert len(drawn) == 6 and drawn[0].shape == (height, width, 3)
+
+
+def earlier_outputs(out) -> dict:
+    """An earlier run's clip.mp4 and clip.jsonl in out, as bytes a failed run must leave alone."""
+    out.mkdir(exist_ok=True)
+    kept = {"clip.mp4": b"an earlier run's video", "clip.jsonl": b'{"frame": 0, "time": 0.0, "objects": []}\n'}
+    for name, data in kept.items():
+        (out / name).write_bytes(data)
+    return kept
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--start", "999"], r"start \(999.0 s\) is past the end of clip.mp4"),
+    (["--redetect-every", "0"], "redetect_every must be a whole number of frames >= 1"),
+    (["--redetect-every", "-5"], "redetect_every must be a whole number of frames >= 1"),
+    (["--max-lost", "-1"], "max_lost must be a whole number >= 1"),
+    (["--iou-threshold", "2"], r"iou_threshold must be in \(0, 1\]"),
+    (["--box-threshold", "-1"], "box_threshold must be a number between 0 and 1"),
+    (["--device", "tpu"], "device"),
+])
+def test_options_that_need_no_model_fail_before_any_model_loads(clip, tmp_path, capsys, option, message):
+    """Models that do not exist: reaching them would be another error. An earlier run's outputs stay."""
+    out = tmp_path / "out"
+    kept = earlier_outputs(out)
+    code = main(["track", str(clip), "--prompt", "square", "--out", str(out), "--detector", str(tmp_path / "no-detector"),
+                 "--sam-checkpoint", str(tmp_path / "no-video-model"), *option])
+    error = capsys.readouterr().err
+    assert code == 2 and re.search(message, error), error
+    assert error.startswith("lang-sam: ") and "Traceback" not in error
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
+
+
+@pytest.mark.parametrize("problem", ["a range between two frames", "a file cut short"])
+def test_a_run_that_reads_no_frame_or_breaks_off_writes_nothing(problem, clip, tmp_path, tiny_detector_dir, tiny_video_dir,
+                                                                  capsys):
+    """Found only once the frames are read (the models have loaded): exit 2, and an earlier run's
+    outputs are left as they were, never replaced by an empty or partial run."""
+    from tests.video.test_frames import noise_frames
+
+    out = tmp_path / "out"
+    kept = earlier_outputs(out)
+    video, options = clip, ["--start", "0.25", "--end", "0.28"]  # frames at 0.2 and 0.3 s: none between
+    if problem == "a file cut short":
+        whole = write_video(tmp_path / "whole.mp4", noise_frames(10), options={"movflags": "faststart"}).read_bytes()
+        video, options = tmp_path / "clip.mp4", []
+        video.write_bytes(whole[: len(whole) * 6 // 10])
+    code = main(["track", str(video), "--prompt", "square", "--out", str(out), "--detector", str(tiny_detector_dir),
+                 "--sam-checkpoint", str(tiny_video_dir), "--device", "cpu", *options])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert re.search("No frame of clip.mp4 lies between 0.25 s and 0.28 s" if problem.startswith("a range")
+                     else r"frame \d+ could not be decoded .* cut short", error), error
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == kept, "no temporary file left, nothing replaced"
