@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -41,10 +43,24 @@ def test_draws_masks_with_one_colour_per_class_and_keeps_the_input():
 
 
 def test_labels_are_written():
-    drawing = draw_image(np.zeros((100, 150, 3), np.uint8), make_result(1))
-    # The label box at the detection's top holds text pixels, not just the box colour.
-    label_area = drawing[0:12, 10:60]
-    assert len(np.unique(label_area.reshape(-1, 3), axis=0)) > 2
+    """Two captions that differ from their third letter on ("car 0.87", "cat 0.87") change pixels
+    only past the shared "ca" and inside the caption's box: the text's size (cv2.getTextSize) with
+    4 px of padding a side, at the detection's left edge and the image's top."""
+    import cv2
+
+    def text_size(text: str) -> tuple[int, int]:
+        (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        return width, height + baseline
+
+    image = np.zeros((100, 150, 3), np.uint8)
+    car = draw_image(image, make_result(1))
+    cat = draw_image(image, replace(make_result(1), phrases=["cat"]))
+    rows, columns = np.nonzero((car != cat).any(axis=2))
+    left, padding = int(make_result(1).boxes[0, 0]), 4
+    widest = max(text_size("car 0.87")[0], text_size("cat 0.87")[0])
+    assert len(rows) > 0, "the caption's words are drawn"
+    assert columns.min() >= left + padding + text_size("ca")[0] - 1, "the shared letters are drawn alike"
+    assert columns.max() <= left + widest + 2 * padding and rows.max() <= text_size("car 0.87")[1] + 2 * padding
 
 
 def test_empty_result_returns_the_image_unchanged():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -37,7 +37,54 @@ def test_prepared_ahead_keeps_the_order_and_passes_errors_on(model, images):
     assert [p.original_size for p in prepared[:3]] == [(400, 600), (512, 512), (400, 600)]
     assert all(isinstance(p, PreparedImage) for p in prepared[:3])
     assert isinstance(prepared[3], InvalidImageError) and "not in an image format" in str(prepared[3])
-    assert stats.preparing_seconds > 0 and stats.waiting_seconds >= 0
+    assert stats.preparing_seconds > 0
+
+
+class SteppedClock:
+    """perf_counter for the labeling module: each image prepared advances it by `step` seconds."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class LazyPool:
+    """An executor that runs nothing ahead: a job runs when its result is asked for, so the caller
+    waits for the whole of every preparation."""
+
+    def submit(self, function, *args):
+        future = Future()
+        future.result = lambda timeout=None: function(*args)
+        return future
+
+
+class EagerPool:
+    """An executor that runs every job at once, when submitted: the caller never waits."""
+
+    def submit(self, function, *args):
+        future = Future()
+        future.set_result(function(*args))
+        return future
+
+
+@pytest.mark.parametrize(("pool", "waited"), [(LazyPool(), 3 * 2.5), (EagerPool(), 0.0)])
+def test_waiting_and_preparing_time_are_counted_apart(pool, waited, monkeypatch):
+    import lang_sam.datasets.labeling as labeling
+
+    clock = SteppedClock(2.5)
+    monkeypatch.setattr(labeling, "time", clock)
+    monkeypatch.setattr(labeling, "read_image", lambda root, name: name)
+
+    class SteppingModel:
+        def prepare(self, image):
+            clock.now += clock.step
+            return image
+
+    stats = LabelStats()
+    assert list(prepared_ahead(pool, SteppingModel(), "root", ["a", "b", "c"], 2, stats)) == ["a", "b", "c"]
+    assert stats.preparing_seconds == 3 * 2.5 and stats.waiting_seconds == waited
 
 
 def test_a_chunk_batches_images_of_equal_size_and_keeps_its_order(model, images, tmp_path, monkeypatch):

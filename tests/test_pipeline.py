@@ -13,6 +13,7 @@ from pycocotools import mask as mask_utils
 from lang_sam import InvalidOptionError, InvalidPromptError
 from lang_sam.pipeline import LangSAM
 from lang_sam.results import LangSAMResult
+from lang_sam.segmenter import SamPredictor
 from tests.conftest import shared_image
 from tests.test_grounding_dino import ASSETS
 
@@ -53,7 +54,10 @@ def test_predict_unpacks_like_lang_segment_anything(model):
     assert result.num_detections == 6
     masks, boxes, phrases, logits = result
     assert masks is result.masks and phrases == result.phrases and logits is result.logits
-    assert masks.any(axis=(1, 2)).any(), "random SAM still draws some foreground"
+    predictor = SamPredictor(model.sam)
+    predictor.set_image(np.asarray(image))
+    direct, _, _ = predictor.predict_torch(boxes=torch.from_numpy(boxes), multimask_output=False, prompts_in_image_pixels=True)
+    assert np.array_equal(masks, direct[:, 0].numpy()), "each mask is SAM's single-mask answer to its box"
     assert len(result) == 4 and result[0] is masks and result[1] is boxes and result[2] is phrases and result[3] is logits
     assert result[-1] is logits and list(result[:2]) == [masks, boxes]
     empty = model.predict(image, "person", box_threshold=1.0)

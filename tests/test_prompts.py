@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lang_sam import LangSAM
-from lang_sam.errors import InvalidPromptError
+from lang_sam.errors import InvalidOptionError, InvalidPromptError, LangSAMError
 from lang_sam.results import LangSAMResult
 from lang_sam.segmenter import SamPredictor
 from tests.test_grounding_dino import ASSETS
@@ -77,23 +77,21 @@ def test_text_and_a_click_refine_the_detected_object_it_falls_in(model, photo, p
     assert outside.phrases == ["object"], "a click where nothing was found is an object of its own"
 
 
-@pytest.mark.parametrize("prompts, message", [
-    (dict(points=[[900, 10]]), "outside the 451x300 image"),
-    (dict(points=[[10, 10]], point_labels=[2]), "point_labels are 1 (object) or 0 (background)"),
-    (dict(points=[[10, 10], [20, 20]], point_labels=[1]), "2 points but 1 point_labels"),
-    (dict(boxes=[[100, 100, 50, 200]]), "x2 < x1"),
-    (dict(boxes=[[1, 2, 3]]), "boxes must be"),
-    (dict(points=[[10, 10]], mask_input=np.zeros((64, 64))), "mask_input is a (256, 256)"),
-    (dict(mask_input=np.zeros((256, 256))), "give points with it"),
-    (dict(points=[[float("nan"), 1]]), "finite"),
-    (dict(point_labels=[1]), "predict needs images and prompts"),
+@pytest.mark.parametrize("prompts, error, message", [
+    (dict(points=[[900, 10]]), InvalidPromptError, "outside the 451x300 image"),
+    (dict(points=[[10, 10]], point_labels=[2]), InvalidPromptError, "point_labels are 1 (object) or 0 (background)"),
+    (dict(points=[[10, 10], [20, 20]], point_labels=[1]), InvalidPromptError, "2 points but 1 point_labels"),
+    (dict(boxes=[[100, 100, 50, 200]]), InvalidPromptError, "x2 < x1"),
+    (dict(boxes=[[1, 2, 3]]), InvalidPromptError, "boxes must be"),
+    (dict(points=[[10, 10]], mask_input=np.zeros((64, 64))), InvalidPromptError, "mask_input is a (256, 256)"),
+    (dict(mask_input=np.zeros((256, 256))), InvalidPromptError, "give points with it"),
+    (dict(points=[[float("nan"), 1]]), InvalidPromptError, "finite"),
+    (dict(point_labels=[1]), InvalidOptionError, "predict needs images and prompts"),
 ])
-def test_bad_prompts_name_the_problem(model, photo, prompts, message):
-    from lang_sam.errors import LangSAMError
-
+def test_bad_prompts_name_the_problem(model, photo, prompts, error, message):
     with pytest.raises(LangSAMError, match=message.replace("(", r"\(").replace(")", r"\)")) as raised:
         model.predict(photo, **prompts)
-    assert isinstance(raised.value, InvalidPromptError) or "needs images" in message
+    assert type(raised.value) is error
 
 
 def test_lang_sam_predict_takes_points_and_boxes(model, photo, sam_files, tiny_detector_dir, tmp_path, capsys):

@@ -50,9 +50,10 @@ def test_every_image_file_gives_a_result_of_its_size_or_an_invalid_image_error(p
     folder, cases = image_cases
     for name, expected in cases.items():
         if expected is None:
-            with pytest.raises(InvalidImageError, match="Could not read|more pixels than is safe") as error:
+            said = "declares more pixels than is safe" if name == "bomb.png" else "Could not read image"
+            with pytest.raises(InvalidImageError, match=said) as error:
                 pipeline.predict(folder / name, "cat", **LOOSE)
-            assert name in str(error.value) or "bomb" in name, name
+            assert str(folder / name) in str(error.value), name
             continue
         result = pipeline.predict(folder / name, "cat", **LOOSE)
         assert result.masks.shape == (result.num_detections, *expected) and result.masks.dtype == bool, name
