@@ -133,3 +133,15 @@ def test_an_opset_sam_cannot_be_exported_to_is_refused_before_loading(opset, sam
     assert main(["export-onnx", "--checkpoint", str(sam_files[0]), "--out", str(tmp_path / "out"), "--opset", opset]) == 2
     error = capsys.readouterr().err
     assert "opsets 14 to 23" in error and "Traceback" not in error and loads == [] and not (tmp_path / "out").exists()
+
+
+def test_export_reads_the_settings_environment_like_every_command(sam_files, tmp_path, monkeypatch, capsys):
+    """No --checkpoint: $LANG_SAM_SAM_CHECKPOINT names the SAM, as for predict, label or serve."""
+    import onnx
+
+    monkeypatch.setenv("LANG_SAM_SAM_CHECKPOINT", str(sam_files[0]))
+    assert main(["export-onnx", "--out", str(tmp_path / "out")]) == 0
+    assert f"(SAM {sam_files[0].stem})" in capsys.readouterr().err
+    graph = onnx.load(tmp_path / "out" / "decoder.onnx").graph
+    embedding = next(entry for entry in graph.input if entry.name == "image_embeddings")
+    assert [d.dim_value for d in embedding.type.tensor_type.shape.dim] == [1, 256, 64, 64]
