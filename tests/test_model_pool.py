@@ -83,3 +83,55 @@ def test_a_failed_load_is_remembered_and_other_sams_keep_serving(service_models,
     assert pool.predict(ASSETS / "coffee.jpg", "cup", box_threshold=0.0, text_threshold=0.0, max_detections=1).num_detections == 1
     with pytest.raises(InvalidOptionError, match=f"SAM 'vit_b' is not served here; choose one of {TINY_A}, broken"):
         pool.get("vit_b")
+
+
+def test_load_once_loads_each_key_once_across_threads_and_remembers_failures():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lang_sam.errors import ModelLoadError
+    from lang_sam.interfaces.models import LoadOnce
+
+    models: LoadOnce[str, object] = LoadOnce()
+    release, loads = threading.Event(), []
+
+    def slow_load() -> object:
+        loads.append("a")
+        release.wait(timeout=60)
+        return object()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        waiting = [pool.submit(models.get, "a", slow_load) for _ in range(4)]
+        assert models.get("b", lambda: "b loads while a is loading") == "b loads while a is loading"
+        release.set()
+        values = [future.result(timeout=60) for future in waiting]
+    assert loads == ["a"] and all(value is values[0] for value in values)
+
+    attempts = []
+
+    def failing_load() -> object:
+        attempts.append(1)
+        raise ModelLoadError("no weights for c")
+
+    for _ in range(3):
+        with pytest.raises(ModelLoadError, match=r"no weights for c \(Remembered from the first attempt"):
+            models.get("c", failing_load)
+    assert attempts == [1] and models.loaded() == ["b", "a"]
+
+
+def test_a_semantic_model_that_fails_to_load_is_not_loaded_again_on_every_request(monkeypatch):
+    import lang_sam.interfaces.models as models
+    from lang_sam.errors import ModelLoadError
+
+    attempts = []
+
+    def missing(name, device=None, dtype=None):
+        attempts.append(name)
+        raise ModelLoadError(f"{name} is not here")
+
+    monkeypatch.setattr(models, "UniversalSegmenter", missing)
+    pool = ModelPool(Settings(sam_type=TINY_A, device="cpu", dtype="float32"), semantic_models=["gone"])
+    for _ in range(2):
+        with pytest.raises(ModelLoadError, match="gone is not here"):
+            pool._namer(pool.check_semantic("gone"))
+    assert attempts == ["gone"]

@@ -4,8 +4,9 @@ each loaded on first use, once (a text segmenter, SAM 3, uses none)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import replace
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -43,15 +44,62 @@ def served_sam_types(settings: Settings, requested: Sequence[str] | None) -> tup
     return tuple(dict.fromkeys(check_sam_type(name, settings.checkpoint_dir) for name in names))
 
 
+Key = TypeVar("Key", bound=Hashable)
+Value = TypeVar("Value")
+
+
+class LoadOnce(Generic[Key, Value]):
+    """Values made once per key, safe to share between threads: each key loads under its own lock,
+    so other keys load and are read meanwhile; a load that fails with a LangSAMError is remembered
+    and raised again for that key instead of being tried on every request (restart after fixing it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards the dictionaries, never a load
+        self._loading: dict[Key, threading.Lock] = {}
+        self._values: dict[Key, Value] = {}
+        self._failures: dict[Key, LangSAMError] = {}
+
+    def get(self, key: Key, load: Callable[[], Value]) -> Value:
+        """The value of key, made by load() the first time it is asked for."""
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._values:
+                    return self._values[key]
+                if key in self._failures:
+                    raise self._failures[key]
+            try:
+                value = load()
+            except LangSAMError as error:
+                remembered = error if getattr(error, "remembered", False) else type(error)(
+                    f"{error} (Remembered from the first attempt: restart after fixing it.)")
+                remembered.remembered = True
+                with self._lock:
+                    self._failures[key] = remembered
+                raise remembered from None
+            with self._lock:
+                self._values[key] = value
+            return value
+
+    def loaded(self) -> list[Key]:
+        """The keys loaded so far, in the order they loaded."""
+        with self._lock:
+            return list(self._values)
+
+
 class ModelPool:
     """One detector and one LangSAM per SAM, loaded on first use and reused; safe to share between threads.
 
     allowed: the SAM names that may be loaded (None: any name the registry knows); detectors: the
     detectors requests may name besides the settings' own (each pairs with any SAM, sharing its
     loaded segmenter); semantic_models: the universal segmentation models (registry names, repo ids
-    or folders) that may name everything-masks, none by default. A SAM loads
-    under its own lock, so predictions on SAMs already loaded go on meanwhile; a load that fails
-    is remembered and reported again, not retried on every request (restart after fixing it).
+    or folders) that may name everything-masks, none by default. Every model (SAM, detector, video
+    model, semantic model) loads through a LoadOnce: under its own lock, so predictions on models
+    already loaded go on meanwhile, and a load that fails is remembered and reported again, not
+    retried on every request (restart after fixing it).
     Predictions run one at a time: a single forward pass already uses every core.
     """
 
@@ -63,21 +111,16 @@ class ModelPool:
         self.allowed = served_sam_types(self.settings, allowed) if allowed else None
         self.detector_names = served_detectors(self.settings, detectors)
         self.semantic_models = served_semantic_models(semantic_models)
-        self._lock = threading.Lock()  # guards the dictionaries below, never a load or a prediction
         self._predicting = threading.Lock()
-        self._loading: dict[str, threading.Lock] = {}
-        self._detector_lock = threading.Lock()
-        self._namer_lock = threading.Lock()  # apart: a first download of one does not hold up the detectors
-        self._detectors: dict[str, Detector] = {}
-        self._namers: dict[str, UniversalSegmenter] = {}
-        self._pipelines: dict[str, LangSAM] = {}
-        self._paired: dict[tuple[str, str], LangSAM] = {}  # (SAM, another detector) -> pipeline sharing the segmenter
-        self._video: dict[str, VideoSegmenter | ConceptTracker] = {}
-        self._failures: dict[str, LangSAMError] = {}
+        self._pipelines: LoadOnce[str, LangSAM] = LoadOnce()
+        self._paired: LoadOnce[tuple[str, str], LangSAM] = LoadOnce()  # (SAM, another detector): sharing the segmenter
+        self._detectors: LoadOnce[str, Detector] = LoadOnce()
+        self._namers: LoadOnce[str, UniversalSegmenter] = LoadOnce()
+        self._video: LoadOnce[str, VideoSegmenter | ConceptTracker] = LoadOnce()
 
     @property
     def loaded_sam_types(self) -> list[str]:
-        return list(self._pipelines)
+        return self._pipelines.loaded()
 
     @property
     def sam_types(self) -> list[str]:
@@ -118,52 +161,27 @@ class ModelPool:
         detector_name = self.check_detector(detector)
         if detector_name == self.settings.detector or pipeline.segments_text:
             return pipeline
-        key = (pipeline.sam_type, detector_name)
-        with self._lock:
-            paired = self._paired.get(key)
-        if paired is None:
-            paired = LangSAM.from_parts(pipeline.segmenter, self._detector(detector_name))
-            with self._lock:
-                paired = self._paired.setdefault(key, paired)
-        return paired
+        return self._paired.get((pipeline.sam_type, detector_name),
+                                lambda: LangSAM.from_parts(pipeline.segmenter, self._detector(detector_name)))
 
     def _pipeline(self, sam_type: str | None) -> LangSAM:
         name = self.check(sam_type or self.settings.sam_type)
-        with self._lock:
-            loading = self._loading.setdefault(name, threading.Lock())
-        with loading:  # one load per name; other names load and predict meanwhile
-            with self._lock:
-                if name in self._pipelines:
-                    return self._pipelines[name]
-                if name in self._failures:
-                    raise self._failures[name]
-            try:
-                text = resolve_segmenter(name, None, self.settings.checkpoint_dir).family in TEXT_FAMILIES
-                detector = self.settings.detector if text else self._detector(self.settings.detector)  # SAM 3 loads none
-                pipeline = LangSAM(name, detector=detector, device=self.settings.device,
-                                   dtype=self.settings.dtype, checkpoint_dir=self.settings.checkpoint_dir)
-            except LangSAMError as error:
-                remembered = type(error)(f"{error} (Remembered from the first attempt: restart after fixing it.)")
-                with self._lock:
-                    self._failures[name] = remembered
-                raise remembered from None
-            with self._lock:
-                self._pipelines[name] = pipeline
-            return pipeline
+
+        def load() -> LangSAM:
+            text = resolve_segmenter(name, None, self.settings.checkpoint_dir).family in TEXT_FAMILIES
+            detector = self.settings.detector if text else self._detector(self.settings.detector)  # SAM 3 loads none
+            return LangSAM(name, detector=detector, device=self.settings.device, dtype=self.settings.dtype,
+                           checkpoint_dir=self.settings.checkpoint_dir)
+
+        return self._pipelines.get(name, load)
 
     def _namer(self, name: str) -> UniversalSegmenter:
         """The universal segmentation model called name, loaded once."""
-        with self._namer_lock:
-            if name not in self._namers:
-                self._namers[name] = UniversalSegmenter(name, device=self.settings.device, dtype=self.settings.dtype)
-            return self._namers[name]
+        return self._namers.get(name, lambda: UniversalSegmenter(name, device=self.settings.device, dtype=self.settings.dtype))
 
     def _detector(self, name: str) -> Detector:
         """The detector called name, loaded once and shared by every SAM."""
-        with self._detector_lock:
-            if name not in self._detectors:
-                self._detectors[name] = load_detector(name, device=self.settings.device, dtype=self.settings.dtype)
-            return self._detectors[name]
+        return self._detectors.get(name, lambda: load_detector(name, device=self.settings.device, dtype=self.settings.dtype))
 
     def predict(
         self,
@@ -196,11 +214,8 @@ class ModelPool:
         """The video model of sam_type (SAM 2.1 or SAM 3; default: the first such entry this pool
         offers, else sam2.1-hiera-tiny), loaded once."""
         name = self.check(sam_type or self._default_video_type())
-        with self._detector_lock:
-            if name not in self._video:
-                self._video[name] = load_video_segmenter(name, None, self.settings.device, self.settings.dtype,
-                                                         self.settings.checkpoint_dir)
-            return self._video[name]
+        return self._video.get(name, lambda: load_video_segmenter(name, None, self.settings.device, self.settings.dtype,
+                                                                  self.settings.checkpoint_dir))
 
     @property
     def video_types(self) -> list[str]:
