@@ -8,6 +8,7 @@ caught by the command like any other, not shown as a traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 from lang_sam.errors import (
@@ -54,7 +55,9 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """Import the module that defines one of the lazily loaded names, once (PEP 562)."""
     if name not in _LAZY:
-        raise AttributeError(f"module 'lang_sam' has no attribute {name!r}")
+        if importlib.util.find_spec(f"lang_sam.{name}") is None:
+            raise AttributeError(f"module 'lang_sam' has no attribute {name!r}")
+        return importlib.import_module(f"lang_sam.{name}")  # lang_sam.segmenter etc., as when imported eagerly
     value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value

@@ -137,11 +137,11 @@ def cpu_bf16_instructions() -> tuple[str, ...]:
 def describe_cpu() -> str:
     """One line naming the CPU and whether its bfloat16 is native, for test and benchmark output."""
     native = cpu_bf16_instructions()
+    auto = str(auto_dtype(torch.device("cpu"))).removeprefix("torch.")
     if native:
-        auto = str(auto_dtype(torch.device("cpu"))).removeprefix("torch.")
         bf16 = f"bf16 native ({', '.join(native)}), bf16 matmul {cpu_bf16_speedup():.1f}x fp32's speed, auto = {auto}"
     else:
-        bf16 = "bf16 NOT native (emulated, far slower than fp32), auto = float32"
+        bf16 = f"bf16 NOT native (emulated, far slower than fp32), auto = {auto}"
     return f"{cpu_model()}, {os.cpu_count()} cores, {bf16}"
 
 

@@ -11,8 +11,8 @@ import torch
 def masks_to_boxes(masks: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """(N, H, W) bool masks -> (N, 4) pixel-edge xyxy boxes, int64 for a tensor (on its device) and
     float32 for an array; (0, 4) for no masks."""
-    if isinstance(masks, np.ndarray):
-        return masks_to_boxes(torch.from_numpy(masks)).numpy().astype(np.float32)
+    if isinstance(masks, np.ndarray):  # any layout (a flipped view) and any truthy dtype, as bool
+        return masks_to_boxes(torch.from_numpy(np.ascontiguousarray(masks, dtype=bool))).numpy().astype(np.float32)
     height, width = masks.shape[-2:]
     rows, columns = masks.any(dim=2), masks.any(dim=1)
     y0, y1 = _first_and_past_last(rows, height)

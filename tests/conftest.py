@@ -42,10 +42,18 @@ os.environ["LANG_SAM_DTYPE"] = "float32"
 
 # LANG_SAM_TEST_AUTO_DTYPE=bfloat16 (or float32) forces what "auto" resolves to on the CPU for the
 # whole run, in this process and in every process the tests start (see forced_auto_dtype/).
-FORCED_AUTO_SITE = Path(__file__).resolve().parent / "forced_auto_dtype"
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FORCED_AUTO_SITE), os.environ.get("PYTHONPATH")]))
+FORCED_AUTO_SITE = str(Path(__file__).resolve().parent / "forced_auto_dtype")
+
+
+def forced_auto_pythonpath() -> str:
+    """PYTHONPATH with the forcing sitecustomize first, for the processes the tests start."""
+    paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path and path != FORCED_AUTO_SITE]
+    return os.pathsep.join([FORCED_AUTO_SITE, *paths])
+
+
 if os.environ.get(FORCED_AUTO_VARIABLE):
     force_auto_dtype(os.environ[FORCED_AUTO_VARIABLE])
+    os.environ["PYTHONPATH"] = forced_auto_pythonpath()
 
 # Under pytest-xdist each test process gets its share of the cores (and so do the servers and
 # commands it starts), instead of every process running a thread per core.
@@ -76,6 +84,7 @@ def auto_dtype(request, monkeypatch) -> torch.dtype:
         monkeypatch.setattr(devices, name, getattr(devices, name))  # restored after the test
     force_auto_dtype(request.param)
     monkeypatch.setenv(FORCED_AUTO_VARIABLE, request.param)
+    monkeypatch.setenv("PYTHONPATH", forced_auto_pythonpath())  # the processes the test starts force it too
     monkeypatch.delenv("LANG_SAM_DTYPE", raising=False)
     assert devices.resolve_dtype(None, torch.device("cpu")) == devices.DTYPES[request.param]
     return devices.DTYPES[request.param]

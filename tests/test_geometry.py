@@ -30,3 +30,6 @@ def test_boxes_hold_every_mask_pixel_with_the_end_one_past_the_last():
     assert tensor_boxes.dtype == torch.int64 and np.array_equal(tensor_boxes.numpy(), expected)
     assert all(np.array_equal(mask_to_box(mask), box) for mask, box in zip(masks, expected))
     assert masks_to_boxes(np.zeros((0, 5, 5), bool)).shape == (0, 4)
+    flipped = masks[:, ::-1]  # a view with a negative stride, as numpy's flips give
+    assert np.array_equal(masks_to_boxes(flipped), [box_by_pixels(mask) for mask in flipped])
+    assert np.array_equal(masks_to_boxes(masks.astype(np.uint8)), expected), "0/1 masks read as bool"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 
 from lang_sam import InvalidOptionError
@@ -113,10 +115,15 @@ def test_load_once_loads_each_key_once_across_threads_and_remembers_failures():
         attempts.append(1)
         raise ModelLoadError("no weights for c")
 
+    raised = []
     for _ in range(3):
-        with pytest.raises(ModelLoadError, match=r"no weights for c \(Remembered from the first attempt"):
+        with pytest.raises(ModelLoadError, match=r"no weights for c \(Remembered from the first attempt") as error:
             models.get("c", failing_load)
+        raised.append(error.value)
     assert attempts == [1] and models.loaded() == ["b", "a"]
+    depths = [len(traceback.extract_tb(error.__traceback__)) for error in raised]
+    assert len({id(error) for error in raised}) == 3 and depths[1] == depths[2], \
+        "each caller gets its own copy: the stored error does not gather every caller's frames"
 
 
 def test_a_semantic_model_that_fails_to_load_is_not_loaded_again_on_every_request(monkeypatch):
@@ -135,3 +142,12 @@ def test_a_semantic_model_that_fails_to_load_is_not_loaded_again_on_every_reques
         with pytest.raises(ModelLoadError, match="gone is not here"):
             pool._namer(pool.check_semantic("gone"))
     assert attempts == ["gone"]
+
+
+def test_a_model_that_does_not_track_video_is_refused_not_remembered_as_a_failed_load(service_models):
+    checkpoints, detector = service_models
+    pool = ModelPool(Settings(sam_type=TINY_A, detector=str(detector), checkpoint_dir=str(checkpoints), device="cpu",
+                              dtype="float32"), allowed=[TINY_A, "sam2.1-hiera-tiny"])
+    for _ in range(2):
+        with pytest.raises(InvalidOptionError, match=f"{TINY_A} does not track video; choose one of sam2.1-hiera-tiny"):
+            pool.video_segmenter(TINY_A)

@@ -3,6 +3,7 @@ each loaded on first use, once (a text segmenter, SAM 3, uses none)."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import replace
@@ -69,17 +70,18 @@ class LoadOnce(Generic[Key, Value]):
             with self._lock:
                 if key in self._values:
                     return self._values[key]
-                if key in self._failures:
-                    raise self._failures[key]
+                if key in self._failures:  # a fresh copy: raising the stored one would chain every caller's frames to it
+                    raise copy.copy(self._failures[key]) from None
             try:
                 value = load()
             except LangSAMError as error:
-                remembered = error if getattr(error, "remembered", False) else type(error)(
-                    f"{error} (Remembered from the first attempt: restart after fixing it.)")
+                remembered = copy.copy(error)
+                if not getattr(error, "remembered", False):  # not already remembered by an inner LoadOnce
+                    remembered.args = (f"{error} (Remembered from the first attempt: restart after fixing it.)",)
                 remembered.remembered = True
                 with self._lock:
                     self._failures[key] = remembered
-                raise remembered from None
+                raise copy.copy(remembered) from None
             with self._lock:
                 self._values[key] = value
             return value
@@ -214,6 +216,8 @@ class ModelPool:
         """The video model of sam_type (SAM 2.1 or SAM 3; default: the first such entry this pool
         offers, else sam2.1-hiera-tiny), loaded once."""
         name = self.check(sam_type or self._default_video_type())
+        if name not in self.video_types:  # the user's choice, not a failed load: never remembered
+            raise InvalidOptionError(f"{name} does not track video; choose one of {', '.join(self.video_types) or DEFAULT_VIDEO_SEGMENTER}.")
         return self._video.get(name, lambda: load_video_segmenter(name, None, self.settings.device, self.settings.dtype,
                                                                   self.settings.checkpoint_dir))
 

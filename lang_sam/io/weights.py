@@ -72,8 +72,9 @@ def read_weights_file(path: str | Path, name: str, remedy: str):
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        plain = "" if zipfile.is_zipfile(path) else "it is a plain pickle, not a file torch.save wrote, or "
         raise CheckpointError(
-            f"Refused to load {path}: it holds Python objects other than tensors, which could run code when "
+            f"Refused to load {path}: {plain}it holds Python objects other than tensors, which could run code when "
             f"unpickled. {remedy}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):

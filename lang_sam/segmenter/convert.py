@@ -105,6 +105,9 @@ def _check_options(source: Path, output: Path, to: str, sam_type: str | None, ov
                 "Choose another path."
             )
         if output.is_dir():
+            if output.resolve() in source.resolve().parents:
+                raise InvalidOptionError(f"{source} is inside {output}: replacing the folder would delete the input. "
+                                         "Write the conversion to another path.")
             _check_replaceable_folder(output)
     if not output.parent.is_dir():
         raise InvalidOptionError(f"{output}: the folder {output.parent} does not exist; create it first.")

@@ -100,8 +100,8 @@ def finetune(config: FinetuneConfig, callbacks: Sequence[L.Callback] = ()) -> di
 def check_finetune_options(config: FinetuneConfig) -> None:
     """Refuse, before anything loads, the numbers of a run that Lightning or the data loader would
     reject with a traceback, or accept and train nothing with (0 epochs or steps)."""
-    devices = config.devices
-    if devices != "auto" and not (_is_whole(devices) and (devices >= 1 or devices == -1)):
+    devices = config.devices  # a count is checked here; what else Lightning takes ("0,1", [0, 1]) is Lightning's to judge
+    if isinstance(devices, bool) or (_is_whole(devices) and not (devices >= 1 or devices == -1)):
         raise InvalidOptionError(f"--devices must be a whole number >= 1 (processes to train on), -1 (all) or auto, "
                                  f"got {devices!r}.")
     for flag, value, least in (("--epochs", config.epochs, 1), ("--batch-size", config.batch_size, 1),

@@ -68,7 +68,7 @@ def test_langsam_track_reads_the_range_and_matches_the_command(clip, tmp_path, t
     from tests.families.conftest import save_tiny_segmenter
 
     threshold = threshold_for(tiny_detector_dir, moving_squares(1)[0], "square", 2)
-    pipeline = LangSAM.from_parts(TransformersSegmenter(save_tiny_segmenter("sam2", tmp_path / "sam2"), device="cpu"),
+    pipeline = LangSAM.from_parts(TransformersSegmenter(save_tiny_segmenter("sam2", tmp_path / "sam2"), device="cpu", dtype="float32"),
                                   load_detector(tiny_detector_dir, "cpu", "float32"))
     results = list(pipeline.track(clip, "square", video_segmenter=tiny_video_dir, start=0.2, stride=2,
                                   box_threshold=threshold, text_threshold=0, redetect_every=2))
