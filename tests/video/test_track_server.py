@@ -70,6 +70,18 @@ def test_bad_track_requests_get_their_status_before_any_frame(server, clip):
     assert httpx.get(f"{server}/health", timeout=10).json()["status"] == "ok"
 
 
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"redetect_every": "0"}, "redetect_every must be a whole number of frames >= 1, got 0"),
+    ({"redetect_every": "-5"}, "redetect_every must be a whole number of frames >= 1, got -5"),
+    ({"max_lost": "-1"}, "max_lost must be a whole number >= 1"),
+    ({"max_lost": "0"}, "max_lost must be a whole number >= 1"),
+    ({"iou_threshold": "0"}, "iou_threshold must be in (0, 1]"),
+])
+def test_tracking_options_out_of_range_are_a_422_before_the_stream(server, clip, fields, message):
+    response = post_track(server, clip.read_bytes(), prompt="square", sam_type=VIDEO_NAME, **fields)
+    assert response.status_code == 422 and message in response.json()["detail"], response.text
+
+
 @pytest.fixture(scope="module")
 def app(service_environment, checkpoints, tmp_path_factory):
     from pathlib import Path
