@@ -27,7 +27,7 @@ from lang_sam.interfaces.server.validation import LIMIT_FLAGS, Limits, PredictRe
 from lang_sam.results import LangSAMResult
 from tests.conftest import FORCED_AUTO_VARIABLE, TINY_A, TINY_B
 from tests.robustness_cases import write_image_cases
-from tests.services import free_port, session_processes, start_service, stop_session, wait_until_gone
+from tests.services import free_port, session_processes, start_service, stop_session, wait_for, wait_until_gone
 from tests.test_grounding_dino import ASSETS
 
 MAX_UPLOAD_MB = 4  # above starlette's 1 MB spool size: large uploads must reach the worker too
@@ -645,6 +645,29 @@ def test_everything_over_the_servers_point_limit_is_refused_and_at_it_answered(s
     assert crops.status_code == 422 and "crop_n_layers must be between 0 and 2" in crops.json()["detail"]
     assert "--max-crop-layers" in crops.json()["detail"]
     assert healthy(url)
+
+
+def test_an_everything_client_that_leaves_stops_its_work_at_the_next_point_batch(service_environment, tmp_path):
+    """The issue's 64 per side with 2 crop layers (86,016 points: half an hour of this worker),
+    allowed here by the flag: the client gives up after 3 s, the work stops at the next batch of
+    points, and the next request is answered."""
+    port = free_port()
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port),
+               "--max-everything-points", "86016"]
+    log = tmp_path / "server.log"
+    process = start_service(command, service_environment, f"http://127.0.0.1:{port}/health", log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/predict", files={"image": ("photo.jpg", photo_bytes("coffee.jpg"), "image/jpeg")},
+                       data={"mode": "everything", "points_per_side": "64", "crop_n_layers": "2"},
+                       timeout=httpx.Timeout(300, read=3))
+        assert wait_for(lambda: "a mode=everything client left after" in log.read_text(), timeout=120), log.read_text()[-3000:]
+        following = httpx.post(f"{url}/predict", files={"image": ("photo.jpg", photo_bytes("coffee.jpg"), "image/jpeg")},
+                               data={"prompt": "cup", **LOOSE}, timeout=120)
+        assert following.status_code == 200 and len(following.json()["detections"]) == 4, following.text
+    finally:
+        stop_session(process)
 
 
 def test_everything_points_counts_the_points_the_generator_decodes():

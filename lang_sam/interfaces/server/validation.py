@@ -21,6 +21,7 @@ from lang_sam.interfaces.limits import (  # noqa: F401 - Limits and the defaults
     Limits,
     over_limit,
 )
+from lang_sam.interfaces.server.cancel import request_token
 from lang_sam.io.images import load_image
 from lang_sam.io.prompt_text import parse_coordinates, parse_point_labels
 from lang_sam.io.rle import check_rle_counts
@@ -73,6 +74,7 @@ class EverythingRequest:
     generator_options: dict[str, Any]
     include_drawing: bool = False
     semantic: str | None = None  # the served universal model that names the masks, or none
+    token: str | None = None  # the request guard's: its cancel flag (cancel.py)
 
 
 @dataclass
@@ -269,6 +271,7 @@ def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_typ
         generator_options=options,
         include_drawing=_flag(payload, "include_drawing"),
         semantic=semantic,
+        token=request_token(payload),
     )
 
 
@@ -321,6 +324,7 @@ class TrackRequest:
     sam_type: str | None
     detector: str | None
     options: dict[str, Any]
+    upload_name: str | None = None  # the client's file name, which messages call the video by
 
 
 def parse_track_request(payload: Mapping[str, Any], check_sam: Callable[[object], str],
@@ -340,9 +344,11 @@ def parse_track_request(payload: Mapping[str, Any], check_sam: Callable[[object]
         if payload.get(name) not in (None, ""):
             options[name] = _number(payload[name], name, integer=integer)
     _check_tracking_options(options)
+    upload_name = getattr(payload.get("video"), "filename", None)
     return TrackRequest(_image_bytes(payload.get("video"), "video"), prompt,
                         None if sam_type is None else check_sam(sam_type),
-                        None if detector is None else check_detector(detector), options)
+                        None if detector is None else check_detector(detector), options,
+                        upload_name if isinstance(upload_name, str) and upload_name else None)
 
 
 def _check_tracking_options(options: Mapping[str, Any]) -> None:
