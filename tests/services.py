@@ -71,3 +71,14 @@ def stop_session(process: subprocess.Popen) -> None:
     for pid in session_processes(process.pid):
         os.kill(pid, signal.SIGKILL)
     process.wait(timeout=10)
+
+
+def wait_for(condition, timeout: float) -> bool:
+    """Poll condition until it holds or timeout seconds pass; whether it held (a state waited for,
+    never a duration asserted)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -22,16 +23,17 @@ from pycocotools import mask as mask_utils
 from lang_sam.errors import InvalidPromptError
 from lang_sam.interfaces.server.api import predict_batch
 from lang_sam.segmenter.embedding_store import EmbeddingStore
-from lang_sam.interfaces.server.validation import PredictRequest, Rejected
+from lang_sam.interfaces.server.validation import LIMIT_FLAGS, Limits, PredictRequest, Rejected, everything_points
 from lang_sam.results import LangSAMResult
 from tests.conftest import FORCED_AUTO_VARIABLE, TINY_A, TINY_B
 from tests.robustness_cases import write_image_cases
-from tests.services import free_port, session_processes, start_service, stop_session, wait_until_gone
+from tests.services import free_port, session_processes, start_service, stop_session, wait_for, wait_until_gone
 from tests.test_grounding_dino import ASSETS
 
 MAX_UPLOAD_MB = 4  # above starlette's 1 MB spool size: large uploads must reach the worker too
 MAX_IMAGE_PIXELS = 2_000_000
 LOOSE = {"box_threshold": "0", "text_threshold": "0", "max_detections": "4"}
+MAX_EVERYTHING_POINTS = 16  # a 4x4 grid: a request at the limit is answered in seconds on the CPU
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +50,7 @@ def server(service_environment, service_models, tmp_path_factory):
         "--sam-types", f"{TINY_A},{TINY_B},vit_h", "--preload", "--detectors", "grounding-dino-tiny",
         "--semantic-models", str(semantic_model(tmp_path_factory)),
         "--max-upload-mb", str(MAX_UPLOAD_MB), "--max-image-pixels", str(MAX_IMAGE_PIXELS),
+        "--max-everything-points", str(MAX_EVERYTHING_POINTS),
     ]
     log = tmp_path_factory.mktemp("server") / "server.log"
     process = start_service(command, service_environment, f"http://127.0.0.1:{port}/health", log)
@@ -498,7 +501,7 @@ def test_clicks_boxes_and_a_mask_in_json_or_multipart(server, service_models):
     assert np.array_equal(LangSAMResult.from_json(refined.json()).masks, expected.masks)
     for fields, message in ((dict(points="1,2", point_labels="2"), "point_labels are 1 (object) or 0"),
                             (dict(points="9000,2"), "outside the 451x300 image"),
-                            (dict(points="1,2", mask='{"size": [5, 5], "counts": "x"}'), "send the mask of this image")):
+                            (dict(points="1,2", mask='{"size": [5, 5], "counts": "i0"}'), "send the mask of this image")):
         response = post_multipart(url, image, **fields)
         assert response.status_code == 400 and message in response.json()["detail"], response.text
 
@@ -555,6 +558,23 @@ def test_bad_embed_and_decode_requests_name_the_field(server, path, body, status
     assert response.status_code == status and message in response.json()["detail"], response.text
 
 
+@pytest.mark.parametrize(("counts", "message"), [
+    ("", "add up to 0 pixels, but its size 400x600 has 240000"),
+    ("1", "add up to 1 pixels"),
+    ("`0", "add up to 16 pixels"),  # the counts of a 4x4 mask
+    ("x", "cannot be read (it holds characters outside the counts alphabet"),
+    ("i", "cannot be read (its last number is cut short)"),
+])
+def test_a_mask_whose_rle_counts_are_not_its_size_is_a_400(server, counts, message):
+    """Such counts were decoded by pycocotools without a word (counts "" as an empty mask: 200)."""
+    _, url, _ = server
+    image_id = httpx.post(f"{url}/embed", files={"image": ("photo.jpg", photo_bytes("coffee.jpg"), "image/jpeg")},
+                          timeout=300).json()["image_id"]
+    response = httpx.post(f"{url}/decode", json={"image_id": image_id, "points": [[200, 150]],
+                                                 "mask": {"size": [400, 600], "counts": counts}}, timeout=300)
+    assert response.status_code == 400 and message in response.json()["detail"], response.text
+
+
 def test_a_decode_outside_the_embedded_image_is_refused_with_its_size(server):
     _, url, _ = server
     image_id = httpx.post(f"{url}/embed", files={"image": ("photo.jpg", photo_bytes("coffee.jpg"), "image/jpeg")},
@@ -585,3 +605,112 @@ def test_the_embedding_store_keeps_the_most_recently_used_across_instances(tmp_p
     reader.put("vit_b", "c" * 32, embeddings[2])
     assert writer.get("vit_b", "b" * 32) is None and writer.touch("vit_b", "a" * 32) and writer.touch("vit_b", "c" * 32)
     assert sorted(path.suffix for path in tmp_path.iterdir()) == [".safetensors", ".safetensors"], "no temporary file left"
+
+
+def test_more_points_or_boxes_than_the_limits_are_refused_before_any_model_runs(server):
+    """100,000 clicks on /decode (1.6 MB of JSON) once held the worker for minutes: now a 422 naming
+    the limit and its flag, and the next request is answered as usual."""
+    _, url, _ = server
+    defaults = Limits()
+    image_id = httpx.post(f"{url}/embed", files={"image": ("photo.jpg", photo_bytes("coffee.jpg"), "image/jpeg")},
+                          timeout=300).json()["image_id"]
+    many = httpx.post(f"{url}/decode", json={"image_id": image_id, "points": [[5, 5]] * 100_000}, timeout=120)
+    assert many.status_code == 422, many.text
+    assert "asks for 100000 points" in many.json()["detail"] and f"at most {defaults.max_points}" in many.json()["detail"]
+    assert "--max-points" in many.json()["detail"]
+    as_text = post_multipart(url, photo_bytes("coffee.jpg"), points=";".join(["5,5"] * (defaults.max_points + 1)))
+    assert as_text.status_code == 422 and "--max-points" in as_text.json()["detail"], as_text.text
+    boxes = post_multipart(url, photo_bytes("coffee.jpg"), boxes=";".join(["1,1,9,9"] * (defaults.max_boxes + 1)))
+    assert boxes.status_code == 422 and f"asks for {defaults.max_boxes + 1} boxes" in boxes.json()["detail"]
+    assert "--max-boxes" in boxes.json()["detail"]
+    at_the_limit = httpx.post(f"{url}/decode", json={"image_id": image_id, "points": [[5, 5]] * defaults.max_points}, timeout=300)
+    assert at_the_limit.status_code == 200 and len(at_the_limit.json()["detections"]) == 1, at_the_limit.text
+
+
+def test_everything_over_the_servers_point_limit_is_refused_and_at_it_answered(server):
+    """--max-everything-points bounds points_per_side squared times the crops (1, 5, 21): the
+    issue's 64 per side with 2 crop layers (86,016 points, 30 minutes of worker) is a 422 at once."""
+    _, url, _ = server
+    loose = {"mode": "everything", "pred_iou_thresh": "0", "stability_score_thresh": "0"}
+    at_the_limit = post_multipart(url, photo_bytes("coffee.jpg"), points_per_side="4", **loose)
+    assert at_the_limit.status_code == 200 and at_the_limit.json()["masks"], at_the_limit.text
+    for fields, decoded in (({"points_per_side": "5"}, 25), ({"points_per_side": "2", "crop_n_layers": "1"}, 20),
+                            ({"points_per_side": "64", "crop_n_layers": "2"}, 86_016)):
+        over = post_multipart(url, photo_bytes("coffee.jpg"), **loose, **fields)
+        assert over.status_code == 422, over.text
+        detail = over.json()["detail"]
+        assert f"asks for {decoded} points to decode" in detail and f"at most {MAX_EVERYTHING_POINTS}" in detail
+        assert "--max-everything-points" in detail
+    crops = post_multipart(url, photo_bytes("coffee.jpg"), points_per_side="1", crop_n_layers="3", **loose)
+    assert crops.status_code == 422 and "crop_n_layers must be between 0 and 2" in crops.json()["detail"]
+    assert "--max-crop-layers" in crops.json()["detail"]
+    assert healthy(url)
+
+
+def test_an_everything_client_that_leaves_stops_its_work_at_the_next_point_batch(service_environment, tmp_path):
+    """The issue's 64 per side with 2 crop layers (86,016 points: half an hour of this worker),
+    allowed here by the flag: the client gives up after 3 s, the work stops at the next batch of
+    points, and the next request is answered."""
+    port = free_port()
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port),
+               "--max-everything-points", "86016"]
+    log = tmp_path / "server.log"
+    process = start_service(command, service_environment, f"http://127.0.0.1:{port}/health", log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/predict", files={"image": ("photo.jpg", photo_bytes("coffee.jpg"), "image/jpeg")},
+                       data={"mode": "everything", "points_per_side": "64", "crop_n_layers": "2"},
+                       timeout=httpx.Timeout(300, read=3))
+        assert wait_for(lambda: "a mode=everything client left after" in log.read_text(), timeout=120), log.read_text()[-3000:]
+        following = httpx.post(f"{url}/predict", files={"image": ("photo.jpg", photo_bytes("coffee.jpg"), "image/jpeg")},
+                               data={"prompt": "cup", **LOOSE}, timeout=120)
+        assert following.status_code == 200 and len(following.json()["detections"]) == 4, following.text
+    finally:
+        stop_session(process)
+
+
+def test_everything_points_counts_the_points_the_generator_decodes():
+    from lang_sam.segmenter.automatic_mask_generator import crop_boxes, layer_point_grids
+
+    for side, layers in ((1, 0), (4, 1), (64, 2)):
+        grids = layer_point_grids(side, layers, 1)
+        crops = crop_boxes(400, 600, layers, 512 / 1500)
+        assert everything_points(side, layers) == sum(len(grids[layer]) for _, layer in crops)
+
+
+def test_the_readme_documents_each_request_limit_with_its_default():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    defaults = Limits()
+    for name, flag in LIMIT_FLAGS.items():
+        if name.endswith("_bytes") or name == "max_image_pixels":  # documented with the upload limits
+            continue
+        assert re.search(rf"\| `{flag}` +\| {getattr(defaults, name)} +\|", readme), flag
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--max-points", "0"], "--max-points must be a whole number >= 1, got 0"),
+    (["--max-crop-layers", "-1"], "--max-crop-layers must be a whole number >= 0, got -1"),
+    (["--max-batch-size", "0"], "--max-batch-size must be >= 1, got 0"),
+    (["--timeout", "nan"], "--timeout must be a number > 0, got nan"),
+])
+def test_serve_refuses_numbers_out_of_range_before_any_model_loads(flags, message, tmp_path):
+    import subprocess
+
+    environment = {**os.environ, "LANG_SAM_CHECKPOINTS": str(tmp_path), "HF_HUB_OFFLINE": "1"}  # no model here to load
+    done = subprocess.run([sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(free_port()), *flags],
+                          check=False, capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 2 and f"lang-sam: {message}." in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_rle_counts_are_read_as_pycocotools_writes_them():
+    from lang_sam.io.rle import rle_run_lengths
+
+    rng = np.random.default_rng(0)
+    for height, width in ((1, 1), (7, 3), (40, 61), (300, 451)):
+        for share in (0.0, 0.02, 0.5, 1.0):
+            mask = rng.random((height, width)) < share
+            counts = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+            runs = rle_run_lengths(counts)
+            rebuilt = np.repeat(np.arange(len(runs)) % 2, runs).reshape(width, height).T
+            assert np.array_equal(rebuilt, mask)

@@ -12,6 +12,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lang_sam.errors import InvalidImageError, InvalidOptionError, LangSAMError
+from lang_sam.interfaces.limits import Limits
 from lang_sam.io.files import check_output_file, check_output_folder, remove_leftovers, write_atomically
 from lang_sam.io.images import find_images
 from lang_sam.registry import DEFAULT_DETECTOR, SAM_MODELS, UNIVERSAL_MODELS
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (default: %(default)s)")
     serve.add_argument("--max-image-pixels", type=int, default=40_000_000, help="largest image (default: %(default)s)")
     serve.add_argument("--max-video-mb", type=float, default=500.0, help="largest /track upload (default: %(default)s)")
+    _add_request_limits(serve)
     serve.add_argument("--with-app", action="store_true", help="also serve the Gradio app at /app")
     serve.add_argument("--sam-types", help="comma-separated SAM names requests may ask for (default: --sam-type alone)")
     serve.add_argument("--detectors", help="comma-separated detectors requests may name in a detector field, beside --detector "
@@ -323,11 +325,11 @@ def _main(argv: list[str] | None) -> int:
             return 0
         if args.command == "serve":
             _require("litserve", "serve")
-            from lang_sam.interfaces.server import Limits, serve
+            from lang_sam.interfaces.server import serve
 
             serve(
-                _settings(args), Limits(int(args.max_upload_mb * 2**20), args.max_image_pixels, int(args.max_video_mb * 2**20)), args.host,
-                args.port, args.max_batch_size, args.batch_timeout, args.workers_per_device, args.timeout, args.with_app,
+                _settings(args), _limits(args), args.host, args.port, args.max_batch_size, args.batch_timeout,
+                args.workers_per_device, args.timeout, args.with_app,
                 sam_types=_names(args.sam_types), preload=args.preload, embeddings_kept=args.embeddings_kept,
                 detectors=_names(args.detectors), semantic_models=_names(args.semantic_models),
             )
@@ -364,6 +366,37 @@ def _check_thresholds(args: argparse.Namespace) -> None:
     if hasattr(args, "box_threshold"):
         Thresholds(args.box_threshold, args.text_threshold, getattr(args, "nms_iou_threshold", None),
                    getattr(args, "max_detections", None))
+
+
+def _add_request_limits(serve: argparse.ArgumentParser) -> None:
+    """What one request may ask of the server (lang_sam.interfaces.limits.Limits, whose defaults
+    these are): a request over one gets a 422 naming its flag."""
+    defaults = Limits()
+    for flag, helped in (("--max-points", "clicks in one /predict or /decode request"),
+                         ("--max-boxes", "boxes in one /predict or /decode request"),
+                         ("--max-points-per-side", "mode=everything's largest points_per_side"),
+                         ("--max-crop-layers", "mode=everything's largest crop_n_layers"),
+                         ("--max-everything-points", ("points one mode=everything request decodes: points_per_side "
+                                                      "squared times its crops (1, 5 or 21 for crop_n_layers 0, 1, 2)")),
+                         ("--max-track-frames", "frames one /track request follows, after start, end and stride")):
+        name = flag[2:].replace("-", "_")
+        serve.add_argument(flag, type=int, default=getattr(defaults, name), help=f"{helped} (default: %(default)s)")
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    """serve's Limits from its flags, and its other numbers checked, before any model loads (and
+    before LitServe, whose own checks end in a traceback): a flag out of range is the
+    InvalidOptionError naming it."""
+    for flag, value, least in (("--max-batch-size", args.max_batch_size, 1), ("--workers-per-device", args.workers_per_device, 1),
+                               ("--embeddings-kept", args.embeddings_kept, 1), ("--batch-timeout", args.batch_timeout, 0)):
+        if not value >= least:  # also NaN
+            raise InvalidOptionError(f"{flag} must be >= {least}, got {value}.")
+    for flag, value in (("--timeout", args.timeout), ("--max-upload-mb", args.max_upload_mb), ("--max-video-mb", args.max_video_mb)):
+        if not 0 < value < float("inf"):
+            raise InvalidOptionError(f"{flag} must be a number > 0, got {value}.")
+    return Limits(max(1, int(args.max_upload_mb * 2**20)), args.max_image_pixels, max(1, int(args.max_video_mb * 2**20)),
+                  args.max_points, args.max_boxes, args.max_points_per_side, args.max_crop_layers,
+                  args.max_everything_points, args.max_track_frames)
 
 
 def _names(text: str | None) -> list[str]:

@@ -27,7 +27,9 @@ and semantic models served, the device and the dtype the models run in.
 
 Modules: validation.py (what a request may hold), api.py (the LitAPI and the batching policy),
 guard.py (the ASGI request guard, which also routes /embed and /decode), health.py (the /health report), client.py (the mounted app's HTTP
-backend), track.py (the streaming /track LitAPI).
+backend), track.py (the streaming /track LitAPI), cancel.py (the run's folder: /track uploads and the
+flags that stop the work of a request whose client left). What one request may ask is bounded by
+Limits (lang_sam/interfaces/limits.py; a 422 names the limit and its ``serve`` flag).
 
 Requests from different clients are batched (LitServe batching) and each batch runs one detector
 pass per group of requests with the same options. A request guard in front of LitServe answers
@@ -48,6 +50,7 @@ import litserve as ls
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.interfaces.models import served_detectors, served_sam_types, served_semantic_models
 from lang_sam.interfaces.server.api import PREDICT_PATH, LangSAMAPI
+from lang_sam.interfaces.server.cancel import ServerFiles
 from lang_sam.interfaces.server.client import RemoteBackend
 from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY
 from lang_sam.interfaces.server.guard import RequestGuard
@@ -86,19 +89,22 @@ def build_server(
     report = {"sam_types": list(served_sam_types(settings, sam_types)), "detectors": list(served_detectors(settings, detectors)),
               "semantic_models": served_semantic_models(semantic_models), "device": device.type, "dtype": settings.dtype}
     embeddings = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
+    files = ServerFiles.create()  # /track uploads and cancel flags, whatever the workers were doing when it stops
     server = ls.LitServer(
         [LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors,
-                    semantic_models),
-         TrackAPI(settings, sam_types, detectors)],
+                    semantic_models, files),
+         TrackAPI(settings, sam_types, detectors, limits, files)],
         accelerator=accelerator,
         devices=devices,
         workers_per_device=workers_per_device,
         timeout=timeout,
         middlewares=[(RequestGuard, {"max_upload_bytes": limits.max_upload_bytes, "max_video_bytes": limits.max_video_bytes,
-                                     "check_track": TrackRequestCheck(settings, sam_types, detectors)}),
+                                     "check_track": TrackRequestCheck(settings, sam_types, detectors, limits, files),
+                                     "files": files}),
                      (HealthReport, {"report": report})],
     )
     weakref.finalize(server, shutil.rmtree, embeddings, True)  # also at exit
+    weakref.finalize(server, files.remove)
     return server
 
 

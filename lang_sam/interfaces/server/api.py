@@ -20,6 +20,7 @@ from lang_sam.drawing import draw_image
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError, LangSAMError
 from lang_sam.interfaces.models import ModelPool, served_detectors, served_sam_types, served_semantic_models
 from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY, EmbeddingStore
+from lang_sam.interfaces.server.cancel import RequestCancelled, ServerFiles
 from lang_sam.interfaces.server.validation import (
     DecodeRequest, EmbedRequest, EverythingRequest, Limits, PredictRequest, Rejected, parse_request,
 )
@@ -29,6 +30,13 @@ from lang_sam.settings import Settings
 
 PREDICT_PATH = "/predict"
 LOGGER = logging.getLogger("lang_sam.server")
+
+
+def log_to_stderr() -> None:
+    """In a spawned worker process: the server's INFO lines to its stderr, the server's log."""
+    if not LOGGER.handlers:
+        LOGGER.addHandler(logging.StreamHandler(sys.stderr))
+        LOGGER.setLevel(logging.INFO)
 
 
 def response_json(result: LangSAMResult, model: str) -> dict[str, Any]:
@@ -51,11 +59,13 @@ class LangSAMAPI(ls.LitAPI):
         embeddings_kept: int = DEFAULT_CAPACITY,
         detectors: Sequence[str] | None = None,
         semantic_models: Sequence[str] | None = None,
+        files: ServerFiles | None = None,
     ):
         """embeddings_folder: where /embed keeps embeddings for /decode, shared by the workers (the
         server makes one for its run); embeddings_kept: how many; detectors: those requests may
         name in a ``detector`` field besides the settings' own; semantic_models: those that
-        mode=everything's ``semantic`` field may name (none by default)."""
+        mode=everything's ``semantic`` field may name (none by default); files: the server run's
+        folder, where the request guard flags requests whose client left (None: none is stopped)."""
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.settings = settings
         self.limits = limits
@@ -64,11 +74,10 @@ class LangSAMAPI(ls.LitAPI):
         self.embeddings_folder, self.embeddings_kept = embeddings_folder, embeddings_kept
         self.detectors = served_detectors(settings, detectors)
         self.semantic_models = served_semantic_models(semantic_models)
+        self.files = files
 
     def setup(self, device: str) -> None:
-        if not LOGGER.handlers:  # a spawned worker process: log to its stderr, the server's log
-            LOGGER.addHandler(logging.StreamHandler(sys.stderr))
-            LOGGER.setLevel(logging.INFO)
+        log_to_stderr()
         self.pool = ModelPool(replace(self.settings, device=self.settings.device or device), allowed=self.sam_types,
                               detectors=self.detectors, semantic_models=self.semantic_models)
         if self.embeddings_folder is None:  # a LitAPI used without build_server: a folder of this worker's own
@@ -97,9 +106,9 @@ class LangSAMAPI(ls.LitAPI):
 
     def predict(self, inputs):
         if not isinstance(inputs, list):  # max_batch_size == 1: LitServe passes one input
-            return predict_batch(self.pool, [inputs], self.store)[0]
+            return predict_batch(self.pool, [inputs], self.store, self.files)[0]
         LOGGER.info("lang-sam: a batch of %d requests", len(inputs))
-        return predict_batch(self.pool, inputs, self.store)
+        return predict_batch(self.pool, inputs, self.store, self.files)
 
     def unbatch(self, outputs: list) -> list:
         return outputs
@@ -136,18 +145,18 @@ def _png(drawing) -> Response:
     return Response(buffer.getvalue(), media_type="image/png")
 
 
-def predict_batch(pool: ModelPool, inputs: list, store: EmbeddingStore) -> list:
+def predict_batch(pool: ModelPool, inputs: list, store: EmbeddingStore, files: ServerFiles | None = None) -> list:
     """One predict call per group of requests with equal options; a failing group is retried one by
     one, so that only the request at fault gets an error. Requests of the other modes (everything,
-    embed, decode) run one by one; store keeps the embeddings of embed for decode."""
+    embed, decode) run one by one; store keeps the embeddings of embed for decode; files holds the
+    cancel flags, looked at by mode=everything before each point batch."""
     outputs: list = list(inputs)
     groups: dict[tuple, list[int]] = {}
     for index, item in enumerate(inputs):
         if isinstance(item, PredictRequest):
             groups.setdefault(item.options, []).append(index)
         elif isinstance(item, EverythingRequest):
-            outputs[index] = _answer(item, lambda item=item: pool.everything(item.image, item.sam_type, semantic=item.semantic,
-                                                                              **item.generator_options), pool)
+            outputs[index] = _answer(item, partial(_everything, pool, item, files), pool)
         elif isinstance(item, EmbedRequest):
             outputs[index] = _answer(item, partial(_embed, pool, store, item), pool)
         elif isinstance(item, DecodeRequest):
@@ -173,6 +182,21 @@ def predict_batch(pool: ModelPool, inputs: list, store: EmbeddingStore) -> list:
 
             outputs[index] = _answer(request, alone_if_needed, pool)
     return outputs
+
+
+def _everything(pool: ModelPool, request: EverythingRequest, files: ServerFiles | None) -> list[dict]:
+    """The generator's records; RequestCancelled at the first point batch after its client left."""
+    def stop_if_cancelled(done: int, total: int) -> None:
+        if files is not None and files.cancelled(request.token):
+            LOGGER.info("lang-sam: a mode=everything client left after %d of %d point batches; its work stopped", done, total)
+            raise RequestCancelled("The client left before the answer was ready; its work stopped.")
+
+    try:
+        return pool.everything(request.image, request.sam_type, progress=stop_if_cancelled, semantic=request.semantic,
+                               **request.generator_options)
+    finally:
+        if files is not None:
+            files.forget(request.token)
 
 
 class _UnknownImage(LookupError):
@@ -226,6 +250,8 @@ def _answer(request, compute, pool: ModelPool):
         return request, compute(), pool.describe(request.sam_type, detector, semantic)
     except _UnknownImage as error:
         return Rejected(404, str(error))
+    except RequestCancelled as error:  # nobody reads it: the status says what happened, in logs
+        return Rejected(499, str(error))
     except LangSAMError as error:
         return Rejected(503 if _is_model_problem(error) else 400, str(error))
     except Exception as error:  # noqa: BLE001 - a model failure answers this request only

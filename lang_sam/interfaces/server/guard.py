@@ -1,7 +1,12 @@
 """ASGI middleware in front of LitServe for POST /predict, /embed and /decode: body size and a
 readable body, so that bad bodies get their 4xx before they reach a worker; /embed and /decode go
 to the /predict worker as its modes (one model worker serves all three, its models loaded once).
-POST /track gets the size check alone, with the video limit."""
+POST /track gets the size check with the video limit, and TrackRequestCheck.
+
+The guard also watches the connection of the requests whose work can be cancelled (/track, and
+/predict mode=everything): it gives each a token (cancel.py) and, when the client leaves before
+its answer is complete, raises the token's flag, which the worker looks at before each frame or
+point batch. LitServe itself never tells a worker."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from collections.abc import Callable
 
 from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.interfaces.server.api import PREDICT_PATH
+from lang_sam.interfaces.server.cancel import CANCEL_FIELD, ServerFiles
 from lang_sam.interfaces.server.track import TRACK_PATH
 from lang_sam.interfaces.server.validation import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_VIDEO_BYTES
 
@@ -27,12 +33,14 @@ class RequestGuard:
     in memory for that), so the file reaches the model as the bytes sent, never re-encoded."""
 
     def __init__(self, app, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES,
-                 check_track: Callable[[object], None] | None = None) -> None:
-        """check_track: raises the LangSAMError of a /track form the server cannot take (TrackRequestCheck)."""
+                 check_track: Callable[[object], None] | None = None, files: ServerFiles | None = None) -> None:
+        """check_track: raises the LangSAMError of a /track form the server cannot take (TrackRequestCheck);
+        files: where the cancel flags of requests whose client left go (None: nothing is cancelled)."""
         self.app = app
         self.max_upload_bytes = max_upload_bytes
         self.max_video_bytes = max_video_bytes
         self.check_track = check_track
+        self.files = files
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (PREDICT_PATH, TRACK_PATH, *MODE_PATHS):
@@ -64,7 +72,7 @@ class RequestGuard:
             except _Unreadable as error:
                 await _send_error(send, error.status, error.detail)
                 return
-            await self.app(scope, _replay(body, receive), send)
+            await self._run_cancellable(scope, content_type, body, receive, send)
             return
         try:
             mode_given = await _check_body(scope, content_type, body)
@@ -72,14 +80,30 @@ class RequestGuard:
             if mode is not None:  # the /predict worker, told the mode the path names
                 if mode_given not in (None, "", mode):
                     raise _Unreadable(400, f"POST {scope['path']} is mode {mode}; leave the mode field out.")
-                body = _with_mode(content_type, body, mode)
-                scope = {**scope, "path": PREDICT_PATH, "raw_path": PREDICT_PATH.encode(),
-                         "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
-                         + [(b"content-length", str(len(body)).encode())]}
+                body = _with_field(content_type, body, "mode", mode)
+                scope = _with_body_length({**scope, "path": PREDICT_PATH, "raw_path": PREDICT_PATH.encode()}, body)
         except _Unreadable as error:
             await _send_error(send, error.status, error.detail)
             return
+        if mode is None and mode_given == "everything":
+            await self._run_cancellable(scope, content_type, body, receive, send)
+            return
         await self.app(scope, _replay(body, receive), send)
+
+    async def _run_cancellable(self, scope, content_type: str, body: bytes, receive, send) -> None:
+        """Hand the request on with a token of its own, and raise the token's flag if its client
+        leaves before the answer is complete."""
+        if self.files is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        files, token = self.files, self.files.new_token()
+        body = _with_field(content_type, body, CANCEL_FIELD, token)
+        connection = _WatchedConnection(body, receive, send, on_gone=lambda: files.cancel(token))
+        watcher = asyncio.create_task(connection.watch())
+        try:
+            await self.app(_with_body_length(scope, body), connection.receive, connection.send)
+        finally:
+            watcher.cancel()
 
 
     async def _check_track(self, scope, content_type: str, body: bytes) -> None:
@@ -102,6 +126,50 @@ class RequestGuard:
             raise _Unreadable(422 if isinstance(error, InvalidOptionError) else 400, str(error)) from None
         finally:
             await form.close()
+
+
+class _WatchedConnection:
+    """receive and send of one request for the app behind the guard, with the client watched.
+
+    receive gives the body the guard read, then waits for the client to leave; watch() reads the
+    server's own receive meanwhile (LitServe's handlers do not read it while a worker computes),
+    so a client that leaves before the answer's last byte calls on_gone at once."""
+
+    def __init__(self, body: bytes, receive, send, on_gone: Callable[[], None]) -> None:
+        self._body, self._receive, self._send, self._on_gone = body, receive, send, on_gone
+        self._body_given = False
+        self._left = asyncio.Event()
+        self.complete = False
+
+    async def watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            continue  # the body was read whole: nothing else is expected before the end
+        self._left.set()
+        if not self.complete:  # uvicorn also says disconnect once the answer is complete
+            self._on_gone()
+
+    async def receive(self) -> dict:
+        if not self._body_given:
+            self._body_given = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        await self._left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+        try:
+            await self._send(message)
+        except OSError:  # ASGI 2.4 servers raise here for a client gone
+            if not self.complete:
+                self._on_gone()
+            raise
+
+
+def _with_body_length(scope, body: bytes) -> dict:
+    """scope with its content-length header set to body's length (the guard changed the body)."""
+    return {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+            + [(b"content-length", str(len(body)).encode())]}
 
 
 def _replay(body: bytes, receive):
@@ -157,22 +225,23 @@ async def _check_body(scope, content_type: str, body: bytes) -> str | None:
     raise _Unreadable(415, f"Unsupported content type {content_type!r}; send multipart/form-data, {FORM_URLENCODED} or application/json.")
 
 
-def _with_mode(content_type: str, body: bytes, mode: str) -> bytes:
-    """The body with the field mode=mode added: JSON (small for /decode; /embed's base64 image is
-    copied once), multipart (one part inserted before the closing boundary, the rest as sent) or
-    a urlencoded form (one pair appended)."""
+def _with_field(content_type: str, body: bytes, name: str, value: str) -> bytes:
+    """The body with the field name=value (plain ASCII, set by the guard) added last, where it wins
+    over one the client sent: JSON (small for /decode; a base64 image is copied once), multipart
+    (one part inserted before the closing boundary, the rest as sent) or a urlencoded form (one
+    pair appended)."""
     if content_type.startswith(FORM_URLENCODED):
-        return body + (b"&" if body else b"") + b"mode=" + mode.encode()
+        return body + (b"&" if body else b"") + f"{name}={value}".encode()
     if content_type.startswith("multipart/form-data"):
         found = re.search(r'boundary="?([^";]+)"?', content_type)
         closing = body.rfind(b"--" + found.group(1).encode("latin-1") + b"--") if found else -1
         if closing < 0:
             raise _Unreadable(400, "The multipart body has no closing boundary.")
-        part = (b"--" + found.group(1).encode("latin-1") + b'\r\nContent-Disposition: form-data; name="mode"\r\n\r\n'
-                + mode.encode() + b"\r\n")
+        part = (b"--" + found.group(1).encode("latin-1") + f'\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+                + value.encode() + b"\r\n")
         return body[:closing] + part + body[closing:]
     payload = json.loads(body)
-    payload["mode"] = mode
+    payload[name] = value
     return json.dumps(payload).encode()
 
 

@@ -13,23 +13,32 @@ from typing import Any
 import numpy as np
 
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError
+from lang_sam.interfaces.limits import (  # noqa: F401 - Limits and the defaults are this module's API too
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_MAX_VIDEO_BYTES,
+    LIMIT_FLAGS,
+    Limits,
+    over_limit,
+)
+from lang_sam.interfaces.server.cancel import request_token
 from lang_sam.io.images import load_image
 from lang_sam.io.prompt_text import parse_coordinates, parse_point_labels
+from lang_sam.io.rle import check_rle_counts
 from lang_sam.registry import check_sam_type
 
-DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
-DEFAULT_MAX_VIDEO_BYTES = 500 * 1024 * 1024  # POST /track: a few minutes of HD video
 MAX_PROMPT_CHARACTERS = 2_000
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask of the server."""
+def everything_crops(crop_n_layers: int) -> int:
+    """The crops mode=everything prompts: the image, then 4^k crops in layer k."""
+    return sum(4**layer for layer in range(crop_n_layers + 1))
 
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    max_video_bytes: int = DEFAULT_MAX_VIDEO_BYTES
+
+def everything_points(points_per_side: int, crop_n_layers: int) -> int:
+    """How many points mode=everything decodes: each crop is prompted with the whole grid (the
+    server's crop_n_points_downscale_factor is 1)."""
+    return points_per_side**2 * everything_crops(crop_n_layers)
 
 
 @dataclass
@@ -65,6 +74,7 @@ class EverythingRequest:
     generator_options: dict[str, Any]
     include_drawing: bool = False
     semantic: str | None = None  # the served universal model that names the masks, or none
+    token: str | None = None  # the request guard's: its cancel flag (cancel.py)
 
 
 @dataclass
@@ -89,12 +99,12 @@ IMAGE_ID_CHARACTERS = 32  # pipeline.image_key: 16 bytes, hexadecimal
 MODES = ("text", "everything", "embed", "decode")
 
 # mode=everything: generator option -> (kind, default, smallest, largest); bounds keep one request's work in reason
-GENERATOR_FIELDS: dict[str, tuple[type, Any, float, float]] = {
-    "points_per_side": (int, 32, 1, 64),
+GENERATOR_FIELDS: dict[str, tuple[type, Any, float, float | str]] = {
+    "points_per_side": (int, 32, 1, "max_points_per_side"),  # a name: the Limits field that bounds it
     "pred_iou_thresh": (float, 0.88, 0.0, 1.0),
     "stability_score_thresh": (float, 0.95, 0.0, 1.0),
     "box_nms_thresh": (float, 0.7, 0.0, 1.0),
-    "crop_n_layers": (int, 0, 0, 2),
+    "crop_n_layers": (int, 0, 0, "max_crop_layers"),
     "min_mask_region_area": (int, 0, 0, 1_000_000),
 }
 
@@ -119,7 +129,7 @@ def parse_request(
         raise InvalidOptionError(f'Unknown mode {mode!r}; use "text" (the default: a prompt names what to find), '
                                  f'"everything", "embed" or "decode" (POST /embed, /decode).')
     if mode == "decode":
-        return _decode_request(payload, default_sam_type, check_sam)
+        return _decode_request(payload, default_sam_type, limits, check_sam)
     data = _image_bytes(payload.get("image"))
     if mode == "everything":
         return _everything_request(payload, data, default_sam_type, limits, check_sam, check_semantic)
@@ -130,7 +140,7 @@ def parse_request(
     legacy = prompt is None and "text_prompt" in payload  # lang-segment-anything v0.2.x's client
     if legacy:
         prompt = payload["text_prompt"]
-    user_prompts = _user_prompts(payload)
+    user_prompts = _user_prompts(payload, limits)
     if user_prompts and prompt in (None, ""):
         prompt = None
     elif not isinstance(prompt, str) or not prompt.strip():
@@ -167,14 +177,19 @@ def parse_request(
     )
 
 
-def _user_prompts(payload: Mapping[str, Any]) -> dict[str, Any]:
+def _user_prompts(payload: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
     """points, point_labels and boxes (JSON lists, or multipart text "x,y;x,y" and "1,0"), and mask
-    (a COCO RLE of the previous mask, JSON text in multipart); checked by LangSAM.predict itself."""
+    (a COCO RLE of the previous mask, JSON text in multipart); counted against limits here, their
+    values checked by LangSAM.predict itself."""
     prompts: dict[str, Any] = {}
-    for name, per_item in (("points", 2), ("boxes", 4)):
+    for name, per_item, limit in (("points", 2, "max_points"), ("boxes", 4, "max_boxes")):
         value = payload.get(name)
-        if value not in (None, ""):
-            prompts[name] = parse_coordinates(value, per_item, name) if isinstance(value, str) else value
+        if value in (None, ""):
+            continue
+        count = _item_count(value, per_item)
+        if count > getattr(limits, limit):
+            raise over_limit(name, count, limits, limit)
+        prompts[name] = parse_coordinates(value, per_item, name) if isinstance(value, str) else value
     labels = payload.get("point_labels")
     if labels not in (None, ""):
         if isinstance(labels, list):
@@ -188,7 +203,18 @@ def _user_prompts(payload: Mapping[str, Any]) -> dict[str, Any]:
     return prompts
 
 
-def _decode_request(payload: Mapping[str, Any], default_sam_type: str, check_sam: Callable[[object], str]) -> DecodeRequest:
+def _item_count(value: Any, per_item: int) -> int:
+    """How many points or boxes a field holds, counted before anything is parsed or converted:
+    ";"-separated items of text, rows of a nested list, or numbers / per_item of a flat one."""
+    if isinstance(value, str):
+        return sum(1 for item in value.split(";") if item.strip())
+    if isinstance(value, list):
+        return len(value) if not value or isinstance(value[0], list) else -(-len(value) // per_item)
+    return 1  # not a list: LangSAM.predict's check says what it should be
+
+
+def _decode_request(payload: Mapping[str, Any], default_sam_type: str, limits: Limits,
+                    check_sam: Callable[[object], str]) -> DecodeRequest:
     image_id = payload.get("image_id")
     if not (isinstance(image_id, str) and len(image_id) == IMAGE_ID_CHARACTERS
             and all(c in "0123456789abcdef" for c in image_id)):
@@ -196,7 +222,7 @@ def _decode_request(payload: Mapping[str, Any], default_sam_type: str, check_sam
                                  f"characters), got {image_id!r}.")
     if payload.get("prompt") not in (None, "") or payload.get("image") not in (None, ""):
         raise InvalidPromptError("/decode takes clicks and boxes only, no image or text prompt; POST those to /predict.")
-    user_prompts = _user_prompts(payload)
+    user_prompts = _user_prompts(payload, limits)
     if not user_prompts.keys() & {"points", "boxes"}:
         raise InvalidPromptError('/decode needs "points" (with "point_labels") or "boxes".')
     _response_format(payload, "json", allow_png=False)
@@ -219,8 +245,9 @@ def _rle(value: Any) -> dict[str, Any]:
         except ValueError:
             raise InvalidPromptError('mask must be a COCO RLE {"size": [H, W], "counts": "..."} (JSON).') from None
     if not (isinstance(value, dict) and isinstance(value.get("counts"), str) and isinstance(value.get("size"), list)
-            and len(value["size"]) == 2 and all(isinstance(v, int) for v in value["size"])):
+            and len(value["size"]) == 2 and all(isinstance(v, int) and v >= 1 for v in value["size"])):
         raise InvalidPromptError('mask must be a COCO RLE {"size": [H, W], "counts": "..."}, as the answers hold them.')
+    check_rle_counts(value["counts"], value["size"])
     return value
 
 
@@ -231,13 +258,12 @@ def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_typ
         if check_semantic is None:
             raise InvalidOptionError("This server names no masks; leave out the semantic field.")
         semantic = check_semantic(semantic)
-    options = {}
-    for name, (kind, default, smallest, largest) in GENERATOR_FIELDS.items():
-        value = payload.get(name)
-        number = default if value in (None, "") else _number(value, name, integer=kind is int)
-        if not smallest <= number <= largest:
-            raise InvalidOptionError(f"{name} must be between {smallest} and {largest} in mode=everything, got {value!r}.")
-        options[name] = number
+    options = {name: _generator_option(payload, name, limits) for name in GENERATOR_FIELDS}
+    decoded = everything_points(options["points_per_side"], options["crop_n_layers"])
+    if decoded > limits.max_everything_points:
+        side, layers = options["points_per_side"], options["crop_n_layers"]
+        raise over_limit(f"points to decode (a {side}x{side} grid on each of {everything_crops(layers)} crops, "
+                         f"crop_n_layers {layers})", decoded, limits, "max_everything_points")
     return EverythingRequest(
         image=load_image(data, max_pixels=limits.max_image_pixels),
         sam_type=check_sam(payload.get("sam_type") or default_sam_type),
@@ -245,7 +271,21 @@ def _everything_request(payload: Mapping[str, Any], data: bytes, default_sam_typ
         generator_options=options,
         include_drawing=_flag(payload, "include_drawing"),
         semantic=semantic,
+        token=request_token(payload),
     )
+
+
+def _generator_option(payload: Mapping[str, Any], name: str, limits: Limits) -> int | float:
+    """One mode=everything field checked against its bounds; a bound from limits names its flag."""
+    kind, default, smallest, largest = GENERATOR_FIELDS[name]
+    value = payload.get(name)
+    number = default if value in (None, "") else _number(value, name, integer=kind is int)
+    flag = ""
+    if isinstance(largest, str):
+        largest, flag = getattr(limits, largest), f" on this server (lang-sam serve {LIMIT_FLAGS[largest]})"
+    if not smallest <= number <= largest:
+        raise InvalidOptionError(f"{name} must be between {smallest} and {largest} in mode=everything{flag}, got {value!r}.")
+    return number
 
 
 def _response_format(payload: Mapping[str, Any], default: str, allow_png: bool = True) -> str:
@@ -284,6 +324,7 @@ class TrackRequest:
     sam_type: str | None
     detector: str | None
     options: dict[str, Any]
+    upload_name: str | None = None  # the client's file name, which messages call the video by
 
 
 def parse_track_request(payload: Mapping[str, Any], check_sam: Callable[[object], str],
@@ -302,9 +343,24 @@ def parse_track_request(payload: Mapping[str, Any], check_sam: Callable[[object]
     for name, integer in (("start", False), ("end", False), ("stride", True), ("redetect_every", True), ("max_lost", True)):
         if payload.get(name) not in (None, ""):
             options[name] = _number(payload[name], name, integer=integer)
+    _check_tracking_options(options)
+    upload_name = getattr(payload.get("video"), "filename", None)
     return TrackRequest(_image_bytes(payload.get("video"), "video"), prompt,
                         None if sam_type is None else check_sam(sam_type),
-                        None if detector is None else check_detector(detector), options)
+                        None if detector is None else check_detector(detector), options,
+                        upload_name if isinstance(upload_name, str) and upload_name else None)
+
+
+def _check_tracking_options(options: Mapping[str, Any]) -> None:
+    """The checks lang_sam.video.tracker.track makes of redetect_every, max_lost and iou_threshold,
+    made here: a streamed answer has sent its 200 by the time the tracker runs, so a bad value
+    found there could only end the stream with an error line."""
+    from lang_sam.video.association import check_association_options
+
+    redetect_every = options.get("redetect_every", 1)
+    if redetect_every < 1:
+        raise InvalidOptionError(f"redetect_every must be a whole number of frames >= 1, got {redetect_every!r}.")
+    check_association_options(options["iou_threshold"], options.get("max_lost", 1))
 
 
 def _flag(payload: Mapping[str, Any], name: str) -> bool:
