@@ -26,6 +26,7 @@ from lang_sam.io.images import load_image
 from lang_sam.io.prompt_text import parse_coordinates, parse_point_labels
 from lang_sam.io.rle import check_rle_counts
 from lang_sam.registry import check_sam_type
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
 
 MAX_PROMPT_CHARACTERS = 2_000
 
@@ -165,8 +166,8 @@ def parse_request(
         image=load_image(data, max_pixels=limits.max_image_pixels),
         prompt=prompt,
         sam_type=sam_type,
-        box_threshold=_threshold(payload, "box_threshold", 0.3),
-        text_threshold=_threshold(payload, "text_threshold", 0.25),
+        box_threshold=_threshold(payload, "box_threshold", BOX_THRESHOLD),
+        text_threshold=_threshold(payload, "text_threshold", TEXT_THRESHOLD),
         max_detections=max_detections,
         response_format=response_format,
         nms_iou_threshold=_threshold(payload, "nms_iou_threshold", None),
@@ -337,8 +338,8 @@ def parse_track_request(payload: Mapping[str, Any], check_sam: Callable[[object]
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
     sam_type = payload.get("sam_type") or None
     detector = payload.get("detector") or None
-    options: dict[str, Any] = {"box_threshold": _threshold(payload, "box_threshold", 0.3),
-                               "text_threshold": _threshold(payload, "text_threshold", 0.25),
+    options: dict[str, Any] = {"box_threshold": _threshold(payload, "box_threshold", BOX_THRESHOLD),
+                               "text_threshold": _threshold(payload, "text_threshold", TEXT_THRESHOLD),
                                "iou_threshold": _threshold(payload, "iou_threshold", 0.5)}
     for name, integer in (("start", False), ("end", False), ("stride", True), ("redetect_every", True), ("max_lost", True)):
         if payload.get(name) not in (None, ""):
