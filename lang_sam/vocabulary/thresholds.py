@@ -1,7 +1,5 @@
-"""The words every layer of lang-sam speaks, on the ground floor (it imports nothing of lang-sam but
-its errors), so that the library, the CLI, the app and the server check and default them one way.
-
-Thresholds: what a detection keeps, its defaults written once and checked on construction.
+"""Thresholds: what a detection keeps, its defaults written once and checked on construction, so
+that the library, the CLI, the app and the server default and check them one way.
 """
 
 from __future__ import annotations

@@ -1,0 +1,25 @@
+"""The words every layer of lang-sam speaks, on the ground floor (it imports nothing of lang-sam but
+its errors), so that the library, the CLI, the app and the server check, default and return them one way.
+
+- Thresholds (thresholds.py): what a detection keeps, its defaults written once.
+- Detections (detections.py): the objects found in one image, shaped like supervision's.
+"""
+
+from lang_sam.vocabulary.detections import Detections, compact_masks
+from lang_sam.vocabulary.thresholds import (
+    BOX_THRESHOLD,
+    TEXT_THRESHOLD,
+    Thresholds,
+    check_max_lost,
+    check_threshold,
+)
+
+__all__ = [
+    "BOX_THRESHOLD",
+    "TEXT_THRESHOLD",
+    "Detections",
+    "Thresholds",
+    "check_max_lost",
+    "check_threshold",
+    "compact_masks",
+]
