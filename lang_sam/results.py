@@ -1,16 +1,24 @@
-"""LangSAMResult: detections and masks in one image, with the access styles of lang-segment-anything
-v1 and v0.2.x, and its exports (supervision Detections, COCO RLE, JSON)."""
+"""LangSAMResult: lang-segment-anything's view of the Detections in one image (the v1 tuple, the
+v0.2.x dicts and today's attribute names), and the exports every result has (supervision
+Detections, COCO RLE, JSON)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from lang_sam.vocabulary import Detections
+
+LOW_RES_KEY = "low_res_logits"  # Detections.data keys of what only LangSAM's results carry
+CANDIDATES_KEY = "candidates"
+CANDIDATE_SCORES_KEY = "candidate_scores"
 
 
 @dataclass
 class LangSAMResult:
-    """Detections and masks in one image, highest score first.
+    """Detections and masks in one image, highest score first: lang-segment-anything's view of one
+    Detections (``detections`` is that Detections; ``LangSAMResult.of(detections)`` the view of one).
 
     Code written for lang-segment-anything runs unchanged: it unpacks and indexes like v1's
     ``masks, boxes, phrases, logits`` and reads like v0.2.x's dicts (``result["masks"]``); the
@@ -35,6 +43,32 @@ class LangSAMResult:
     # empty masks scored NaN. None when no object was decoded with multimask output.
     candidates: np.ndarray | None = field(default=None, repr=False)
     candidate_scores: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, detections: Detections) -> LangSAMResult:
+        """The view of Detections with dense masks, mask scores and class ids (as LangSAM makes them):
+        its arrays, not copies."""
+        data = detections.data
+        return cls(
+            masks=detections.dense_masks(), boxes=detections.xyxy, phrases=detections.labels, logits=detections.box_scores,
+            mask_scores=detections.mask_scores, class_ids=detections.class_ids, classes=list(detections.classes),
+            image_size=detections.image_size,
+            low_res_logits=data.get(LOW_RES_KEY, np.zeros((0, 256, 256), np.float32)),
+            candidates=data.get(CANDIDATES_KEY), candidate_scores=data.get(CANDIDATE_SCORES_KEY),
+        )
+
+    @property
+    def detections(self) -> Detections:
+        """These objects as Detections (checked; the arrays are shared, not copied)."""
+        data = {}
+        if len(self.low_res_logits) == len(self.phrases):
+            data[LOW_RES_KEY] = self.low_res_logits
+        if self.candidates is not None:
+            data[CANDIDATES_KEY], data[CANDIDATE_SCORES_KEY] = self.candidates, self.candidate_scores
+        return Detections(
+            xyxy=self.boxes, image_size=tuple(self.masks.shape[1:]), masks=self.masks, box_scores=self.logits,
+            mask_scores=self.mask_scores, class_ids=self.class_ids, classes=tuple(self.classes), data=data,
+        )
 
     # lang-segment-anything v1: ``masks, boxes, phrases, logits = model.predict(image, text)``, and
     # result[0] .. result[3]: a sequence of those four, whatever the number of detections.
@@ -69,16 +103,8 @@ class LangSAMResult:
         return {"masks": self.masks, "boxes": self.boxes, "scores": self.logits, "labels": self.phrases, "mask_scores": self.mask_scores}
 
     def to_supervision(self):
-        """supervision.Detections with masks, class ids, confidences and class names."""
-        import supervision as sv
-
-        return sv.Detections(
-            xyxy=self.boxes.astype(np.float32).reshape(-1, 4),
-            mask=self.masks.astype(bool),
-            confidence=self.logits.astype(np.float32),
-            class_id=self.class_ids.astype(int),
-            data={"class_name": np.array(self.phrases, dtype=object), "mask_score": self.mask_scores},
-        )
+        """supervision.Detections with masks, class ids, confidences, class names and mask scores."""
+        return replace(self.detections, data={}).to_supervision()
 
     def to_coco_rle(self) -> list[dict]:
         """COCO RLE of each mask (size [H, W], counts as a string), as pycocotools reads them."""

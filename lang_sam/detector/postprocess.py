@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import batched_nms
 
+from lang_sam.vocabulary import Detections
+
 
 @dataclass(frozen=True)
 class BoxDetections:
@@ -32,6 +34,12 @@ class BoxDetections:
 
     def __len__(self) -> int:
         return self.boxes.shape[0]
+
+    def to_detections(self, image_size: tuple[int, int]) -> Detections:
+        """The same boxes, scores and classes as lang-sam's Detections (no masks) of an (H, W) image."""
+        return Detections(xyxy=self.boxes.float().cpu().numpy(), image_size=image_size,
+                          box_scores=self.scores.float().cpu().numpy(), class_ids=self.class_ids.cpu().numpy(),
+                          classes=tuple(self.classes), data={"class_scores": self.class_scores.float().cpu().numpy()})
 
 
 def select_detections(

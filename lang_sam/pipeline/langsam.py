@@ -1,0 +1,317 @@
+"""LangSAM: text prompt -> detector boxes -> one batch of box prompts to a segmenter -> masks; or,
+with a text segmenter (SAM 3), text prompt -> masks with no detector. A composition of a detector,
+a segmenter and an embedding cache; lang-segment-anything's argument names are mapped in compat.py."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
+from lang_sam.devices import resolve_device, resolve_dtype
+from lang_sam.errors import InvalidOptionError, InvalidPromptError
+from lang_sam.families.base import Detector, Segmenter, TextSegmenter
+from lang_sam.families.detectors import load_detector
+from lang_sam.families.loading import load_segmenter
+from lang_sam.families.sam_v1 import SamV1Segmenter
+from lang_sam.io.images import ImageInput, load_image
+from lang_sam.pipeline import compat
+from lang_sam.pipeline.cache import EmbeddingCache, LoadedSam
+from lang_sam.pipeline.prepared import PreparedImage, prepare_for_segmenter
+from lang_sam.pipeline.prompts import check_user_prompts, name_prompts
+from lang_sam.pipeline.segment import segment_objects, segment_text
+from lang_sam.results import LangSAMResult
+from lang_sam.segmenter.sam import Sam
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Thresholds
+
+if TYPE_CHECKING:
+    from lang_sam.settings import Settings
+
+
+class LangSAM:
+    """Text-prompted segmentation: ``LangSAM().predict(image, "car, wheel")``.
+
+    sam_type: "vit_h", "vit_l", "vit_b", a SAM 2.1 / SAM-HQ name ("sam2.1-hiera-tiny",
+    "sam-hq-vit-base", ...), "sam3" (text concepts: no detector runs) or the name of a NAME.pth or
+    transformers folder NAME in $LANG_SAM_CHECKPOINTS (see lang_sam.registry, ``lang-sam models``);
+    sam_checkpoint: Meta's .pth or .safetensors file, a transformers folder (its config.json's
+    model_type says the family: sam, sam2, sam_hq, sam3) or a Hugging Face repo id, else found or
+    downloaded (lang_sam.io.weights).
+    Without either, vit_h; with only a checkpoint, whatever SAM it holds (with both, a name that is
+    not an official size only names it); checkpoint_dir: where names are looked up (default
+    $LANG_SAM_CHECKPOINTS). detector: a registry name (grounding-dino-*, mm-grounding-dino-*, owlv2-*),
+    a repo id or folder of any of those families (config.json's model_type says which), an IDEA
+    original .pth, or a loaded detector to share between pipelines; device: "cpu", "cuda", "mps" or None for the
+    best available; dtype: float32 or bfloat16. The embeddings of the last embedding_cache_size
+    images are kept (SAM v1: 4 MB each), so a new prompt on any of them skips the image encoder.
+
+    One instance may serve many threads: predictions keep no "current image"; each one decodes
+    against the embedding of its own image, from the model it started on.
+    """
+
+    def __init__(
+        self,
+        sam_type: str | None = None,
+        sam_checkpoint: str | Path | None = None,
+        detector: str | Path | Detector = DEFAULT_DETECTOR,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        embedding_cache_size: int = 4,
+        *,
+        checkpoint_dir: str | Path | None = None,
+        ckpt_path: str | Path | None = None,
+        sam_ckpt_path: str | Path | None = None,
+        gdino_model_ckpt_path: str | Path | None = None,
+        gdino_processor_ckpt_path: str | Path | None = None,
+    ) -> None:
+        sam_checkpoint, detector = compat.checkpoint_and_detector(
+            sam_checkpoint, ckpt_path, sam_ckpt_path, detector, gdino_model_ckpt_path, DEFAULT_DETECTOR)
+        self.embedding_cache_size = max(1, embedding_cache_size)
+        self.checkpoint_dir = checkpoint_dir
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        if not isinstance(detector, (str, Path)) and (detector.device, detector.dtype) != (self.device, self.dtype):
+            raise InvalidOptionError(
+                f"The detector runs on {detector.device} in {detector.dtype}, but this LangSAM uses "
+                f"{self.device} in {self.dtype}; load both with the same device and dtype."
+            )
+        self._detector_source = (detector, gdino_processor_ckpt_path)
+        self._detector: Detector | None = None if isinstance(detector, (str, Path)) else detector
+        self._detector_lock = threading.Lock()
+        self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
+
+    def set_sam(self, sam_type: str | None = None, sam_checkpoint: str | Path | None = None) -> None:
+        """Load another segmenter (by name, or the one a checkpoint holds); predictions already
+        running finish on the one they started with. The detector loads with the first segmenter
+        that needs one (not with SAM 3)."""
+        segmenter = load_segmenter(sam_type, sam_checkpoint, self.device, self.dtype, self.checkpoint_dir)
+        if not isinstance(segmenter, TextSegmenter):
+            _ = self.detector
+        self._use_segmenter(segmenter)
+
+    @property
+    def detector(self) -> Detector:
+        """The detector, loaded on first use (a pipeline on SAM 3 alone never loads one)."""
+        with self._detector_lock:
+            if self._detector is None:
+                source, processor = self._detector_source
+                self._detector = (load_detector(source, self.device, self.dtype) if processor is None else
+                                  GroundingDinoDetector(source, device=self.device, dtype=self.dtype, processor=processor))
+            return self._detector
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LangSAM:
+        """The pipeline the settings name (as every lang-sam command builds it)."""
+        return cls(settings.sam_type, settings.sam_checkpoint, settings.detector, device=settings.device,
+                   dtype=settings.dtype, checkpoint_dir=settings.checkpoint_dir)
+
+    @classmethod
+    def from_parts(
+        cls, sam: Sam | Segmenter | TextSegmenter, detector: Detector | None, sam_type: str = "custom",
+        embedding_cache_size: int = 4,
+    ) -> LangSAM:
+        """A pipeline around an already built SAM (any encoder size, e.g. fine-tuned) or segmenter
+        adapter, and detector (None with a text segmenter); it runs on the detector's device and
+        dtype, else the segmenter's."""
+        pipeline = cls.__new__(cls)
+        pipeline.embedding_cache_size = max(1, embedding_cache_size)
+        pipeline.checkpoint_dir = None
+        reference = detector if detector is not None else sam
+        if isinstance(reference, Sam):
+            reference = SamV1Segmenter(reference, sam_type)
+        pipeline.device, pipeline.dtype = reference.device, reference.dtype
+        pipeline._detector, pipeline._detector_source = detector, (DEFAULT_DETECTOR, None)
+        pipeline._detector_lock = threading.Lock()
+        segmenter = SamV1Segmenter(sam.to(pipeline.device), sam_type) if isinstance(sam, Sam) else sam
+        pipeline._use_segmenter(segmenter)
+        return pipeline
+
+    def _use_segmenter(self, segmenter: Segmenter | TextSegmenter) -> None:
+        self._sam = LoadedSam(segmenter, EmbeddingCache(self.embedding_cache_size))
+
+    @property
+    def sam_type(self) -> str:
+        return self._sam.model.name
+
+    @property
+    def segments_text(self) -> bool:
+        """Whether the segmenter takes the text prompt itself (SAM 3): then no detector runs."""
+        return self._sam.segments_text
+
+    @property
+    def segmenter(self) -> Segmenter | TextSegmenter:
+        """The segmenter adapter now in use (lang_sam.families)."""
+        return self._sam.model
+
+    @property
+    def sam(self) -> Sam:
+        """The SAM v1 model itself, for what only SAM v1 runs (segment-everything, ONNX export,
+        SamPredictor); another family is an InvalidOptionError that says what to choose."""
+        model = self._sam.model
+        if not isinstance(model, SamV1Segmenter):
+            raise InvalidOptionError(
+                f"{model.name} is not a SAM v1 model; segment-everything, ONNX export and SamPredictor run "
+                "SAM v1: choose vit_h, vit_l, vit_b or a SAM v1 checkpoint of your own."
+            )
+        return model.sam
+
+    def track(self, video, prompt: str, video_segmenter=None, **options):
+        """Track what prompt names through a video, one lang_sam.families.base.TrackedFrame per frame
+        read, with this pipeline's detector and a SAM 2.1 video model, or SAM 3 video alone, with no
+        detector loaded (video_segmenter: a loaded one, a SAM 2.1 or SAM 3 name, a Sam2VideoModel or
+        Sam3VideoModel folder or repo id; default sam2.1-hiera-tiny). options: start, end, stride
+        (lang_sam.video.frames.VideoFrames) and those of lang_sam.video.tracker.track."""
+        from lang_sam.video.tracker import open_and_track
+
+        return open_and_track(video, prompt, lambda: self.detector, video_segmenter, self.device, self.dtype, **options)
+
+    def describe(self) -> str:
+        """What runs: segmenter name and size, detector, device and dtype (as the app, the server
+        and ``lang-sam predict -v`` show it)."""
+        model = self._sam.model
+        size = (f"encoder width {model.encoder_width()}" if isinstance(model, SamV1Segmenter)
+                else f"{model.parameter_count() / 1e6:.1f}M parameters")
+        runs = f"{model.name} ({size})" if self._sam.segments_text else f"SAM {model.name} ({size}) + {self.detector.name}"
+        return f"{runs} on {self.device}, {str(self.dtype).removeprefix('torch.')}"
+
+    @property
+    def embeddings(self) -> EmbeddingCache:
+        """The current segmenter's embedding cache."""
+        return self._sam.embeddings
+
+    def prepare(self, image: ImageInput) -> PreparedImage:
+        """Decode the image and resize it for the segmenter and for the detector; safe to call from
+        other threads while predict runs (nothing here touches a model)."""
+        array = load_image(image)
+        prepared = prepare_for_segmenter(self._sam.model, array)
+        if self._sam.segments_text:
+            return prepared
+        return PreparedImage(prepared.original_size, prepared.segmenter_input, prepared.family,
+                             self.detector.preprocess(Image.fromarray(array)), prepared.key)
+
+    def embed(self, image: ImageInput | PreparedImage) -> Any:
+        """The segmenter's embedding of one image, kept in the embedding cache under its image_key,
+        so that predict on the same image skips the image encoder; decode answers clicks against it."""
+        loaded = self._promptable("embed")
+        return self._embedding(loaded, image if isinstance(image, PreparedImage) else prepare_for_segmenter(loaded.model, load_image(image)))
+
+    def _promptable(self, what: str) -> LoadedSam:
+        """The loaded segmenter, when it takes clicks and boxes (SAM 3 here takes text only)."""
+        loaded = self._sam
+        if loaded.segments_text:
+            raise InvalidPromptError(
+                f"{loaded.model.name} segments text prompts; {what} needs a promptable segmenter (vit_h, vit_l, vit_b, "
+                "sam2.1-hiera-*, sam-hq-vit-*)."
+            )
+        return loaded
+
+    def decode(self, embedding: Any, points=None, point_labels=None, boxes=None, mask_input=None,
+               multimask_output: bool | None = None, label: str = "object") -> LangSAMResult:
+        """Your clicks and boxes (as predict takes them) against an embedding that embed made with
+        this SAM: no image, no detector, no encoder; the result predict gives for that image and
+        those prompts without a text prompt. A client that clicks many times encodes once."""
+        if all(value is None for value in (points, boxes, mask_input)):
+            raise InvalidPromptError("decode needs points (with point_labels) or boxes; a text prompt needs predict(image, prompt).")
+        loaded = self._promptable("decode")
+        _check_multimask(multimask_output)
+        user = check_user_prompts(points, point_labels, boxes, mask_input, embedding.original_size)
+        objects = name_prompts(None, user, label)
+        return LangSAMResult.of(segment_objects(loaded.model, lambda: embedding, objects, embedding.original_size, multimask_output))
+
+    def _embedding(self, loaded: LoadedSam, image: PreparedImage) -> Any:
+        if image.family != loaded.model.family:
+            raise InvalidOptionError(
+                f"This image was prepared for a {image.family} model, but {loaded.model.name} is {loaded.model.family}; "
+                "prepare it again with this pipeline (LangSAM.prepare)."
+            )
+        return loaded.embeddings.get_or_encode(image.key, lambda: loaded.model.embed(image.segmenter_input))
+
+    def predict(
+        self,
+        images: ImageInput | PreparedImage | list[ImageInput | PreparedImage] | None = None,
+        prompts: str | list[str] | None = None,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
+        max_detections: int | None = None,
+        nms_iou_threshold: float | None = None,
+        multimask_output: bool | None = None,
+        *,
+        points=None,
+        point_labels=None,
+        boxes=None,
+        mask_input=None,
+        label: str = "object",
+        classes: Sequence[str] | None = None,
+        image_pil: ImageInput | None = None,
+        text_prompt: str | None = None,
+        images_pil: list[ImageInput] | None = None,
+        texts_prompt: list[str] | None = None,
+    ) -> LangSAMResult | list[LangSAMResult]:
+        """Detect the prompt's classes, then segment every box in one batch of SAM box prompts.
+
+        images: one image (path, PIL image, RGB array, or what prepare made of one) or a list;
+        prompts: one for all images or one per image; or classes: a list of class names for all
+        images, taken as they are (a name may hold a period or a comma). Returns one LangSAMResult
+        per image (a single one for a single image). max_detections keeps only the highest-scoring boxes;
+        nms_iou_threshold, when set, drops boxes of a class that overlap a better one of that class
+        more than this. multimask_output: SAM proposes three masks per prompt and the one with the
+        highest predicted IoU is kept (SAM's own rule for ambiguous prompts); False takes SAM's
+        single-mask output, the one SAM's authors advise for a box; None (the default) is False,
+        except for a single click with no box, where SAM's demo takes the best of three.
+
+        Your own prompts, for one image, with or without a text prompt, in image pixels: boxes (M, 4)
+        xyxy, each an object; points (N, 2) xy with point_labels (N,) (1 object, 0 background;
+        default all 1), together one object: the detected or given object whose box holds the
+        first object point (the smallest such box) is refined with the points, or, if none holds
+        it, the points are a new object; mask_input (256, 256) a previous result's low_res_logits
+        row for that object. Objects you give are named label and score 1.0.
+        lang-segment-anything's keywords work too: v1's image_pil / text_prompt, v0.2.x's
+        images_pil / texts_prompt.
+        """
+        images, prompts = compat.images_and_prompts(images, image_pil, images_pil, prompts, text_prompt, texts_prompt, classes)
+        own = any(value is not None for value in (points, boxes, mask_input))
+        if images is None or (prompts is None and not own):
+            raise InvalidOptionError("predict needs images and prompts: model.predict(image, \"car, wheel\"), or points or boxes.")
+        single = not isinstance(images, list)
+        if own and not single:
+            raise InvalidPromptError("points, boxes and mask_input are for one image: call predict once per image.")
+        if classes is not None:
+            prompts = compat.class_lists(classes, 1 if single else len(images))
+        detect = not (prompts is None or (isinstance(prompts, str) and not prompts.strip() and own))
+        loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
+        thresholds = Thresholds(box_threshold, text_threshold, nms_iou_threshold, max_detections)  # checked before any model runs
+        _check_multimask(multimask_output)
+        if loaded.segments_text:
+            if own:
+                self._promptable("points, boxes and mask_input")
+            arrays = [load_image(image) for image in ([images] if single else images)]
+            results = [LangSAMResult.of(found) for found in segment_text(loaded.model, arrays, prompts, thresholds)]
+            return results[0] if single else results
+        prepared = [image if isinstance(image, PreparedImage) else
+                    self.prepare(image) if detect else prepare_for_segmenter(loaded.model, load_image(image))  # no detector pixels
+                    for image in ([images] if single else images)]
+        user = check_user_prompts(points, point_labels, boxes, mask_input, prepared[0].original_size) if own else None
+        found = self._detect(prepared, prompts, thresholds) if detect else [None]
+        results = [
+            LangSAMResult.of(segment_objects(loaded.model, lambda image=image: self._embedding(loaded, image),
+                                             name_prompts(detections, user, label), image.original_size, multimask_output))
+            for image, detections in zip(prepared, found)
+        ]
+        return results[0] if single else results
+
+    def _detect(self, prepared: list[PreparedImage], prompts, thresholds: Thresholds) -> list[Detections]:
+        """The detector's best max_detections boxes of each image's classes."""
+        found = self.detector.detect([image.detector_input for image in prepared], prompts, box_threshold=thresholds.box,
+                                     text_threshold=thresholds.text, nms_iou_threshold=thresholds.nms_iou)
+        return [boxes.to_detections(image.original_size)[:thresholds.max_detections] for image, boxes in zip(prepared, found)]
+
+
+def _check_multimask(multimask_output) -> None:
+    if multimask_output is not None and not isinstance(multimask_output, (bool, np.bool_)):
+        raise InvalidOptionError(f"multimask_output must be True, False or None, got {multimask_output!r}.")

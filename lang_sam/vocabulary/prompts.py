@@ -1,0 +1,47 @@
+"""ObjectPrompt: what names one object for a promptable segmenter, in image pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lang_sam.errors import InvalidPromptError
+
+
+@dataclass(frozen=True)
+class ObjectPrompt:
+    """One object: a box, points with labels, a previous mask's logits, or a combination.
+
+    box: (4,) float32 pixel xyxy, or None;
+    points: (N, 2) float32 pixel xy, or None;
+    labels: (N,) int64, 1 for a point on the object, 0 for one on the background (with points only);
+    mask_logits: (256, 256) float32 low-res logits of an earlier mask of this object, or None.
+    A box or points must be given: there is no placeholder box for an object named by clicks.
+    """
+
+    box: np.ndarray | None = None
+    points: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    mask_logits: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.box is None and self.points is None:
+            raise InvalidPromptError("An object prompt needs a box or points.")
+        if self.box is not None:
+            object.__setattr__(self, "box", np.asarray(self.box, np.float32).reshape(4))
+        if (self.points is None) != (self.labels is None):
+            raise InvalidPromptError("Points and their labels go together: give both or neither.")
+        if self.points is not None:
+            points, labels = np.asarray(self.points, np.float32).reshape(-1, 2), np.asarray(self.labels, np.int64).reshape(-1)
+            if len(points) != len(labels) or not np.isin(labels, (0, 1)).all():
+                raise InvalidPromptError("Give one label per point, 1 (object) or 0 (background).")
+            object.__setattr__(self, "points", points)
+            object.__setattr__(self, "labels", labels)
+        if self.mask_logits is not None:
+            object.__setattr__(self, "mask_logits", np.asarray(self.mask_logits, np.float32).reshape(256, 256))
+
+    @property
+    def is_box_only(self) -> bool:
+        """A box and nothing else: such objects decode together in one batch."""
+        return self.points is None and self.mask_logits is None
