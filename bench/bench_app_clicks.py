@@ -32,7 +32,7 @@ from lang_sam.devices import describe_cpu  # noqa: E402
 from lang_sam.registry import SAM_MODELS  # noqa: E402
 from tests.conftest import bert_vocab_path, random_sam_state_dict, tiny_grounding_dino  # noqa: E402
 from tests.services import free_port, start_service, stop_session  # noqa: E402
-from tests.test_app import BROWSER_ARGS, CHROMIUM  # noqa: E402
+from tests.interfaces.test_app import BROWSER_ARGS, CHROMIUM  # noqa: E402
 
 
 def save_models(folder: Path) -> tuple[Path, Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 
 def declared_png(width: int, height: int) -> bytes:

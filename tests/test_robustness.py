@@ -27,7 +27,7 @@ from lang_sam.devices import resolve_dtype
 from lang_sam.segmenter.build import build_sam_from_architecture
 from tests.conftest import SMALL_ARCHITECTURE, TINY_A, TINY_B, random_sam_state_dict
 from tests.robustness_cases import write_image_cases
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 LOOSE = dict(box_threshold=0.0, text_threshold=0.0, max_detections=2)
 

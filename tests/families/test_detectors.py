@@ -21,7 +21,7 @@ from lang_sam.families.base import Detector
 from lang_sam.families.detectors import Owlv2Detector, load_detector
 from lang_sam.registry import DETECTORS
 from tests.families.conftest import OWL_IMAGE_SIZE
-from tests.test_grounding_dino import photo, same_class_overlap
+from tests.detector.test_grounding_dino import photo, same_class_overlap
 
 
 @pytest.fixture(scope="module")

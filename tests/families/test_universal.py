@@ -131,7 +131,7 @@ def test_lang_sam_everything_names_its_masks_with_the_semantic_model(mask2former
     from pycocotools import mask as mask_utils
 
     from lang_sam.interfaces.cli import main
-    from tests.test_grounding_dino import ASSETS
+    from tests.detector.test_grounding_dino import ASSETS
 
     out = tmp_path / "out"
     code = main(["everything", str(ASSETS / "coffee.jpg"), "--out", str(out), "--sam-checkpoint", str(sam_files[0]),
@@ -160,7 +160,7 @@ def test_label_everything_names_masks_as_categories_and_resumes(mask2former_dir,
 
     from lang_sam.interfaces.cli import main
     from lang_sam.segmenter import SamAutomaticMaskGenerator, build_sam
-    from tests.test_grounding_dino import ASSETS
+    from tests.detector.test_grounding_dino import ASSETS
 
     photos = tmp_path / "photos"
     photos.mkdir()

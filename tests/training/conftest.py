@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import TINY_A, TINY_SAMS, random_sam_state_dict
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 CROPS = [("chelsea.jpg", (0, 0, 320, 240)), ("chelsea.jpg", (120, 50, 451, 300)), ("coffee.jpg", (0, 0, 300, 260)),
          ("coffee.jpg", (200, 100, 600, 400)), ("astronaut.jpg", (0, 0, 256, 300)), ("astronaut.jpg", (200, 150, 512, 512))]

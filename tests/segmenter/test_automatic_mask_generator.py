@@ -146,7 +146,7 @@ def test_progress_counts_every_point_batch(models):
 def test_lang_sam_everything_writes_the_generators_masks_and_a_drawing(sam_files, tmp_path, capsys):
     from lang_sam.interfaces.cli import main
     from lang_sam.segmenter import build_sam
-    from tests.test_grounding_dino import ASSETS
+    from tests.detector.test_grounding_dino import ASSETS
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -15,7 +15,7 @@ from lang_sam.pipeline import LangSAM
 from lang_sam.results import LangSAMResult
 from lang_sam.segmenter import SamPredictor
 from tests.conftest import shared_image
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 LOOSE = dict(box_threshold=0.0, text_threshold=0.0)
 

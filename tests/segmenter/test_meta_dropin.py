@@ -3,8 +3,8 @@ predictor_example and automatic_mask_generator_example notebooks and of scripts/
 once as functions of the package they import from, run against ``segment_anything`` and against
 ``lang_sam.segmenter`` on the same random weights saved in Meta's format, with the same answers.
 
-Tolerances are tests/test_sam_reference.py's (logits and scores within 1e-5, masks 99.9% equal);
-automatic-mask-generator records are compared as in tests/test_automatic_mask_generator.py.
+Tolerances are tests/segmenter/test_sam_reference.py's (logits and scores within 1e-5, masks 99.9% equal);
+automatic-mask-generator records are compared as in tests/segmenter/test_automatic_mask_generator.py.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPrompt
 from lang_sam.registry import SAM_MODELS
 from lang_sam.segmenter.sam import ImageEmbedding
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict, reference_sam, shared_image, synthetic_image
-from tests.test_automatic_mask_generator import assert_same_records
-from tests.test_sam_reference import assert_same_outputs
+from tests.segmenter.test_automatic_mask_generator import assert_same_records
+from tests.segmenter.test_sam_reference import assert_same_outputs
 
 # What each side's notebook imports: Meta's names from segment_anything (ResizeLongestSide from its
 # utils.transforms), ours from lang_sam.segmenter alone.

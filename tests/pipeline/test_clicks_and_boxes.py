@@ -12,7 +12,7 @@ from lang_sam import LangSAM
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, LangSAMError
 from lang_sam.results import LangSAMResult
 from lang_sam.segmenter import SamPredictor
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 
 @pytest.fixture(scope="module")

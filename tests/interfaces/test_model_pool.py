@@ -10,7 +10,7 @@ from lang_sam import InvalidOptionError
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.settings import Settings
 from tests.conftest import TINY_A
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 
 def test_flags_override_environment_override_defaults(monkeypatch):

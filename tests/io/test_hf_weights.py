@@ -33,7 +33,7 @@ from lang_sam.segmenter.convert import EpsNotKeptWarning, convert_checkpoint
 from lang_sam.segmenter.hf_format import architecture_from_hf_config, hf_to_meta, meta_to_hf
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict, reference_sam
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 LOGIT_TOLERANCE = 2e-5
 TINY_EPS_TOLERANCE = 2e-6
 

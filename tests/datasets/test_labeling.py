@@ -11,7 +11,7 @@ import pytest
 from lang_sam import InvalidImageError
 from lang_sam.datasets.labeling import LabelJob, LabelStats, label_chunk, prepared_ahead
 from lang_sam.pipeline import LangSAM, PreparedImage
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from lang_sam.results import LangSAMResult
 from tests.conftest import FORCED_AUTO_VARIABLE, TINY_A, TINY_B
 from tests.robustness_cases import write_image_cases
 from tests.services import free_port, session_processes, start_service, stop_session, wait_for, wait_until_gone
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 MAX_UPLOAD_MB = 4  # above starlette's 1 MB spool size: large uploads must reach the worker too
 MAX_IMAGE_PIXELS = 2_000_000
@@ -680,7 +680,7 @@ def test_everything_points_counts_the_points_the_generator_decodes():
 
 
 def test_the_readme_documents_each_request_limit_with_its_default():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     defaults = Limits()
     for name, flag in LIMIT_FLAGS.items():
         if name.endswith("_bytes") or name == "max_image_pixels":  # documented with the upload limits

@@ -19,7 +19,7 @@ from lang_sam.detector.original_checkpoint import (
     load_original_grounding_dino,
 )
 from tests.conftest import bert_vocab_path
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 groundingdino = pytest.importorskip(
     "groundingdino", reason="IDEA's reference: pip install --no-deps groundingdino-py==0.4.0 (README test command)"

@@ -16,7 +16,7 @@ from lang_sam import InvalidOptionError, InvalidPromptError
 from lang_sam.detector import GroundingDinoDetector
 from lang_sam.devices import resolve_device, resolve_dtype
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
 def photo(name: str) -> Image.Image:

@@ -13,7 +13,7 @@ import torch
 
 from lang_sam import LangSAM
 from lang_sam.pipeline import EmbeddingCache
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
 LOOSE = {"box_threshold": 0.0, "text_threshold": 0.0, "max_detections": 4}
 IMAGES = [ASSETS / "chelsea.jpg", ASSETS / "coffee.jpg"]

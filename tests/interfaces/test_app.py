@@ -15,9 +15,9 @@ from PIL import Image
 from lang_sam.results import LangSAMResult
 from tests.conftest import TINY_A, TINY_B
 from tests.services import free_port, start_service, stop_session
-from tests.test_grounding_dino import ASSETS
+from tests.detector.test_grounding_dino import ASSETS
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
