@@ -55,6 +55,7 @@ class LangSAM:
     against the embedding of its own image, from the model it started on.
     """
 
+    @compat.old_init_names
     def __init__(
         self,
         sam_type: str | None = None,
@@ -65,13 +66,8 @@ class LangSAM:
         embedding_cache_size: int = 4,
         *,
         checkpoint_dir: str | Path | None = None,
-        ckpt_path: str | Path | None = None,
-        sam_ckpt_path: str | Path | None = None,
-        gdino_model_ckpt_path: str | Path | None = None,
         gdino_processor_ckpt_path: str | Path | None = None,
     ) -> None:
-        sam_checkpoint, detector = compat.checkpoint_and_detector(
-            sam_checkpoint, ckpt_path, sam_ckpt_path, detector, gdino_model_ckpt_path, DEFAULT_DETECTOR)
         self.embedding_cache_size = max(1, embedding_cache_size)
         self.checkpoint_dir = checkpoint_dir
         self.device = resolve_device(device)
@@ -232,6 +228,7 @@ class LangSAM:
             )
         return loaded.embeddings.get_or_encode(image.key, lambda: loaded.model.embed(image.segmenter_input))
 
+    @compat.old_predict_names
     def predict(
         self,
         images: ImageInput | PreparedImage | list[ImageInput | PreparedImage] | None = None,
@@ -248,10 +245,6 @@ class LangSAM:
         mask_input=None,
         label: str = "object",
         classes: Sequence[str] | None = None,
-        image_pil: ImageInput | None = None,
-        text_prompt: str | None = None,
-        images_pil: list[ImageInput] | None = None,
-        texts_prompt: list[str] | None = None,
     ) -> LangSAMResult | list[LangSAMResult]:
         """Detect the prompt's classes, then segment every box in one batch of SAM box prompts.
 
@@ -274,9 +267,8 @@ class LangSAM:
         lang-segment-anything's keywords work too: v1's image_pil / text_prompt, v0.2.x's
         images_pil / texts_prompt.
         """
-        images, prompts = compat.images_and_prompts(images, image_pil, images_pil, prompts, text_prompt, texts_prompt, classes)
         own = any(value is not None for value in (points, boxes, mask_input))
-        if images is None or (prompts is None and not own):
+        if images is None or (prompts is None and classes is None and not own):
             raise InvalidOptionError("predict needs images and prompts: model.predict(image, \"car, wheel\"), or points or boxes.")
         single = not isinstance(images, list)
         if own and not single:
