@@ -24,7 +24,7 @@ from PIL import Image
 
 from lang_sam.detector.postprocess import BoxDetections
 from lang_sam.results import encode_rles
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections
 
 
 @dataclass(frozen=True)
@@ -185,6 +185,22 @@ class TrackedFrame:
     time: float
     image: np.ndarray
     objects: tuple[TrackedObject, ...]
+
+    @property
+    def detections(self) -> Detections:
+        """The objects on this frame as Detections: tracker ids, boxes, masks, scores as box scores, and
+        class ids into their labels in the order they first appear."""
+        classes = tuple(dict.fromkeys(item.label for item in self.objects))
+        size = self.image.shape[:2]
+        if not self.objects:
+            return Detections(xyxy=np.zeros((0, 4), np.float32), image_size=size, masks=np.zeros((0, *size), bool),
+                              box_scores=np.zeros(0), class_ids=np.zeros(0, np.int64), tracker_ids=np.zeros(0, np.int64))
+        return Detections(
+            xyxy=np.stack([item.box for item in self.objects]), image_size=size,
+            masks=np.stack([item.mask for item in self.objects]), box_scores=[item.score for item in self.objects],
+            class_ids=[classes.index(item.label) for item in self.objects], classes=classes,
+            tracker_ids=[item.id for item in self.objects],
+        )
 
     def to_json(self) -> dict:
         """Frame index, time and per object id, label, score, box and COCO RLE mask (one JSONL line of lang-sam track)."""

@@ -145,11 +145,7 @@ def draw_tracked(frame: TrackedFrame) -> np.ndarray:
     image = frame.image.copy()  # supervision draws in place
     if not frame.objects:
         return image
-    detections = sv.Detections(
-        xyxy=np.stack([item.box for item in frame.objects]), mask=np.stack([item.mask for item in frame.objects]),
-        confidence=np.array([item.score for item in frame.objects], np.float32),
-        class_id=np.zeros(len(frame.objects), int), tracker_id=np.array([item.id for item in frame.objects]),
-    )
+    detections = frame.detections.to_supervision()
     labels = [f"#{item.id} {item.label}" for item in frame.objects]
     lookup = sv.ColorLookup.TRACK
     image = sv.MaskAnnotator(color_lookup=lookup).annotate(image, detections)

@@ -177,3 +177,22 @@ def test_bad_options_are_refused_before_any_frame_is_read():
             track(iter(scene(1)), "car", ColourDetector(), OracleSegmenter(), **options)
     with pytest.raises(InvalidOptionError, match="Name what to track"):
         track(iter(scene(1)), [], ColourDetector(), OracleSegmenter())
+
+
+def test_a_tracked_frame_is_detections_with_tracker_ids():
+    from lang_sam.families.base import TrackedFrame, TrackedObject
+
+    image = np.zeros((30, 40, 3), np.uint8)
+    masks = np.zeros((3, 30, 40), bool)
+    masks[0, 2:5, 3:9], masks[1, 10:20, 0:4], masks[2, 25:30, 30:40] = True, True, True
+    boxes = np.array([[3, 2, 9, 5], [0, 10, 4, 20], [30, 25, 40, 30]], np.float32)
+    objects = tuple(TrackedObject(ident, label, score, box, mask) for ident, label, score, box, mask
+                    in zip([4, 9, 2], ["dog", "cat", "dog"], [0.5, 0.75, 0.25], boxes, masks))
+    detections = TrackedFrame(3, 0.1, image, objects).detections
+    assert len(detections) == 3 and detections.image_size == (30, 40)
+    assert detections.tracker_ids.tolist() == [4, 9, 2] and detections.labels == ["dog", "cat", "dog"]
+    assert detections.classes == ("dog", "cat") and detections.box_scores.tolist() == [0.5, 0.75, 0.25]
+    np.testing.assert_array_equal(detections.xyxy, boxes)
+    np.testing.assert_array_equal(detections.dense_masks(), masks)
+    assert detections.to_supervision().tracker_id.tolist() == [4, 9, 2]
+    assert len(TrackedFrame(0, 0.0, image, ()).detections) == 0
