@@ -1,4 +1,5 @@
-"""The embeddings a pipeline keeps, so that a new prompt on a recent image skips the image encoder."""
+"""What a pipeline holds between calls: its segmenter with the embeddings of recent images (so that a
+new prompt on one skips the image encoder), and its detector, loaded on first use."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from lang_sam.families.base import Segmenter, TextSegmenter
+import torch
+
+from lang_sam.detector import GroundingDinoDetector
+from lang_sam.families.base import Detector, Segmenter, TextSegmenter
+from lang_sam.families.detectors import load_detector
 
 
 class EmbeddingCache:
@@ -72,3 +78,23 @@ class LoadedSam:
     @property
     def segments_text(self) -> bool:
         return isinstance(self.model, TextSegmenter)
+
+
+class LazyDetector:
+    """A pipeline's detector: a loaded one, or a source loaded on first use, once, whatever the
+    number of threads asking (a pipeline on SAM 3 alone never loads one).
+
+    source: what load_detector takes (a registry name, repo id, folder or IDEA .pth); processor: a
+    Grounding DINO processor folder of its own (lang-segment-anything v0.2.x), or None."""
+
+    def __init__(self, source: str | Path | Detector, processor: str | Path | None, device: torch.device, dtype: torch.dtype) -> None:
+        self._source, self._processor, self._device, self._dtype = source, processor, device, dtype
+        self._loaded: Detector | None = None if isinstance(source, (str, Path)) else source
+        self._lock = threading.Lock()
+
+    def get(self) -> Detector:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = (load_detector(self._source, self._device, self._dtype) if self._processor is None else
+                                GroundingDinoDetector(self._source, device=self._device, dtype=self._dtype, processor=self._processor))
+            return self._loaded

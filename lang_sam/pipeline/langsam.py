@@ -4,7 +4,6 @@ a segmenter and an embedding cache; lang-segment-anything's argument names are m
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,16 +12,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
+from lang_sam.detector import DEFAULT_DETECTOR
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError
 from lang_sam.families.base import Detector, Segmenter, TextSegmenter
-from lang_sam.families.detectors import load_detector
 from lang_sam.families.loading import load_segmenter
 from lang_sam.families.sam_v1 import SamV1Segmenter
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.pipeline import compat
-from lang_sam.pipeline.cache import EmbeddingCache, LoadedSam
+from lang_sam.pipeline.cache import EmbeddingCache, LazyDetector, LoadedSam
 from lang_sam.pipeline.prepared import PreparedImage, prepare_for_segmenter
 from lang_sam.pipeline.prompts import check_user_prompts, name_prompts
 from lang_sam.pipeline.segment import segment_objects, segment_text
@@ -77,9 +75,7 @@ class LangSAM:
                 f"The detector runs on {detector.device} in {detector.dtype}, but this LangSAM uses "
                 f"{self.device} in {self.dtype}; load both with the same device and dtype."
             )
-        self._detector_source = (detector, gdino_processor_ckpt_path)
-        self._detector: Detector | None = None if isinstance(detector, (str, Path)) else detector
-        self._detector_lock = threading.Lock()
+        self._detector = LazyDetector(detector, gdino_processor_ckpt_path, self.device, self.dtype)
         self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
 
     def set_sam(self, sam_type: str | None = None, sam_checkpoint: str | Path | None = None) -> None:
@@ -94,12 +90,7 @@ class LangSAM:
     @property
     def detector(self) -> Detector:
         """The detector, loaded on first use (a pipeline on SAM 3 alone never loads one)."""
-        with self._detector_lock:
-            if self._detector is None:
-                source, processor = self._detector_source
-                self._detector = (load_detector(source, self.device, self.dtype) if processor is None else
-                                  GroundingDinoDetector(source, device=self.device, dtype=self.dtype, processor=processor))
-            return self._detector
+        return self._detector.get()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LangSAM:
@@ -122,8 +113,7 @@ class LangSAM:
         if isinstance(reference, Sam):
             reference = SamV1Segmenter(reference, sam_type)
         pipeline.device, pipeline.dtype = reference.device, reference.dtype
-        pipeline._detector, pipeline._detector_source = detector, (DEFAULT_DETECTOR, None)
-        pipeline._detector_lock = threading.Lock()
+        pipeline._detector = LazyDetector(detector if detector is not None else DEFAULT_DETECTOR, None, pipeline.device, pipeline.dtype)
         segmenter = SamV1Segmenter(sam.to(pipeline.device), sam_type) if isinstance(sam, Sam) else sam
         pipeline._use_segmenter(segmenter)
         return pipeline
