@@ -1,10 +1,10 @@
 """Segment-everything mode: the automatic mask generator's records named, drawn and exported.
 
-The generator itself is segment-anything's, in ``lang_sam.segmenter.automatic_mask_generator``;
-this module names its masks (optional: the class that holds most of each mask's pixels in a
-universal model's semantic map, as Semantic Segment Anything does) and turns the records (with
-binary masks) into what users keep: a drawing where each mask has its own colour, and JSON with
-COCO RLE masks and every record field.
+The generator itself is segment-anything's, in ``lang_sam.segmenter.automatic_mask_generator``,
+run on any promptable segmenter (SAM v1, SAM 2.1, SAM-HQ); this module names its masks (optional:
+the class that holds most of each mask's pixels in a universal model's semantic map, as Semantic
+Segment Anything does) and turns the records (with binary masks) into what users keep: a drawing
+where each mask has its own colour, and JSON with COCO RLE masks and every record field.
 """
 
 from __future__ import annotations
@@ -85,21 +85,24 @@ class EverythingLabeler:
 
     @classmethod
     def from_settings(cls, settings, generator_options: dict[str, Any], semantic: str | None = None) -> EverythingLabeler:
+        """The generator on the segmenter of settings (sam_type / sam_checkpoint: SAM v1, SAM 2.1 or
+        SAM-HQ; SAM 3 is refused by the generator), named by the universal model semantic if given."""
         from lang_sam.devices import resolve_device, resolve_dtype
+        from lang_sam.families.loading import load_segmenter
         from lang_sam.segmenter import SamAutomaticMaskGenerator
-        from lang_sam.segmenter.build import load_sam
 
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
-        name, sam = load_sam(settings.sam_type, settings.sam_checkpoint, dtype, settings.checkpoint_dir)
+        segmenter = load_segmenter(settings.sam_type, settings.sam_checkpoint, device, dtype, settings.checkpoint_dir)
+        generator = SamAutomaticMaskGenerator(segmenter, **generator_options)
         namer = None
         if semantic:
             from lang_sam.families.universal import UniversalSegmenter
 
             namer = UniversalSegmenter(semantic, device=device, dtype=dtype)
-        description = f"SAM {name} on {device.type}, {str(dtype).removeprefix('torch.')}" + (
+        description = f"SAM {segmenter.name} on {device.type}, {str(dtype).removeprefix('torch.')}" + (
             f", masks named by {semantic}" if semantic else "")
-        return cls(SamAutomaticMaskGenerator(sam.to(device), **generator_options), namer, description)
+        return cls(generator, namer, description)
 
     def prepare(self, image) -> np.ndarray:
         from lang_sam.io.images import load_image

@@ -1,0 +1,193 @@
+"""Segment-everything on every promptable family: SAM 2.1 and SAM-HQ (tiny random models saved with
+save_pretrained) through the generator, the library, `lang-sam everything` and the
+pool that the app and the server share. The generator's records are checked against transformers'
+model and processor called directly on the same point grid, followed by segment-anything's filters
+written out here (only the stability score and the grid, proven against Meta's in
+tests/test_automatic_mask_generator.py, are reused)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+from torchvision.ops import nms
+
+from lang_sam.errors import InvalidOptionError
+from lang_sam.segmenter import SamAutomaticMaskGenerator
+from lang_sam.segmenter.automatic_mask_generator import crop_boxes, point_grid, stability_scores
+from tests.conftest import synthetic_image
+from tests.test_automatic_mask_generator import FIELDS
+
+IMAGE = synthetic_image(120, 160, seed=4)
+
+
+def direct_candidates(direct, image: np.ndarray, points_per_side: int):
+    """Every point of the grid as one single-point prompt, through the model and processor called
+    directly: (3P, H, W) float logits at image size, (3P,) predicted IoU, (3P, 2) the prompting points."""
+    model, processor = direct
+    height, width = image.shape[:2]
+    points = point_grid(points_per_side) * [width, height]
+    inputs = processor(images=image, input_points=[[[list(point)] for point in points]],
+                       input_labels=[[[1] for _ in points]], return_tensors="pt")
+    arguments = {key: value.float() if value.is_floating_point() else value for key, value in inputs.items()
+                 if key not in ("original_sizes", "reshaped_input_sizes")}
+    with torch.no_grad():
+        outputs = model(**arguments, multimask_output=True)
+    sizes = [inputs["original_sizes"]] + ([inputs["reshaped_input_sizes"]] if "reshaped_input_sizes" in inputs else [])
+    logits = processor.post_process_masks(outputs.pred_masks, *sizes, binarize=False)[0]
+    return logits.flatten(0, 1), outputs.iou_scores[0].flatten(), np.repeat(points, 3, axis=0)
+
+
+def inclusive_box(mask: np.ndarray) -> list[int]:
+    """segment-anything's box of a mask: first and last row and column holding it; [0, 0, 0, 0] if empty."""
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return [int(columns[0]), int(rows[0]), int(columns[-1]), int(rows[-1])] if len(rows) else [0, 0, 0, 0]
+
+
+def cut_by_crop(box: list[int], crop: list[int], image_size: tuple[int, int]) -> bool:
+    """Whether a box (image frame) lies within 20 pixels of an edge of the crop that is not the image's."""
+    image_edges = [0, 0, image_size[1], image_size[0]]
+    return any(abs(b - c) <= 20 and abs(b - e) > 20 for b, c, e in zip(box, crop, image_edges))
+
+
+def expected_crop_records(direct, image: np.ndarray, crop: list[int], points_per_side: int, pred_iou_thresh: float,
+                          stability_score_thresh: float, stability_score_offset: float, box_nms_thresh: float) -> list[dict]:
+    """segment-anything's records of one xyxy crop: the grid on the crop, the IoU filter, the
+    stability filter, masks at logit 0, masks cut by the crop dropped, box NMS by predicted IoU;
+    masks, boxes and points then placed in the whole image."""
+    x0, y0, x1, y1 = crop
+    logits, iou, points = direct_candidates(direct, np.ascontiguousarray(image[y0:y1, x0:x1]), points_per_side)
+    stability = stability_scores(logits, 0.0, stability_score_offset)
+    keep = ((iou > pred_iou_thresh) | (pred_iou_thresh == 0)) & ((stability >= stability_score_thresh) | (stability_score_thresh == 0))
+    masks = np.zeros((int(keep.sum()), *image.shape[:2]), dtype=bool)
+    masks[:, y0:y1, x0:x1] = (logits > 0)[keep].numpy()
+    boxes = [inclusive_box(mask) for mask in masks]  # in the image: the same as the crop's box, moved
+    whole = [not cut_by_crop(box, crop, image.shape[:2]) for box in boxes]
+    masks, iou, stability, points = masks[whole], iou[keep][whole], stability[keep][whole], points[keep.numpy()][whole]
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)[whole]
+    records = []
+    for index in nms(boxes, iou, box_nms_thresh).tolist():
+        bx0, by0, bx1, by1 = boxes[index].int().tolist()
+        records.append({"segmentation": masks[index], "area": int(masks[index].sum()), "bbox": [bx0, by0, bx1 - bx0, by1 - by0],
+                        "predicted_iou": float(iou[index]), "point_coords": [(points[index] + [x0, y0]).tolist()],
+                        "stability_score": float(stability[index]), "crop_box": [x0, y0, x1 - x0, y1 - y0]})
+    return records
+
+
+def expected_records(direct, image: np.ndarray, points_per_side: int, crop_n_layers: int = 0, crop_nms_thresh: float = 0.7,
+                     **filters) -> list[dict]:
+    """segment-anything's records: each crop's (the image, then crop_boxes' overlapping crops of
+    each layer, each prompted with the same grid: crop_n_points_downscale_factor 1), then, with
+    several crops, NMS preferring the mask from the smallest crop."""
+    crops = crop_boxes(*image.shape[:2], crop_n_layers, 512 / 1500)
+    records = [record for crop, _ in crops for record in expected_crop_records(direct, image, crop, points_per_side, **filters)]
+    if len(crops) == 1:
+        return records
+    boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in records)], dtype=torch.float32)
+    smallness = torch.tensor([1.0 / (r["crop_box"][2] * r["crop_box"][3]) for r in records])
+    return [records[index] for index in nms(boxes, smallness, crop_nms_thresh).tolist()]
+
+
+def assert_equal_records(found: list[dict], expected: list[dict]) -> None:
+    """The same masks in the same order (best IoU first), the same fields, scores to float32 precision."""
+    assert len(found) == len(expected) > 0
+    for mine, theirs in zip(found, expected):
+        assert list(mine) == FIELDS and np.array_equal(mine["segmentation"], theirs["segmentation"])
+        assert {k: mine[k] for k in ("area", "bbox", "crop_box")} == {k: theirs[k] for k in ("area", "bbox", "crop_box")}
+        assert np.allclose(mine["point_coords"], theirs["point_coords"], atol=1e-4)
+        assert mine["predicted_iou"] == pytest.approx(theirs["predicted_iou"], abs=1e-5)
+        assert mine["stability_score"] == pytest.approx(theirs["stability_score"], abs=1e-5)
+
+
+def test_every_mask_of_the_grid_equals_the_model_called_directly(segmenter, direct):
+    options = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, stability_score_offset=1.0,
+                   box_nms_thresh=1.0)
+    found = SamAutomaticMaskGenerator(segmenter, points_per_batch=5, **options).generate(IMAGE)  # batches of 5 points
+    expected = expected_records(direct, IMAGE, **options)
+    assert len(expected) == 48, "three masks for each of 16 points, none filtered"
+    assert_equal_records(found, expected)
+
+
+def test_the_filters_keep_what_they_keep_on_the_model_called_directly(segmenter, direct):
+    logits, iou, _ = direct_candidates(direct, IMAGE, 4)
+    offset = float(logits.abs().median())  # random weights give logits near 0: an offset on their scale
+    stability = stability_scores(logits, 0.0, offset)
+    options = dict(points_per_side=4, pred_iou_thresh=float(iou.median()), stability_score_thresh=float(stability.quantile(0.25)),
+                   stability_score_offset=offset, box_nms_thresh=0.7)
+    expected = expected_records(direct, IMAGE, **options)
+    assert 0 < len(expected) < 0.75 * 48, "the filters drop some masks and keep some"
+    assert_equal_records(SamAutomaticMaskGenerator(segmenter, **options).generate(IMAGE), expected)
+
+
+def test_crops_equal_the_model_called_directly_on_each_crop(segmenter, direct):
+    options = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, stability_score_offset=1.0,
+                   box_nms_thresh=1.0, crop_n_layers=1, crop_nms_thresh=1.0)
+    image = synthetic_image(150, 200, seed=6)
+    # random weights give speckled masks spanning their crop: the crops' masks are cut by the crop
+    # and dropped, so this checks the crops' grids, the edge filter and the NMS steps
+    expected = expected_records(direct, image, **options)
+    assert_equal_records(SamAutomaticMaskGenerator(segmenter, **options).generate(image), expected)
+
+
+def test_small_regions_are_cleaned_on_the_family(segmenter):
+    from scipy import ndimage
+
+    records = SamAutomaticMaskGenerator(segmenter, points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                                        min_mask_region_area=40).generate(IMAGE)
+    assert records
+    for record in records:  # no island or hole (8-connected) under 40 pixels is left
+        islands, count = ndimage.label(record["segmentation"], structure=np.ones((3, 3)))
+        holes, hole_count = ndimage.label(~record["segmentation"], structure=np.ones((3, 3)))
+        assert count == 1 or min(np.bincount(islands.ravel())[1:]) >= 40
+        assert hole_count == 0 or min(np.bincount(holes.ravel())[1:]) >= 40
+        assert record["area"] == record["segmentation"].sum()
+
+
+def test_models_that_take_no_points_are_refused_naming_those_that_can(tiny_detector_dir):
+    from lang_sam.families.detectors import load_detector
+
+    detector = load_detector(str(tiny_detector_dir), device="cpu", dtype="float32")
+    with pytest.raises(InvalidOptionError, match="cannot segment everything.*SAM v1, SAM 2.1 and SAM-HQ"):
+        SamAutomaticMaskGenerator(detector)
+
+
+def test_lang_sam_everything_runs_a_folder_and_a_name_of_the_family(family_dir, segmenter, tmp_path, capsys):
+    from PIL import Image
+
+    from lang_sam.interfaces.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(IMAGE).save(photos / "scene.png")
+    options = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--device", "cpu",
+               "--dtype", "float32"]
+    by_folder = ["everything", str(photos), "--out", str(tmp_path / "folder"), "--sam-checkpoint", str(family_dir), *options]
+    by_name = ["everything", str(photos), "--out", str(tmp_path / "name"), "--sam-type", family_dir.name,
+               "--checkpoint-dir", str(family_dir.parent), *options]
+    assert main(by_folder) == 0 and main(by_name) == 0
+    assert f"SAM {family_dir.name} on cpu, float32" in capsys.readouterr().err
+    expected = sorted(SamAutomaticMaskGenerator(segmenter, points_per_side=3, pred_iou_thresh=0.0,
+                                                stability_score_thresh=0.0).generate(IMAGE), key=lambda r: -r["area"])
+    for out in ("folder", "name"):
+        payload = json.loads((tmp_path / out / "scene.json").read_text())
+        assert len(payload["masks"]) == len(expected) > 0
+        for written, record in zip(payload["masks"], expected):
+            rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode()}
+            assert np.array_equal(mask_utils.decode(rle).astype(bool), record["segmentation"])
+            assert {k: written[k] for k in FIELDS[1:]} == {k: record[k] for k in FIELDS[1:]}
+
+
+def test_the_pool_of_the_app_and_server_segments_everything_with_the_family(family_dir, segmenter, tiny_detector_dir):
+    from lang_sam.interfaces.models import ModelPool
+    from lang_sam.settings import Settings
+
+    pool = ModelPool(Settings(sam_type=family_dir.name, checkpoint_dir=str(family_dir.parent), detector=str(tiny_detector_dir),
+                              device="cpu", dtype="float32"))
+    options = dict(points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    found = pool.everything(IMAGE, family_dir.name, **options)
+    expected = SamAutomaticMaskGenerator(segmenter, **options).generate(IMAGE)
+    assert len(found) == len(expected) > 0
+    assert all(np.array_equal(a["segmentation"], b["segmentation"]) for a, b in zip(found, expected))
