@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lang_sam.geometry import mask_to_box
 from lang_sam.results import decode_rle, encode_rles
 
 RECORD_FIELDS = ("area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box")
@@ -75,7 +76,7 @@ class EverythingLabeler:
     """The models of segment-everything mode (``lang-sam everything``, and ``label --everything`` in
     place of LangSAM): records of an image, named when a universal model is set; for labeling,
     prepare (decode) an image, then its masks as label records (LangSAMResult.to_json's detections:
-    label, score = predicted IoU, mask_score = stability score, xyxy box, COCO RLE mask). Labels:
+    label, score = predicted IoU, mask_score = stability score, pixel-edge xyxy box of the mask, COCO RLE mask). Labels:
     the universal model's vote, or "object"."""
 
     def __init__(self, generator, namer=None, description: str = "") -> None:
@@ -119,8 +120,8 @@ class EverythingLabeler:
         records = self.records(image)
         detections = []
         for record in sorted(records, key=lambda r: -r["area"]):
-            x, y, w, h = record["bbox"]
+            box = mask_to_box(record["segmentation"])  # pixel-edge xyxy, as every lang-sam box (not the record's inclusive bbox)
             detections.append({"label": record.get("label", OBJECT), "score": round(record["predicted_iou"], 6),
-                               "mask_score": round(record["stability_score"], 6), "box": [x, y, x + w, y + h],
+                               "mask_score": round(record["stability_score"], 6), "box": [round(float(v), 3) for v in box],
                                "mask": encode_rles(record["segmentation"][None])[0]})
         return {"image": {"height": image.shape[0], "width": image.shape[1]}, "detections": detections}

@@ -1,6 +1,6 @@
 """Segment-everything on every promptable family: SAM 2.1 and SAM-HQ (tiny random models saved with
-save_pretrained) through the generator, the library, `lang-sam everything` and the
-pool that the app and the server share. The generator's records are checked against transformers'
+save_pretrained) through the generator, the library, `lang-sam everything`, `label --everything` and
+the pool that the app and the server share. The generator's records are checked against transformers'
 model and processor called directly on the same point grid, followed by segment-anything's filters
 written out here (only the stability score and the grid, proven against Meta's in
 tests/test_automatic_mask_generator.py, are reused)."""
@@ -178,6 +178,26 @@ def test_lang_sam_everything_runs_a_folder_and_a_name_of_the_family(family_dir, 
             rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode()}
             assert np.array_equal(mask_utils.decode(rle).astype(bool), record["segmentation"])
             assert {k: written[k] for k in FIELDS[1:]} == {k: record[k] for k in FIELDS[1:]}
+
+
+def test_label_everything_boxes_are_the_masks_pixel_edge_boxes(family_dir, tmp_path):
+    from PIL import Image
+
+    from lang_sam.interfaces.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(IMAGE).save(photos / "scene.png")
+    out = tmp_path / "labelled"
+    assert main(["label", str(photos), "--everything", "--out", str(out), "--sam-checkpoint", str(family_dir),
+                 "--device", "cpu", "--dtype", "float32", "--points-per-side", "2", "--pred-iou-thresh", "0",
+                 "--stability-score-thresh", "0"]) == 0
+    annotations = json.loads((out / "annotations.json").read_text())["annotations"]
+    assert annotations
+    for annotation in annotations:
+        rle = {**annotation["segmentation"], "counts": annotation["segmentation"]["counts"].encode()}
+        # pycocotools' own box of the mask: x, y of its first pixel, width and height in whole pixels
+        assert annotation["bbox"] == pytest.approx(mask_utils.toBbox(rle).tolist())
 
 
 def test_the_pool_of_the_app_and_server_segments_everything_with_the_family(family_dir, segmenter, tiny_detector_dir):
