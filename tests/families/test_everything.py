@@ -16,6 +16,7 @@ from pycocotools import mask as mask_utils
 from torchvision.ops import nms
 
 from lang_sam.errors import InvalidOptionError
+from lang_sam.families.loading import load_segmenter
 from lang_sam.segmenter import SamAutomaticMaskGenerator
 from lang_sam.segmenter.automatic_mask_generator import crop_boxes, point_grid, stability_scores
 from tests.conftest import synthetic_image
@@ -211,3 +212,48 @@ def test_the_pool_of_the_app_and_server_segments_everything_with_the_family(fami
     expected = SamAutomaticMaskGenerator(segmenter, **options).generate(IMAGE)
     assert len(found) == len(expected) > 0
     assert all(np.array_equal(a["segmentation"], b["segmentation"]) for a, b in zip(found, expected))
+
+
+@pytest.fixture(scope="module")
+def family_server(service_environment, tmp_path_factory):
+    """`lang-sam serve` offering a tiny SAM 2.1 and a tiny SAM-HQ (the weights of family_dir) by
+    their folder names in its checkpoint folder; yields its URL and that folder."""
+    import sys
+
+    from tests.families.conftest import save_tiny_segmenter
+    from tests.services import free_port, start_service, stop_session
+
+    checkpoints = tmp_path_factory.mktemp("served-families")
+    for family in ("sam2", "sam_hq"):
+        save_tiny_segmenter(family, checkpoints / f"tiny-{family}")
+    port = free_port()
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "serve", "--port", str(port), "--sam-types", "tiny-sam2,tiny-sam_hq"]
+    environment = {**service_environment, "LANG_SAM_CHECKPOINTS": str(checkpoints), "LANG_SAM_SAM_TYPE": "tiny-sam2"}
+    process = start_service(command, environment, f"http://127.0.0.1:{port}/health", tmp_path_factory.mktemp("log") / "server.log")
+    yield f"http://127.0.0.1:{port}", checkpoints
+    stop_session(process)
+
+
+@pytest.mark.parametrize("family", ["sam2", "sam_hq"])
+def test_the_servers_mode_everything_answers_the_familys_masks(family_server, family):
+    import io
+
+    import httpx
+    from PIL import Image
+
+    url, checkpoints = family_server
+    png = io.BytesIO()
+    Image.fromarray(IMAGE).save(png, format="PNG")
+    fields = {"mode": "everything", "sam_type": f"tiny-{family}", "points_per_side": "2", "pred_iou_thresh": "0",
+              "stability_score_thresh": "0"}
+    response = httpx.post(f"{url}/predict", files={"image": ("scene.png", png.getvalue(), "image/png")}, data=fields, timeout=300)
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    segmenter = load_segmenter(checkpoint=checkpoints / f"tiny-{family}", device="cpu", dtype="float32")
+    expected = sorted(SamAutomaticMaskGenerator(segmenter, points_per_side=2, pred_iou_thresh=0.0,
+                                                stability_score_thresh=0.0).generate(IMAGE), key=lambda r: -r["area"])
+    assert f"SAM tiny-{family}" in payload["model"] and len(payload["masks"]) == len(expected) > 0
+    for written, record in zip(payload["masks"], expected):
+        rle = {"size": written["segmentation"]["size"], "counts": written["segmentation"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), record["segmentation"])
+        assert written["predicted_iou"] == record["predicted_iou"]
