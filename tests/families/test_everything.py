@@ -103,6 +103,33 @@ def assert_equal_records(found: list[dict], expected: list[dict]) -> None:
         assert mine["stability_score"] == pytest.approx(theirs["stability_score"], abs=1e-5)
 
 
+def assert_upscaled_logits_give_decodes_masks(segmenter) -> None:
+    """decode(upscale=False) gives decode's IoU and low-res logits and no masks; upscale_logits of
+    those logits, above 0, are decode's masks."""
+    embedding = segmenter.embed(segmenter.preprocess(IMAGE))
+    points, labels = torch.tensor([[[40.0, 30.0]], [[120.0, 90.0]]]), torch.ones(2, 1, dtype=torch.int)
+    full = segmenter.decode(embedding, points, labels, multimask_output=True)
+    low = segmenter.decode(embedding, points, labels, multimask_output=True, upscale=False)
+    assert low.masks is None and torch.equal(low.iou, full.iou) and torch.equal(low.low_res_logits, full.low_res_logits)
+    logits = segmenter.upscale_logits(embedding, low.low_res_logits)
+    assert logits.dtype == torch.float32 and logits.shape == full.masks.shape == (2, 3, *IMAGE.shape[:2])
+    assert torch.equal(logits.cpu() > 0, full.masks)
+
+
+def test_upscaled_logits_are_the_masks_decode_gives(segmenter):
+    assert_upscaled_logits_give_decodes_masks(segmenter)
+
+
+def test_upscaled_logits_are_the_masks_decode_gives_on_sam_v1():
+    from lang_sam.segmenter.adapter import SamV1Segmenter
+    from lang_sam.segmenter.build import build_sam_from_architecture
+    from tests.conftest import TINY_A, TINY_SAMS, random_sam_state_dict
+
+    sam = build_sam_from_architecture(TINY_SAMS[TINY_A])
+    sam.load_state_dict(random_sam_state_dict(TINY_SAMS[TINY_A], seed=2))
+    assert_upscaled_logits_give_decodes_masks(SamV1Segmenter(sam, TINY_A))
+
+
 def test_every_mask_of_the_grid_equals_the_model_called_directly(segmenter, direct):
     options = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, stability_score_offset=1.0,
                    box_nms_thresh=1.0)
