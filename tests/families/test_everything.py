@@ -1,9 +1,10 @@
 """Segment-everything on every promptable family: SAM 2.1 and SAM-HQ (tiny random models saved with
-save_pretrained) through the generator, the library, `lang-sam everything`, `label --everything` and
-the pool that the app and the server share. The generator's records are checked against transformers'
+save_pretrained) through the generator, the library, `lang-sam everything`, `label --everything`, the
+pool that the app and the server share and a `lang-sam serve` process; SAM v1 through the contract. The generator's records are checked against transformers'
 model and processor called directly on the same point grid, followed by segment-anything's filters
-written out here (only the stability score and the grid, proven against Meta's in
-tests/test_automatic_mask_generator.py, are reused)."""
+written out here (IoU, stability, crop edges, box and crop NMS, small regions; only the grid, the
+crop boxes and the stability score, proven against Meta's in tests/test_automatic_mask_generator.py,
+are reused)."""
 
 from __future__ import annotations
 
@@ -79,17 +80,53 @@ def expected_crop_records(direct, image: np.ndarray, crop: list[int], points_per
 
 
 def expected_records(direct, image: np.ndarray, points_per_side: int, crop_n_layers: int = 0, crop_nms_thresh: float = 0.7,
-                     **filters) -> list[dict]:
+                     min_mask_region_area: int = 0, **filters) -> list[dict]:
     """segment-anything's records: each crop's (the image, then crop_boxes' overlapping crops of
     each layer, each prompted with the same grid: crop_n_points_downscale_factor 1), then, with
-    several crops, NMS preferring the mask from the smallest crop."""
+    several crops, NMS preferring the mask from the smallest crop; then small regions cleaned."""
     crops = crop_boxes(*image.shape[:2], crop_n_layers, 512 / 1500)
     records = [record for crop, _ in crops for record in expected_crop_records(direct, image, crop, points_per_side, **filters)]
-    if len(crops) == 1:
-        return records
-    boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in records)], dtype=torch.float32)
-    smallness = torch.tensor([1.0 / (r["crop_box"][2] * r["crop_box"][3]) for r in records])
-    return [records[index] for index in nms(boxes, smallness, crop_nms_thresh).tolist()]
+    if len(crops) > 1:
+        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in records)], dtype=torch.float32)
+        smallness = torch.tensor([1.0 / (r["crop_box"][2] * r["crop_box"][3]) for r in records])
+        records = [records[index] for index in nms(boxes, smallness, crop_nms_thresh).tolist()]
+    if min_mask_region_area > 0:
+        records = cleaned_records(records, min_mask_region_area, max(filters["box_nms_thresh"], crop_nms_thresh))
+    return records
+
+
+def without_small_regions(mask: np.ndarray, min_area: int, holes: bool) -> tuple[np.ndarray, bool]:
+    """segment-anything's remove_small_regions with scipy: holes (8-connected background regions)
+    under min_area filled, or islands under min_area removed (the largest kept if all are)."""
+    from scipy import ndimage
+
+    regions, count = ndimage.label(~mask if holes else mask, structure=np.ones((3, 3)))
+    sizes = np.bincount(regions.ravel(), minlength=count + 1)[1:]
+    small = [label + 1 for label, size in enumerate(sizes) if size < min_area]
+    if not small:
+        return mask, False
+    if holes:
+        return np.isin(regions, [0, *small]), True
+    kept = [label for label in range(1, count + 1) if label not in small] or [int(np.argmax(sizes)) + 1]
+    return np.isin(regions, kept), True
+
+
+def cleaned_records(records: list[dict], min_area: int, nms_thresh: float) -> list[dict]:
+    """Holes then islands under min_area removed from every mask; NMS preferring unchanged masks;
+    the changed masks that stay get their new area and box."""
+    cleaned, unchanged = [], []
+    for record in records:
+        filled, holes_changed = without_small_regions(record["segmentation"], min_area, holes=True)
+        mask, islands_changed = without_small_regions(filled, min_area, holes=False)
+        cleaned.append(mask)
+        unchanged.append(not (holes_changed or islands_changed))
+    boxes = torch.tensor([inclusive_box(mask) for mask in cleaned], dtype=torch.float32)
+    kept = []
+    for index in nms(boxes, torch.tensor(unchanged, dtype=torch.float32), nms_thresh).tolist():
+        x0, y0, x1, y1 = inclusive_box(cleaned[index])
+        kept.append({**records[index], "segmentation": cleaned[index], "area": int(cleaned[index].sum()),
+                     "bbox": [x0, y0, x1 - x0, y1 - y0]})
+    return kept
 
 
 def assert_equal_records(found: list[dict], expected: list[dict]) -> None:
@@ -160,18 +197,14 @@ def test_crops_equal_the_model_called_directly_on_each_crop(segmenter, direct):
     assert_equal_records(SamAutomaticMaskGenerator(segmenter, **options).generate(image), expected)
 
 
-def test_small_regions_are_cleaned_on_the_family(segmenter):
-    from scipy import ndimage
-
-    records = SamAutomaticMaskGenerator(segmenter, points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                                        min_mask_region_area=40).generate(IMAGE)
-    assert records
-    for record in records:  # no island or hole (8-connected) under 40 pixels is left
-        islands, count = ndimage.label(record["segmentation"], structure=np.ones((3, 3)))
-        holes, hole_count = ndimage.label(~record["segmentation"], structure=np.ones((3, 3)))
-        assert count == 1 or min(np.bincount(islands.ravel())[1:]) >= 40
-        assert hole_count == 0 or min(np.bincount(holes.ravel())[1:]) >= 40
-        assert record["area"] == record["segmentation"].sum()
+def test_small_regions_equal_the_model_called_directly_then_cleaned(segmenter, direct):
+    options = dict(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0, stability_score_offset=1.0,
+                   box_nms_thresh=1.0, min_mask_region_area=40)
+    expected = expected_records(direct, IMAGE, **options)
+    untouched = expected_records(direct, IMAGE, **{**options, "min_mask_region_area": 0})
+    assert len(expected) == len(untouched) and sum(r["area"] for r in expected) != sum(r["area"] for r in untouched), \
+        "the speckled random masks have small holes and islands to clean"
+    assert_equal_records(SamAutomaticMaskGenerator(segmenter, **options).generate(IMAGE), expected)
 
 
 def test_models_that_take_no_points_are_refused_naming_those_that_can(tiny_detector_dir):
