@@ -1,10 +1,10 @@
 """Segment-everything mode: the automatic mask generator's records named, drawn and exported.
 
-The generator itself is segment-anything's, in ``lang_sam.segmenter.automatic_mask_generator``;
-this module names its masks (optional: the class that holds most of each mask's pixels in a
-universal model's semantic map, as Semantic Segment Anything does) and turns the records (with
-binary masks) into what users keep: a drawing where each mask has its own colour, and JSON with
-COCO RLE masks and every record field.
+The generator itself is segment-anything's, in ``lang_sam.segmenter.automatic_mask_generator``,
+run on any promptable segmenter (SAM v1, SAM 2.1, SAM-HQ); this module names its masks (optional:
+the class that holds most of each mask's pixels in a universal model's semantic map, as Semantic
+Segment Anything does) and turns the records (with binary masks) into what users keep: a drawing
+where each mask has its own colour, and JSON with COCO RLE masks and every record field.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lang_sam.geometry import mask_to_box
 from lang_sam.results import decode_rle, encode_rles
 
 RECORD_FIELDS = ("area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box")
@@ -75,7 +76,7 @@ class EverythingLabeler:
     """The models of segment-everything mode (``lang-sam everything``, and ``label --everything`` in
     place of LangSAM): records of an image, named when a universal model is set; for labeling,
     prepare (decode) an image, then its masks as label records (LangSAMResult.to_json's detections:
-    label, score = predicted IoU, mask_score = stability score, xyxy box, COCO RLE mask). Labels:
+    label, score = predicted IoU, mask_score = stability score, pixel-edge xyxy box of the mask, COCO RLE mask). Labels:
     the universal model's vote, or "object"."""
 
     def __init__(self, generator, namer=None, description: str = "") -> None:
@@ -85,21 +86,24 @@ class EverythingLabeler:
 
     @classmethod
     def from_settings(cls, settings, generator_options: dict[str, Any], semantic: str | None = None) -> EverythingLabeler:
+        """The generator on the segmenter of settings (sam_type / sam_checkpoint: SAM v1, SAM 2.1 or
+        SAM-HQ; SAM 3 is refused by the generator), named by the universal model semantic if given."""
         from lang_sam.devices import resolve_device, resolve_dtype
+        from lang_sam.families.loading import load_segmenter
         from lang_sam.segmenter import SamAutomaticMaskGenerator
-        from lang_sam.segmenter.build import load_sam
 
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
-        name, sam = load_sam(settings.sam_type, settings.sam_checkpoint, dtype, settings.checkpoint_dir)
+        segmenter = load_segmenter(settings.sam_type, settings.sam_checkpoint, device, dtype, settings.checkpoint_dir)
+        generator = SamAutomaticMaskGenerator(segmenter, **generator_options)
         namer = None
         if semantic:
             from lang_sam.families.universal import UniversalSegmenter
 
             namer = UniversalSegmenter(semantic, device=device, dtype=dtype)
-        description = f"SAM {name} on {device.type}, {str(dtype).removeprefix('torch.')}" + (
+        description = f"SAM {segmenter.name} on {device.type}, {str(dtype).removeprefix('torch.')}" + (
             f", masks named by {semantic}" if semantic else "")
-        return cls(SamAutomaticMaskGenerator(sam.to(device), **generator_options), namer, description)
+        return cls(generator, namer, description)
 
     def prepare(self, image) -> np.ndarray:
         from lang_sam.io.images import load_image
@@ -116,8 +120,8 @@ class EverythingLabeler:
         records = self.records(image)
         detections = []
         for record in sorted(records, key=lambda r: -r["area"]):
-            x, y, w, h = record["bbox"]
+            box = mask_to_box(record["segmentation"])  # pixel-edge xyxy, as every lang-sam box (not the record's inclusive bbox)
             detections.append({"label": record.get("label", OBJECT), "score": round(record["predicted_iou"], 6),
-                               "mask_score": round(record["stability_score"], 6), "box": [x, y, x + w, y + h],
+                               "mask_score": round(record["stability_score"], 6), "box": [round(float(v), 3) for v in box],
                                "mask": encode_rles(record["segmentation"][None])[0]})
         return {"image": {"height": image.shape[0], "width": image.shape[1]}, "detections": detections}

@@ -24,20 +24,8 @@ from PIL import Image
 
 from lang_sam.detector.postprocess import BoxDetections
 from lang_sam.results import encode_rles
+from lang_sam.segmenter.sam import MaskSet
 from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections
-
-
-@dataclass(frozen=True)
-class MaskSet:
-    """What decode returns for B prompts with M candidates each (M = 3 with multimask output, else 1).
-
-    masks: (B, M, H, W) bool at image size; iou: (B, M) float32 predicted IoU of each candidate;
-    low_res_logits: (B, M, 256, 256) float32, the logits a later decode takes back as mask_input.
-    """
-
-    masks: torch.Tensor
-    iou: torch.Tensor
-    low_res_logits: torch.Tensor
 
 
 @runtime_checkable
@@ -68,10 +56,18 @@ class Segmenter(Protocol):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = False,
+        upscale: bool = True,
     ) -> MaskSet:
         """Masks for B prompts, in original image pixels: point_coords (B, N, 2) xy with
         point_labels (B, N) (1 object, 0 background); boxes (B, 4) xyxy; mask_input (B, 1, 256, 256)
-        low-res logits of an earlier decode. B may be large: memory is bounded by decoding in chunks."""
+        low-res logits of an earlier decode. B may be large: memory is bounded by decoding in chunks.
+        upscale False: nothing is taken to image size (MaskSet.masks is None), for callers that
+        filter on the IoU first and upscale only what they keep (segment-everything)."""
+
+    def upscale_logits(self, embedding: Any, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """(B, M, 256, 256) low-res logits of a decode against embedding -> (B, M, H, W) float32
+        mask logits at image size (on the segmenter's device): decode's masks are exactly these > 0.
+        Segment-everything's stability score thresholds them at other levels."""
 
     def parameter_count(self) -> int:
         """Number of weights, as ``lang-sam models`` and describe() report it."""

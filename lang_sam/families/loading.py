@@ -61,7 +61,7 @@ def load_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = 
     dtype = resolve_dtype(dtype, device)
     resolved = resolve_segmenter(sam_type, checkpoint, checkpoint_dir)
     if resolved.family == SAM_V1:
-        from lang_sam.families.sam_v1 import SamV1Segmenter
+        from lang_sam.segmenter.adapter import SamV1Segmenter
         from lang_sam.segmenter.build import load_sam
 
         name, sam = load_sam(sam_type, checkpoint, dtype, checkpoint_dir)

@@ -110,24 +110,32 @@ class TransformersSegmenter:
     @torch.inference_mode()
     def decode(self, embedding: ImageEmbedding, point_coords: torch.Tensor | None = None,
                point_labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
-               mask_input: torch.Tensor | None = None, multimask_output: bool = False) -> MaskSet:
+               mask_input: torch.Tensor | None = None, multimask_output: bool = False, upscale: bool = True) -> MaskSet:
         """Masks for B prompts in image pixels (see base.Segmenter.decode), DECODE_CHUNK at a time;
         with mask_input, one prompt per pass (the model takes one dense prompt per image)."""
         batch = next((len(t) for t in (point_coords, boxes, mask_input) if t is not None), 0)
         step = 1 if mask_input is not None else DECODE_CHUNK
         parts = [
             self._decode_chunk(embedding, *(None if t is None else t[start:start + step]
-                                            for t in (point_coords, point_labels, boxes, mask_input)), multimask_output)
+                                            for t in (point_coords, point_labels, boxes, mask_input)), multimask_output, upscale)
             for start in range(0, batch, step)
         ]
         if not parts:
             height, width = embedding.original_size
             count = 3 if multimask_output else 1
-            return MaskSet(torch.zeros(0, count, height, width, dtype=torch.bool), torch.zeros(0, count), torch.zeros(0, count, 256, 256))
-        return MaskSet(*(torch.cat(tensors) for tensors in zip(*parts)))
+            masks = torch.zeros(0, count, height, width, dtype=torch.bool) if upscale else None
+            return MaskSet(masks, torch.zeros(0, count), torch.zeros(0, count, 256, 256))
+        masks, iou, low_res = zip(*parts)
+        return MaskSet(torch.cat(masks) if upscale else None, torch.cat(iou), torch.cat(low_res))
+
+    @torch.inference_mode()
+    def upscale_logits(self, embedding: ImageEmbedding, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """(B, M, 256, 256) low-res logits -> (B, M, H, W) float32 logits at image size, on this
+        model's device: the processor's post-processing, not binarized (decode's masks are these > 0)."""
+        return self._post_process(low_res_logits.to(self.device).float(), embedding, binarize=False)
 
     def _decode_chunk(self, embedding: ImageEmbedding, point_coords, point_labels, boxes, mask_input,
-                      multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      multimask_output: bool, upscale: bool) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         scale = torch.tensor([embedding.input_size[1] / embedding.original_size[1],
                               embedding.input_size[0] / embedding.original_size[0]])
         prompts = {}
@@ -140,8 +148,8 @@ class TransformersSegmenter:
             prompts["input_masks"] = mask_input.reshape(1, 1, *mask_input.shape[-2:]).to(self.device, self.dtype)
         outputs = self.model(**self._embedding_arguments(embedding), **prompts, multimask_output=multimask_output)
         low_res = outputs.pred_masks[0].float()  # (B, M, 256, 256)
-        masks = self._post_process(low_res, embedding)
-        return masks.cpu(), outputs.iou_scores[0].float().cpu(), low_res.cpu()
+        masks = self._post_process(low_res, embedding).cpu() if upscale else None
+        return masks, outputs.iou_scores[0].float().cpu(), low_res.cpu()
 
     def _embedding_arguments(self, embedding: ImageEmbedding) -> dict:
         features = [feature.to(self.device) for feature in embedding.features]
@@ -149,12 +157,13 @@ class TransformersSegmenter:
             return {"image_embeddings": features}
         return {"image_embeddings": features[0], "intermediate_embeddings": features[1:]}
 
-    def _post_process(self, low_res: torch.Tensor, embedding: ImageEmbedding) -> torch.Tensor:
-        """(B, M, 256, 256) logits to (B, M, H, W) bool masks with the processor's own post-processing."""
+    def _post_process(self, low_res: torch.Tensor, embedding: ImageEmbedding, binarize: bool = True) -> torch.Tensor:
+        """(B, M, 256, 256) logits to (B, M, H, W) bool masks (float32 logits unless binarize) with
+        the processor's own post-processing."""
         original = [list(embedding.original_size)]
         if self.driver.square_frame:
-            return self.processor.post_process_masks([low_res], original)[0]
-        return self.processor.post_process_masks([low_res], original, [list(embedding.input_size)])[0]
+            return self.processor.post_process_masks([low_res], original, binarize=binarize)[0]
+        return self.processor.post_process_masks([low_res], original, [list(embedding.input_size)], binarize=binarize)[0]
 
 
 def load_pretrained(model_class, processor_class, source: str, kind: str):

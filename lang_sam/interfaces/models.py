@@ -200,14 +200,14 @@ class ModelPool:
 
     def everything(self, image, sam_type: str | None = None, progress=None, semantic: str | None = None,
                    **generator_options) -> list[dict]:
-        """SamAutomaticMaskGenerator(**generator_options) on the SAM of sam_type: segment-anything's
-        records, binary masks, named (label, label_share) by the served semantic model when given;
-        one call at a time, like predict. progress: generate's callback."""
+        """SamAutomaticMaskGenerator(**generator_options) on the segmenter of sam_type (SAM v1, SAM 2.1,
+        SAM-HQ; SAM 3 is refused): segment-anything's records, binary masks, named (label, label_share)
+        by the served semantic model when given; one call at a time, like predict. progress: generate's callback."""
         from lang_sam.everything import name_masks
         from lang_sam.segmenter import SamAutomaticMaskGenerator
 
         namer = None if semantic is None else self._namer(self.check_semantic(semantic))
-        generator = SamAutomaticMaskGenerator(self.get(sam_type).sam, **generator_options)
+        generator = SamAutomaticMaskGenerator(self.get(sam_type).segmenter, **generator_options)
         with self._predicting:
             records = generator.generate(image, progress=progress)
             return records if namer is None else name_masks(records, image, namer)

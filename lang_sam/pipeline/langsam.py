@@ -17,7 +17,6 @@ from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError
 from lang_sam.families.base import Detector, Segmenter, TextSegmenter
 from lang_sam.families.loading import load_segmenter
-from lang_sam.families.sam_v1 import SamV1Segmenter
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.pipeline import compat
 from lang_sam.pipeline.cache import EmbeddingCache, LazyDetector, LoadedSam
@@ -25,6 +24,7 @@ from lang_sam.pipeline.prepared import PreparedImage, prepare_for_segmenter
 from lang_sam.pipeline.prompts import check_user_prompts, name_prompts
 from lang_sam.pipeline.segment import segment_objects, segment_text
 from lang_sam.results import LangSAMResult
+from lang_sam.segmenter.adapter import SamV1Segmenter
 from lang_sam.segmenter.sam import Sam
 from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Thresholds
 
@@ -137,12 +137,12 @@ class LangSAM:
 
     @property
     def sam(self) -> Sam:
-        """The SAM v1 model itself, for what only SAM v1 runs (segment-everything, ONNX export,
-        SamPredictor); another family is an InvalidOptionError that says what to choose."""
+        """The SAM v1 model itself, for what only SAM v1 runs (ONNX export, SamPredictor); another
+        family is an InvalidOptionError that says what to choose."""
         model = self._sam.model
         if not isinstance(model, SamV1Segmenter):
             raise InvalidOptionError(
-                f"{model.name} is not a SAM v1 model; segment-everything, ONNX export and SamPredictor run "
+                f"{model.name} is not a SAM v1 model; ONNX export and SamPredictor run "
                 "SAM v1: choose vit_h, vit_l, vit_b or a SAM v1 checkpoint of your own."
             )
         return model.sam

@@ -1,11 +1,14 @@
-"""Segment everything: SAM prompted with a grid of points, with segment-anything's constructor,
-defaults and records, computed in an order that does less work.
+"""Segment everything: any promptable Segmenter (SAM v1, SAM 2.1, SAM-HQ) prompted with a grid of
+points, with segment-anything's constructor, defaults and records, computed in an order that does
+less work.
 
-Per crop and point batch, the mask decoder's low-res logits are filtered by predicted IoU before
-anything is taken to full resolution (the reference upscales every mask first); the survivors are
-upscaled a few at a time for the stability score, boxes and RLE (pycocotools), so memory is
-bounded by points_per_batch, never by points_per_side. The filters, their order and the NMS steps
-are the reference's, so the same weights give the same masks.
+The generator speaks only the Segmenter interface (lang_sam.families.base): per crop, preprocess and
+embed once; per point batch, decode with multimask output and nothing upscaled, so the low-res
+logits are filtered by predicted IoU before anything is taken to full resolution (the reference
+upscales every mask first); the survivors go through upscale_logits a few at a time for the
+stability score, boxes and RLE (pycocotools), so memory is bounded by points_per_batch, never by
+points_per_side. The filters, their order and the NMS steps are the reference's, so on SAM v1 the
+same weights give the same masks. Meta's Sam is taken as it is (the drop-in), wrapped in SamV1Segmenter.
 """
 
 from __future__ import annotations
@@ -22,24 +25,28 @@ from torchvision.ops import batched_nms
 from lang_sam.errors import InvalidImageError, InvalidOptionError
 from lang_sam.geometry import masks_to_boxes
 from lang_sam.segmenter import processing
-from lang_sam.segmenter.sam import Sam, decode_low_res, encode_image
+from lang_sam.segmenter.adapter import SamV1Segmenter
+from lang_sam.segmenter.sam import Sam
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 EDGE_TOLERANCE = 20.0  # pixels: a box this close to a crop's inner edge was cut by the crop
 UPSCALE_CHUNK = 16  # masks taken to full resolution at once
+SEGMENTER_METHODS = ("preprocess", "embed", "decode", "upscale_logits")  # what the generator calls
 
 
 class SamAutomaticMaskGenerator:
-    """segment-anything's SamAutomaticMaskGenerator over lang-sam's SAM (any size, any dtype).
+    """segment-anything's SamAutomaticMaskGenerator over any promptable segmenter.
 
-    The arguments and defaults are the reference's; ``generate(image)`` returns its records:
-    segmentation (per output_mode), area, bbox (XYWH), predicted_iou, point_coords,
-    stability_score, crop_box (XYWH).
+    model: Meta's Sam (this package's, any size and dtype), or any lang_sam.families.base.Segmenter
+    (SAM v1, SAM 2.1, SAM-HQ as load_segmenter gives them); None checks the options alone (the CLI
+    does, before a model loads). The other arguments and defaults are the reference's;
+    ``generate(image)`` returns its records: segmentation (per output_mode), area, bbox (XYWH,
+    inclusive), predicted_iou, point_coords, stability_score, crop_box (XYWH).
     """
 
     def __init__(
         self,
-        model: Sam,
+        model: Sam | Any | None,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
         pred_iou_thresh: float = 0.88,
@@ -79,7 +86,7 @@ class SamAutomaticMaskGenerator:
             point_grids = layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
         elif len(point_grids) != crop_n_layers + 1:
             raise InvalidOptionError(f"point_grids needs one grid per crop layer: {crop_n_layers + 1}, got {len(point_grids)}.")
-        self.model = model
+        self.segmenter = None if model is None else as_segmenter(model)
         self.point_grids = [np.asarray(grid, dtype=np.float64).reshape(-1, 2) for grid in point_grids]
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
@@ -123,11 +130,12 @@ class SamAutomaticMaskGenerator:
         return [self._record(found, index) for index in range(len(found))]
 
     def _crop_candidates(self, image: np.ndarray, crop: list[int], layer: int, step: Callable[[], None]) -> Candidates:
+        if self.segmenter is None:
+            raise InvalidOptionError("This generator was made without a model (options only); give it a segmenter to generate.")
         x0, y0, x1, y1 = crop
         cropped = np.ascontiguousarray(image[y0:y1, x0:x1])
         crop_size = cropped.shape[:2]
-        resized = torch.from_numpy(processing.resize_image(cropped)).permute(2, 0, 1)[None]
-        embedding = encode_image(self.model, resized, crop_size)
+        embedding = self.segmenter.embed(self.segmenter.preprocess(cropped))
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         found = Candidates()
         for start in range(0, len(points), self.points_per_batch):
@@ -138,16 +146,16 @@ class SamAutomaticMaskGenerator:
         return found.select(_nms(found.boxes, torch.tensor(found.predicted_ious, dtype=torch.float32), self.box_nms_thresh))
 
     def _batch_candidates(self, embedding, points: np.ndarray, crop: list[int], image_size: tuple[int, int]) -> Candidates:
-        device = self.model.prompt_encoder.no_mask_embed.weight.device
-        coords = torch.as_tensor(processing.transform_coords(points, embedding.original_size), dtype=torch.float32, device=device)
-        labels = torch.ones(len(points), 1, dtype=torch.int, device=device)
-        low_res, iou = decode_low_res(self.model, embedding, coords[:, None, :], labels, multimask_output=True)
-        low_res, iou = low_res.flatten(0, 1), iou.flatten(0, 1)
+        """The masks of one batch of (P, 2) xy crop-pixel points that pass the filters, three per point at most."""
+        coords = torch.as_tensor(points, dtype=torch.float64)[:, None, :]
+        labels = torch.ones(len(points), 1, dtype=torch.int)
+        decoded = self.segmenter.decode(embedding, coords, labels, multimask_output=True, upscale=False)
+        low_res, iou = decoded.low_res_logits.flatten(0, 1), decoded.iou.flatten(0, 1)
         point_of_mask = np.repeat(points, 3, axis=0)
         keep = torch.nonzero(iou > self.pred_iou_thresh).flatten() if self.pred_iou_thresh > 0 else torch.arange(len(iou))
         found = Candidates()
         for chunk in keep.split(UPSCALE_CHUNK):
-            logits = processing.postprocess_masks(low_res[chunk, None], embedding.input_size, embedding.original_size)[:, 0]
+            logits = self.segmenter.upscale_logits(embedding, low_res[chunk, None])[:, 0]
             stability = stability_scores(logits, processing.MASK_THRESHOLD, self.stability_score_offset)
             stable = stability >= self.stability_score_thresh if self.stability_score_thresh > 0 else torch.ones_like(stability, dtype=torch.bool)
             masks = logits[stable] > processing.MASK_THRESHOLD
@@ -188,6 +196,21 @@ class SamAutomaticMaskGenerator:
             "stability_score": found.stability_scores[index],
             "crop_box": [cx0, cy0, cx1 - cx0, cy1 - cy0],
         }
+
+
+def as_segmenter(model: Sam | Any) -> Any:
+    """The Segmenter the generator runs: Meta's Sam wrapped in SamV1Segmenter, a Segmenter as it is;
+    anything else (SAM 3, a detector: no point prompts) an InvalidOptionError saying what can."""
+    if isinstance(model, Sam):
+        return SamV1Segmenter(model, "sam")
+    missing = [name for name in SEGMENTER_METHODS if not callable(getattr(model, name, None))]
+    if missing:
+        name = getattr(model, "name", type(model).__name__)
+        raise InvalidOptionError(
+            f"{name} cannot segment everything: it takes no point prompts (no {', '.join(missing)}). Segment-everything "
+            "runs on SAM v1, SAM 2.1 and SAM-HQ (e.g. vit_b, sam2.1-hiera-tiny, a SAM 2.1 or SAM-HQ folder)."
+        )
+    return model
 
 
 @dataclass

@@ -36,6 +36,22 @@ class ImageEmbedding:
     input_size: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class MaskSet:
+    """What a Segmenter's decode returns for B prompts with M candidates each (M = 3 with multimask
+    output, else 1).
+
+    masks: (B, M, H, W) bool at image size, or None when decode was asked not to upscale;
+    iou: (B, M) float32 predicted IoU of each candidate;
+    low_res_logits: (B, M, 256, 256) float32, the logits a later decode takes back as mask_input
+    and upscale_logits takes to image size.
+    """
+
+    masks: torch.Tensor | None
+    iou: torch.Tensor
+    low_res_logits: torch.Tensor
+
+
 @torch.inference_mode()
 def encode_image(sam: Sam, transformed_image: torch.Tensor, original_size: tuple[int, int]) -> ImageEmbedding:
     """Run the image encoder on an image already resized to processing.resize_image's size: (1, 3,
@@ -63,14 +79,16 @@ def decode_prompts(
     return_logits: bool = False,
     prompts_in_image_pixels: bool = False,
     decoder_batch_size: int = 16,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    upscale: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Masks for a batch of B prompts against one embedding, decoded decoder_batch_size at a time,
     each chunk taken to full resolution before the next (memory grows only with the masks returned).
 
     point_coords: (B, N, 2); point_labels: (B, N); boxes: (B, 4) xyxy; mask_input: (B, 1, 256, 256).
     Coordinates are in the resized 1024 frame, as in segment-anything, unless
     prompts_in_image_pixels, when they are in original image pixels.
-    Returns masks (B, M, H, W), IoU predictions (B, M) and low-res logits (B, M, 256, 256).
+    Returns masks (B, M, H, W) (None unless upscale), IoU predictions (B, M) and low-res logits
+    (B, M, 256, 256).
     """
     if prompts_in_image_pixels:
         if point_coords is not None:
@@ -85,15 +103,18 @@ def decode_prompts(
             *(_rows(t, start, decoder_batch_size) for t in (point_coords, point_labels, boxes, mask_input)),
             multimask_output,
             return_logits,
+            upscale,
         )
         for start in range(0, batch, decoder_batch_size)
     ]
-    masks, iou, low_res = (torch.cat(parts) for parts in zip(*results))
-    return masks, iou, low_res
+    masks, iou, low_res = zip(*results)
+    return torch.cat(masks) if upscale else None, torch.cat(iou), torch.cat(low_res)
 
 
-def _decode_chunk(sam, embedding, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits):
+def _decode_chunk(sam, embedding, point_coords, point_labels, boxes, mask_input, multimask_output, return_logits, upscale):
     low_res, iou = decode_low_res(sam, embedding, point_coords, point_labels, boxes, mask_input, multimask_output)
+    if not upscale:
+        return None, iou, low_res
     masks = processing.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
     if not return_logits:
         masks = masks > processing.MASK_THRESHOLD

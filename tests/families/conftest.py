@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lang_sam.families.loading import load_segmenter
 from tests.conftest import byte_level_clip_tokenizer, tiny_grounding_dino
 
 
@@ -119,3 +120,25 @@ def mm_gdino_dir(tmp_path_factory, bert_tokenizer):
     image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 240, "longest_edge": 400})
     GroundingDinoProcessor(image_processor=image_processor, tokenizer=bert_tokenizer).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module", params=["sam2", "sam_hq"])
+def family_dir(request, tmp_path_factory):
+    """A tiny random SAM 2.1 or SAM-HQ and its processor, saved as transformers saves them, in a
+    checkpoint folder under the name tiny-FAMILY (tests of these families run once for each)."""
+    folder = tmp_path_factory.mktemp(f"checkpoints-{request.param}") / f"tiny-{request.param}"
+    save_tiny_segmenter(request.param, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def direct(family_dir):
+    """transformers' own model and processor for the folder, called as their docs show."""
+    from transformers import AutoModel, AutoProcessor
+
+    return AutoModel.from_pretrained(family_dir).eval(), AutoProcessor.from_pretrained(family_dir)
+
+
+@pytest.fixture(scope="module")
+def segmenter(family_dir):
+    return load_segmenter(checkpoint=family_dir, device="cpu", dtype="float32")

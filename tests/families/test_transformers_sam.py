@@ -19,31 +19,8 @@ from lang_sam.registry import FAMILY_MODELS, sam_names
 from lang_sam.segmenter.embedding_store import EmbeddingStore
 from lang_sam.segmenter.build import build_sam_from_architecture
 from tests.conftest import TINY_A, TINY_SAMS, synthetic_image
-from tests.families.conftest import save_tiny_segmenter
 
 IMAGE = synthetic_image(300, 400, seed=3)
-
-
-@pytest.fixture(scope="module", params=["sam2", "sam_hq"])
-def family_dir(request, tmp_path_factory):
-    """A tiny random model of the family and its processor, saved as transformers saves them, in
-    a checkpoint folder under the name tiny-FAMILY."""
-    folder = tmp_path_factory.mktemp(f"checkpoints-{request.param}") / f"tiny-{request.param}"
-    save_tiny_segmenter(request.param, folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def direct(family_dir):
-    """transformers' own model and processor for the folder, called as their docs show."""
-    from transformers import AutoModel, AutoProcessor
-
-    return AutoModel.from_pretrained(family_dir).eval(), AutoProcessor.from_pretrained(family_dir)
-
-
-@pytest.fixture(scope="module")
-def segmenter(family_dir):
-    return load_segmenter(checkpoint=family_dir, device="cpu", dtype="float32")
 
 
 def direct_masks(direct, multimask: bool, **prompts):

@@ -85,7 +85,7 @@ def test_the_best_mious_is_the_box_prompted_miou_measured_again(run, ellipse_dat
     images at their own size (lang-sam eval --sam-only's code)."""
     from lang_sam.datasets.coco import train_val_split
     from lang_sam.datasets.evaluation import evaluate_sam_only, load_ground_truth
-    from lang_sam.families.sam_v1 import SamV1Segmenter
+    from lang_sam.segmenter.adapter import SamV1Segmenter
 
     out, summary = run
     coco, images = ellipse_dataset

@@ -1,4 +1,8 @@
-"""SAM v1, our own code (lang_sam.segmenter), behind lang_sam.families.base.Segmenter."""
+"""SAM v1, this package's Sam, behind lang_sam.families.base.Segmenter.
+
+It sits here, beside the model it adapts, rather than in lang_sam.families: Meta's drop-in
+SamAutomaticMaskGenerator (this package, a floor below families) runs on any Segmenter, and takes
+Meta's Sam by wrapping it in this adapter."""
 
 from __future__ import annotations
 
@@ -7,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lang_sam.families.base import MaskSet
 from lang_sam.registry import TRANSFORMERS_SAM_MODEL_TYPE
 from lang_sam.segmenter import processing
-from lang_sam.segmenter.sam import ImageEmbedding, Sam, decode_prompts, encode_image
+from lang_sam.segmenter.sam import ImageEmbedding, MaskSet, Sam, decode_prompts, encode_image
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,13 @@ class SamV1Segmenter:
 
     def decode(self, embedding: ImageEmbedding, point_coords: torch.Tensor | None = None,
                point_labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
-               mask_input: torch.Tensor | None = None, multimask_output: bool = False) -> MaskSet:
+               mask_input: torch.Tensor | None = None, multimask_output: bool = False, upscale: bool = True) -> MaskSet:
         on_device = [None if t is None else t.to(self.device) for t in (point_coords, point_labels, boxes, mask_input)]
         masks, iou, low_res = decode_prompts(self.sam, embedding, *on_device, multimask_output=multimask_output,
-                                             prompts_in_image_pixels=True)
-        return MaskSet(masks.cpu(), iou.float().cpu(), low_res.float().cpu())
+                                             prompts_in_image_pixels=True, upscale=upscale)
+        return MaskSet(None if masks is None else masks.cpu(), iou.float().cpu(), low_res.float().cpu())
+
+    def upscale_logits(self, embedding: ImageEmbedding, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """(B, M, 256, 256) low-res logits -> (B, M, H, W) float32 logits at image size, on this
+        model's device: decode's masks are these > 0 (segment-anything's postprocess_masks)."""
+        return processing.postprocess_masks(low_res_logits.to(self.device).float(), embedding.input_size, embedding.original_size)
