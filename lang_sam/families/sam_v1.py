@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ import torch
 from lang_sam.families.base import MaskSet
 from lang_sam.registry import TRANSFORMERS_SAM_MODEL_TYPE
 from lang_sam.segmenter import processing
+from lang_sam.segmenter.build import load_sam
 from lang_sam.segmenter.sam import ImageEmbedding, Sam, decode_prompts, encode_image
 
 
@@ -32,6 +34,14 @@ class SamV1Segmenter:
         self.name = name
         self.device = sam.image_encoder.pos_embed.device
         self.dtype = sam.image_encoder.pos_embed.dtype
+
+    @classmethod
+    def load(cls, sam_type: str | None, checkpoint: str | None, device: torch.device, dtype: torch.dtype,
+             checkpoint_dir: str | Path | None = None) -> SamV1Segmenter:
+        """The SAM named sam_type or held by checkpoint (found, checked and named by load_sam), on
+        device in dtype."""
+        name, sam = load_sam(sam_type, checkpoint, dtype, checkpoint_dir)
+        return cls(sam.to(device), name)
 
     def parameter_count(self) -> int:
         return sum(parameter.numel() for parameter in self.sam.parameters())
