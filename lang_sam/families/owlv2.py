@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lang_sam.detector.grounding_dino import config_model_type, detection_request, load_processor
+from lang_sam.detector.grounding_dino import detection_request
 from lang_sam.detector.postprocess import BoxDetections, ranked_detections, to_pixel_xyxy
 from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
-from lang_sam.io.weights import load_pretrained_checked
+from lang_sam.errors import InvalidOptionError, InvalidPromptError
+from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.registry import DETECTORS
 from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
 
@@ -37,7 +37,7 @@ class Owlv2Input:
     image_size: tuple[int, int]
 
 
-class Owlv2Detector:
+class Owlv2Detector(TransformersAdapter):
     """Finds the boxes of the classes named in a text prompt with OWLv2.
 
     Every class is one text query, and every image patch one candidate box. A box's class is its
@@ -58,6 +58,10 @@ class Owlv2Detector:
     first available; dtype: float32 or bfloat16 (post-processing runs in float32 either way).
     """
 
+    description = "OWLv2"
+    model_types = ("owlv2",)
+    model_class, processor_class = "Owlv2ForObjectDetection", "AutoProcessor"
+
     def __init__(
         self,
         model: str | Path = DEFAULT_OWLV2,
@@ -65,20 +69,9 @@ class Owlv2Detector:
         dtype: torch.dtype | str | None = None,
         max_queries: int = DEFAULT_MAX_QUERIES,
     ) -> None:
-        from transformers import Owlv2ForObjectDetection
-
-        resolved_device = resolve_device(device)  # bad options fail before a model is loaded
-        resolved_dtype = resolve_dtype(dtype, resolved_device)
         entry = DETECTORS.get(str(model))
-        source = entry.repo_id if entry else str(model)
-        model_type = config_model_type(source, "OWLv2")
-        if model_type != "owlv2":
-            raise ModelLoadError(
-                f"{source} holds a {model_type!r} model, not OWLv2 (model_type 'owlv2'). Load it with "
-                "lang_sam.families.detectors.load_detector, which picks the detector for its model_type."
-            )
-        network = load_pretrained_checked(Owlv2ForObjectDetection.from_pretrained, source, "OWLv2")
-        self._attach(network, load_processor(source, "OWLv2"), resolved_device, resolved_dtype, source, max_queries)
+        super().__init__(entry.repo_id if entry else str(model), device, dtype)
+        self._start(max_queries)
 
     @classmethod
     def from_parts(
@@ -86,20 +79,26 @@ class Owlv2Detector:
     ) -> Owlv2Detector:
         """A detector around an already built Owlv2ForObjectDetection and Owlv2Processor."""
         detector = cls.__new__(cls)
-        resolved_device = resolve_device(device)
-        name = getattr(model.config, "_name_or_path", "") or "owlv2"
-        detector._attach(model, processor, resolved_device, resolve_dtype(dtype, resolved_device), name, max_queries)
+        detector.device = resolve_device(device)
+        detector.dtype = resolve_dtype(dtype, detector.device)
+        detector._start(max_queries)
+        detector.name = getattr(model.config, "_name_or_path", "") or "owlv2"
+        detector.processor = processor
+        detector.model = detector._placed(model)
         return detector
 
-    def _attach(self, model, processor, device: torch.device, dtype: torch.dtype, name: str, max_queries: int) -> None:
+    def _refusal(self, source: str, model_type: str) -> str:
+        return (f"{super()._refusal(source, model_type)} Load it with lang_sam.families.detectors.load_detector, which "
+                "picks the detector for its model_type.")
+
+    def _placed(self, network: torch.nn.Module) -> torch.nn.Module:
+        return _in_place_quick_gelu(super()._placed(network))
+
+    def _start(self, max_queries: int) -> None:
+        """Check max_queries and start with no class embeddings kept."""
         if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
             raise InvalidOptionError(f"max_queries must be a positive whole number, got {max_queries!r}.")
-        self.name = name
-        self.device = device
-        self.dtype = dtype
         self.max_queries = max_queries
-        self.processor = processor
-        self.model = _in_place_quick_gelu(model.to(device, dtype).eval())
         self._class_embeddings: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
         self._class_embeddings_lock = threading.Lock()
 
