@@ -57,6 +57,9 @@ FAMILY_KINDS: dict[str, tuple[str, ...]] = {
     "oneformer": (UNIVERSAL,),
 }
 
+# a family's name for people (the README's model table)
+FAMILY_TITLES = {"sam": "SAM v1", "sam2": "SAM 2.1", "sam_hq": "SAM-HQ", "sam3": "SAM 3"}
+
 
 class _Entry:
     """What every registry entry has: a family (config.json's model_type), hence a kind (the

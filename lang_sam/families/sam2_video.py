@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from lang_sam.families.base import NOT_FINE_TUNED, NOT_ONNX
 from lang_sam.families.transformers_base import TransformersAdapter
 
 VIDEO_MODEL_TYPE = "sam2_video"
@@ -32,6 +33,10 @@ class Sam2VideoSegmenter(TransformersAdapter):
     description = "SAM 2.1 video"
     model_types = (VIDEO_MODEL_TYPE,)
     model_class, processor_class = "Sam2VideoModel", "Sam2VideoProcessor"
+    tracks_video = True
+    why_not = {mode: "a video model: its repo's image model runs the image modes" for mode in
+               ("text_via_detector", "takes_text", "takes_clicks_and_boxes", "segments_everything")}
+    why_not |= {"exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     def _refusal(self, source: str, model_type: str) -> str:
         hint = (" It is an image-only SAM 2 (model_type 'sam2'): it has no memory encoder or memory attention to "

@@ -32,7 +32,7 @@ import torch
 
 from lang_sam.detector.postprocess import BoxDetections, class_wise_nms
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
-from lang_sam.families.base import TextSegments
+from lang_sam.families.base import NOT_FINE_TUNED, NOT_ONNX, TextSegments
 from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.io.images import load_image
 from lang_sam.io.weights import load_pretrained_checked
@@ -92,6 +92,12 @@ class Sam3TextSegmenter(Sam3Adapter):
     description = "SAM 3"
     model_types = SAM3_MODEL_TYPES
     model_class, processor_class = "Sam3Model", "Sam3Processor"
+    takes_text = True
+    why_not = {"text_via_detector": "finds the text's objects itself, with no detector",
+               "takes_clicks_and_boxes": "lang-sam runs SAM 3 by text only (its concept prompts)",
+               "segments_everything": "lang-sam runs SAM 3 by text only (its concept prompts)",
+               "tracks_video": "an image model; SAM 3 video (same repo) tracks",
+               "exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
                  dtype: torch.dtype | str | None = None, class_batch_size: int = 8, name: str | None = None) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from lang_sam.errors import InvalidPromptError
-from lang_sam.families.base import TrackedFrame, TrackedObject
+from lang_sam.families.base import NOT_FINE_TUNED, NOT_ONNX, TrackedFrame, TrackedObject
 from lang_sam.families.sam2_video import drop_frames_before
 from lang_sam.families.sam3 import DEFAULT_SAM3, Sam3Adapter, checked_classes
 from lang_sam.geometry import mask_to_box
@@ -57,6 +57,10 @@ class Sam3VideoTracker(Sam3Adapter):
     model_types = (VIDEO_MODEL_TYPE,)
     model_class, processor_class = "Sam3VideoModel", "Sam3VideoProcessor"
     hints = {"sam3": " it is SAM 3's image model alone (Sam3Model), with no tracker;"}
+    takes_text = tracks_video = True
+    why_not = {mode: "a video model: its repo's image model runs the image modes" for mode in
+               ("text_via_detector", "takes_clicks_and_boxes", "segments_everything")}
+    why_not |= {"exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
                  dtype: torch.dtype | str | None = None, name: str | None = None) -> None:

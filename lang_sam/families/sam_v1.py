@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lang_sam.families.base import MaskSet
+from lang_sam.families.base import NO_TEXT, NO_VIDEO, Capabilities, MaskSet
 from lang_sam.registry import TRANSFORMERS_SAM_MODEL_TYPE
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.build import load_sam
@@ -23,11 +23,13 @@ class ResizedImage:
     original_size: tuple[int, int]
 
 
-class SamV1Segmenter:
+class SamV1Segmenter(Capabilities):
     """Meta's SAM (vit_h / vit_l / vit_b or any checkpoint of that architecture). Stateless: one
     instance serves many threads, each decoding against its own image's embedding."""
 
     family = TRANSFORMERS_SAM_MODEL_TYPE
+    text_via_detector = takes_clicks_and_boxes = segments_everything = exports_onnx = fine_tunes = True
+    why_not = {"takes_text": NO_TEXT, "tracks_video": NO_VIDEO}
 
     def __init__(self, sam: Sam, name: str) -> None:
         self.sam = sam.eval()

@@ -16,10 +16,11 @@ import torch
 from lang_sam.detector.grounding_dino import config_model_type
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import ModelLoadError
+from lang_sam.families.base import Capabilities
 from lang_sam.io.weights import load_pretrained_checked
 
 
-class TransformersAdapter:
+class TransformersAdapter(Capabilities):
     """A transformers model and its processor from a Hugging Face repo id or a save_pretrained
     folder. Stateless after loading: one instance serves many threads.
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lang_sam.families.base import MaskSet
+from lang_sam.families.base import NO_TEXT, NO_VIDEO, NOT_FINE_TUNED, NOT_ONNX, MaskSet
 from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.segmenter.sam import ImageEmbedding
 
@@ -67,6 +67,9 @@ class TransformersSegmenter(TransformersAdapter):
 
     description = "SAM 2.1 / SAM-HQ"
     model_types = tuple(FAMILIES)
+    text_via_detector = takes_clicks_and_boxes = segments_everything = True
+    why_not = {"takes_text": NO_TEXT, "tracks_video": NO_VIDEO,
+               "exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     @property
     def family(self) -> str:
