@@ -7,19 +7,73 @@ e.g. a fine-tuned SAM: its architecture is read from its keys when it loads; so 
 NAME saved by transformers' save_pretrained (its family read from config.json's model_type: sam,
 sam2, sam_hq or sam3). The CLI, the app's
 dropdown and the server all take their model names from here.
+
+Every entry has a kind, the interface of lang_sam.families.base its adapter sits behind, and
+resolve() turns any name, checkpoint file, save_pretrained folder or hub repo id into a
+ResolvedModel (name, family, kind, source): the one way every entry point finds what to load.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from lang_sam.errors import InvalidOptionError
+from lang_sam.errors import InvalidOptionError, ModelLoadError
 
 CHECKPOINT_DIR_VARIABLE = "LANG_SAM_CHECKPOINTS"
 TRANSFORMERS_SAM_MODEL_TYPE = "sam"  # config.json's model_type in a folder of transformers' SamModel
+
+
+# The kinds of model, one per interface of lang_sam.families.base: what an entry is once loaded.
+SEGMENTER = "segmenter"  # promptable: points, boxes, a mask (SAM v1, SAM 2.1, SAM-HQ)
+TEXT_SEGMENTER = "text_segmenter"  # class names in, masks out, no detector (SAM 3)
+DETECTOR = "detector"  # class names in, boxes out (Grounding DINO, MM-Grounding-DINO, OWLv2)
+VIDEO_SEGMENTER = "video_segmenter"  # carries prompted objects through a video (SAM 2.1 video)
+CONCEPT_TRACKER = "concept_tracker"  # finds and tracks class names through a video (SAM 3 video)
+UNIVERSAL = "universal"  # semantic, instance and panoptic maps of a fixed label set (Mask2Former, OneFormer)
+KINDS = (SEGMENTER, TEXT_SEGMENTER, DETECTOR, VIDEO_SEGMENTER, CONCEPT_TRACKER, UNIVERSAL)
+IMAGE_SEGMENTER_KINDS = (SEGMENTER, TEXT_SEGMENTER)  # what LangSAM segments images with
+VIDEO_KINDS = (VIDEO_SEGMENTER, CONCEPT_TRACKER)  # what tracking runs
+
+# config.json's model_type (an entry's family; "sam" also for Meta's files) -> the kinds a model
+# of it loads as, its own first: facebook/sam2.1-* repos hold SAM 2.1's video model, whose weights
+# hold the image model's; facebook/sam3 holds SAM 3 video, whose detector is the image model.
+FAMILY_KINDS: dict[str, tuple[str, ...]] = {
+    "sam": (SEGMENTER,),
+    "sam2": (SEGMENTER, VIDEO_SEGMENTER),
+    "sam2_video": (VIDEO_SEGMENTER, SEGMENTER),
+    "sam_hq": (SEGMENTER,),
+    "sam3": (TEXT_SEGMENTER, CONCEPT_TRACKER),
+    "sam3_video": (CONCEPT_TRACKER, TEXT_SEGMENTER),
+    "grounding-dino": (DETECTOR,),
+    "mm-grounding-dino": (DETECTOR,),
+    "owlv2": (DETECTOR,),
+    "mask2former": (UNIVERSAL,),
+    "oneformer": (UNIVERSAL,),
+}
+
+# a family's name for people (the README's model table)
+FAMILY_TITLES = {"sam": "SAM v1", "sam2": "SAM 2.1", "sam_hq": "SAM-HQ", "sam3": "SAM 3"}
+
+
+class _Entry:
+    """What every registry entry has: a family (config.json's model_type), hence a kind (the
+    family's own, FAMILY_KINDS), and a source for its adapter (None: the adapter looks the name up)."""
+
+    family: str
+
+    @property
+    def kind(self) -> str:
+        return FAMILY_KINDS[self.family][0]
+
+    @property
+    def source(self) -> str | None:
+        return None
 
 
 META_DECODER_LAYER_NORM_EPS = 1e-5  # Meta's two-way transformer: nn.LayerNorm's default
@@ -40,10 +94,11 @@ class SamArchitecture:
 
 
 @dataclass(frozen=True)
-class OfficialSam:
+class OfficialSam(_Entry):
     """One of Meta's checkpoints: its architecture, file name (as users already have it), URL, hash,
     and published parameter count."""
 
+    family: ClassVar[str] = TRANSFORMERS_SAM_MODEL_TYPE
     name: str
     architecture: SamArchitecture
     file_name: str
@@ -79,7 +134,7 @@ DEFAULT_SAM = "vit_h"
 
 
 @dataclass(frozen=True)
-class FamilyModel:
+class FamilyModel(_Entry):
     """A segmenter run through transformers: SAM 2.1 and SAM-HQ (promptable, like SAM v1) or SAM 3
     (text concepts, no detector). family: the model_type in its config.json; parameters: the
     published count (``lang-sam models`` counts the real weights once they are cached)."""
@@ -93,16 +148,17 @@ class FamilyModel:
 
     @property
     def segments_text(self) -> bool:
-        return self.family in TEXT_FAMILIES
+        return self.kind == TEXT_SEGMENTER
+
+    @property
+    def source(self) -> str:
+        return self.repo_id
 
 
-# families that take the text prompt themselves (the pipeline runs no detector); a sam3_video folder
-# (facebook/sam3's own layout) holds the image model too
-TEXT_FAMILIES = ("sam3", "sam3_video")
-# families whose models track through video: SAM 2.1's repos hold its video model (a detector finds
-# what it tracks), facebook/sam3 holds SAM 3 video (which finds the text's concepts itself)
-VIDEO_FAMILIES = ("sam2", "sam2_video", "sam3", "sam3_video")
-TRANSFORMERS_SEGMENTER_TYPES = ("sam2", "sam2_video", "sam_hq", *TEXT_FAMILIES)  # model_types in config.json beside SAM v1's "sam"
+# model_types of the transformers segmenters in config.json beside SAM v1's "sam"
+TRANSFORMERS_SEGMENTER_TYPES = tuple(family for family, kinds in FAMILY_KINDS.items()
+                                     if family != TRANSFORMERS_SAM_MODEL_TYPE
+                                     and {*IMAGE_SEGMENTER_KINDS, *VIDEO_KINDS} & set(kinds))
 
 FAMILY_MODELS: dict[str, FamilyModel] = {
     model.name: model
@@ -174,21 +230,25 @@ def check_sam_type(sam_type: object, folder: str | Path | None = None) -> str:
     """sam_type in the registry's spelling (canonical_sam_name) when it names a registry entry or
     a NAME.pth (or a transformers folder NAME) in the checkpoint folder, else an InvalidOptionError
     listing the names there are."""
-    names = sam_names(folder)
     sam_type = canonical_sam_name(sam_type)
-    if not isinstance(sam_type, str) or sam_type not in names:
-        where = checkpoint_dir(folder)
-        own = f" or a NAME.pth of your own in {where}" if where else f" (or put NAME.pth in ${CHECKPOINT_DIR_VARIABLE})"
-        raise InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(names)}{own}.")
+    if not isinstance(sam_type, str) or sam_type not in sam_names(folder):
+        raise _unknown_sam(sam_type, folder)
     return sam_type
 
 
+def _unknown_sam(sam_type: object, folder: str | Path | None) -> InvalidOptionError:
+    """The error for a SAM name that is not one: the names there are, and where to put one's own."""
+    where = checkpoint_dir(folder)
+    own = f" or a NAME.pth of your own in {where}" if where else f" (or put NAME.pth in ${CHECKPOINT_DIR_VARIABLE})"
+    return InvalidOptionError(f"Unknown SAM type {sam_type!r}; choose one of {', '.join(sam_names(folder))}{own}.")
+
+
 @dataclass(frozen=True)
-class DetectorEntry:
+class DetectorEntry(_Entry):
     """A detector by short name: a transformers model on the Hugging Face hub, or (file_name set)
     one of IDEA's original checkpoints in a hub repo, mapped onto transformers' model at load time.
     family: config.json's model_type of the model ("grounding-dino", "mm-grounding-dino", "owlv2"),
-    which names the adapter that runs it (lang_sam.families.detectors.load_detector)."""
+    which names the adapter that runs it (lang_sam.families.loading.ADAPTERS)."""
 
     name: str
     repo_id: str
@@ -232,7 +292,7 @@ DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-base"
 
 
 @dataclass(frozen=True)
-class UniversalEntry:
+class UniversalEntry(_Entry):
     """A universal segmentation model (Mask2Former, OneFormer) on the Hugging Face hub: a semantic
     map of its label set names the masks of segment-everything mode."""
 
@@ -257,3 +317,132 @@ UNIVERSAL_MODELS: dict[str, UniversalEntry] = {
     )
 }
 DEFAULT_UNIVERSAL = "mask2former-swin-tiny-ade-semantic"
+
+
+ENTRIES: dict[str, _Entry] = {**SAM_MODELS, **FAMILY_MODELS, **DETECTORS, **UNIVERSAL_MODELS}  # every entry by name
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_WEIGHTS_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+# the family of a weights file, by the kind it is loaded as: Meta's SAM, or IDEA's Grounding DINO
+_FILE_FAMILIES = {SEGMENTER: TRANSFORMERS_SAM_MODEL_TYPE, DETECTOR: "grounding-dino"}
+
+
+def is_hub_repo_id(checkpoint: str | Path) -> bool:
+    """Whether checkpoint names a Hugging Face repo rather than a local file or folder: no such
+    path exists, and it reads as "owner/name" without a weights file's suffix."""
+    text = str(checkpoint)
+    return (
+        not Path(text).expanduser().exists() and _REPO_ID.fullmatch(text) is not None
+        and not text.endswith(_WEIGHTS_SUFFIXES)
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a name, file, folder or repo id is, found before anything loads.
+
+    name: what results, the app and the server call it; family: config.json's model_type ("sam"
+    for Meta's files too), None where nothing readable says (the adapter's loader then says what is
+    wrong); kind: one of KINDS, the interface its adapter sits behind; source: the repo id, folder
+    or file to load, None for a registry name its adapter looks up itself (SAM v1's sizes and the
+    checkpoint folder's SAMs, detectors, universal models)."""
+
+    name: str
+    family: str | None
+    kind: str
+    source: str | None
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Every kind it loads as, its own first (a SAM 2.1 repo also holds its video model)."""
+        return FAMILY_KINDS.get(self.family, (self.kind,))
+
+
+def resolve(name_or_path: object, kinds: Sequence[str] = KINDS,
+            checkpoint_dir: str | Path | None = None) -> ResolvedModel:
+    """What name_or_path is, as the first of kinds its family loads as: a registry name (lang-
+    segment-anything's SAM 2.1 spellings too), a NAME.pth or folder NAME in the checkpoint folder,
+    a weights file (Meta's SAM; IDEA's Grounding DINO where only a detector will do), a
+    save_pretrained folder (its family read from config.json) or a hub repo id (from the registry
+    or the cached config.json; nothing is downloaded). An unknown name is an InvalidOptionError
+    listing the names of those kinds; a model that is none of them, a ModelLoadError saying which
+    to choose."""
+    name = canonical_sam_name(str(name_or_path) if isinstance(name_or_path, Path) else name_or_path)
+    if not isinstance(name, str) or not name:
+        raise _unknown(name, kinds, checkpoint_dir)
+    family, source = _family_and_source(name, kinds, checkpoint_dir)
+    return ResolvedModel(_own_name(name), family, _kind(name, family, kinds, checkpoint_dir), source)
+
+
+def names_of(kinds: Sequence[str], checkpoint_dir: str | Path | None = None) -> list[str]:
+    """The registry's names (and the checkpoint folder's SAMs) that load as one of kinds, in order."""
+    own = {name: resolve(name, KINDS, checkpoint_dir) for name in local_sam_checkpoints(checkpoint_dir)}
+    found = {**{name: entry.family for name, entry in ENTRIES.items()}, **{name: r.family for name, r in own.items()}}
+    return [name for name, family in found.items() if set(FAMILY_KINDS.get(family, ())) & set(kinds)]
+
+
+def _family_and_source(name: str, kinds: Sequence[str], folder: str | Path | None) -> tuple[str | None, str | None]:
+    """The family of name (None where nothing says) and the source its adapter loads."""
+    if name in ENTRIES:
+        return ENTRIES[name].family, ENTRIES[name].source
+    own = local_sam_checkpoints(folder).get(name)
+    if own is not None:
+        family = family_of_folder(own) if own.is_dir() else TRANSFORMERS_SAM_MODEL_TYPE
+        return family, None if family == TRANSFORMERS_SAM_MODEL_TYPE else str(own)  # SAM v1 finds its own by name
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return family_of_folder(path), name
+    if path.is_file() or name.endswith(_WEIGHTS_SUFFIXES):
+        return next((_FILE_FAMILIES[kind] for kind in kinds if kind in _FILE_FAMILIES), None), name
+    if is_hub_repo_id(name):
+        return _repo_family(name), name
+    if "/" in name or os.sep in name:  # a path that is not there: its adapter's loader says so
+        return None, name
+    raise _unknown(name, kinds, folder)
+
+
+def _repo_family(repo_id: str) -> str | None:
+    """The family of a hub repo: its registry entry's, else its cached config.json's, else None."""
+    by_repo = {entry.repo_id: entry.family for entry in ENTRIES.values() if hasattr(entry, "repo_id")}
+    if repo_id in by_repo:
+        return by_repo[repo_id]
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    return family_of_folder(Path(cached).parent) if isinstance(cached, str) else None
+
+
+def _own_name(name: str) -> str:
+    """What a model is called: its registry name (also when given by its repo id), else the repo
+    id, else the file's or folder's name."""
+    if name in ENTRIES or is_hub_repo_id(name):
+        return next((key for key, entry in FAMILY_MODELS.items() if entry.repo_id == name), name)
+    return Path(name).name
+
+
+def _kind(name: str, family: str | None, kinds: Sequence[str], folder: str | Path | None) -> str:
+    """The first of kinds the family loads as; for a family lang-sam does not know (or None), the
+    first of kinds, whose adapter says what is wrong with the model."""
+    if family not in FAMILY_KINDS:
+        return kinds[0]
+    served = [kind for kind in FAMILY_KINDS[family] if kind in kinds]
+    if not served:
+        raise ModelLoadError(
+            f"{name} is a {_words([FAMILY_KINDS[family][0]])} ({family!r} model), not a {_words(kinds)}; "
+            f"choose one of {', '.join(names_of(kinds, folder))}.")
+    return served[0]
+
+
+def _unknown(name: object, kinds: Sequence[str], folder: str | Path | None) -> InvalidOptionError:
+    """The error for a name that is no model: SAM's own message where a segmenter is wanted, else
+    the names of those kinds."""
+    if SEGMENTER in kinds:
+        return _unknown_sam(name, folder)
+    return InvalidOptionError(
+        f"Unknown {_words(kinds)} {name!r}; choose one of {', '.join(names_of(kinds, folder))}, or give a "
+        "folder saved with save_pretrained or a Hugging Face repo id.")
+
+
+def _words(kinds: Sequence[str]) -> str:
+    """Kinds as words for messages: "video segmenter or concept tracker"."""
+    return " or ".join(kind.replace("_", " ") for kind in kinds)

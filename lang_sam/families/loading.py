@@ -1,140 +1,102 @@
-"""One way from a segmenter's name or checkpoint to the adapter that runs it: SAM v1 (our own code)
-for Meta's checkpoints and transformers SAM folders, transformers' models for SAM 2.1, SAM-HQ and
-SAM 3 (and their video models for tracking), chosen by the registry entry or by config.json's model_type."""
+"""One loader for every model: lang_sam.registry.resolve says what a name, file, folder or repo id
+is (family and kind), ADAPTERS which adapter runs it. load_segmenter, load_video_segmenter (and
+lang_sam.families.detectors.load_detector) are that loader asked for one group of kinds, with
+their old arguments."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from lang_sam.detector.grounding_dino import GroundingDinoDetector, config_model_type
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import ModelLoadError
 from lang_sam.families.base import ConceptTracker, Segmenter, TextSegmenter, VideoSegmenter
-from lang_sam.io.weights import is_hub_repo_id
+from lang_sam.families.owlv2 import Owlv2Detector
+from lang_sam.families.sam2_video import Sam2VideoSegmenter
+from lang_sam.families.sam3 import Sam3TextSegmenter
+from lang_sam.families.sam3_video import Sam3VideoTracker
+from lang_sam.segmenter.adapter import SamV1Segmenter
+from lang_sam.families.transformers_sam import TransformersSegmenter
+from lang_sam.families.universal import UniversalSegmenter
 from lang_sam.registry import (
-    FAMILY_MODELS, TEXT_FAMILIES, TRANSFORMERS_SAM_MODEL_TYPE, TRANSFORMERS_SEGMENTER_TYPES, VIDEO_FAMILIES,
-    canonical_sam_name, default_sam_type, family_of_folder, local_sam_checkpoints,
+    CONCEPT_TRACKER, DETECTOR, IMAGE_SEGMENTER_KINDS, KINDS, SEGMENTER, TEXT_SEGMENTER, UNIVERSAL, VIDEO_KINDS,
+    VIDEO_SEGMENTER, ResolvedModel, canonical_sam_name, default_sam_type, names_of, resolve,
 )
-from lang_sam.registry import checkpoint_dir as find_checkpoint_dir
 
-SAM_V1 = TRANSFORMERS_SAM_MODEL_TYPE  # Meta's SAM and transformers' SamModel folders: our own code runs both
+# kind -> family (config.json's model_type) -> the adapter that runs it as that kind
+ADAPTERS: dict[str, dict[str, type]] = {
+    SEGMENTER: {"sam": SamV1Segmenter, "sam2": TransformersSegmenter, "sam2_video": TransformersSegmenter,
+                "sam_hq": TransformersSegmenter},
+    TEXT_SEGMENTER: {"sam3": Sam3TextSegmenter, "sam3_video": Sam3TextSegmenter},
+    VIDEO_SEGMENTER: {"sam2": Sam2VideoSegmenter, "sam2_video": Sam2VideoSegmenter},
+    CONCEPT_TRACKER: {"sam3": Sam3VideoTracker, "sam3_video": Sam3VideoTracker},
+    DETECTOR: {"grounding-dino": GroundingDinoDetector, "mm-grounding-dino": GroundingDinoDetector, "owlv2": Owlv2Detector},
+    UNIVERSAL: {"mask2former": UniversalSegmenter, "oneformer": UniversalSegmenter},
+}
+# kind -> the adapter of a model whose family is unknown before loading (no config.json, a repo not
+# cached): its own loader reads the model and says what is wrong with it. A detector's family is
+# read from its config first (from the hub if need be): detectors are told apart by it.
+FALLBACK_ADAPTERS: dict[str, type] = {
+    SEGMENTER: SamV1Segmenter, TEXT_SEGMENTER: Sam3TextSegmenter, VIDEO_SEGMENTER: Sam2VideoSegmenter,
+    CONCEPT_TRACKER: Sam3VideoTracker, UNIVERSAL: UniversalSegmenter,
+}
+DEFAULT_VIDEO_SEGMENTER = "sam2.1-hiera-tiny"
 
 
-@dataclass(frozen=True)
-class SegmenterSource:
-    """Where a segmenter comes from: family (SAM_V1, "sam2", "sam_hq", "sam3"); source: the repo
-    id or folder a transformers family loads from (None for SAM v1, which finds its own file);
-    name: what it is called in results, the app and the server."""
+def load(name_or_path: str | Path, kinds: tuple[str, ...] = KINDS, *, name: str | None = None,
+         device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
+         checkpoint_dir: str | Path | None = None):
+    """The adapter of name_or_path as the first of kinds it loads as (lang_sam.registry.resolve),
+    on device in dtype (bad options fail before anything is read); name: what to call it (default:
+    the registry's name, the repo id, or the file's or folder's)."""
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    resolved = resolve(name_or_path, kinds, checkpoint_dir)
+    adapter = adapter_of(resolved)
+    if adapter is SamV1Segmenter:  # our own SAM finds its file by name or path and names it by what it holds
+        return SamV1Segmenter.load(name if resolved.source else resolved.name, resolved.source, device, dtype, checkpoint_dir)
+    source = resolved.source or resolved.name
+    if resolved.kind in (DETECTOR, UNIVERSAL):  # these take registry names, repo ids and folders, and name themselves
+        return adapter(source, device=device, dtype=dtype)
+    return adapter(source, device=device, dtype=dtype, name=name or resolved.name)
 
-    family: str
-    source: str | None
-    name: str | None
 
-
-def resolve_segmenter(sam_type: str | None, checkpoint: str | Path | None,
-                      checkpoint_dir: str | Path | None = None) -> SegmenterSource:
-    """Which family runs sam_type / checkpoint: a checkpoint folder by its model_type, a repo id by
-    the registry or its cached config, a name by the registry or the checkpoint folder; anything
-    else is SAM v1 (whose loader checks names and files and says what is wrong)."""
-    sam_type = canonical_sam_name(sam_type)
-    if checkpoint is not None:
-        family = _checkpoint_family(checkpoint)
-        if family in TRANSFORMERS_SEGMENTER_TYPES:
-            return SegmenterSource(family, str(checkpoint), sam_type or _checkpoint_name(checkpoint))
-        return SegmenterSource(SAM_V1, None, sam_type)
-    if sam_type in FAMILY_MODELS:
-        entry = FAMILY_MODELS[sam_type]
-        return SegmenterSource(entry.family, entry.repo_id, sam_type)
-    own = local_sam_checkpoints(checkpoint_dir).get(sam_type) if isinstance(sam_type, str) else None
-    if own is not None and own.is_dir() and family_of_folder(own) in TRANSFORMERS_SEGMENTER_TYPES:
-        return SegmenterSource(family_of_folder(own), str(own), sam_type)
-    return SegmenterSource(SAM_V1, None, default_sam_type(sam_type, checkpoint))
+def adapter_of(resolved: ResolvedModel) -> type:
+    """The adapter class that runs resolved as its kind (see ADAPTERS and FALLBACK_ADAPTERS)."""
+    adapters = ADAPTERS[resolved.kind]
+    if resolved.family in adapters:
+        return adapters[resolved.family]
+    if resolved.kind in FALLBACK_ADAPTERS:
+        return FALLBACK_ADAPTERS[resolved.kind]
+    family = resolved.family or config_model_type(resolved.source or resolved.name, "detector")
+    if family not in adapters:
+        raise ModelLoadError(
+            f"{resolved.source or resolved.name} holds a {family!r} model, which is not a detector lang-sam runs: give a "
+            f"Grounding DINO, MM-Grounding-DINO or OWLv2 model (model_type {', '.join(map(repr, adapters))}), "
+            f"e.g. one of {', '.join(names_of((DETECTOR,)))}."
+        )
+    return adapters[family]
 
 
 def load_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = None,
                    device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
                    checkpoint_dir: str | Path | None = None) -> Segmenter | TextSegmenter:
-    """The adapter for sam_type / checkpoint (see resolve_segmenter), on device in dtype."""
-    device = resolve_device(device)
-    dtype = resolve_dtype(dtype, device)
-    resolved = resolve_segmenter(sam_type, checkpoint, checkpoint_dir)
-    if resolved.family == SAM_V1:
-        from lang_sam.segmenter.adapter import SamV1Segmenter
-        from lang_sam.segmenter.build import load_sam
-
-        name, sam = load_sam(sam_type, checkpoint, dtype, checkpoint_dir)
-        return SamV1Segmenter(sam.to(device), name)
-    if resolved.family in TEXT_FAMILIES:
-        from lang_sam.families.sam3 import Sam3TextSegmenter
-
-        return Sam3TextSegmenter(resolved.source, device=device, dtype=dtype, name=resolved.name)
-    from lang_sam.families.transformers_sam import TransformersSegmenter
-
-    return TransformersSegmenter(resolved.source, device=device, dtype=dtype, name=resolved.name)
-
-
-DEFAULT_VIDEO_SEGMENTER = "sam2.1-hiera-tiny"
-
-
-# the adapter that tracks each of registry.VIDEO_FAMILIES (module in lang_sam.families, class): SAM 2.1
-# video carries a detector's boxes through the video; SAM 3 video detects and tracks the classes itself
-VIDEO_ADAPTERS = {
-    "sam2": ("sam2_video", "Sam2VideoSegmenter"), "sam2_video": ("sam2_video", "Sam2VideoSegmenter"),
-    "sam3": ("sam3_video", "Sam3VideoTracker"), "sam3_video": ("sam3_video", "Sam3VideoTracker"),
-}
+    """The image segmenter of checkpoint (called sam_type when given), else of sam_type, else vit_h."""
+    sam_type = canonical_sam_name(sam_type)
+    if checkpoint is not None:
+        return load(checkpoint, IMAGE_SEGMENTER_KINDS, name=sam_type, device=device, dtype=dtype, checkpoint_dir=checkpoint_dir)
+    return load(default_sam_type(sam_type, checkpoint), IMAGE_SEGMENTER_KINDS, device=device, dtype=dtype,
+                checkpoint_dir=checkpoint_dir)
 
 
 def load_video_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = None,
                          device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
                          checkpoint_dir: str | Path | None = None) -> VideoSegmenter | ConceptTracker:
-    """The video model for tracking, its adapter chosen by its family (VIDEO_ADAPTERS): checkpoint
-    (a Sam2VideoModel or Sam3VideoModel folder or repo id), else sam_type (a SAM 2.1 or SAM 3
-    registry name, whose repos hold the video models, or a folder NAME in the checkpoint folder),
-    else DEFAULT_VIDEO_SEGMENTER."""
+    """The video model for tracking: checkpoint (a Sam2VideoModel or Sam3VideoModel folder or repo
+    id, called sam_type when given), else sam_type (a SAM 2.1 or SAM 3 name, whose repos hold the
+    video models, or a folder NAME in the checkpoint folder), else DEFAULT_VIDEO_SEGMENTER."""
     if checkpoint is not None:
-        return _video_adapter(_checkpoint_family(checkpoint))(checkpoint, device, dtype,
-                                                              name=sam_type or _checkpoint_name(checkpoint))
-    name = sam_type or DEFAULT_VIDEO_SEGMENTER
-    entry = FAMILY_MODELS.get(name)
-    if entry is not None and entry.family in VIDEO_FAMILIES:
-        return _video_adapter(entry.family)(entry.repo_id, device, dtype, name=name)
-    folder = find_checkpoint_dir(checkpoint_dir)
-    if folder is not None and (folder / name).is_dir():
-        return _video_adapter(family_of_folder(folder / name))(folder / name, device, dtype, name=name)
-    video_names = [model for model, found in FAMILY_MODELS.items() if found.family in VIDEO_FAMILIES]
-    raise ModelLoadError(f"Video tracking runs SAM 2.1 video or SAM 3 video; {name!r} is neither. Choose "
-                         f"{', '.join(video_names)}, or give a folder or repo id of a Sam2VideoModel or Sam3VideoModel "
-                         "as the checkpoint.")
-
-
-def _video_adapter(family: str | None) -> type:
-    """The adapter class of a video family; SAM 2.1's for any other (its loader says what is wrong)."""
-    from importlib import import_module
-
-    module, name = VIDEO_ADAPTERS.get(family, VIDEO_ADAPTERS["sam2_video"])
-    return getattr(import_module(f"lang_sam.families.{module}"), name)
-
-
-def _checkpoint_family(checkpoint: str | Path) -> str | None:
-    """The model_type of a checkpoint folder, of a registry repo id, or of a repo id's cached config."""
-    if Path(checkpoint).is_dir():
-        return family_of_folder(checkpoint)
-    if not is_hub_repo_id(checkpoint):
-        return None
-    by_repo = {entry.repo_id: entry.family for entry in FAMILY_MODELS.values()}
-    if str(checkpoint) in by_repo:
-        return by_repo[str(checkpoint)]
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(str(checkpoint), "config.json")
-    return family_of_folder(Path(cached).parent) if isinstance(cached, str) else None
-
-
-def _checkpoint_name(checkpoint: str | Path) -> str:
-    """A checkpoint's own name: the registry name of its repo id, else the repo id, else the folder name."""
-    by_repo = {entry.repo_id: name for name, entry in FAMILY_MODELS.items()}
-    if str(checkpoint) in by_repo:
-        return by_repo[str(checkpoint)]
-    return str(checkpoint) if is_hub_repo_id(checkpoint) else Path(checkpoint).name
+        return load(checkpoint, VIDEO_KINDS, name=sam_type, device=device, dtype=dtype, checkpoint_dir=checkpoint_dir)
+    return load(sam_type or DEFAULT_VIDEO_SEGMENTER, VIDEO_KINDS, device=device, dtype=dtype, checkpoint_dir=checkpoint_dir)

@@ -15,44 +15,34 @@ current frame's image features, so the image encoder runs once per frame.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import ModelLoadError
-from lang_sam.detector.grounding_dino import config_model_type
-from lang_sam.families.transformers_sam import load_pretrained
+from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
+from lang_sam.families.transformers_base import TransformersAdapter
 
 VIDEO_MODEL_TYPE = "sam2_video"
 
 
-class Sam2VideoSegmenter:
+class Sam2VideoSegmenter(TransformersAdapter):
     """SAM 2.1 video from a Hugging Face repo id (facebook/sam2.1-hiera-*) or a save_pretrained
     folder of a Sam2VideoModel and its Sam2VideoProcessor. Stateless: each start() is one video."""
 
     family = VIDEO_MODEL_TYPE
+    description = "SAM 2.1 video"
+    model_types = (VIDEO_MODEL_TYPE,)
+    model_class, processor_class = "Sam2VideoModel", "Sam2VideoProcessor"
+    tracks_video = True
+    why_not = {mode: "a video model: its repo's image model runs the image modes" for mode in
+               ("text_via_detector", "takes_text", "takes_clicks_and_boxes", "segments_everything")}
+    why_not |= {"exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
-    def __init__(self, source: str | Path, device: str | torch.device | None = None,
-                 dtype: torch.dtype | str | None = None, name: str | None = None) -> None:
-        from transformers import Sam2VideoModel, Sam2VideoProcessor
-
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        source = str(source)
-        model_type = config_model_type(source, "SAM 2.1 video")
-        if model_type != VIDEO_MODEL_TYPE:
-            hint = (" It is an image-only SAM 2 (model_type 'sam2'): it has no memory encoder or memory attention to "
-                    "track with." if model_type == "sam2" else "")
-            raise ModelLoadError(f"{source} holds a {model_type!r} model, not SAM 2.1 video (model_type "
-                                 f"'{VIDEO_MODEL_TYPE}').{hint} Use a SAM 2.1 video checkpoint, e.g. facebook/sam2.1-hiera-tiny.")
-        network, self.processor = load_pretrained(Sam2VideoModel, Sam2VideoProcessor, source, "SAM 2.1 video")
-        self.name = name or source
-        self.model = network.to(self.device, self.dtype).eval()
-
-    def parameter_count(self) -> int:
-        return sum(parameter.numel() for parameter in self.model.parameters())
+    def _refusal(self, source: str, model_type: str) -> str:
+        hint = (" It is an image-only SAM 2 (model_type 'sam2'): it has no memory encoder or memory attention to "
+                "track with." if model_type == "sam2" else "")
+        return (f"{source} holds a {model_type!r} model, not SAM 2.1 video (model_type '{VIDEO_MODEL_TYPE}').{hint} "
+                "Use a SAM 2.1 video checkpoint, e.g. facebook/sam2.1-hiera-tiny.")
 
     def start(self, size: tuple[int, int]) -> Sam2VideoStream:
         return Sam2VideoStream(self, size)

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import torch
 
 from lang_sam.detector.postprocess import BoxDetections, class_wise_nms
-from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.families.base import TextSegments
+from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
+from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.io.images import load_image
 from lang_sam.io.weights import load_pretrained_checked
 from lang_sam.vocabulary import BOX_THRESHOLD, check_threshold
@@ -47,29 +48,65 @@ MASK_THRESHOLD = 0.5
 Loaded = TypeVar("Loaded")
 
 
-class Sam3TextSegmenter:
+class Sam3Adapter(TransformersAdapter):
+    """What SAM 3's two adapters (image and video) load alike: the transformers release is checked to
+    have the model class, the model is loaded in its dtype, and a folder or repo of the wrong kind is
+    an error saying what to give (hints: more, by the model_type found)."""
+
+    hints: ClassVar[dict[str, str]] = {}
+
+    def _read_model_type(self, source: str) -> str:
+        import transformers
+
+        if not hasattr(transformers, self.model_class):
+            raise ModelLoadError(f"SAM 3 needs a transformers release that has {self.model_class}; this is transformers "
+                                 f"{transformers.__version__}. Upgrade it: pip install -U transformers")
+        if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+            raise ModelLoadError(f"{source} has no config.json: give {self._wanted()}, or a hub repo id such as facebook/sam3.")
+        return _load(transformers.AutoConfig.from_pretrained, source).model_type
+
+    def _refusal(self, source: str, model_type: str) -> str:
+        return (f"{source} is a {model_type} model, not {self.description}:{self.hints.get(model_type, '')} give "
+                f"facebook/sam3 or {self._wanted()}.")
+
+    def _wanted(self) -> str:
+        return f"a folder saved with save_pretrained from {self.model_class} and {self.processor_class}"
+
+    def _from_pretrained(self, source: str) -> tuple:
+        import transformers
+
+        # Loading in the dtype (rather than .to(dtype) after) keeps the vision encoder's rotary
+        # position tables in float32, as transformers means them to be: bf16 would round them.
+        network = _load(lambda path: getattr(transformers, self.model_class).from_pretrained(path, dtype=self.dtype), source)
+        return network, _load(getattr(transformers, self.processor_class).from_pretrained, source)
+
+    def _placed(self, network: torch.nn.Module) -> torch.nn.Module:
+        return network.to(self.device).eval()  # already in its dtype
+
+
+class Sam3TextSegmenter(Sam3Adapter):
     """SAM 3 from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first) or a
     folder saved with save_pretrained (Sam3Model and Sam3Processor). Stateless after loading, so
     one instance serves many images; class_batch_size bounds how many classes share one forward."""
 
     family = "sam3"
+    description = "SAM 3"
+    model_types = SAM3_MODEL_TYPES
+    model_class, processor_class = "Sam3Model", "Sam3Processor"
+    takes_text = True
+    why_not = {"text_via_detector": "finds the text's objects itself, with no detector",
+               "takes_clicks_and_boxes": "lang-sam runs SAM 3 by text only (its concept prompts)",
+               "segments_everything": "lang-sam runs SAM 3 by text only (its concept prompts)",
+               "tracks_video": "an image model; SAM 3 video (same repo) tracks",
+               "exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
                  dtype: torch.dtype | str | None = None, class_batch_size: int = 8, name: str | None = None) -> None:
         if isinstance(class_batch_size, bool) or not isinstance(class_batch_size, int) or class_batch_size < 1:
             raise InvalidOptionError(f"class_batch_size must be a whole number >= 1, got {class_batch_size!r}.")
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        source = str(model)
-        network, self.processor = load_sam3(source, "Sam3Model", "Sam3Processor", SAM3_MODEL_TYPES, self.dtype)
-        self.model = network.to(self.device).eval()
-        self.name = name or source
+        super().__init__(model, device, dtype, name)
         self.class_batch_size = class_batch_size
-        self.max_text_tokens = network.config.text_config.max_position_embeddings
-
-    def parameter_count(self) -> int:
-        """Number of weights, as ``lang-sam models`` and describe() report it."""
-        return sum(parameter.numel() for parameter in self.model.parameters())
+        self.max_text_tokens = self.model.config.text_config.max_position_embeddings
 
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
@@ -138,29 +175,6 @@ def checked_classes(names: Sequence[str], tokenizer, max_tokens: int) -> list[st
             raise InvalidPromptError(f"The class {name[:60]!r} is {tokens} tokens, more than SAM 3's text encoder "
                                      f"takes ({max_tokens}); shorten it.")
     return names
-
-
-def load_sam3(source: str, model_class: str, processor_class: str, model_types: Sequence[str], dtype: torch.dtype,
-              what: str = "SAM 3", hints: dict[str, str] | None = None) -> tuple:
-    """transformers' model_class and processor_class (e.g. "Sam3Model", "Sam3Processor") loaded from
-    source (a repo id or save_pretrained folder) whose config's model_type is one of model_types,
-    the model in dtype; failures as errors that say what to give (hints: more, by a wrong model_type)."""
-    import transformers
-
-    if not hasattr(transformers, model_class):
-        raise ModelLoadError(f"SAM 3 needs a transformers release that has {model_class}; this is transformers "
-                             f"{transformers.__version__}. Upgrade it: pip install -U transformers")
-    wanted = f"a folder saved with save_pretrained from {model_class} and {processor_class}"
-    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
-        raise ModelLoadError(f"{source} has no config.json: give {wanted}, or a hub repo id such as facebook/sam3.")
-    model_type = _load(transformers.AutoConfig.from_pretrained, source).model_type
-    if model_type not in model_types:
-        hint = (hints or {}).get(model_type, "")
-        raise ModelLoadError(f"{source} is a {model_type} model, not {what}:{hint} give facebook/sam3 or {wanted}.")
-    # Loading in the dtype (rather than .to(dtype) after) keeps the vision encoder's rotary
-    # position tables in float32, as transformers means them to be: bf16 would round them.
-    network = _load(lambda path: getattr(transformers, model_class).from_pretrained(path, dtype=dtype), source)
-    return network, _load(getattr(transformers, processor_class).from_pretrained, source)
 
 
 def _load(load: Callable[[str], Loaded], source: str) -> Loaded:

@@ -37,39 +37,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidPromptError
 from lang_sam.families.base import TrackedFrame, TrackedObject
+from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
 from lang_sam.families.sam2_video import drop_frames_before
-from lang_sam.families.sam3 import DEFAULT_SAM3, checked_classes, load_sam3
+from lang_sam.families.sam3 import DEFAULT_SAM3, Sam3Adapter, checked_classes
 from lang_sam.geometry import mask_to_box
 from lang_sam.vocabulary import check_max_lost, check_threshold
 
 VIDEO_MODEL_TYPE = "sam3_video"
-_IMAGE_ONLY = {"sam3": " it is SAM 3's image model alone (Sam3Model), with no tracker;"}
 
 
-class Sam3VideoTracker:
+class Sam3VideoTracker(Sam3Adapter):
     """SAM 3 video from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first)
     or a folder saved with save_pretrained (Sam3VideoModel and Sam3VideoProcessor). Stateless
     after loading: each track_concepts call is one session."""
 
     family = VIDEO_MODEL_TYPE
+    description = "SAM 3 video"
+    model_types = (VIDEO_MODEL_TYPE,)
+    model_class, processor_class = "Sam3VideoModel", "Sam3VideoProcessor"
+    hints = {"sam3": " it is SAM 3's image model alone (Sam3Model), with no tracker;"}
+    takes_text = tracks_video = True
+    why_not = {mode: "a video model: its repo's image model runs the image modes" for mode in
+               ("text_via_detector", "takes_clicks_and_boxes", "segments_everything")}
+    why_not |= {"exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
                  dtype: torch.dtype | str | None = None, name: str | None = None) -> None:
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        source = str(model)
-        network, self.processor = load_sam3(source, "Sam3VideoModel", "Sam3VideoProcessor", (VIDEO_MODEL_TYPE,),
-                                            self.dtype, what="SAM 3 video", hints=_IMAGE_ONLY)
-        self.model = network.to(self.device).eval()
-        self.name = name or source
-        self.max_text_tokens = network.config.detector_config.text_config.max_position_embeddings
-
-    def parameter_count(self) -> int:
-        """Number of weights, as ``lang-sam models`` and describe() report it."""
-        return sum(parameter.numel() for parameter in self.model.parameters())
+        super().__init__(model, device, dtype, name)
+        self.max_text_tokens = self.model.config.detector_config.text_config.max_position_embeddings
 
     def track_concepts(self, frames: Iterable[tuple[int, float, np.ndarray]], classes: Sequence[str],
                        score_threshold: float = 0.5, max_lost: int = 30) -> Iterator[TrackedFrame]:

@@ -11,16 +11,13 @@ SAM v1, holding the model's tuple of tensors).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from lang_sam.detector.grounding_dino import config_model_type
-from lang_sam.devices import resolve_device, resolve_dtype
-from lang_sam.errors import ModelLoadError
 from lang_sam.families.base import MaskSet
-from lang_sam.io.weights import load_pretrained_checked
+from lang_sam.vocabulary.capabilities import NO_TEXT, NO_VIDEO, NOT_FINE_TUNED, NOT_ONNX
+from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.segmenter.sam import ImageEmbedding
 
 
@@ -62,33 +59,33 @@ class TransformersPrepared:
     input_size: tuple[int, int]
 
 
-class TransformersSegmenter:
+class TransformersSegmenter(TransformersAdapter):
     """A SAM 2.1 or SAM-HQ model from a Hugging Face repo id or a save_pretrained folder, behind
     lang_sam.families.base.Segmenter. Stateless after loading: one instance serves many threads.
 
     dtype: the model's compute type (float32 or bfloat16); masks, scores and logits come back float32.
     """
 
-    def __init__(self, source: str | Path, device: str | torch.device | None = None,
-                 dtype: torch.dtype | str | None = None, name: str | None = None) -> None:
-        import transformers
+    description = "SAM 2.1 / SAM-HQ"
+    model_types = tuple(FAMILIES)
+    text_via_detector = takes_clicks_and_boxes = segments_everything = True
+    why_not = {"takes_text": NO_TEXT, "tracks_video": NO_VIDEO,
+               "exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        source = str(source)
-        model_type = config_model_type(source, "SAM 2.1 / SAM-HQ")
-        if model_type not in FAMILIES:
-            raise ModelLoadError(f"{source} holds a {model_type!r} model, not one of {', '.join(FAMILIES)} "
-                                 "(SAM 2.1, SAM-HQ); a SAM v1 folder loads as sam_checkpoint of a SAM v1 name.")
-        self.family = model_type
-        self.driver = FAMILIES[model_type]
-        network, self.processor = load_pretrained(getattr(transformers, self.driver.model_class),
-                                                  getattr(transformers, self.driver.processor_class), source, self.driver.description)
-        self.name = name or source
-        self.model = network.to(self.device, self.dtype).eval()
+    @property
+    def family(self) -> str:
+        return self.model_type
 
-    def parameter_count(self) -> int:
-        return sum(parameter.numel() for parameter in self.model.parameters())
+    @property
+    def driver(self) -> Family:
+        return FAMILIES[self.model_type]
+
+    def _refusal(self, source: str, model_type: str) -> str:
+        return (f"{source} holds a {model_type!r} model, not one of {', '.join(FAMILIES)} (SAM 2.1, SAM-HQ); "
+                "a SAM v1 folder loads as sam_checkpoint of a SAM v1 name.")
+
+    def _classes(self) -> tuple[str, str, str]:
+        return self.driver.model_class, self.driver.processor_class, self.driver.description
 
     def preprocess(self, image: np.ndarray) -> TransformersPrepared:
         """The processor's resize and normalisation of one (H, W, 3) uint8 RGB image."""
@@ -164,12 +161,6 @@ class TransformersSegmenter:
         if self.driver.square_frame:
             return self.processor.post_process_masks([low_res], original, binarize=binarize)[0]
         return self.processor.post_process_masks([low_res], original, [list(embedding.input_size)], binarize=binarize)[0]
-
-
-def load_pretrained(model_class, processor_class, source: str, kind: str):
-    """model_class's and processor_class's from_pretrained(source), with the errors users can act on."""
-    return (load_pretrained_checked(model_class.from_pretrained, source, kind),
-            load_pretrained_checked(processor_class.from_pretrained, source, kind))
 
 
 def _flatten(outputs) -> list[torch.Tensor]:

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, ModelLoadError
+from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.geometry import masks_to_boxes
 from lang_sam.io.images import ImageInput, load_image
-from lang_sam.io.weights import load_pretrained_checked, missing_hub_model_message
+from lang_sam.io.weights import missing_hub_model_message
 from lang_sam.registry import DEFAULT_UNIVERSAL, UNIVERSAL_MODELS
 from lang_sam.results import LangSAMResult
 
@@ -24,31 +24,30 @@ from lang_sam.results import LangSAMResult
 TASK_AS_TEXT = {"mask2former": False, "oneformer": True}
 
 
-class UniversalSegmenter:
+class UniversalSegmenter(TransformersAdapter):
     """A Mask2Former or OneFormer model: a registry name (lang_sam.registry.UNIVERSAL_MODELS), a
     Hugging Face repo id, or a folder saved with save_pretrained (model and processor).
     Stateless after loading, so one instance serves many threads."""
 
+    description = "universal segmentation"
+    model_types = tuple(TASK_AS_TEXT)
+    model_class, processor_class = "AutoModelForUniversalSegmentation", "AutoProcessor"
+
     def __init__(self, model: str | Path = DEFAULT_UNIVERSAL, device: str | torch.device | None = None,
                  dtype: torch.dtype | str | None = None) -> None:
-        from transformers import AutoModelForUniversalSegmentation, AutoProcessor
-
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
         entry = UNIVERSAL_MODELS.get(str(model))
-        source = entry.repo_id if entry else str(model)
+        super().__init__(entry.repo_id if entry else str(model), device, dtype, name=str(model))
+        self.task_as_text = TASK_AS_TEXT[self.model_type]
+        self.labels = [self.model.config.id2label[index] for index in range(len(self.model.config.id2label))]
+
+    def _refusal(self, source: str, model_type: str) -> str:
+        return f"{source} is a {model_type} model; use Mask2Former or OneFormer."
+
+    def _from_pretrained(self, source: str) -> tuple:
         try:
-            network = load_pretrained_checked(AutoModelForUniversalSegmentation.from_pretrained, source, "universal segmentation")
-            self.processor = load_pretrained_checked(AutoProcessor.from_pretrained, source, "universal segmentation")
-        except ValueError as error:  # a folder of another kind of model
+            return super()._from_pretrained(source)
+        except ValueError as error:  # a config transformers cannot build this model class from
             raise ModelLoadError(f"{source} is not a Mask2Former or OneFormer model ({error}).") from None
-        model_type = network.config.model_type
-        if model_type not in TASK_AS_TEXT:
-            raise ModelLoadError(f"{source} is a {model_type} model; use Mask2Former or OneFormer.")
-        self.name = str(model)
-        self.task_as_text = TASK_AS_TEXT[model_type]
-        self.model = network.to(self.device, self.dtype).eval()
-        self.labels = [network.config.id2label[index] for index in range(len(network.config.id2label))]
 
     @torch.inference_mode()
     def _outputs(self, image: np.ndarray, task: str):

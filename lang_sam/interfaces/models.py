@@ -15,11 +15,13 @@ from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.families.base import ConceptTracker, Detector, TrackedFrame, VideoSegmenter
 from lang_sam.families.detectors import load_detector
-from lang_sam.families.loading import DEFAULT_VIDEO_SEGMENTER, load_video_segmenter, resolve_segmenter
+from lang_sam.families.loading import DEFAULT_VIDEO_SEGMENTER, load_video_segmenter
 from lang_sam.families.universal import UniversalSegmenter
 from lang_sam.io.images import ImageInput
 from lang_sam.pipeline import LangSAM
-from lang_sam.registry import DEFAULT_SAM, TEXT_FAMILIES, VIDEO_FAMILIES, check_sam_type, sam_names
+from lang_sam.registry import (
+    DEFAULT_SAM, IMAGE_SEGMENTER_KINDS, TEXT_SEGMENTER, VIDEO_KINDS, check_sam_type, resolve, sam_names,
+)
 from lang_sam.results import LangSAMResult
 from lang_sam.segmenter.sam import ImageEmbedding
 from lang_sam.settings import Settings
@@ -170,7 +172,7 @@ class ModelPool:
         name = self.check(sam_type or self.settings.sam_type)
 
         def load() -> LangSAM:
-            text = resolve_segmenter(name, None, self.settings.checkpoint_dir).family in TEXT_FAMILIES
+            text = resolve(name, IMAGE_SEGMENTER_KINDS, self.settings.checkpoint_dir).kind == TEXT_SEGMENTER
             detector = self.settings.detector if text else self._detector(self.settings.detector)  # SAM 3 loads none
             return LangSAM(name, detector=detector, device=self.settings.device, dtype=self.settings.dtype,
                            checkpoint_dir=self.settings.checkpoint_dir)
@@ -224,7 +226,8 @@ class ModelPool:
     @property
     def video_types(self) -> list[str]:
         """The names this pool offers that track through video (SAM 2.1, SAM 3), in order."""
-        return [name for name in self.sam_types if resolve_segmenter(name, None, self.settings.checkpoint_dir).family in VIDEO_FAMILIES]
+        return [name for name in self.sam_types
+                if set(resolve(name, IMAGE_SEGMENTER_KINDS, self.settings.checkpoint_dir).kinds) & set(VIDEO_KINDS)]
 
     def _default_video_type(self) -> str:
         return next(iter(self.video_types), DEFAULT_VIDEO_SEGMENTER)

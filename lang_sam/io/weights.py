@@ -13,7 +13,6 @@ import hashlib
 import http.client
 import os
 import pickle
-import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -32,6 +31,7 @@ from lang_sam.registry import (
     SAM_MODELS,
     OfficialSam,
     check_sam_type,
+    is_hub_repo_id,
     local_sam_checkpoints,
 )
 from lang_sam.registry import checkpoint_dir as resolve_checkpoint_dir
@@ -42,8 +42,6 @@ Loaded = TypeVar("Loaded")
 HF_CONFIG_FILE = "config.json"
 HF_WEIGHTS_FILE = "model.safetensors"
 # A Hugging Face repo id ("facebook/sam-vit-base"): what a checkpoint that is no local path may be.
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_WEIGHTS_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 
 def read_weights_file(path: str | Path, name: str, remedy: str):
@@ -88,16 +86,6 @@ def _starts_as_pickle(path: Path) -> bool:
     with path.open("rb") as file:
         head = file.read(2)
     return len(head) == 2 and head[0] == pickle.PROTO[0] and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL
-
-
-def is_hub_repo_id(checkpoint: str | Path) -> bool:
-    """Whether checkpoint names a Hugging Face repo rather than a local file or folder: no such
-    path exists, and it reads as "owner/name" without a weights file's suffix."""
-    text = str(checkpoint)
-    return (
-        not Path(text).expanduser().exists() and _REPO_ID.fullmatch(text) is not None
-        and not text.endswith(_WEIGHTS_SUFFIXES)
-    )
 
 
 def local_sam_checkpoint(checkpoint: str | Path) -> Path:

@@ -7,13 +7,16 @@ Meta's Sam by wrapping it in this adapter."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lang_sam.registry import TRANSFORMERS_SAM_MODEL_TYPE
 from lang_sam.segmenter import processing
+from lang_sam.segmenter.build import load_sam
 from lang_sam.segmenter.sam import ImageEmbedding, MaskSet, Sam, decode_prompts, encode_image
+from lang_sam.vocabulary.capabilities import NO_TEXT, NO_VIDEO, Capabilities
 
 
 @dataclass(frozen=True)
@@ -24,17 +27,27 @@ class ResizedImage:
     original_size: tuple[int, int]
 
 
-class SamV1Segmenter:
+class SamV1Segmenter(Capabilities):
     """Meta's SAM (vit_h / vit_l / vit_b or any checkpoint of that architecture). Stateless: one
     instance serves many threads, each decoding against its own image's embedding."""
 
     family = TRANSFORMERS_SAM_MODEL_TYPE
+    text_via_detector = takes_clicks_and_boxes = segments_everything = exports_onnx = fine_tunes = True
+    why_not = {"takes_text": NO_TEXT, "tracks_video": NO_VIDEO}
 
     def __init__(self, sam: Sam, name: str) -> None:
         self.sam = sam.eval()
         self.name = name
         self.device = sam.image_encoder.pos_embed.device
         self.dtype = sam.image_encoder.pos_embed.dtype
+
+    @classmethod
+    def load(cls, sam_type: str | None, checkpoint: str | None, device: torch.device, dtype: torch.dtype,
+             checkpoint_dir: str | Path | None = None) -> SamV1Segmenter:
+        """The SAM named sam_type or held by checkpoint (found, checked and named by load_sam), on
+        device in dtype."""
+        name, sam = load_sam(sam_type, checkpoint, dtype, checkpoint_dir)
+        return cls(sam.to(device), name)
 
     def parameter_count(self) -> int:
         return sum(parameter.numel() for parameter in self.sam.parameters())

@@ -146,7 +146,7 @@ def test_owlv2_encodes_a_repeated_prompt_once(owlv2_dir, monkeypatch):
     original = detector.model.owlv2.get_text_features
     monkeypatch.setattr(detector.model.owlv2, "get_text_features",
                         lambda **kwargs: encoded.append(kwargs["input_ids"].shape[0]) or original(**kwargs))
-    monkeypatch.setattr("lang_sam.families.detectors.CLASS_SETS_KEPT", 2)
+    monkeypatch.setattr("lang_sam.families.owlv2.CLASS_SETS_KEPT", 2)
     image = photo("coffee.jpg")
     first, again = (detector.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0) for _ in range(2))
     assert encoded == [2]

@@ -65,7 +65,8 @@ def test_every_subcommand_reads_the_same_settings_the_same_way(command, monkeypa
 def test_a_failed_load_is_remembered_and_other_sams_keep_serving(service_models, tmp_path, monkeypatch):
     import shutil
 
-    from lang_sam import CheckpointError, pipeline
+    from lang_sam import CheckpointError
+    from lang_sam.pipeline import langsam as pipeline
 
     checkpoints, detector = service_models
     folder = tmp_path / "checkpoints"
