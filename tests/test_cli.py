@@ -228,7 +228,7 @@ def test_thresholds_are_checked_before_settings_or_models(command, named, monkey
         raise AssertionError("settings were read (and models would load) before the thresholds were checked")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("lang_sam.interfaces.cli._settings", no_settings)
+    monkeypatch.setattr("lang_sam.interfaces.cli.common.settings", no_settings)
     assert main(command) == 2
     error = capsys.readouterr().err
     assert named in error and "Traceback" not in error and list(tmp_path.iterdir()) == []
