@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--out", "-o", type=Path, required=True, help="output folder")
     export.add_argument("--sam-type", help="vit_h, vit_l, vit_b, or NAME for NAME.pth or a transformers SAM folder NAME in the "
                         "checkpoint folder ($LANG_SAM_SAM_TYPE; default vit_h, or what --checkpoint holds)")
-    export.add_argument("--checkpoint", help="a SAM .pth or .safetensors file, a transformers SAM folder or a Hugging Face repo id "
+    export.add_argument("--checkpoint", dest="sam_checkpoint", metavar="CHECKPOINT",  # what common.settings reads
+                        help="a SAM .pth or .safetensors file, a transformers SAM folder or a Hugging Face repo id "
                         "($LANG_SAM_SAM_CHECKPOINT)")
     export.add_argument("--checkpoint-dir", help="folder with Meta's SAM .pth files and your own ($LANG_SAM_CHECKPOINTS)")
     export.add_argument("--quantize", action="store_true", help="also write decoder_quantized.onnx (int8 dynamic quantization)")
@@ -37,13 +38,12 @@ def run(args: argparse.Namespace) -> int:
     common.require("onnx", "onnx")
     from lang_sam.segmenter.build import load_sam
     from lang_sam.segmenter.onnx import check_opset, export_onnx
-    from lang_sam.settings import Settings
 
     if args.quantize:
         common.require("onnxruntime", "onnx")
     check_opset(args.opset)
     check_output_folder(args.out)  # before the model loads; export_onnx checks again for library callers
-    settings = Settings.from_environment(sam_type=args.sam_type, sam_checkpoint=args.checkpoint, checkpoint_dir=args.checkpoint_dir)
+    settings = common.settings(args)  # its device and dtype unused: the export traces float32
     name, sam = load_sam(settings.sam_type, settings.sam_checkpoint, "float32", settings.checkpoint_dir)
     paths = export_onnx(sam, args.out, quantize=args.quantize, encoder=args.encoder,
                         return_single_mask=not args.return_all_masks, opset=args.opset)
