@@ -11,7 +11,7 @@ NAME = "app"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     app = subparsers.add_parser(
-        "app",
+        NAME,
         help="open the Gradio web app",
         description="Serve the Gradio app (also: python app.py). Models load on first use, once per SAM size. "
         "Needs the app extra: pip install 'lang-sam[app]'.",

@@ -13,7 +13,7 @@ NAME = "convert"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     convert = subparsers.add_parser(
-        "convert",
+        NAME,
         help="convert SAM weights between Meta's .pth and a transformers (Hugging Face) folder",
         description="Convert SAM weights from Meta's layout (a .pth or .safetensors state dict) to a folder that "
         "transformers' SamModel.from_pretrained and SamProcessor.from_pretrained load (config.json, "

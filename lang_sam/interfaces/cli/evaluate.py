@@ -16,7 +16,7 @@ NAME = "eval"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
-        "eval",
+        NAME,
         help="measure COCO mask and box AP on a COCO dataset",
         description="Prompt with the dataset's category names and report COCO mask AP, AP50, AP75 and box AP "
         "(pycocotools), overall and per class, and in --json the precision-recall curves; --sam-only prompts SAM "

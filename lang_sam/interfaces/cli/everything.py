@@ -19,7 +19,7 @@ NAME = "everything"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     everything = subparsers.add_parser(
-        "everything",
+        NAME,
         help="segment everything in images (SAM's automatic mask generator, no prompt)",
         description="SAM prompted with a grid of points (segment-anything's automatic mask generator and its "
         "defaults). For each image, write NAME.png (every mask in its own colour) and NAME.json (COCO RLE masks "

@@ -14,7 +14,7 @@ NAME = "export-onnx"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
-        "export-onnx",
+        NAME,
         help="export SAM's prompt decoder (and encoder) to ONNX",
         description="Write OUT/decoder.onnx with segment-anything's exported interface (inputs image_embeddings, "
         "point_coords, point_labels, mask_input, has_mask_input, orig_im_size; outputs masks, iou_predictions, "

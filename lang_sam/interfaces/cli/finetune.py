@@ -14,7 +14,7 @@ NAME = "finetune"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     finetune = subparsers.add_parser(
-        "finetune",
+        NAME,
         help="fine-tune SAM's mask decoder on a COCO dataset (Lightning)",
         description="Train SAM's mask decoder on a COCO instances dataset with lightning.Trainer: the image encoder "
         "frozen (each image encoded once, its embedding cached for later runs), prompts from each object's box "

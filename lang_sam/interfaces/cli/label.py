@@ -15,7 +15,7 @@ NAME = "label"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     label = subparsers.add_parser(
-        "label",
+        NAME,
         help="label a folder of images into a COCO dataset",
         description="Label every image under IMAGES (a folder, or a URI such as s3://bucket/photos with "
         "--engine ray) with the given classes. Writes OUT/annotations.json (COCO instance segmentation: RLE "

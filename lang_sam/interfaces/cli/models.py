@@ -10,7 +10,7 @@ NAME = "models"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser(
-        "models",
+        NAME,
         help="list every model lang-sam can run",
         description="Every registry entry (SAM v1 first, then SAM 2.1, SAM-HQ, SAM 3, the detectors and the universal "
         "models) and your own files in the checkpoint folder: name (what --sam-type / --detector take), family, kind, "

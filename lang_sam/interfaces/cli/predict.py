@@ -18,7 +18,7 @@ NAME = "predict"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict = subparsers.add_parser(
-        "predict",
+        NAME,
         help="segment what a text prompt names in images",
         description="For each image, write a labelled drawing (NAME.png) and detections with COCO RLE masks "
         "(NAME.json) into the output folder, each through a temporary file renamed into place. Unreadable "

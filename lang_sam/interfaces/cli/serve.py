@@ -13,7 +13,7 @@ NAME = "serve"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
-        "serve",
+        NAME,
         help="run the LitServe API server",
         description="Serve POST /predict (multipart or JSON with base64 image; JSON or PNG answers), /embed + "
         "/decode (encode an image once, then clicks and boxes on it by image_id) and /health "

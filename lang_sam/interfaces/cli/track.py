@@ -16,7 +16,7 @@ NAME = "track"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tracking = subparsers.add_parser(
-        "track",
+        NAME,
         help="track what a text prompt names through a video",
         description="Detect the prompt's classes on the first frame and every --redetect-every frames, follow each "
         "object with SAM 2.1 video in between, and write OUT/NAME.mp4 (masks, boxes and \"#id label\" drawn in each "
