@@ -228,7 +228,7 @@ def test_thresholds_are_checked_before_settings_or_models(command, named, monkey
         raise AssertionError("settings were read (and models would load) before the thresholds were checked")
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("lang_sam.interfaces.cli._settings", no_settings)
+    monkeypatch.setattr("lang_sam.interfaces.cli.common.settings", no_settings)
     assert main(command) == 2
     error = capsys.readouterr().err
     assert named in error and "Traceback" not in error and list(tmp_path.iterdir()) == []
@@ -269,3 +269,21 @@ def test_ctrl_c_while_label_is_still_starting_is_one_line_not_a_traceback(tmp_pa
     assert loading, f"the process ended before it imported torch: {error}"
     assert process.returncode == 130 and "Traceback" not in error, error
     assert error.strip().splitlines()[-1].startswith("lang-sam: interrupted"), error
+
+
+def test_export_onnx_flags_are_settings_read_like_every_subcommand(monkeypatch, tmp_path):
+    """export-onnx's --checkpoint is the sam_checkpoint setting, read by the shared
+    common.settings: the flag wins over $LANG_SAM_SAM_CHECKPOINT, which wins over the default."""
+    from lang_sam.interfaces.cli import build_parser
+    from lang_sam.interfaces.cli.common import settings
+    from lang_sam.settings import ENVIRONMENT_VARIABLES, Settings
+
+    for variable in ENVIRONMENT_VARIABLES.values():
+        monkeypatch.delenv(variable, raising=False)
+    assert settings(build_parser().parse_args(["export-onnx", "--out", "o"])) == Settings()
+    monkeypatch.setenv("LANG_SAM_SAM_CHECKPOINT", "variable.pth")
+    monkeypatch.setenv("LANG_SAM_CHECKPOINTS", str(tmp_path))
+    args = build_parser().parse_args(["export-onnx", "--out", "o"])
+    assert settings(args) == Settings(sam_checkpoint="variable.pth", checkpoint_dir=str(tmp_path))
+    args = build_parser().parse_args(["export-onnx", "--out", "o", "--checkpoint", "flag.pth", "--sam-type", "vit_b"])
+    assert settings(args) == Settings(sam_type="vit_b", sam_checkpoint="flag.pth", checkpoint_dir=str(tmp_path))

@@ -48,7 +48,8 @@ def test_each_size_loads_once_and_unknown_sizes_are_refused(service_models):
     ["eval", "--coco", "instances.json", "--images", "photos"], ["app"], ["serve"],
 ])
 def test_every_subcommand_reads_the_same_settings_the_same_way(command, monkeypatch, tmp_path):
-    from lang_sam.interfaces.cli import _settings, build_parser
+    from lang_sam.interfaces.cli import build_parser
+    from lang_sam.interfaces.cli.common import settings as _settings
 
     environment = {"LANG_SAM_SAM_TYPE": "vit_b", "LANG_SAM_SAM_CHECKPOINT": "mine.pth", "LANG_SAM_DETECTOR": "folder",
                    "LANG_SAM_CHECKPOINTS": str(tmp_path), "LANG_SAM_DEVICE": "cpu", "LANG_SAM_DTYPE": "bfloat16"}
