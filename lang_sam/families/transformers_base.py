@@ -49,6 +49,10 @@ class TransformersAdapter(Capabilities):
         """Number of weights, as ``lang-sam models`` and describe() report it."""
         return sum(parameter.numel() for parameter in self.model.parameters())
 
+    def size_text(self) -> str:
+        """How big it is, as describe() says it."""
+        return f"{self.parameter_count() / 1e6:.1f}M parameters"
+
     def _read_model_type(self, source: str) -> str:
         """config.json's model_type, read without loading weights."""
         return config_model_type(source, self.description)

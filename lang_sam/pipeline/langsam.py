@@ -140,7 +140,7 @@ class LangSAM:
         """The SAM v1 model itself, for what only SAM v1 runs (ONNX export, SamPredictor); another
         family is an InvalidOptionError that says what to choose."""
         model = self._sam.model
-        if not isinstance(model, SamV1Segmenter):
+        if not getattr(model, "exports_onnx", False):  # SAM v1's capability alone
             raise InvalidOptionError(
                 f"{model.name} is not a SAM v1 model; ONNX export and SamPredictor run "
                 "SAM v1: choose vit_h, vit_l, vit_b or a SAM v1 checkpoint of your own."
@@ -161,9 +161,7 @@ class LangSAM:
         """What runs: segmenter name and size, detector, device and dtype (as the app, the server
         and ``lang-sam predict -v`` show it)."""
         model = self._sam.model
-        size = (f"encoder width {model.encoder_width()}" if isinstance(model, SamV1Segmenter)
-                else f"{model.parameter_count() / 1e6:.1f}M parameters")
-        runs = f"{model.name} ({size})" if self._sam.segments_text else f"SAM {model.name} ({size}) + {self.detector.name}"
+        runs = f"{model.name} ({model.size_text()})" if self._sam.segments_text else f"SAM {model.name} ({model.size_text()}) + {self.detector.name}"
         return f"{runs} on {self.device}, {str(self.dtype).removeprefix('torch.')}"
 
     @property

@@ -55,6 +55,10 @@ class SamV1Segmenter(Capabilities):
     def encoder_width(self) -> int:
         return self.sam.image_encoder.patch_embed.proj.out_channels
 
+    def size_text(self) -> str:
+        """How big it is, as describe() says it: SAM v1 sizes differ by their encoder's width."""
+        return f"encoder width {self.encoder_width()}"
+
     def preprocess(self, image: np.ndarray) -> ResizedImage:
         return ResizedImage(processing.resize_image(image), image.shape[:2])
 
