@@ -18,7 +18,7 @@ from lang_sam.detector.prompts import Caption, parse_classes, split_into_caption
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, ModelLoadError
 from lang_sam.registry import DEFAULT_DETECTOR, DETECTORS
-from lang_sam.io.weights import load_pretrained_checked, missing_hub_model_message
+from lang_sam.io.weights import config_model_type, load_pretrained_checked, load_processor, missing_hub_model_message
 from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Thresholds
 
 # config.json's model_type -> the transformers class GroundingDinoDetector runs it with
@@ -177,31 +177,6 @@ def _load(source: str, tokenizer: str | Path, processor: str | None = None):
         )
     model = load_pretrained_checked(getattr(transformers, GROUNDING_DINO_CLASSES[model_type]).from_pretrained, source, "Grounding DINO")
     return model, load_processor(processor or source, "Grounding DINO")
-
-
-def config_model_type(source: str, kind: str) -> str:
-    """config.json's model_type of a local folder or hub repo, read without loading any weights, so
-    that a loader can pick the model class (or say what else the folder holds). kind names the
-    model in errors ("Grounding DINO", "OWLv2", "detector")."""
-    from transformers import PreTrainedConfig
-
-    try:
-        config, _ = PreTrainedConfig.get_config_dict(source)
-    except OSError as error:
-        raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
-    if not config.get("model_type"):
-        raise ModelLoadError(
-            f"{source} has no config.json naming a model_type, so it is not a {kind} model in transformers "
-            "format: give a folder written by save_pretrained (config.json, weights, processor files) or a hub repo id."
-        )
-    return config["model_type"]
-
-
-def load_processor(source: str, kind: str):
-    """The image processor and tokenizer saved in a folder or repo (a model's, or one of its own)."""
-    from transformers import AutoProcessor
-
-    return load_pretrained_checked(AutoProcessor.from_pretrained, source, kind)
 
 
 def _prepare(model, device: torch.device, dtype: torch.dtype):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from lang_sam.detector.grounding_dino import GroundingDinoDetector, config_model_type
+from lang_sam.detector.grounding_dino import GroundingDinoDetector
+from lang_sam.io.weights import config_model_type
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import ModelLoadError
 from lang_sam.families.base import ConceptTracker, Segmenter, TextSegmenter, VideoSegmenter

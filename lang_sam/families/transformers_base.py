@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from lang_sam.detector.grounding_dino import config_model_type
+from lang_sam.io.weights import config_model_type
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import ModelLoadError
 from lang_sam.vocabulary.capabilities import Capabilities

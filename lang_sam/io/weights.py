@@ -265,3 +265,28 @@ def hub_access_refused(error: BaseException) -> bool:
 def _first_line(error: BaseException) -> str:
     """The error's type and the first line of its message, to end a message of ours with."""
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+def config_model_type(source: str, kind: str) -> str:
+    """config.json's model_type of a local folder or hub repo, read without loading any weights, so
+    that a loader can pick the model class (or say what else the folder holds). kind names the
+    model in errors ("Grounding DINO", "OWLv2", "detector")."""
+    from transformers import PreTrainedConfig
+
+    try:
+        config, _ = PreTrainedConfig.get_config_dict(source)
+    except OSError as error:
+        raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
+    if not config.get("model_type"):
+        raise ModelLoadError(
+            f"{source} has no config.json naming a model_type, so it is not a {kind} model in transformers "
+            "format: give a folder written by save_pretrained (config.json, weights, processor files) or a hub repo id."
+        )
+    return config["model_type"]
+
+
+def load_processor(source: str, kind: str):
+    """The image processor and tokenizer saved in a folder or repo (a model's, or one of its own)."""
+    from transformers import AutoProcessor
+
+    return load_pretrained_checked(AutoProcessor.from_pretrained, source, kind)
