@@ -8,18 +8,24 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from lang_sam.everything import EverythingLabeler, everything_json, name_detections, records_from_json, segment_everything
+from lang_sam.everything import (
+    EverythingLabeler,
+    everything_json,
+    name_detections,
+    records_from_json,
+    segment_everything,
+)
 from lang_sam.segmenter import SamAutomaticMaskGenerator
 from tests.conftest import synthetic_image
 
 IMAGE = synthetic_image(96, 128, seed=7)
-ALL_MASKS = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+ALL_MASKS = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
 CONFIGURATIONS = {
     "all masks": ALL_MASKS,
-    "filters and nms": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.7),
-    "crops and small regions": dict(points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0,
-                                    crop_n_layers=1, crop_nms_thresh=1.0, min_mask_region_area=30),
-    "nothing kept": dict(points_per_side=2, pred_iou_thresh=1.0),
+    "filters and nms": {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 0.7},
+    "crops and small regions": {"points_per_side": 2, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0,
+                                    "crop_n_layers": 1, "crop_nms_thresh": 1.0, "min_mask_region_area": 30},
+    "nothing kept": {"points_per_side": 2, "pred_iou_thresh": 1.0},
 }
 
 
