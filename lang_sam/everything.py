@@ -1,48 +1,87 @@
-"""Segment-everything mode: the automatic mask generator's records named, drawn and exported.
+"""Segment-everything mode: the automatic mask generator's Detections named, drawn and exported.
 
 The generator itself is segment-anything's, in ``lang_sam.segmenter.automatic_mask_generator``,
-run on any promptable segmenter (SAM v1, SAM 2.1, SAM-HQ); this module names its masks (optional:
-the class that holds most of each mask's pixels in a universal model's semantic map, as Semantic
-Segment Anything does) and turns the records (with binary masks) into what users keep: a drawing
-where each mask has its own colour, and JSON with COCO RLE masks and every record field.
+run on any promptable segmenter (SAM v1, SAM 2.1, SAM-HQ); ``segment_everything`` is lang-sam's
+entry: the generator's masks as Detections, named when a universal model is given (the class that
+holds most of each mask's pixels in its semantic map, as Semantic Segment Anything does). This
+module turns them into what users keep: a drawing where each mask has its own colour, and JSON
+with COCO RLE masks and segment-anything's record fields.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from lang_sam.geometry import mask_to_box
 from lang_sam.results import decode_rle, encode_rles
+from lang_sam.segmenter.automatic_mask_generator import OBJECT
+from lang_sam.vocabulary.detections import Detections
 
-RECORD_FIELDS = ("area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box")
-LABEL_FIELDS = ("label", "label_share")
-OBJECT = "object"  # the class of every mask when no universal model names them
+__all__ = ["OBJECT", "EverythingLabeler", "draw_everything", "everything_json", "name_detections", "records_from_json",
+           "segment_everything"]
+
+LABEL_SHARE = "label_share"  # data key of named detections: the share of the mask's pixels of its class
 
 
-def name_masks(records: list[dict[str, Any]], image: np.ndarray, segmenter) -> list[dict[str, Any]]:
-    """The records with "label" (the class of a UniversalSegmenter's semantic map holding most of
-    the mask's pixels) and "label_share" (the share of the mask's pixels of that class)."""
+def segment_everything(image: np.ndarray, generator, namer=None,
+                       progress: Callable[[int, int], None] | None = None) -> Detections:
+    """The generator's masks of an (H, W, 3) uint8 image as Detections (its order and fields, see
+    candidates_to_detections), named by namer (a UniversalSegmenter) when given. progress: generate's."""
+    found = generator.detections(image, progress=progress)
+    return found if namer is None else name_detections(found, image, namer)
+
+
+def name_detections(detections: Detections, image: np.ndarray, segmenter) -> Detections:
+    """The detections with the classes of a UniversalSegmenter: each mask's class the one of its
+    semantic map holding most of the mask's pixels, data["label_share"] (N,) float64 that share,
+    rounded to 6 decimals as the JSON has always written it."""
     from lang_sam.families.universal import vote_labels
 
-    if not records:
-        return []
-    class_map = segmenter.semantic_map(image)
-    winners, shares = vote_labels(np.stack([r["segmentation"] for r in records]), class_map)
-    return [{**record, "label": segmenter.labels[int(winner)], "label_share": round(float(share), 6)}
-            for record, winner, share in zip(records, winners, shares)]
+    if not len(detections):
+        return detections
+    winners, shares = vote_labels(detections.dense_masks(), segmenter.semantic_map(image))
+    return Detections(
+        xyxy=detections.xyxy, image_size=detections.image_size, masks=detections.masks,
+        box_scores=detections.box_scores, mask_scores=detections.mask_scores,
+        class_ids=np.asarray(winners, dtype=np.int64), classes=tuple(segmenter.labels),
+        data={**detections.data, LABEL_SHARE: np.array([round(float(share), 6) for share in shares])},
+    )
 
 
-def everything_json(records: list[dict[str, Any]], image_size: tuple[int, int]) -> dict[str, Any]:
-    """Image size, then per mask (largest first, as drawn): its COCO RLE and the record's fields."""
-    height, width = image_size
-    masks = []
-    for record in sorted(records, key=lambda r: -r["area"]):
-        masks.append({"segmentation": encode_rles(record["segmentation"][None])[0],
-                      **{name: record[name] for name in RECORD_FIELDS + LABEL_FIELDS if name in record}})
-    return {"image": {"height": height, "width": width}, "masks": masks}
+def largest_first(detections: Detections) -> Detections:
+    """The detections ordered by mask area, largest first (ties kept in their order), as drawn and written."""
+    return detections[np.argsort(-detections.data["area"], kind="stable")]
+
+
+def everything_json(detections: Detections) -> dict[str, Any]:
+    """Image size, then per mask (largest first, as drawn): its COCO RLE and segment-anything's
+    record fields (bbox XYWH inclusive), with label and label_share when the masks were named."""
+    height, width = detections.image_size
+    ordered = largest_first(detections)
+    return {"image": {"height": height, "width": width},
+            "masks": [_written(ordered, index) for index in range(len(ordered))]}
+
+
+def _written(detections: Detections, index: int) -> dict[str, Any]:
+    """One mask of everything_json: the fields of segment-anything's record, in its order."""
+    data = detections.data
+    x0, y0, x1, y1 = (int(value) for value in detections.xyxy[index])
+    area = int(data["area"][index])
+    written = {
+        "segmentation": encode_rles(np.asarray(detections.masks[index])[None])[0],
+        "area": area,
+        "bbox": [x0, y0, x1 - x0 - 1, y1 - y0 - 1] if area else [0, 0, 0, 0],  # segment-anything's inclusive box
+        "predicted_iou": float(detections.mask_scores[index]),
+        "point_coords": [data["point_coords"][index].tolist()],
+        "stability_score": float(data["stability_score"][index]),
+        "crop_box": data["crop_box"][index].tolist(),
+    }
+    if LABEL_SHARE in data:
+        written.update(label=detections.labels[index], label_share=float(data[LABEL_SHARE][index]))
+    return written
 
 
 def records_from_json(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -50,31 +89,30 @@ def records_from_json(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**written, "segmentation": decode_rle(written["segmentation"])} for written in payload["masks"]]
 
 
-def draw_everything(image: np.ndarray, records: list[dict[str, Any]]) -> np.ndarray:
+def draw_everything(image: np.ndarray, detections: Detections) -> np.ndarray:
     """(H, W, 3) uint8 drawing: every mask filled in its own colour, largest first so that the
     small ones stay visible, with its outline, and its label when the masks were named. The input
     is never changed."""
     import supervision as sv
 
     scene = Image.fromarray(image.copy())
-    if not records:
+    if not len(detections):
         return np.asarray(scene)
-    ordered = sorted(records, key=lambda r: -r["area"])
-    masks = np.stack([r["segmentation"] for r in ordered])
-    detections = sv.Detections(xyxy=sv.mask_to_xyxy(masks).astype(np.float32), mask=masks,
-                               class_id=np.arange(len(ordered)))
-    scene = sv.MaskAnnotator(opacity=0.5, color_lookup=sv.ColorLookup.INDEX).annotate(scene, detections)
-    scene = sv.PolygonAnnotator(thickness=1, color_lookup=sv.ColorLookup.INDEX).annotate(scene, detections)
-    if all("label" in r for r in ordered):
-        labels = [f"{r['label']} {r['label_share']:.2f}" for r in ordered]
+    ordered = largest_first(detections)
+    masks = ordered.dense_masks()
+    drawn = sv.Detections(xyxy=sv.mask_to_xyxy(masks).astype(np.float32), mask=masks, class_id=np.arange(len(ordered)))
+    scene = sv.MaskAnnotator(opacity=0.5, color_lookup=sv.ColorLookup.INDEX).annotate(scene, drawn)
+    scene = sv.PolygonAnnotator(thickness=1, color_lookup=sv.ColorLookup.INDEX).annotate(scene, drawn)
+    if LABEL_SHARE in ordered.data:
+        labels = [f"{label} {share:.2f}" for label, share in zip(ordered.labels, ordered.data[LABEL_SHARE])]
         scene = sv.LabelAnnotator(text_scale=0.4, text_padding=2, color_lookup=sv.ColorLookup.INDEX,
-                                  text_position=sv.Position.CENTER_OF_MASS).annotate(scene, detections, labels=labels)
+                                  text_position=sv.Position.CENTER_OF_MASS).annotate(scene, drawn, labels=labels)
     return np.asarray(scene)
 
 
 class EverythingLabeler:
     """The models of segment-everything mode (``lang-sam everything``, and ``label --everything`` in
-    place of LangSAM): records of an image, named when a universal model is set; for labeling,
+    place of LangSAM): Detections of an image, named when a universal model is set; for labeling,
     prepare (decode) an image, then its masks as label records (LangSAMResult.to_json's detections:
     label, score = predicted IoU, mask_score = stability score, pixel-edge xyxy box of the mask, COCO RLE mask). Labels:
     the universal model's vote, or "object"."""
@@ -110,18 +148,17 @@ class EverythingLabeler:
 
         return load_image(image)
 
-    def records(self, image: np.ndarray, progress=None) -> list[dict[str, Any]]:
-        """The generator's records of an image (progress: generate's callback), named if a namer is set."""
-        records = self.generator.generate(image, progress=progress)
-        return name_masks(records, image, self.namer) if self.namer is not None else records
+    def detections(self, image: np.ndarray, progress=None) -> Detections:
+        """segment_everything of an image on this generator and namer (progress: generate's callback)."""
+        return segment_everything(image, self.generator, self.namer, progress)
 
     def label(self, image: np.ndarray) -> dict[str, Any]:
         """{"image": size, "detections": [...]} for one prepared image, largest mask first."""
-        records = self.records(image)
-        detections = []
-        for record in sorted(records, key=lambda r: -r["area"]):
-            box = mask_to_box(record["segmentation"])  # pixel-edge xyxy, as every lang-sam box (not the record's inclusive bbox)
-            detections.append({"label": record.get("label", OBJECT), "score": round(record["predicted_iou"], 6),
-                               "mask_score": round(record["stability_score"], 6), "box": [round(float(v), 3) for v in box],
-                               "mask": encode_rles(record["segmentation"][None])[0]})
+        found = largest_first(self.detections(image))
+        detections = [
+            {"label": label, "score": round(float(score), 6), "mask_score": round(float(stability), 6),
+             "box": [round(float(v), 3) for v in box], "mask": encode_rles(np.asarray(found.masks[index])[None])[0]}
+            for index, (label, score, stability, box) in enumerate(
+                zip(found.labels, found.box_scores, found.data["stability_score"], found.xyxy))
+        ]
         return {"image": {"height": image.shape[0], "width": image.shape[1]}, "detections": detections}

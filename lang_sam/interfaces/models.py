@@ -26,6 +26,7 @@ from lang_sam.results import LangSAMResult
 from lang_sam.segmenter.sam import ImageEmbedding
 from lang_sam.settings import Settings
 from lang_sam.video.tracker import open_and_track
+from lang_sam.vocabulary.detections import Detections
 
 
 def served_detectors(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
@@ -201,18 +202,17 @@ class ModelPool:
             return pipeline.predict(images, prompts, **options)
 
     def everything(self, image, sam_type: str | None = None, progress=None, semantic: str | None = None,
-                   **generator_options) -> list[dict]:
-        """SamAutomaticMaskGenerator(**generator_options) on the segmenter of sam_type (SAM v1, SAM 2.1,
-        SAM-HQ; SAM 3 is refused): segment-anything's records, binary masks, named (label, label_share)
-        by the served semantic model when given; one call at a time, like predict. progress: generate's callback."""
-        from lang_sam.everything import name_masks
+                   **generator_options) -> Detections:
+        """segment_everything with SamAutomaticMaskGenerator(**generator_options) on the segmenter of
+        sam_type (SAM v1, SAM 2.1, SAM-HQ; SAM 3 is refused): Detections, named by the served semantic
+        model when given; one call at a time, like predict. progress: generate's callback."""
+        from lang_sam.everything import segment_everything
         from lang_sam.segmenter import SamAutomaticMaskGenerator
 
         namer = None if semantic is None else self._namer(self.check_semantic(semantic))
         generator = SamAutomaticMaskGenerator(self.get(sam_type).segmenter, **generator_options)
         with self._predicting:
-            records = generator.generate(image, progress=progress)
-            return records if namer is None else name_masks(records, image, namer)
+            return segment_everything(image, generator, namer, progress)
 
     def video_segmenter(self, sam_type: str | None = None) -> VideoSegmenter | ConceptTracker:
         """The video model of sam_type (SAM 2.1 or SAM 3; default: the first such entry this pool

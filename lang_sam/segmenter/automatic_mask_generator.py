@@ -27,11 +27,13 @@ from lang_sam.geometry import masks_to_boxes
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.adapter import SamV1Segmenter
 from lang_sam.segmenter.sam import Sam
+from lang_sam.vocabulary.detections import Detections
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 EDGE_TOLERANCE = 20.0  # pixels: a box this close to a crop's inner edge was cut by the crop
 UPSCALE_CHUNK = 16  # masks taken to full resolution at once
 SEGMENTER_METHODS = ("preprocess", "embed", "decode", "upscale_logits")  # what the generator calls
+OBJECT = "object"  # the one class of the generator's Detections (a universal model may name them later)
 
 
 class SamAutomaticMaskGenerator:
@@ -41,7 +43,8 @@ class SamAutomaticMaskGenerator:
     (SAM v1, SAM 2.1, SAM-HQ as load_segmenter gives them); None checks the options alone (the CLI
     does, before a model loads). The other arguments and defaults are the reference's;
     ``generate(image)`` returns its records: segmentation (per output_mode), area, bbox (XYWH,
-    inclusive), predicted_iou, point_coords, stability_score, crop_box (XYWH).
+    inclusive), predicted_iou, point_coords, stability_score, crop_box (XYWH); ``detections(image)``
+    the same masks as lang-sam's Detections.
     """
 
     def __init__(
@@ -100,10 +103,20 @@ class SamAutomaticMaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
 
-    @torch.inference_mode()
     def generate(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-        """The masks of an (H, W, 3) uint8 RGB image, as records (see the class). progress, if
-        given, is called with (point batches done, point batches in all) as the work goes on."""
+        """The masks of an (H, W, 3) uint8 RGB image, as segment-anything's records (see the class).
+        progress, if given, is called with (point batches done, point batches in all) as the work goes on."""
+        found = self._search(image, progress)
+        return [self._record(found, index) for index in range(len(found))]
+
+    def detections(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> Detections:
+        """The masks of an (H, W, 3) uint8 RGB image as Detections, in generate's order (one object
+        per record, whatever output_mode): see candidates_to_detections. progress: as generate's."""
+        return candidates_to_detections(self._search(image, progress), image.shape[:2])
+
+    @torch.inference_mode()
+    def _search(self, image: np.ndarray, progress: Callable[[int, int], None] | None) -> Candidates:
+        """The masks that pass every filter, in the reference's order."""
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise InvalidImageError(f"generate takes an (H, W, 3) uint8 RGB array, got a {described}.")
@@ -127,7 +140,7 @@ class SamAutomaticMaskGenerator:
             found = found.select(_nms(found.boxes, 1.0 / torch.tensor(crop_areas, dtype=torch.float32), self.crop_nms_thresh))
         if self.min_mask_region_area > 0 and len(found):
             found = remove_small_regions(found, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh))
-        return [self._record(found, index) for index in range(len(found))]
+        return found
 
     def _crop_candidates(self, image: np.ndarray, crop: list[int], layer: int, step: Callable[[], None]) -> Candidates:
         if self.segmenter is None:
@@ -196,6 +209,35 @@ class SamAutomaticMaskGenerator:
             "stability_score": found.stability_scores[index],
             "crop_box": [cx0, cy0, cx1 - cx0, cy1 - cy0],
         }
+
+
+def candidates_to_detections(found: Candidates, image_size: tuple[int, int]) -> Detections:
+    """The generator's masks as Detections of one class, OBJECT: masks a supervision CompactMask
+    (transcoded from the COCO RLE the generator already holds, so hundreds of masks never stand as
+    one (N, H, W) array), xyxy the masks' pixel-edge boxes (lang_sam.geometry's), mask_scores and
+    box_scores both the predicted IoU (the only score of a mask with no box prompt: the labeling
+    JSON's "score" has always been it), and data: "area" (N,) int64 pixels, "stability_score" (N,)
+    float32, "point_coords" (N, 2) float64 image-pixel xy of the prompting point, "crop_box" (N, 4)
+    int64 XYWH of the crop it was found in (the records' fields and frames, lossless)."""
+    from pycocotools import mask as mask_utils
+    from supervision.detection.compact_mask import CompactMask
+
+    count = len(found)
+    area = np.asarray(mask_utils.area(found.rles), dtype=np.int64).reshape(count)
+    inclusive = found.boxes.numpy().astype(np.float32).reshape(count, 4)
+    held = (area > 0)[:, None]
+    crops = np.asarray(found.crop_boxes, dtype=np.int64).reshape(count, 4)
+    iou = np.asarray(found.predicted_ious, dtype=np.float32)
+    return Detections(
+        xyxy=np.where(held, inclusive + [0, 0, 1, 1], 0),
+        image_size=image_size,
+        masks=CompactMask.from_coco_rle(found.rles, np.where(held, inclusive, [0, 0, -1, -1]), image_size),  # sv's inclusive boxes
+        box_scores=iou, mask_scores=iou,
+        class_ids=np.zeros(count, np.int64), classes=(OBJECT,),
+        data={"area": area, "stability_score": np.asarray(found.stability_scores, dtype=np.float32),
+              "point_coords": np.asarray(found.points, dtype=np.float64).reshape(count, 2),
+              "crop_box": np.concatenate([crops[:, :2], crops[:, 2:] - crops[:, :2]], axis=1)},
+    )
 
 
 def as_segmenter(model: Sam | Any) -> Any:

@@ -271,7 +271,7 @@ def test_the_pool_of_the_app_and_server_segments_everything_with_the_family(fami
     found = pool.everything(IMAGE, family_dir.name, **options)
     expected = SamAutomaticMaskGenerator(segmenter, **options).generate(IMAGE)
     assert len(found) == len(expected) > 0
-    assert all(np.array_equal(a["segmentation"], b["segmentation"]) for a, b in zip(found, expected))
+    assert all(np.array_equal(a, b["segmentation"]) for a, b in zip(found.dense_masks(), expected))
 
 
 @pytest.fixture(scope="module")

@@ -75,9 +75,8 @@ class LocalBackend:
         if semantic:  # loaded before the generator starts
             progress(0.0, desc=f"Loading {semantic} (downloaded on first use)")
 
-        records = self.pool.everything(image, sam_type, progress=batches, semantic=semantic, **options)
-        return draw_everything(image, records), self.pool.describe(sam_type, semantic=semantic), \
-            everything_json(records, image.shape[:2])
+        found = self.pool.everything(image, sam_type, progress=batches, semantic=semantic, **options)
+        return draw_everything(image, found), self.pool.describe(sam_type, semantic=semantic), everything_json(found)
 
     def track(self, video_path, prompt, sam_type, options, out, progress):
         from lang_sam.video.frames import VideoFrames

@@ -67,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            records = models.records(image, progress=advance)
-        payload = {"file": path.name, **everything_json(records, image.shape[:2])}
-        write_outputs(args.out / outputs[path], draw_everything(image, records), payload)
-        print(f"lang-sam: {path}: {len(records)} masks", file=sys.stderr)
+            found = models.detections(image, progress=advance)
+        payload = {"file": path.name, **everything_json(found)}
+        write_outputs(args.out / outputs[path], draw_everything(image, found), payload)
+        print(f"lang-sam: {path}: {len(found)} masks", file=sys.stderr)
     print(f"lang-sam: {len(images) - failures} of {len(images)} images written to {args.out}", file=sys.stderr)
     return 1 if failures else 0

@@ -27,6 +27,7 @@ from lang_sam.interfaces.server.validation import (
 from lang_sam.pipeline import image_key
 from lang_sam.results import LangSAMResult
 from lang_sam.settings import Settings
+from lang_sam.vocabulary.detections import Detections
 
 PREDICT_PATH = "/predict"
 LOGGER = logging.getLogger("lang_sam.server")
@@ -128,7 +129,7 @@ class LangSAMAPI(ls.LitAPI):
             from lang_sam.everything import draw_everything, everything_json
 
             draw = partial(draw_everything, request.image, result)  # drawn only when asked for
-            answer = {"model": model, **everything_json(result, request.image.shape[:2])}
+            answer = {"model": model, **everything_json(result)}
         else:
             draw = partial(draw_image, request.image, result)
             answer = response_json(result, model)
@@ -184,8 +185,8 @@ def predict_batch(pool: ModelPool, inputs: list, store: EmbeddingStore, files: S
     return outputs
 
 
-def _everything(pool: ModelPool, request: EverythingRequest, files: ServerFiles | None) -> list[dict]:
-    """The generator's records; RequestCancelled at the first point batch after its client left."""
+def _everything(pool: ModelPool, request: EverythingRequest, files: ServerFiles | None) -> Detections:
+    """The generator's Detections; RequestCancelled at the first point batch after its client left."""
     def stop_if_cancelled(done: int, total: int) -> None:
         if files is not None and files.cancelled(request.token):
             LOGGER.info("lang-sam: a mode=everything client left after %d of %d point batches; its work stopped", done, total)
