@@ -1,7 +1,7 @@
-"""Text-prompted segmentation as a composition: LangSAM (langsam.py) runs a detector and a segmenter
-over PreparedImages (prepared.py), keeps embeddings (cache.py), turns boxes and clicks into
-ObjectPrompts (prompts.py) and decodes them into Detections (segment.py); lang-segment-anything's
-argument names live in compat.py."""
+"""Text-prompted segmentation as a composition: LangSAM (langsam.py) runs the models it holds
+(models.py: a segmenter with its embeddings and a detector, cache.py) over PreparedImages
+(prepared.py), turns boxes and clicks into ObjectPrompts (prompts.py) and decodes them into
+Detections (segment.py); lang-segment-anything's argument names live in compat.py."""
 
 from lang_sam.pipeline.cache import EmbeddingCache
 from lang_sam.pipeline.langsam import LangSAM

@@ -10,29 +10,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from lang_sam.detector import DEFAULT_DETECTOR
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError
-from lang_sam.families.base import Detector, Segmenter, TextSegmenter
-from lang_sam.families.loading import load_segmenter
+from lang_sam.families.base import Detector
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.pipeline import compat
-from lang_sam.pipeline.cache import EmbeddingCache, LazyDetector, LoadedSam
+from lang_sam.pipeline.cache import LazyDetector
+from lang_sam.pipeline.models import PipelineModels
 from lang_sam.pipeline.prepared import PreparedImage, prepare_for_segmenter
 from lang_sam.pipeline.prompts import check_user_prompts, name_prompts
 from lang_sam.pipeline.segment import segment_objects, segment_text
 from lang_sam.results import LangSAMResult
-from lang_sam.segmenter.adapter import SamV1Segmenter
-from lang_sam.segmenter.sam import Sam
 from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Thresholds
 
 if TYPE_CHECKING:
     from lang_sam.settings import Settings
 
 
-class LangSAM:
+class LangSAM(PipelineModels):
     """Text-prompted segmentation: ``LangSAM().predict(image, "car, wheel")``.
 
     sam_type: "vit_h", "vit_l", "vit_b", a SAM 2.1 / SAM-HQ name ("sam2.1-hiera-tiny",
@@ -78,74 +75,11 @@ class LangSAM:
         self._detector = LazyDetector(detector, gdino_processor_ckpt_path, self.device, self.dtype)
         self.set_sam(sam_type, sam_checkpoint)  # SAM errors (size, weights) come before the detector loads
 
-    def set_sam(self, sam_type: str | None = None, sam_checkpoint: str | Path | None = None) -> None:
-        """Load another segmenter (by name, or the one a checkpoint holds); predictions already
-        running finish on the one they started with. The detector loads with the first segmenter
-        that needs one (not with SAM 3)."""
-        segmenter = load_segmenter(sam_type, sam_checkpoint, self.device, self.dtype, self.checkpoint_dir)
-        if not isinstance(segmenter, TextSegmenter):
-            _ = self.detector
-        self._use_segmenter(segmenter)
-
-    @property
-    def detector(self) -> Detector:
-        """The detector, loaded on first use (a pipeline on SAM 3 alone never loads one)."""
-        return self._detector.get()
-
     @classmethod
     def from_settings(cls, settings: Settings) -> LangSAM:
         """The pipeline the settings name (as every lang-sam command builds it)."""
         return cls(settings.sam_type, settings.sam_checkpoint, settings.detector, device=settings.device,
                    dtype=settings.dtype, checkpoint_dir=settings.checkpoint_dir)
-
-    @classmethod
-    def from_parts(
-        cls, sam: Sam | Segmenter | TextSegmenter, detector: Detector | None, sam_type: str = "custom",
-        embedding_cache_size: int = 4,
-    ) -> LangSAM:
-        """A pipeline around an already built SAM (any encoder size, e.g. fine-tuned) or segmenter
-        adapter, and detector (None with a text segmenter); it runs on the detector's device and
-        dtype, else the segmenter's."""
-        pipeline = cls.__new__(cls)
-        pipeline.embedding_cache_size = max(1, embedding_cache_size)
-        pipeline.checkpoint_dir = None
-        reference = detector if detector is not None else sam
-        if isinstance(reference, Sam):
-            reference = SamV1Segmenter(reference, sam_type)
-        pipeline.device, pipeline.dtype = reference.device, reference.dtype
-        pipeline._detector = LazyDetector(detector if detector is not None else DEFAULT_DETECTOR, None, pipeline.device, pipeline.dtype)
-        segmenter = SamV1Segmenter(sam.to(pipeline.device), sam_type) if isinstance(sam, Sam) else sam
-        pipeline._use_segmenter(segmenter)
-        return pipeline
-
-    def _use_segmenter(self, segmenter: Segmenter | TextSegmenter) -> None:
-        self._sam = LoadedSam(segmenter, EmbeddingCache(self.embedding_cache_size))
-
-    @property
-    def sam_type(self) -> str:
-        return self._sam.model.name
-
-    @property
-    def segments_text(self) -> bool:
-        """Whether the segmenter takes the text prompt itself (SAM 3): then no detector runs."""
-        return self._sam.segments_text
-
-    @property
-    def segmenter(self) -> Segmenter | TextSegmenter:
-        """The segmenter adapter now in use (lang_sam.families)."""
-        return self._sam.model
-
-    @property
-    def sam(self) -> Sam:
-        """The SAM v1 model itself, for what only SAM v1 runs (ONNX export, SamPredictor); another
-        family is an InvalidOptionError that says what to choose."""
-        model = self._sam.model
-        if not getattr(model, "exports_onnx", False):  # SAM v1's capability alone
-            raise InvalidOptionError(
-                f"{model.name} is not a SAM v1 model; ONNX export and SamPredictor run "
-                "SAM v1: choose vit_h, vit_l, vit_b or a SAM v1 checkpoint of your own."
-            )
-        return model.sam
 
     def track(self, video, prompt: str, video_segmenter=None, **options):
         """Track what prompt names through a video, one lang_sam.families.base.TrackedFrame per frame
@@ -157,43 +91,11 @@ class LangSAM:
 
         return open_and_track(video, prompt, lambda: self.detector, video_segmenter, self.device, self.dtype, **options)
 
-    def describe(self) -> str:
-        """What runs: segmenter name and size, detector, device and dtype (as the app, the server
-        and ``lang-sam predict -v`` show it)."""
-        model = self._sam.model
-        runs = f"{model.name} ({model.size_text()})" if self._sam.segments_text else f"SAM {model.name} ({model.size_text()}) + {self.detector.name}"
-        return f"{runs} on {self.device}, {str(self.dtype).removeprefix('torch.')}"
-
-    @property
-    def embeddings(self) -> EmbeddingCache:
-        """The current segmenter's embedding cache."""
-        return self._sam.embeddings
-
-    def prepare(self, image: ImageInput) -> PreparedImage:
-        """Decode the image and resize it for the segmenter and for the detector; safe to call from
-        other threads while predict runs (nothing here touches a model)."""
-        array = load_image(image)
-        prepared = prepare_for_segmenter(self._sam.model, array)
-        if self._sam.segments_text:
-            return prepared
-        return PreparedImage(prepared.original_size, prepared.segmenter_input, prepared.family,
-                             self.detector.preprocess(Image.fromarray(array)), prepared.key)
-
     def embed(self, image: ImageInput | PreparedImage) -> Any:
         """The segmenter's embedding of one image, kept in the embedding cache under its image_key,
         so that predict on the same image skips the image encoder; decode answers clicks against it."""
         loaded = self._promptable("embed")
         return self._embedding(loaded, image if isinstance(image, PreparedImage) else prepare_for_segmenter(loaded.model, load_image(image)))
-
-    def _promptable(self, what: str) -> LoadedSam:
-        """The loaded segmenter, when it takes clicks and boxes (SAM 3 here takes text only)."""
-        loaded = self._sam
-        if loaded.segments_text:
-            raise InvalidPromptError(
-                f"{loaded.model.name} segments text prompts; {what} needs a promptable segmenter (vit_h, vit_l, vit_b, "
-                "sam2.1-hiera-*, sam-hq-vit-*)."
-            )
-        return loaded
 
     def decode(self, embedding: Any, points=None, point_labels=None, boxes=None, mask_input=None,
                multimask_output: bool | None = None, label: str = "object") -> LangSAMResult:
@@ -207,14 +109,6 @@ class LangSAM:
         user = check_user_prompts(points, point_labels, boxes, mask_input, embedding.original_size)
         objects = name_prompts(None, user, label)
         return LangSAMResult.of(segment_objects(loaded.model, lambda: embedding, objects, embedding.original_size, multimask_output))
-
-    def _embedding(self, loaded: LoadedSam, image: PreparedImage) -> Any:
-        if image.family != loaded.model.family:
-            raise InvalidOptionError(
-                f"This image was prepared for a {image.family} model, but {loaded.model.name} is {loaded.model.family}; "
-                "prepare it again with this pipeline (LangSAM.prepare)."
-            )
-        return loaded.embeddings.get_or_encode(image.key, lambda: loaded.model.embed(image.segmenter_input))
 
     @compat.old_predict_names
     def predict(

@@ -67,7 +67,7 @@ def test_a_failed_load_is_remembered_and_other_sams_keep_serving(service_models,
     import shutil
 
     from lang_sam import CheckpointError
-    from lang_sam.pipeline import langsam as pipeline
+    from lang_sam.pipeline import models as pipeline
 
     checkpoints, detector = service_models
     folder = tmp_path / "checkpoints"
