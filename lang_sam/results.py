@@ -1,6 +1,6 @@
-"""LangSAMResult: lang-segment-anything's view of the Detections in one image (the v1 tuple, the
-v0.2.x dicts and today's attribute names), and the exports every result has (supervision
-Detections, COCO RLE, JSON)."""
+"""LangSAMResult: the Detections of one image in lang-segment-anything's shape (the v1 tuple, the
+v0.2.x dicts and today's attribute names), converting to and from Detections without copying
+arrays, and the exports every result has (supervision Detections, COCO RLE, JSON)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ CANDIDATE_SCORES_KEY = "candidate_scores"
 
 @dataclass
 class LangSAMResult:
-    """Detections and masks in one image, highest score first: lang-segment-anything's view of one
-    Detections (``detections`` is that Detections; ``LangSAMResult.of(detections)`` the view of one).
+    """Detections and masks in one image, highest score first, in lang-segment-anything's shape:
+    ``LangSAMResult.of(detections)`` makes one of Detections and ``result.detections`` gives them back
+    (checked again; the arrays are shared, not copied).
 
     Code written for lang-segment-anything runs unchanged: it unpacks and indexes like v1's
     ``masks, boxes, phrases, logits`` and reads like v0.2.x's dicts (``result["masks"]``); the
@@ -46,8 +47,8 @@ class LangSAMResult:
 
     @classmethod
     def of(cls, detections: Detections) -> LangSAMResult:
-        """The view of Detections with dense masks, mask scores and class ids (as LangSAM makes them):
-        its arrays, not copies."""
+        """The result holding these Detections' arrays (not copies); they need masks, mask scores and
+        class ids, as LangSAM makes them."""
         data = detections.data
         return cls(
             masks=detections.dense_masks(), boxes=detections.xyxy, phrases=detections.labels, logits=detections.box_scores,
@@ -103,8 +104,11 @@ class LangSAMResult:
         return {"masks": self.masks, "boxes": self.boxes, "scores": self.logits, "labels": self.phrases, "mask_scores": self.mask_scores}
 
     def to_supervision(self):
-        """supervision.Detections with masks, class ids, confidences, class names and mask scores."""
-        return replace(self.detections, data={}).to_supervision()
+        """supervision.Detections with masks, class ids, confidences, class names and mask scores, and no
+        metadata (as lang-sam has always given it, so that supervision's merge joins any of them)."""
+        converted = replace(self.detections, data={}).to_supervision()
+        converted.metadata = {}
+        return converted
 
     def to_coco_rle(self) -> list[dict]:
         """COCO RLE of each mask (size [H, W], counts as a string), as pycocotools reads them."""

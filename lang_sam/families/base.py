@@ -72,10 +72,6 @@ class Segmenter(Protocol):
     def parameter_count(self) -> int:
         """Number of weights, as ``lang-sam models`` and describe() report it."""
 
-    def size_text(self) -> str:
-        """How big it is, in the words LangSAM.describe() uses (e.g. "12.3M parameters")."""
-
-
 @dataclass(frozen=True)
 class TextSegments:
     """A text segmenter's answer for one image: the detections (boxes, scores, class ids into the
@@ -101,10 +97,6 @@ class TextSegmenter(Protocol):
         """For each (H, W, 3) uint8 image, the instances of each of its classes scoring above
         box_threshold (as the model's own post-processing keeps them); labels are exactly the given
         class names."""
-
-    def size_text(self) -> str:
-        """How big it is, in the words LangSAM.describe() uses."""
-
 
 @runtime_checkable
 class Detector(Protocol):

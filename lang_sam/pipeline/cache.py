@@ -1,5 +1,5 @@
-"""What a pipeline holds between calls: its segmenter with the embeddings of recent images (so that a
-new prompt on one skips the image encoder), and its detector, loaded on first use."""
+"""The embeddings a pipeline keeps, with the segmenter that made them, so that a new prompt on a
+recent image skips the image encoder."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from lang_sam.detector import GroundingDinoDetector
-from lang_sam.families.base import Detector, Segmenter, TextSegmenter
-from lang_sam.families.detectors import load_detector
+from lang_sam.families.base import Segmenter, TextSegmenter
 
 
 class EmbeddingCache:
@@ -79,22 +74,3 @@ class LoadedSam:
     def segments_text(self) -> bool:
         return isinstance(self.model, TextSegmenter)
 
-
-class LazyDetector:
-    """A pipeline's detector: a loaded one, or a source loaded on first use, once, whatever the
-    number of threads asking (a pipeline on SAM 3 alone never loads one).
-
-    source: what load_detector takes (a registry name, repo id, folder or IDEA .pth); processor: a
-    Grounding DINO processor folder of its own (lang-segment-anything v0.2.x), or None."""
-
-    def __init__(self, source: str | Path | Detector, processor: str | Path | None, device: torch.device, dtype: torch.dtype) -> None:
-        self._source, self._processor, self._device, self._dtype = source, processor, device, dtype
-        self._loaded: Detector | None = None if isinstance(source, (str, Path)) else source
-        self._lock = threading.Lock()
-
-    def get(self) -> Detector:
-        with self._lock:
-            if self._loaded is None:
-                self._loaded = (load_detector(self._source, self._device, self._dtype) if self._processor is None else
-                                GroundingDinoDetector(self._source, device=self._device, dtype=self._dtype, processor=self._processor))
-            return self._loaded

@@ -17,8 +17,7 @@ from lang_sam.errors import InvalidOptionError, InvalidPromptError
 from lang_sam.families.base import Detector
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.pipeline import compat
-from lang_sam.pipeline.cache import LazyDetector
-from lang_sam.pipeline.models import PipelineModels
+from lang_sam.pipeline.models import LazyDetector, PipelineModels
 from lang_sam.pipeline.prepared import PreparedImage, prepare_for_segmenter
 from lang_sam.pipeline.prompts import check_user_prompts, name_prompts
 from lang_sam.pipeline.segment import segment_objects, segment_text
@@ -149,28 +148,28 @@ class LangSAM(PipelineModels):
         lang-segment-anything's keywords work too: v1's image_pil / text_prompt, v0.2.x's
         images_pil / texts_prompt.
         """
-        own = any(value is not None for value in (points, boxes, mask_input))
-        if images is None or (prompts is None and classes is None and not own):
+        given_prompts = any(value is not None for value in (points, boxes, mask_input))
+        if images is None or (prompts is None and classes is None and not given_prompts):
             raise InvalidOptionError("predict needs images and prompts: model.predict(image, \"car, wheel\"), or points or boxes.")
         single = not isinstance(images, list)
-        if own and not single:
+        if given_prompts and not single:
             raise InvalidPromptError("points, boxes and mask_input are for one image: call predict once per image.")
         if classes is not None:
             prompts = compat.class_lists(classes, 1 if single else len(images))
-        detect = not (prompts is None or (isinstance(prompts, str) and not prompts.strip() and own))
+        detect = not (prompts is None or (isinstance(prompts, str) and not prompts.strip() and given_prompts))
         loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
         thresholds = Thresholds(box_threshold, text_threshold, nms_iou_threshold, max_detections)  # checked before any model runs
         _check_multimask(multimask_output)
         if loaded.segments_text:
-            if own:
+            if given_prompts:
                 self._promptable("points, boxes and mask_input")
             arrays = [load_image(image) for image in ([images] if single else images)]
             results = [LangSAMResult.of(found) for found in segment_text(loaded.model, arrays, prompts, thresholds)]
             return results[0] if single else results
         prepared = [image if isinstance(image, PreparedImage) else
-                    self.prepare(image) if detect else prepare_for_segmenter(loaded.model, load_image(image))  # no detector pixels
+                    self._prepare(loaded, image) if detect else prepare_for_segmenter(loaded.model, load_image(image))  # no detector pixels
                     for image in ([images] if single else images)]
-        user = check_user_prompts(points, point_labels, boxes, mask_input, prepared[0].original_size) if own else None
+        user = check_user_prompts(points, point_labels, boxes, mask_input, prepared[0].original_size) if given_prompts else None
         found = self._detect(prepared, prompts, thresholds) if detect else [None]
         results = [
             LangSAMResult.of(segment_objects(loaded.model, lambda image=image: self._embedding(loaded, image),

@@ -4,21 +4,44 @@ on), and its detector, loaded on first use."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from PIL import Image
 
-from lang_sam.detector import DEFAULT_DETECTOR
+from lang_sam.detector import DEFAULT_DETECTOR, GroundingDinoDetector
 from lang_sam.errors import InvalidOptionError, InvalidPromptError
 from lang_sam.families.base import Detector, Segmenter, TextSegmenter
+from lang_sam.families.detectors import load_detector
 from lang_sam.families.loading import load_segmenter
 from lang_sam.io.images import ImageInput, load_image
-from lang_sam.pipeline.cache import EmbeddingCache, LazyDetector, LoadedSam
+from lang_sam.pipeline.cache import EmbeddingCache, LoadedSam
 from lang_sam.pipeline.prepared import PreparedImage, prepare_for_segmenter
 from lang_sam.segmenter.adapter import SamV1Segmenter
 from lang_sam.segmenter.sam import Sam
+
+
+class LazyDetector:
+    """A pipeline's detector: a loaded one, or a source loaded on first use, once, whatever the
+    number of threads asking (a pipeline on SAM 3 alone never loads one).
+
+    source: what load_detector takes (a registry name, repo id, folder or IDEA .pth); processor: a
+    Grounding DINO processor folder of its own (lang-segment-anything v0.2.x), or None."""
+
+    def __init__(self, source: str | Path | Detector, processor: str | Path | None, device: torch.device, dtype: torch.dtype) -> None:
+        self._source, self._processor, self._device, self._dtype = source, processor, device, dtype
+        self._loaded: Detector | None = None if isinstance(source, (str, Path)) else source
+        self._lock = threading.Lock()
+
+    def get(self) -> Detector:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = (load_detector(self._source, self._device, self._dtype) if self._processor is None else
+                                GroundingDinoDetector(self._source, device=self._device, dtype=self._dtype, processor=self._processor))
+            return self._loaded
+
 
 Models = TypeVar("Models", bound="PipelineModels")
 
@@ -104,7 +127,8 @@ class PipelineModels:
         """What runs: segmenter name and size, detector, device and dtype (as the app, the server
         and ``lang-sam predict -v`` show it)."""
         model = self._sam.model
-        runs = f"{model.name} ({model.size_text()})" if self._sam.segments_text else f"SAM {model.name} ({model.size_text()}) + {self.detector.name}"
+        size = model.size_text() if hasattr(model, "size_text") else f"{model.parameter_count() / 1e6:.1f}M parameters"
+        runs = f"{model.name} ({size})" if self._sam.segments_text else f"SAM {model.name} ({size}) + {self.detector.name}"
         return f"{runs} on {self.device}, {str(self.dtype).removeprefix('torch.')}"
 
     @property
@@ -115,9 +139,13 @@ class PipelineModels:
     def prepare(self, image: ImageInput) -> PreparedImage:
         """Decode the image and resize it for the segmenter and for the detector; safe to call from
         other threads while predict runs (nothing here touches a model)."""
+        return self._prepare(self._sam, image)
+
+    def _prepare(self, loaded: LoadedSam, image: ImageInput) -> PreparedImage:
+        """prepare for the segmenter a call started with (set_sam may swap it meanwhile)."""
         array = load_image(image)
-        prepared = prepare_for_segmenter(self._sam.model, array)
-        if self._sam.segments_text:
+        prepared = prepare_for_segmenter(loaded.model, array)
+        if loaded.segments_text:
             return prepared
         return PreparedImage(prepared.original_size, prepared.segmenter_input, prepared.family,
                              self.detector.preprocess(Image.fromarray(array)), prepared.key)

@@ -95,20 +95,20 @@ def name_prompts(found: Detections | None, user: UserPrompts | None, label: str)
     classes = list(found.classes) if found is not None else []
     if user is None:
         return NamedPrompts(prompts, names, scores, classes)
-    own = [ObjectPrompt(box=box) for box in user.boxes]
-    prompts, names = own + prompts, [label] * len(own) + names
+    yours = [ObjectPrompt(box=box) for box in user.boxes]
+    prompts, names = yours + prompts, [label] * len(yours) + names
     if user.points is not None:
         positive = user.points[user.labels == 1]
         target = _box_holding([prompt.box for prompt in prompts], positive[0]) if len(positive) else None
         clicked = ObjectPrompt(box=None if target is None else prompts[target].box, points=user.points,
                                labels=user.labels, mask_logits=user.mask_input)
         if target is None:  # the clicks are an object of their own, first
-            own.append(clicked)
+            yours.append(clicked)
             prompts, names = [clicked, *prompts], [label, *names]
         else:
             prompts[target] = clicked
     scores = np.concatenate([np.ones(len(prompts) - len(scores), np.float32), scores])
-    if own and label not in classes:
+    if yours and label not in classes:
         classes = [*classes, label]
     return NamedPrompts(prompts, names, scores, classes)
 

@@ -32,11 +32,11 @@ def segment_objects(segmenter: Segmenter, embed: Callable[[], Any], objects: Nam
     candidates: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if count:
         embedding = embed()
-        plain = [index for index, prompt in enumerate(objects.prompts) if prompt.is_box_only]
-        if plain:
-            boxes = torch.from_numpy(np.stack([objects.prompts[index].box for index in plain]))
+        box_only = [index for index, prompt in enumerate(objects.prompts) if prompt.is_box_only]
+        if box_only:
+            boxes = torch.from_numpy(np.stack([objects.prompts[index].box for index in box_only]))
             _place(segmenter.decode(embedding, boxes=boxes, multimask_output=bool(multimask_output)),
-                   plain, masks, mask_scores, low_res, candidates)
+                   box_only, masks, mask_scores, low_res, candidates)
         for index in (index for index, prompt in enumerate(objects.prompts) if not prompt.is_box_only):
             _place(_decode_clicked(segmenter, embedding, objects.prompts[index], multimask_output),
                    [index], masks, mask_scores, low_res, candidates)

@@ -1,4 +1,6 @@
-"""Detections: the objects found in one image, the one result type every layer returns.
+"""Detections: the objects found in one image, the result type lang-sam's compositions speak (LangSAM,
+segment-everything and tracked frames give it; the detectors', SAM 3's and the segmenters' own
+types convert to it at one place each).
 
 Shaped like supervision's ``Detections`` (one validated set of per-object arrays, ``len()`` the
 count, boolean and integer indexing filter), with the names lang-sam's models need: box scores
@@ -59,7 +61,11 @@ class Detections:
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
-        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        xyxy = np.asarray(self.xyxy, dtype=np.float32)
+        if xyxy.size == 0:
+            xyxy = xyxy.reshape(0, 4)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            raise InvalidOptionError(f"Detections.xyxy must be (N, 4) pixel boxes, got shape {xyxy.shape}.")
         count = len(xyxy)
         set_field(self, "xyxy", xyxy)
         set_field(self, "image_size", _checked_size(self.image_size))
@@ -91,12 +97,14 @@ class Detections:
     def __getitem__(self, index: int | slice | list | np.ndarray) -> Detections:
         """The objects the index picks, as Detections: an integer keeps one, a slice, integer array or
         boolean array of length N keeps those, in that order."""
+        if isinstance(index, (bool, np.bool_)):
+            raise TypeError("Detections are indexed by an integer, slice or array, not a bool")
         if isinstance(index, (int, np.integer)):
             if not -len(self) <= index < len(self):
                 raise IndexError(f"object {index} of {len(self)}")
             index = [int(index)]
         elif isinstance(index, (list, np.ndarray)):
-            index = np.asarray(index)
+            index = np.asarray(index) if len(index) else np.zeros(0, np.intp)
             if index.dtype == bool and index.shape != (len(self),):
                 raise IndexError(f"a boolean index must have one value per object ({len(self)}), got shape {index.shape}")
         elif not isinstance(index, slice):
@@ -146,7 +154,8 @@ class Detections:
 
     def to_supervision(self):
         """supervision.Detections holding the same values: box scores as confidence, class names in
-        data["class_name"], mask scores in data["mask_score"], classes and image size in metadata."""
+        data["class_name"], mask scores in data["mask_score"], classes and image size in metadata
+        (so supervision's merge joins only detections of the same classes and image size)."""
         import supervision as sv
 
         data = dict(self.data)
@@ -175,8 +184,8 @@ class Detections:
         if size is None:
             raise InvalidOptionError("Detections.from_supervision needs image_size=(H, W): the detections hold no masks or metadata saying it.")
         classes = classes if classes is not None else metadata.get(CLASSES_KEY)
-        if classes is None and detections.class_id is not None and names is not None:
-            classes = _classes_from_names(detections.class_id, names)
+        if classes is None and detections.class_id is not None:
+            classes = _classes_from_names(detections.class_id, [""] * len(detections) if names is None else names)
         return cls(
             xyxy=detections.xyxy, image_size=tuple(size), masks=detections.mask,
             box_scores=detections.confidence, mask_scores=mask_scores, class_ids=detections.class_id,
@@ -200,19 +209,19 @@ def compact_masks(masks: np.ndarray):
 
 def _checked_size(size: Any) -> tuple[int, int]:
     try:
-        height, width = (int(value) for value in size)
+        height, width = size
     except (TypeError, ValueError):
         raise InvalidOptionError(f"Detections.image_size must be (height, width), got {size!r}.") from None
-    if height < 0 or width < 0:
-        raise InvalidOptionError(f"Detections.image_size must not be negative, got {size!r}.")
-    return height, width
+    if any(isinstance(value, bool) or int(value) != value for value in (height, width)) or height < 0 or width < 0:
+        raise InvalidOptionError(f"Detections.image_size must be whole numbers >= 0, got {size!r}.")
+    return int(height), int(width)
 
 
 def _checked_masks(masks: Any, count: int, image_size: tuple[int, int]) -> Any:
     """Dense masks as a bool array, or a CompactMask as it is; either N masks of image size."""
     if masks is None:
         return None
-    if isinstance(masks, np.ndarray) or isinstance(masks, (list, tuple)):
+    if isinstance(masks, (np.ndarray, list, tuple)):
         masks = np.asarray(masks)
         if masks.dtype != bool:
             if not np.isin(masks, (0, 1)).all():
@@ -220,7 +229,11 @@ def _checked_masks(masks: Any, count: int, image_size: tuple[int, int]) -> Any:
             masks = masks.astype(bool)
         shape = masks.shape
     else:
-        shape = masks.shape  # a CompactMask: (N, H, W) without decoding
+        from supervision.detection.compact_mask import CompactMask
+
+        if not isinstance(masks, CompactMask):
+            raise InvalidOptionError(f"Detections.masks must be a bool array or a supervision CompactMask, got {type(masks).__name__}.")
+        shape = masks.shape  # (N, H, W) without decoding
     if tuple(shape) != (count, *image_size):
         raise InvalidOptionError(f"Detections.masks must be (N, H, W) = {(count, *image_size)}, got {tuple(shape)}.")
     return masks
@@ -245,8 +258,8 @@ def _checked_data(data: Mapping[str, Any], count: int) -> dict[str, Any]:
     for key, values in data.items():
         if key in (CLASS_NAME_KEY, MASK_SCORE_KEY):
             raise InvalidOptionError(f"Detections.data may not hold {key!r}: it is a field of Detections (labels, mask_scores).")
-        if len(values) != count:
-            raise InvalidOptionError(f"Detections.data[{key!r}] must hold one value per object ({count}), got {len(values)}.")
+        if not hasattr(values, "__len__") or len(values) != count:
+            raise InvalidOptionError(f"Detections.data[{key!r}] must hold one value per object ({count}), got {values!r:.80}.")
         checked[key] = values
     return checked
 

@@ -45,3 +45,14 @@ def test_clicks_join_the_smallest_box_holding_the_first_object_point_else_come_f
     outside = name_prompts(found, check_user_prompts([[55, 35]], None, None, None, SIZE), "car")
     assert outside.names == ["car", "car", "wheel"] and outside.classes == ["car", "wheel"]
     assert outside.prompts[0].box is None and outside.prompts[0].points.tolist() == [[55, 35]]
+
+
+def test_supervision_merges_results_of_different_classes_and_images():
+    import supervision as sv
+
+    first = LangSAMResult.of(random_detections(3, tracked=False))
+    other = random_detections(2, seed=4, tracked=False)
+    second = LangSAMResult.of(Detections(xyxy=other.xyxy, image_size=SIZE, masks=other.masks, box_scores=other.box_scores,
+                                         mask_scores=other.mask_scores, class_ids=[0, 0], classes=("person",)))
+    merged = sv.Detections.merge([first.to_supervision(), second.to_supervision()])
+    assert len(merged) == 5 and list(merged.data["class_name"]) == first.phrases + ["person", "person"]

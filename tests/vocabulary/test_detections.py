@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import supervision as sv
+import torch
 
 from lang_sam.errors import InvalidOptionError
 from lang_sam.vocabulary import Detections, compact_masks
@@ -82,6 +83,13 @@ def test_indexing_out_of_range_or_with_a_wrong_length_mask_is_an_index_error():
         detections[3]
     with pytest.raises(IndexError):
         detections[np.array([True, False])]
+    with pytest.raises(TypeError, match="not a bool"):
+        detections[True]
+
+
+def test_an_empty_index_keeps_no_objects():
+    for detections in (random_detections(3), random_detections(3).compact()):
+        assert len(detections[[]]) == 0 and detections[[]].dense_masks().shape == (0, *SIZE)
 
 
 @pytest.mark.parametrize("tracked", [True, False])
@@ -101,6 +109,8 @@ def test_a_supervision_result_made_elsewhere_gets_its_classes_from_the_names():
     assert detections.labels == ["dog", "car"] and detections.classes == ("car", "", "dog")
     with pytest.raises(InvalidOptionError, match="image_size"):
         Detections.from_supervision(sv.Detections(xyxy=np.zeros((1, 4), np.float32)))
+    unnamed = Detections.from_supervision(sv.Detections(xyxy=np.zeros((2, 4), np.float32), class_id=np.array([1, 0])), image_size=SIZE)
+    assert unnamed.classes == ("", "") and unnamed.class_ids.tolist() == [1, 0]
 
 
 def test_compact_masks_hold_the_same_pixels_even_outside_the_box():
@@ -140,6 +150,10 @@ def test_compact_masks_of_a_large_image_stay_small():
     ({"data": {"x": [1, 2]}}, "one value per object"),
     ({"data": {"class_name": ["car"]}}, "field of Detections"),
     ({"image_size": (4,)}, "height, width"),
+    ({"image_size": (40.5, 60)}, "whole numbers"),
+    ({"xyxy": np.zeros(8)}, "\\(N, 4\\)"),
+    ({"masks": torch.zeros(1, *SIZE, dtype=torch.bool)}, "CompactMask"),
+    ({"data": {"x": 3}}, "one value per object"),
 ])
 def test_construction_refuses_inconsistent_fields(change, message):
     fields = dict(xyxy=np.array([[0, 0, 2, 2]]), image_size=SIZE, masks=np.zeros((1, *SIZE), bool),

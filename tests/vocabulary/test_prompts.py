@@ -22,8 +22,13 @@ def test_a_box_alone_is_box_only_and_points_or_a_mask_are_not():
     ({}, "a box or points"),
     ({"mask_logits": np.zeros((256, 256))}, "a box or points"),
     ({"points": [[1, 1]]}, "go together"),
-    ({"points": [[1, 1], [2, 2]], "labels": [1]}, "one label per point"),
+    ({"points": [[1, 1], [2, 2]], "labels": [1]}, "one label each"),
     ({"points": [[1, 1]], "labels": [2]}, "1 \\(object\\) or 0"),
+    ({"points": np.zeros((0, 2)), "labels": []}, "one or more points"),
+    ({"box": [np.nan] * 4}, "finite"),
+    ({"box": [5, 5, 1, 1]}, "x2 < x1"),
+    ({"box": [1, 2, 3]}, "shape \\(4,\\)"),
+    ({"box": [0, 0, 9, 9], "points": [[1, 1]], "labels": [1], "mask_logits": np.zeros(5)}, "shape \\(256, 256\\)"),
 ])
 def test_an_incomplete_prompt_is_refused(fields, message):
     with pytest.raises(InvalidPromptError, match=message):
