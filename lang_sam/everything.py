@@ -11,6 +11,7 @@ with COCO RLE masks and segment-anything's record fields.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -43,12 +44,8 @@ def name_detections(detections: Detections, image: np.ndarray, segmenter) -> Det
     if not len(detections):
         return detections
     winners, shares = vote_labels(detections.dense_masks(), segmenter.semantic_map(image))
-    return Detections(
-        xyxy=detections.xyxy, image_size=detections.image_size, masks=detections.masks,
-        box_scores=detections.box_scores, mask_scores=detections.mask_scores,
-        class_ids=np.asarray(winners, dtype=np.int64), classes=tuple(segmenter.labels),
-        data={**detections.data, LABEL_SHARE: np.array([round(float(share), 6) for share in shares])},
-    )
+    return replace(detections, class_ids=np.asarray(winners, dtype=np.int64), classes=tuple(segmenter.labels),
+                   data={**detections.data, LABEL_SHARE: np.array([round(float(share), 6) for share in shares])})
 
 
 def largest_first(detections: Detections) -> Detections:

@@ -186,12 +186,10 @@ class TrackedFrame:
         class ids into their labels in the order they first appear."""
         classes = tuple(dict.fromkeys(item.label for item in self.objects))
         size = self.image.shape[:2]
-        if not self.objects:
-            return Detections(xyxy=np.zeros((0, 4), np.float32), image_size=size, masks=np.zeros((0, *size), bool),
-                              box_scores=np.zeros(0), class_ids=np.zeros(0, np.int64), tracker_ids=np.zeros(0, np.int64))
+        masks = np.stack([item.mask for item in self.objects]) if self.objects else np.zeros((0, *size), bool)
         return Detections(
-            xyxy=np.stack([item.box for item in self.objects]), image_size=size,
-            masks=np.stack([item.mask for item in self.objects]), box_scores=[item.score for item in self.objects],
+            xyxy=[item.box for item in self.objects], image_size=size, masks=masks,
+            box_scores=[item.score for item in self.objects],
             class_ids=[classes.index(item.label) for item in self.objects], classes=classes,
             tracker_ids=[item.id for item in self.objects],
         )

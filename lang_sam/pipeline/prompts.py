@@ -8,6 +8,7 @@ import numpy as np
 
 from lang_sam.errors import InvalidPromptError
 from lang_sam.vocabulary import Detections, ObjectPrompt
+from lang_sam.vocabulary.prompts import finite_array
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ def check_user_prompts(points, point_labels, boxes, mask_input, image_size: tupl
     height, width = image_size
     checked_boxes = np.zeros((0, 4), np.float32)
     if boxes is not None:
-        checked_boxes = _finite_array(boxes, "boxes").reshape(-1, 4) if np.size(boxes) % 4 == 0 and np.size(boxes) else None
+        checked_boxes = finite_array(boxes, "boxes").reshape(-1, 4) if np.size(boxes) % 4 == 0 and np.size(boxes) else None
         if checked_boxes is None:
             raise InvalidPromptError(f"boxes must be (M, 4) x1, y1, x2, y2 in pixels, got shape {np.shape(boxes)}.")
         bad = np.flatnonzero((checked_boxes[:, 2] < checked_boxes[:, 0]) | (checked_boxes[:, 3] < checked_boxes[:, 1]))
@@ -35,7 +36,7 @@ def check_user_prompts(points, point_labels, boxes, mask_input, image_size: tupl
         _inside(checked_boxes.reshape(-1, 2), width, height, "box corner")
     checked_points = checked_labels = None
     if points is not None:
-        checked_points = _finite_array(points, "points")
+        checked_points = finite_array(points, "points")
         if checked_points.ndim == 1 and checked_points.size == 2:
             checked_points = checked_points[None]
         if checked_points.ndim != 2 or checked_points.shape[1] != 2 or not len(checked_points):
@@ -57,16 +58,6 @@ def check_user_prompts(points, point_labels, boxes, mask_input, image_size: tupl
         if checked_points is None:
             raise InvalidPromptError("mask_input refines the object your points name: give points with it.")
     return UserPrompts(checked_boxes, checked_points, checked_labels, checked_mask)
-
-
-def _finite_array(value, name: str) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InvalidPromptError(f"{name} must be numbers, got {value!r}.") from None
-    if not np.isfinite(array).all():
-        raise InvalidPromptError(f"{name} must be finite numbers, got {array.tolist()}.")
-    return array
 
 
 def _inside(xy: np.ndarray, width: int, height: int, what: str) -> None:

@@ -17,7 +17,7 @@ without it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -82,15 +82,6 @@ class Detections:
             raise InvalidOptionError(
                 f"Detections.class_ids must index classes ({len(self.classes)} names), got {self.class_ids.tolist()}.")
 
-    @classmethod
-    def empty(cls, image_size: tuple[int, int], classes: tuple[str, ...] | list[str] = (), with_masks: bool = True) -> Detections:
-        """No objects in an (H, W) image, with (0, H, W) masks unless with_masks is False."""
-        height, width = image_size
-        return cls(xyxy=np.zeros((0, 4), np.float32), image_size=image_size,
-                   masks=np.zeros((0, height, width), bool) if with_masks else None,
-                   box_scores=np.zeros(0, np.float32), mask_scores=np.zeros(0, np.float32) if with_masks else None,
-                   class_ids=np.zeros(0, np.int64), classes=tuple(classes))
-
     def __len__(self) -> int:
         return len(self.xyxy)
 
@@ -146,11 +137,7 @@ class Detections:
 
     def with_masks(self, masks: Any, mask_scores: np.ndarray | None = None) -> Detections:
         """The same objects with other masks (and mask scores, kept when not given)."""
-        return Detections(
-            xyxy=self.xyxy, image_size=self.image_size, masks=masks,
-            box_scores=self.box_scores, mask_scores=self.mask_scores if mask_scores is None else mask_scores,
-            class_ids=self.class_ids, classes=self.classes, tracker_ids=self.tracker_ids, data=self.data,
-        )
+        return replace(self, masks=masks, mask_scores=self.mask_scores if mask_scores is None else mask_scores)
 
     def to_supervision(self):
         """supervision.Detections holding the same values: box scores as confidence, class names in

@@ -29,20 +29,20 @@ class ObjectPrompt:
         if self.box is None and self.points is None:
             raise InvalidPromptError("An object prompt needs a box or points.")
         if self.box is not None:
-            box = _finite(self.box, "box", (4,))
+            box = finite_array(self.box, "box", (4,))
             if box[2] < box[0] or box[3] < box[1]:
                 raise InvalidPromptError(f"The box {box.tolist()} has x2 < x1 or y2 < y1; give x1, y1, x2, y2.")
             object.__setattr__(self, "box", box)
         if (self.points is None) != (self.labels is None):
             raise InvalidPromptError("Points and their labels go together: give both or neither.")
         if self.points is not None:
-            points, labels = _finite(self.points, "points", (-1, 2)), np.asarray(self.labels).reshape(-1)
+            points, labels = finite_array(self.points, "points", (-1, 2)), np.asarray(self.labels).reshape(-1)
             if not len(points) or len(points) != len(labels) or not np.isin(labels, (0, 1)).all():
                 raise InvalidPromptError("Give one or more points, with one label each, 1 (object) or 0 (background).")
             object.__setattr__(self, "points", points)
             object.__setattr__(self, "labels", labels.astype(np.int64))
         if self.mask_logits is not None:
-            object.__setattr__(self, "mask_logits", _finite(self.mask_logits, "mask_logits", (256, 256)))
+            object.__setattr__(self, "mask_logits", finite_array(self.mask_logits, "mask_logits", (256, 256)))
 
     @property
     def is_box_only(self) -> bool:
@@ -50,12 +50,19 @@ class ObjectPrompt:
         return self.points is None and self.mask_logits is None
 
 
-def _finite(values, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """values as finite float32 of shape (one -1 allowed), else the InvalidPromptError that says so."""
+
+def finite_array(values, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """values as finite float32, reshaped to shape when given (one -1 allowed), else the
+    InvalidPromptError that says what is wrong (every prompt check reads numbers this way)."""
     try:
-        array = np.asarray(values, np.float32).reshape(shape)
+        array = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError):
-        raise InvalidPromptError(f"{name} must be numbers of shape {shape}, got {np.shape(values)}.") from None
+        raise InvalidPromptError(f"{name} must be numbers, got {values!r}.") from None
+    if shape is not None:
+        try:
+            array = array.reshape(shape)
+        except ValueError:
+            raise InvalidPromptError(f"{name} must be numbers of shape {shape}, got {np.shape(values)}.") from None
     if not np.isfinite(array).all():
         raise InvalidPromptError(f"{name} must be finite numbers, got {array.tolist()}.")
     return array

@@ -54,7 +54,6 @@ def test_len_is_the_number_of_objects_and_labels_name_their_class():
     assert len(detections) == 5
     assert detections.labels == [detections.classes[i] for i in detections.class_ids]
     assert detections.xyxy.dtype == np.float32 and detections.class_ids.dtype == np.int64
-    assert len(Detections.empty(SIZE, ["car"])) == 0 and Detections.empty(SIZE).dense_masks().shape == (0, *SIZE)
 
 
 @pytest.mark.parametrize("index", [2, -1, slice(1, 4), [4, 0, 2], np.array([True, False, True, True, False])])
