@@ -203,7 +203,7 @@ def family_row(family: str, small: bool, repeats: int) -> None:
     image = Image.fromarray(test_image())
     runs = {
         "transformers": lambda: transformers_detection(reference, processor, family, image),
-        "lang_sam": lambda: len(detector.detect(image, ", ".join(CLASSES), box_threshold=BOX_THRESHOLD, text_threshold=TEXT_THRESHOLD)),
+        "lang_sam": lambda: len(detector.detect([image], ", ".join(CLASSES), box_threshold=BOX_THRESHOLD, text_threshold=TEXT_THRESHOLD)[0]),
     }
     times, boxes = take_turns(runs, repeats)
     theirs, ours = (statistics.median(times[name]) for name in runs)

@@ -58,7 +58,7 @@ class SquareDetector:
         return image
 
     def detect(self, images, prompts, box_threshold=0.3, text_threshold=0.25, nms_iou_threshold=None):
-        from lang_sam.detector.postprocess import BoxDetections
+        from lang_sam.vocabulary import Detections
         from lang_sam.geometry import mask_to_box
 
         results = []
@@ -67,8 +67,8 @@ class SquareDetector:
             boxes = [mask_to_box((pixels == colour).all(axis=2)) for colour in ((230, 40, 40), (40, 200, 60))
                      if (pixels == colour).all(axis=2).any()]
             count = len(boxes)
-            results.append(BoxDetections(torch.tensor(np.array(boxes).reshape(-1, 4)), torch.full((count,), 0.9),
-                                         torch.zeros(count, dtype=torch.long), torch.full((count,), 0.9), list(classes)))
+            results.append(Detections(xyxy=np.array(boxes).reshape(-1, 4), image_size=pixels.shape[:2],
+                                      box_scores=np.full(count, 0.9), class_ids=np.zeros(count, int), classes=classes))
         return results
 
 

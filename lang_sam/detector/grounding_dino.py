@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import types
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +14,13 @@ from PIL import Image
 
 from lang_sam.detector.deformable_attention import float32_deformable_attention_forward
 from lang_sam.detector.original_checkpoint import DEFAULT_TOKENIZER, load_original_grounding_dino
-from lang_sam.detector.postprocess import BoxDetections, ranked_detections, select_detections
+from lang_sam.detector.postprocess import ranked_detections, select_detections
 from lang_sam.detector.prompts import Caption, parse_classes, split_into_captions
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, ModelLoadError
 from lang_sam.registry import DEFAULT_DETECTOR, DETECTORS
 from lang_sam.io.weights import config_model_type, load_pretrained_checked, load_processor, missing_hub_model_message
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Thresholds
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Thresholds
 
 # config.json's model_type -> the transformers class GroundingDinoDetector runs it with
 GROUNDING_DINO_CLASSES = {
@@ -92,20 +93,21 @@ class GroundingDinoDetector:
 
     def detect(
         self,
-        images: Image.Image | DetectorInput | list[Image.Image | DetectorInput],
-        prompts: str | list[str],
+        images: Sequence[Image.Image | DetectorInput],
+        prompts: str | Sequence[str | list[str]],
         box_threshold: float = BOX_THRESHOLD,
         text_threshold: float = TEXT_THRESHOLD,
         nms_iou_threshold: float | None = None,
-    ) -> BoxDetections | list[BoxDetections]:
-        """Detect the prompt's classes in one RGB image, or in a list of them.
+    ) -> list[Detections]:
+        """Detect the prompt's classes in each of a list of RGB images.
 
         images: PIL images, or what preprocess made of them; prompts: one for all images, or one per
         image (a string to split, or a list of class names taken as they are). Returns one
-        BoxDetections per image (a single one when a single image was given).
+        Detections (boxes, box scores, class ids into that image's classes, ``data["class_scores"]``
+        the score of each box's own class) per image, in pixels of that image.
         nms_iou_threshold: when set, boxes of the same class overlapping more than this are suppressed.
         """
-        single, image_list, class_lists = detection_request(
+        image_list, class_lists = detection_request(
             images, prompts, DetectorInput, box_threshold, text_threshold, nms_iou_threshold)
         captions = [split_into_captions(classes, self.processor.tokenizer, self.max_text_tokens) for classes in class_lists]
         inputs = [image if isinstance(image, DetectorInput) else self.preprocess(image) for image in image_list]
@@ -116,8 +118,8 @@ class GroundingDinoDetector:
                 (*select_detections(logits, boxes, caption.token_spans, box_threshold, text_threshold, image.image_size), caption)
                 for caption, (logits, boxes) in zip(captions[index], raw[index])
             ]
-            results.append(_merge(parts, class_lists[index], nms_iou_threshold))
-        return results[0] if single else results
+            results.append(_merge(parts, class_lists[index], image.image_size, nms_iou_threshold))
+        return results
 
     @torch.inference_mode()
     def _run(
@@ -194,7 +196,7 @@ def _prepare(model, device: torch.device, dtype: torch.dtype):
     return model
 
 
-def _merge(parts, classes: list[str], nms_iou_threshold: float | None) -> BoxDetections:
+def _merge(parts, classes: list[str], image_size: tuple[int, int], nms_iou_threshold: float | None) -> Detections:
     """Join the detections of every caption of one prompt, with class ids into the prompt's classes."""
     boxes, scores, class_ids, class_scores = [], [], [], []
     for part_boxes, part_scores, part_ids, part_class_scores, caption in parts:
@@ -204,19 +206,20 @@ def _merge(parts, classes: list[str], nms_iou_threshold: float | None) -> BoxDet
         class_ids.append(global_ids[part_ids])
         class_scores.append(part_class_scores)
     boxes, scores, class_ids, class_scores = (torch.cat(t) for t in (boxes, scores, class_ids, class_scores))
-    return ranked_detections(boxes, scores, class_ids, class_scores, classes, nms_iou_threshold)
+    return ranked_detections(boxes, scores, class_ids, class_scores, classes, image_size, nms_iou_threshold)
 
 
 def detection_request(
     images, prompts, input_type: type, box_threshold: float, text_threshold: float, nms_iou_threshold: float | None
-) -> tuple[bool, list, list[list[str]]]:
-    """What a detect call asks for, every argument checked before any model runs: whether one image
-    was given (not a list), the images as a list, and each image's classes (parse_classes of its
-    prompt: one prompt for all images, or one per image). input_type: the detector's preprocess result."""
-    single = isinstance(images, (Image.Image, input_type))
-    image_list = [images] if single else list(images)
+) -> tuple[list, list[list[str]]]:
+    """What a detect call asks for, every argument checked before any model runs: the images as a
+    list, and each image's classes (parse_classes of its prompt: one prompt for all images, or one
+    per image). input_type: the detector's preprocess result."""
+    if isinstance(images, (Image.Image, input_type)):
+        raise InvalidOptionError("detect takes a list of images and returns one Detections per image; give [image] for one.")
+    image_list = list(images)
     prompt_list = [prompts] * len(image_list) if isinstance(prompts, str) else list(prompts)
     if len(prompt_list) != len(image_list):
         raise InvalidOptionError(f"Got {len(image_list)} images but {len(prompt_list)} prompts; give one prompt or one per image.")
     Thresholds(box_threshold, text_threshold, nms_iou_threshold)
-    return single, image_list, [parse_classes(prompt) for prompt in prompt_list]
+    return image_list, [parse_classes(prompt) for prompt in prompt_list]

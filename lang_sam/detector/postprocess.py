@@ -92,14 +92,24 @@ def ranked_detections(
     class_ids: torch.Tensor,
     class_scores: torch.Tensor,
     classes: list[str],
+    image_size: tuple[int, int],
     nms_iou_threshold: float | None = None,
-) -> BoxDetections:
-    """Detections sorted by score (highest first, ties in their given order), after class-wise NMS
-    when nms_iou_threshold is set."""
+) -> Detections:
+    """One image's detections, sorted by score (highest first, ties in their given order), after
+    class-wise NMS when nms_iou_threshold is set.
+
+    boxes: (N, 4) pixel xyxy inside an image of image_size (H, W); scores: (N,) box scores;
+    class_ids: (N,) indices into classes; class_scores: (N,) score of each detection's own class,
+    kept as ``data["class_scores"]``.
+    """
     order = scores.argsort(descending=True, stable=True)
     if nms_iou_threshold is not None:
         order = class_wise_nms(boxes, scores, class_ids, nms_iou_threshold)
-    return BoxDetections(boxes[order], scores[order], class_ids[order], class_scores[order], list(classes))
+    return Detections(
+        xyxy=boxes[order].float().cpu().numpy(), image_size=image_size, box_scores=scores[order].float().cpu().numpy(),
+        class_ids=class_ids[order].cpu().numpy(), classes=tuple(classes),
+        data={"class_scores": class_scores[order].float().cpu().numpy()},
+    )
 
 
 def class_wise_nms(

@@ -111,13 +111,15 @@ class Detector(Protocol):
 
     def detect(
         self,
-        images: Any,
-        prompts: str | list,
+        images: Sequence[Any],
+        prompts: str | Sequence[str | list[str]],
         box_threshold: float = BOX_THRESHOLD,
         text_threshold: float = TEXT_THRESHOLD,
         nms_iou_threshold: float | None = None,
-    ) -> BoxDetections | list[BoxDetections]:
-        """Boxes of the prompt's classes in one image or a list (one prompt for all, or one each)."""
+    ) -> list[Detections]:
+        """Boxes of the prompt's classes in each image (PIL images or what preprocess made of them;
+        one prompt for all, or one each): one Detections per image, sorted by box score, with
+        ``data["class_scores"]`` the score of each box's own class."""
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import types
 from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +17,12 @@ import torch
 from PIL import Image
 
 from lang_sam.detector.grounding_dino import detection_request
-from lang_sam.detector.postprocess import BoxDetections, ranked_detections, to_pixel_xyxy
+from lang_sam.detector.postprocess import ranked_detections, to_pixel_xyxy
 from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, InvalidPromptError
 from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.registry import DETECTORS
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections
 
 DEFAULT_OWLV2 = "owlv2-base-patch16-ensemble"
 DEFAULT_MAX_QUERIES = 128  # class queries per text-encoder and class-head call
@@ -115,22 +116,22 @@ class Owlv2Detector(TransformersAdapter):
 
     def detect(
         self,
-        images: Image.Image | Owlv2Input | list[Image.Image | Owlv2Input],
-        prompts: str | list[str],
+        images: Sequence[Image.Image | Owlv2Input],
+        prompts: str | Sequence[str | list[str]],
         box_threshold: float = BOX_THRESHOLD,
         text_threshold: float = TEXT_THRESHOLD,
         nms_iou_threshold: float | None = None,
-    ) -> BoxDetections | list[BoxDetections]:
-        """Detect the prompt's classes in one RGB image, or in a list of them.
+    ) -> list[Detections]:
+        """Detect the prompt's classes in each of a list of RGB images.
 
         images: PIL images, or what preprocess made of them; prompts: one for all images, or one per
         image (a string to split, or a list of class names taken as they are). Returns one
-        BoxDetections per image (a single one when a single image was given), boxes in pixels of
-        the original image, class_scores equal to scores. A box is kept when its score is at least
+        Detections per image, boxes in pixels of that image, ``data["class_scores"]`` equal to the
+        box scores. A box is kept when its score is at least
         max(box_threshold, text_threshold); nms_iou_threshold: when set, boxes of the same class
         overlapping more than this are suppressed.
         """
-        single, image_list, class_lists = detection_request(
+        image_list, class_lists = detection_request(
             images, prompts, Owlv2Input, box_threshold, text_threshold, nms_iou_threshold)
         for classes in class_lists:
             self._check_lengths(classes)
@@ -140,8 +141,9 @@ class Owlv2Detector(TransformersAdapter):
         for image, classes, (scores, class_ids, boxes) in zip(inputs, class_lists, self._patch_predictions(inputs, class_lists)):
             keep = scores >= threshold
             pixel_boxes = padded_square_to_pixel_xyxy(boxes[keep], image.image_size)
-            results.append(ranked_detections(pixel_boxes, scores[keep], class_ids[keep], scores[keep], classes, nms_iou_threshold))
-        return results[0] if single else results
+            results.append(ranked_detections(pixel_boxes, scores[keep], class_ids[keep], scores[keep], classes,
+                                             image.image_size, nms_iou_threshold))
+        return results
 
     def _check_lengths(self, classes: list[str]) -> None:
         """Refuse, before any model runs, a class longer than the text encoder takes (it would be cut)."""

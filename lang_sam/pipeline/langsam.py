@@ -182,7 +182,7 @@ class LangSAM(PipelineModels):
         """The detector's best max_detections boxes of each image's classes."""
         found = self.detector.detect([image.detector_input for image in prepared], prompts, box_threshold=thresholds.box,
                                      text_threshold=thresholds.text, nms_iou_threshold=thresholds.nms_iou)
-        return [boxes.to_detections(image.original_size)[:thresholds.max_detections] for image, boxes in zip(prepared, found)]
+        return [boxes[:thresholds.max_detections] for boxes in found]
 
 
 def _check_multimask(multimask_output) -> None:

@@ -118,9 +118,7 @@ def _track(frames: VideoFrames, classes: list[str], detector: Detector, segmente
         if position % redetect_every == 0:
             found = detector.detect([Image.fromarray(frame.image)], [classes], box_threshold=box_threshold,
                                     text_threshold=text_threshold)[0]
-            boxes = found.boxes.float().numpy().reshape(-1, 4)
-            labels = [found.classes[i] for i in found.class_ids.tolist()]
-            scores = found.scores.float().tolist()
+            boxes, labels, scores = found.xyxy, found.labels, found.box_scores.tolist()
         masks = stream.segment_boxes(boxes) if len(boxes) else np.zeros((0, height, width), bool)
         result = associate(tracks, masks, labels, scores, next_id, current=current,
                            iou_threshold=iou_threshold, max_lost=max_lost)

@@ -30,18 +30,18 @@ def detector(tiny_detector_dir):
 
 def assert_well_formed(result, image: Image.Image, classes: list[str]) -> None:
     count = len(result)
-    assert result.boxes.shape == (count, 4) and result.boxes.dtype == torch.float32
-    assert result.scores.shape == (count,) and result.class_ids.shape == (count,)
-    assert set(result.labels) <= set(classes) and result.classes == classes
-    assert (result.boxes[:, 0] >= 0).all() and (result.boxes[:, 2] <= image.width).all()
-    assert (result.boxes[:, 1] >= 0).all() and (result.boxes[:, 3] <= image.height).all()
-    assert (result.boxes[:, 2] >= result.boxes[:, 0]).all() and (result.boxes[:, 3] >= result.boxes[:, 1]).all()
-    assert torch.all(result.scores[:-1] >= result.scores[1:])
+    assert result.xyxy.shape == (count, 4) and result.xyxy.dtype == np.float32
+    assert result.box_scores.shape == (count,) and result.class_ids.shape == (count,)
+    assert set(result.labels) <= set(classes) and list(result.classes) == classes
+    assert (result.xyxy[:, 0] >= 0).all() and (result.xyxy[:, 2] <= image.width).all()
+    assert (result.xyxy[:, 1] >= 0).all() and (result.xyxy[:, 3] <= image.height).all()
+    assert (result.xyxy[:, 2] >= result.xyxy[:, 0]).all() and (result.xyxy[:, 3] >= result.xyxy[:, 1]).all()
+    assert np.all(result.box_scores[:-1] >= result.box_scores[1:])
 
 
 def test_detects_with_labels_from_the_prompt_only(detector):
     image = photo("astronaut.jpg")
-    result = detector.detect(image, "Person. Flag, rocket", box_threshold=0.0, text_threshold=0.0)
+    result = detector.detect([image], "Person. Flag, rocket", box_threshold=0.0, text_threshold=0.0)[0]
     assert len(result) == 50  # every query kept at zero thresholds: one label each
     assert_well_formed(result, image, ["person", "flag", "rocket"])
     assert all(label in {"person", "flag", "rocket"} for label in result.labels)
@@ -49,24 +49,24 @@ def test_detects_with_labels_from_the_prompt_only(detector):
 
 def test_thresholds_filter_by_box_and_label_scores(detector):
     image = photo("coffee.jpg")
-    everything = detector.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0)
-    cutoff = float(everything.scores.median())
-    kept = detector.detect(image, "cup, spoon", box_threshold=cutoff, text_threshold=0.0)
+    everything = detector.detect([image], "cup, spoon", box_threshold=0.0, text_threshold=0.0)[0]
+    cutoff = float(np.median(everything.box_scores))
+    kept = detector.detect([image], "cup, spoon", box_threshold=cutoff, text_threshold=0.0)[0]
     assert 0 < len(kept) < len(everything)
-    assert (kept.scores >= cutoff).all()
-    label_cutoff = float(everything.class_scores.median())
-    by_label = detector.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=label_cutoff)
-    assert (by_label.class_scores >= label_cutoff).all() and len(by_label) < len(everything)
+    assert (kept.box_scores >= cutoff).all()
+    label_cutoff = float(np.median(everything.data["class_scores"]))
+    by_label = detector.detect([image], "cup, spoon", box_threshold=0.0, text_threshold=label_cutoff)[0]
+    assert (by_label.data["class_scores"] >= label_cutoff).all() and len(by_label) < len(everything)
 
 
 def test_preprocessed_input_detects_as_the_image(detector):
     image = photo("coffee.jpg")
     prepared = detector.preprocess(image)
     assert prepared.image_size == (400, 600) and prepared.pixel_values.shape[:2] == (1, 3)
-    direct, ahead = (detector.detect(source, "cup, spoon", box_threshold=0.0, text_threshold=0.0) for source in (image, prepared))
+    direct, ahead = (detector.detect([source], "cup, spoon", box_threshold=0.0, text_threshold=0.0)[0] for source in (image, prepared))
     assert direct.labels == ahead.labels
-    torch.testing.assert_close(direct.boxes, ahead.boxes, atol=0, rtol=0)
-    torch.testing.assert_close(direct.scores, ahead.scores, atol=0, rtol=0)
+    torch.testing.assert_close(direct.xyxy, ahead.xyxy, atol=0, rtol=0)
+    torch.testing.assert_close(direct.box_scores, ahead.box_scores, atol=0, rtol=0)
 
 
 def test_batch_gives_the_same_detections_as_singles(detector):
@@ -74,10 +74,10 @@ def test_batch_gives_the_same_detections_as_singles(detector):
     prompts = ["person, flag", "cup", "person, flag", "cat, sofa"]
     batched = detector.detect(images, prompts, box_threshold=0.2, text_threshold=0.2)
     for image, prompt, result in zip(images, prompts, batched):
-        single = detector.detect(image, prompt, box_threshold=0.2, text_threshold=0.2)
+        single = detector.detect([image], prompt, box_threshold=0.2, text_threshold=0.2)[0]
         assert single.labels == result.labels
-        torch.testing.assert_close(single.boxes, result.boxes, atol=1e-3, rtol=0)
-        torch.testing.assert_close(single.scores, result.scores, atol=1e-5, rtol=0)
+        torch.testing.assert_close(single.xyxy, result.xyxy, atol=1e-3, rtol=0)
+        torch.testing.assert_close(single.box_scores, result.box_scores, atol=1e-5, rtol=0)
 
 
 def test_one_prompt_for_many_images(detector):
@@ -93,9 +93,9 @@ def test_long_prompt_runs_in_chunks_and_drops_no_class(detector, monkeypatch):
     calls = []
     original_forward = detector.model.forward
     monkeypatch.setattr(detector.model, "forward", lambda **kwargs: calls.append(kwargs["input_ids"].shape) or original_forward(**kwargs))
-    result = detector.detect(photo("coffee.jpg"), ", ".join(classes), box_threshold=0.0, text_threshold=0.0)
+    result = detector.detect([photo("coffee.jpg")], ", ".join(classes), box_threshold=0.0, text_threshold=0.0)[0]
     assert len(calls) >= 3 and all(shape[1] <= 256 for shape in calls)
-    assert result.classes == classes
+    assert list(result.classes) == classes
     assert result.class_ids.max() < 300 and len(result) == 50 * len(calls)
     later_classes = {label for label in result.labels if int(label.split()[1]) >= 150}
     assert later_classes, "classes of later chunks must be able to win"
@@ -104,8 +104,8 @@ def test_long_prompt_runs_in_chunks_and_drops_no_class(detector, monkeypatch):
 def same_class_overlap(result, threshold: float) -> bool:
     from torchvision.ops import box_iou
 
-    for class_id in result.class_ids.unique():
-        same = result.boxes[result.class_ids == class_id]
+    for class_id in np.unique(result.class_ids):
+        same = torch.from_numpy(result.xyxy[result.class_ids == class_id])
         if ((box_iou(same, same) - torch.eye(len(same))) > threshold).any():
             return True
     return False
@@ -113,13 +113,13 @@ def same_class_overlap(result, threshold: float) -> bool:
 
 def test_nms_removes_same_class_overlaps(detector):
     image = photo("astronaut.jpg")
-    loose = detector.detect(image, "person, flag", box_threshold=0.0, text_threshold=0.0)
-    strict = detector.detect(image, "person, flag", box_threshold=0.0, text_threshold=0.0, nms_iou_threshold=0.05)
+    loose = detector.detect([image], "person, flag", box_threshold=0.0, text_threshold=0.0)[0]
+    strict = detector.detect([image], "person, flag", box_threshold=0.0, text_threshold=0.0, nms_iou_threshold=0.05)[0]
     assert same_class_overlap(loose, 0.05), "the test image must start with overlapping boxes"
     assert 0 < len(strict) < len(loose)
     assert not same_class_overlap(strict, 0.05)
-    loose_rows = {tuple(row) for row in loose.boxes.tolist()}
-    assert all(tuple(row) in loose_rows for row in strict.boxes.tolist())
+    loose_rows = {tuple(row) for row in loose.xyxy.tolist()}
+    assert all(tuple(row) in loose_rows for row in strict.xyxy.tolist())
 
 
 def test_bfloat16_stays_close_to_float32(tiny_detector_dir):
@@ -141,7 +141,7 @@ def test_bfloat16_stays_close_to_float32(tiny_detector_dir):
     assert correlation(exact_out.encoder_last_hidden_state_vision, fast_out.encoder_last_hidden_state_vision) > 0.99
     assert correlation(exact_out.enc_outputs_class, fast_out.enc_outputs_class) > 0.99
     assert torch.isfinite(fast_out.pred_boxes).all() and not torch.isnan(fast_out.logits).any()
-    assert_well_formed(fast.detect(image, "cat, sofa", box_threshold=0.0, text_threshold=0.0), image, ["cat", "sofa"])
+    assert_well_formed(fast.detect([image], "cat, sofa", box_threshold=0.0, text_threshold=0.0)[0], image, ["cat", "sofa"])
 
 
 def test_bad_prompt_fails_before_any_model_runs(detector, monkeypatch):
@@ -151,13 +151,13 @@ def test_bad_prompt_fails_before_any_model_runs(detector, monkeypatch):
     monkeypatch.setattr(detector.model, "forward", forbidden)
     for prompt in ["", "  ,, .", "???"]:
         with pytest.raises(InvalidPromptError):
-            detector.detect(photo("coffee.jpg"), prompt)
+            detector.detect([photo("coffee.jpg")], prompt)
 
 
 @pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan"), "0.3", None, True])
 def test_bad_thresholds_are_rejected(detector, threshold):
     with pytest.raises(InvalidOptionError, match="box_threshold"):
-        detector.detect(photo("coffee.jpg"), "cup", box_threshold=threshold)
+        detector.detect([photo("coffee.jpg")], "cup", box_threshold=threshold)
 
 
 def test_prompt_count_must_match_images(detector):
@@ -207,7 +207,7 @@ def test_true_swin_t_size_with_random_weights(bert_tokenizer):
     image = photo("astronaut.jpg")
     forwards = []
     model.register_forward_hook(lambda module, args, kwargs, output: forwards.append(output), with_kwargs=True)
-    result = detector.detect(image, "person, flag, rocket", box_threshold=0.0, text_threshold=0.0)
+    result = detector.detect([image], "person, flag, rocket", box_threshold=0.0, text_threshold=0.0)[0]
     assert_well_formed(result, image, ["person", "flag", "rocket"])
     # transformers' own post-processing of the same forward pass, at zero thresholds: every query
     (expected,) = processor.post_process_grounded_object_detection(
@@ -215,6 +215,6 @@ def test_true_swin_t_size_with_random_weights(bert_tokenizer):
     assert len(forwards) == 1 and len(expected["scores"]) == config.num_queries
     height, width = image.height, image.width
     expected_boxes = expected["boxes"].clamp(min=0).minimum(torch.tensor([width, height, width, height]))
-    assert torch.allclose(result.scores.sort(descending=True).values, expected["scores"].sort(descending=True).values, atol=1e-6)
-    ours, theirs = (np.array(sorted(b.tolist())) for b in (result.boxes, expected_boxes))
+    assert np.allclose(np.sort(result.box_scores)[::-1], expected["scores"].sort(descending=True).values.numpy(), atol=1e-6)
+    ours, theirs = (np.array(sorted(b.tolist())) for b in (result.xyxy, expected_boxes))
     assert np.allclose(ours, theirs, atol=1e-3), "the same 900 boxes, clipped to the image"

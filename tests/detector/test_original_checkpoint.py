@@ -143,7 +143,7 @@ def test_detector_accepts_the_pth_file(idea_swin_t, bert_folder):
     _, checkpoint = idea_swin_t
     detector = GroundingDinoDetector(checkpoint, device="cpu", dtype="float32", tokenizer=bert_folder)
     image = Image.open(ASSETS / "coffee.jpg").convert("RGB")
-    result = detector.detect(image, "cup, saucer", box_threshold=0.0, text_threshold=0.0)
+    result = detector.detect([image], "cup, saucer", box_threshold=0.0, text_threshold=0.0)[0]
     assert len(result) == 900 and set(result.labels) <= {"cup", "saucer"}
 
 
@@ -211,7 +211,7 @@ def test_idea_files_load_by_registry_name_through_the_hugging_face_cache(idea_sw
     by_name = GroundingDinoDetector("groundingdino-swint-ogc", device="cpu", dtype="float32", tokenizer=bert_folder)
     by_path = GroundingDinoDetector(checkpoint, device="cpu", dtype="float32", tokenizer=bert_folder)
     image = Image.open(ASSETS / "coffee.jpg").convert("RGB")
-    first, second = (d.detect(image, "cup, saucer", box_threshold=0.0, text_threshold=0.0) for d in (by_name, by_path))
-    torch.testing.assert_close(first.boxes, second.boxes, atol=0, rtol=0)
+    first, second = (d.detect([image], "cup, saucer", box_threshold=0.0, text_threshold=0.0)[0] for d in (by_name, by_path))
+    torch.testing.assert_close(first.xyxy, second.xyxy, atol=0, rtol=0)
     with pytest.raises(ModelLoadError, match="ShilongLiu/GroundingDINO/groundingdino_swinb_cogcoor.pth"):
         GroundingDinoDetector("groundingdino-swinb-cogcoor", device="cpu", tokenizer=bert_folder)

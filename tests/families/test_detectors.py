@@ -55,8 +55,8 @@ def assert_same_detections(ours, theirs_boxes, theirs_scores, theirs_class_ids, 
     limit = torch.tensor([image.width, image.height, image.width, image.height], dtype=torch.float32)
     expected_boxes = theirs_boxes[order].clamp(min=0).minimum(limit)
     assert len(ours) == len(order)
-    torch.testing.assert_close(ours.scores, theirs_scores[order], atol=1e-5, rtol=0)
-    torch.testing.assert_close(ours.boxes, expected_boxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(ours.box_scores), theirs_scores[order], atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(ours.xyxy), expected_boxes, atol=1e-3, rtol=0)
     assert ours.class_ids.tolist() == theirs_class_ids[order].tolist()
 
 
@@ -74,24 +74,24 @@ def test_owlv2_equals_transformers_called_directly(owlv2, owlv2_dir, name):
     image = photo(name)
     classes = ["cup", "spoon", "table top"]
     expected = owlv2_reference(owlv2_dir, image, classes)
-    result = owlv2.detect(image, "Cup, spoon. table top", box_threshold=0.0, text_threshold=0.0)
-    assert result.classes == classes and set(result.labels) <= set(classes)
+    result = owlv2.detect([image], "Cup, spoon. table top", box_threshold=0.0, text_threshold=0.0)[0]
+    assert list(result.classes) == classes and set(result.labels) <= set(classes)
     assert len(result) == (OWL_IMAGE_SIZE // 16) ** 2, "every patch's box at zero thresholds"
     assert_same_detections(result, expected["boxes"], expected["scores"], expected["labels"], image)
     assert len(set(result.labels)) >= 2, "random heads must give more than one class, or labels are not tested"
-    assert torch.equal(result.class_scores, result.scores)
+    assert np.array_equal(result.data["class_scores"], result.box_scores)
     expected_labels = [expected["text_labels"][i] for i in expected["scores"].argsort(descending=True, stable=True)]
     assert result.labels == expected_labels
 
 
 def test_owlv2_thresholds_keep_the_scores_at_or_above_the_larger(owlv2):
     image = photo("coffee.jpg")
-    everything = owlv2.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0)
-    low, high = (float(everything.scores.quantile(q)) for q in (0.3, 0.7))
+    everything = owlv2.detect([image], "cup, spoon", box_threshold=0.0, text_threshold=0.0)[0]
+    low, high = (float(np.quantile(everything.box_scores, q)) for q in (0.3, 0.7))
     for box_threshold, text_threshold in ((low, high), (high, low)):
-        kept = owlv2.detect(image, "cup, spoon", box_threshold=box_threshold, text_threshold=text_threshold)
-        assert len(kept) == int((everything.scores >= high).sum()) > 0
-        torch.testing.assert_close(kept.boxes, everything.boxes[everything.scores >= high])
+        kept = owlv2.detect([image], "cup, spoon", box_threshold=box_threshold, text_threshold=text_threshold)[0]
+        assert len(kept) == int((everything.box_scores >= high).sum()) > 0
+        torch.testing.assert_close(kept.xyxy, everything.xyxy[everything.box_scores >= high])
 
 
 def test_owlv2_batch_equals_singles(owlv2):
@@ -103,10 +103,10 @@ def test_owlv2_batch_equals_singles(owlv2):
     hook.remove()
     assert len(calls) == 1, "images of one processed size share one vision-encoder call"
     for image, prompt, result in zip(images, prompts, batched):
-        single = owlv2.detect(image, [prompt], box_threshold=0.0, text_threshold=0.0)
+        single = owlv2.detect([image], [prompt], box_threshold=0.0, text_threshold=0.0)[0]
         assert single.labels == result.labels and single.classes == result.classes
-        torch.testing.assert_close(single.boxes, result.boxes, atol=1e-4, rtol=0)
-        torch.testing.assert_close(single.scores, result.scores, atol=1e-6, rtol=0)
+        torch.testing.assert_close(single.xyxy, result.xyxy, atol=1e-4, rtol=0)
+        torch.testing.assert_close(single.box_scores, result.box_scores, atol=1e-6, rtol=0)
 
 
 def test_owlv2_classes_in_chunks_equal_one_chunk(owlv2_dir, monkeypatch):
@@ -118,11 +118,11 @@ def test_owlv2_classes_in_chunks_equal_one_chunk(owlv2_dir, monkeypatch):
     monkeypatch.setattr(chunked.model.owlv2, "get_text_features",
                         lambda **kwargs: queries.append(kwargs["input_ids"].shape[0]) or original(**kwargs))
     image = photo("chelsea.jpg")
-    one, many = (detector.detect(image, ", ".join(classes), box_threshold=0.0, text_threshold=0.0) for detector in (whole, chunked))
+    one, many = (detector.detect([image], ", ".join(classes), box_threshold=0.0, text_threshold=0.0)[0] for detector in (whole, chunked))
     assert queries == [3, 3, 3, 2]
     assert one.labels == many.labels and len({label for label in many.labels if int(label.split()[1]) >= 3}) > 0
-    torch.testing.assert_close(one.scores, many.scores, atol=1e-6, rtol=0)
-    torch.testing.assert_close(one.boxes, many.boxes, atol=0, rtol=0)
+    torch.testing.assert_close(one.box_scores, many.box_scores, atol=1e-6, rtol=0)
+    torch.testing.assert_close(one.xyxy, many.xyxy, atol=0, rtol=0)
 
 
 def test_owlv2_in_place_activations_give_transformers_values_bit_for_bit(owlv2, owlv2_dir):
@@ -148,14 +148,14 @@ def test_owlv2_encodes_a_repeated_prompt_once(owlv2_dir, monkeypatch):
                         lambda **kwargs: encoded.append(kwargs["input_ids"].shape[0]) or original(**kwargs))
     monkeypatch.setattr("lang_sam.families.owlv2.CLASS_SETS_KEPT", 2)
     image = photo("coffee.jpg")
-    first, again = (detector.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0) for _ in range(2))
+    first, again = (detector.detect([image], "cup, spoon", box_threshold=0.0, text_threshold=0.0)[0] for _ in range(2))
     assert encoded == [2]
-    assert first.labels == again.labels and torch.equal(first.scores, again.scores) and torch.equal(first.boxes, again.boxes)
+    assert first.labels == again.labels and np.array_equal(first.box_scores, again.box_scores) and np.array_equal(first.xyxy, again.xyxy)
     for prompt in ("cat", "cup, spoon", "dog", "cup, spoon", "cat"):  # used last, "cup, spoon" stays; "cat" left for "dog"
-        detector.detect(image, prompt, box_threshold=0.0, text_threshold=0.0)
+        detector.detect([image], prompt, box_threshold=0.0, text_threshold=0.0)
     assert encoded == [2, 1, 1, 1]
-    fresh = Owlv2Detector(owlv2_dir, device="cpu", dtype="float32").detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0)
-    assert fresh.labels == first.labels and torch.equal(fresh.scores, first.scores)
+    fresh = Owlv2Detector(owlv2_dir, device="cpu", dtype="float32").detect([image], "cup, spoon", box_threshold=0.0, text_threshold=0.0)[0]
+    assert fresh.labels == first.labels and np.array_equal(fresh.box_scores, first.box_scores)
 
 
 def test_owlv2_bfloat16_stays_close_to_float32(owlv2_dir):
@@ -169,21 +169,21 @@ def test_owlv2_bfloat16_stays_close_to_float32(owlv2_dir):
     assert fast_scores.dtype == torch.float32 and torch.isfinite(fast_scores).all() and torch.isfinite(fast_boxes).all()
     torch.testing.assert_close(fast_scores, exact_scores, atol=0.03, rtol=0)
     torch.testing.assert_close(fast_boxes, exact_boxes, atol=0.03, rtol=0)
-    result = fast.detect(image, "cup, spoon", box_threshold=0.0, text_threshold=0.0)
-    assert result.boxes.dtype == torch.float32 and len(result) == (OWL_IMAGE_SIZE // 16) ** 2
+    result = fast.detect([image], "cup, spoon", box_threshold=0.0, text_threshold=0.0)[0]
+    assert result.xyxy.dtype == np.float32 and len(result) == (OWL_IMAGE_SIZE // 16) ** 2
 
 
 @pytest.mark.parametrize("family", ["owlv2", "mm_gdino"])
 def test_nms_removes_same_class_overlaps(family, request):
     detector = request.getfixturevalue(family)
     image = photo("astronaut.jpg")
-    loose = detector.detect(image, "person, flag", box_threshold=0.0, text_threshold=0.0)
-    strict = detector.detect(image, "person, flag", box_threshold=0.0, text_threshold=0.0, nms_iou_threshold=0.1)
+    loose = detector.detect([image], "person, flag", box_threshold=0.0, text_threshold=0.0)[0]
+    strict = detector.detect([image], "person, flag", box_threshold=0.0, text_threshold=0.0, nms_iou_threshold=0.1)[0]
     assert same_class_overlap(loose, 0.1), "the test image must start with overlapping boxes"
     assert 0 < len(strict) < len(loose) and not same_class_overlap(strict, 0.1)
-    loose_rows = {tuple(row) for row in loose.boxes.tolist()}
-    assert all(tuple(row) in loose_rows for row in strict.boxes.tolist())
-    assert torch.all(strict.scores[:-1] >= strict.scores[1:])
+    loose_rows = {tuple(row) for row in loose.xyxy.tolist()}
+    assert all(tuple(row) in loose_rows for row in strict.xyxy.tolist())
+    assert np.all(strict.box_scores[:-1] >= strict.box_scores[1:])
 
 
 @pytest.mark.parametrize("family", ["owlv2", "mm_gdino"])
@@ -192,7 +192,7 @@ def test_nms_removes_same_class_overlaps(family, request):
 def test_bad_thresholds_are_rejected(family, option, value, request):
     detector = request.getfixturevalue(family)
     with pytest.raises(InvalidOptionError, match=option):
-        detector.detect(photo("coffee.jpg"), "cup", **{option: value})
+        detector.detect([photo("coffee.jpg")], "cup", **{option: value})
 
 
 def test_owlv2_bad_prompts_fail_before_any_model_runs(owlv2, monkeypatch):
@@ -202,9 +202,9 @@ def test_owlv2_bad_prompts_fail_before_any_model_runs(owlv2, monkeypatch):
     monkeypatch.setattr(owlv2.model, "image_embedder", forbidden)
     for prompt in ["", " ,, .", "???"]:
         with pytest.raises(InvalidPromptError):
-            owlv2.detect(photo("coffee.jpg"), prompt)
+            owlv2.detect([photo("coffee.jpg")], prompt)
     with pytest.raises(InvalidPromptError, match="longer than OWLv2's text encoder"):
-        owlv2.detect(photo("coffee.jpg"), "cup, a very long class name indeed")
+        owlv2.detect([photo("coffee.jpg")], "cup, a very long class name indeed")
     with pytest.raises(InvalidOptionError, match="2 images but 3 prompts"):
         owlv2.detect([photo("coffee.jpg")] * 2, ["a", "b", "c"])
     with pytest.raises(InvalidOptionError, match="max_queries"):
@@ -231,13 +231,13 @@ def test_mm_gdino_equals_transformers_called_directly(mm_gdino, mm_gdino_dir):
     torch.testing.assert_close(ours_raw.pred_boxes, theirs.pred_boxes, atol=1e-5, rtol=1e-4)
     (expected,) = processor.post_process_grounded_object_detection(
         theirs, threshold=0.0, text_threshold=0.0, target_sizes=[(image.height, image.width)])
-    result = mm_gdino.detect(image, "Person, flag. rocket", box_threshold=0.0, text_threshold=0.0)
-    assert result.classes == ["person", "flag", "rocket"] and set(result.labels) <= set(result.classes)
+    result = mm_gdino.detect([image], "Person, flag. rocket", box_threshold=0.0, text_threshold=0.0)[0]
+    assert list(result.classes) == ["person", "flag", "rocket"] and set(result.labels) <= set(result.classes)
     assert len(result) == len(expected["scores"]) == 50
     order = expected["scores"].argsort(descending=True, stable=True)
-    torch.testing.assert_close(result.scores, expected["scores"][order], atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(result.box_scores), expected["scores"][order], atol=1e-5, rtol=0)
     limit = torch.tensor([image.width, image.height, image.width, image.height], dtype=torch.float32)
-    ours, want = (np.array(sorted(b.tolist())) for b in (result.boxes, expected["boxes"].clamp(min=0).minimum(limit)))
+    ours, want = (np.array(sorted(b.tolist())) for b in (result.xyxy, expected["boxes"].clamp(min=0).minimum(limit)))
     assert np.allclose(ours, want, atol=1e-2), "the same 50 boxes, clipped to the image"
 
 
@@ -245,10 +245,10 @@ def test_mm_gdino_batch_equals_singles(mm_gdino):
     images = [photo("astronaut.jpg"), photo("coffee.jpg"), photo("astronaut.jpg").transpose(Image.FLIP_LEFT_RIGHT)]
     prompts = ["person, flag", "cup", "person, flag"]
     for image, prompt, result in zip(images, prompts, mm_gdino.detect(images, prompts, box_threshold=0.0, text_threshold=0.0)):
-        single = mm_gdino.detect(image, prompt, box_threshold=0.0, text_threshold=0.0)
+        single = mm_gdino.detect([image], prompt, box_threshold=0.0, text_threshold=0.0)[0]
         assert single.labels == result.labels
-        torch.testing.assert_close(single.boxes, result.boxes, atol=1e-3, rtol=0)
-        torch.testing.assert_close(single.scores, result.scores, atol=1e-5, rtol=0)
+        torch.testing.assert_close(single.xyxy, result.xyxy, atol=1e-3, rtol=0)
+        torch.testing.assert_close(single.box_scores, result.box_scores, atol=1e-5, rtol=0)
 
 
 def test_mm_gdino_bfloat16_runs_and_stays_close(mm_gdino_dir, mm_gdino):
@@ -261,8 +261,8 @@ def test_mm_gdino_bfloat16_runs_and_stays_close(mm_gdino_dir, mm_gdino):
         fast_out = fast.model(**{k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()})
     a, b = exact_out.encoder_last_hidden_state_vision.flatten(), fast_out.encoder_last_hidden_state_vision.float().flatten()
     assert np.corrcoef(a.numpy(), b.numpy())[0, 1] > 0.99
-    result = fast.detect(image, "cat, sofa", box_threshold=0.0, text_threshold=0.0)
-    assert len(result) == 50 and torch.isfinite(result.boxes).all() and torch.isfinite(result.scores).all()
+    result = fast.detect([image], "cat, sofa", box_threshold=0.0, text_threshold=0.0)[0]
+    assert len(result) == 50 and np.isfinite(result.xyxy).all() and np.isfinite(result.box_scores).all()
     assert set(result.labels) <= {"cat", "sofa"}
 
 

@@ -234,8 +234,8 @@ def test_multimask_keeps_the_candidate_sam_scores_best_and_nms_reaches_the_detec
     single = model.predict(image, "cat, sofa", max_detections=5, **LOOSE)
     assert not np.array_equal(single.masks, result.masks), "the single-mask output is another mask"
     suppressed = model.predict(image, "cat, sofa", nms_iou_threshold=0.3, **LOOSE)
-    expected = model.detector.detect(Image.fromarray(image), "cat, sofa", nms_iou_threshold=0.3, **LOOSE)
-    np.testing.assert_allclose(suppressed.boxes, expected.boxes.numpy(), atol=1e-4)
+    expected = model.detector.detect([Image.fromarray(image)], "cat, sofa", nms_iou_threshold=0.3, **LOOSE)[0]
+    np.testing.assert_allclose(suppressed.boxes, expected.xyxy, atol=1e-4)
     assert suppressed.num_detections < model.predict(image, "cat, sofa", **LOOSE).num_detections
     with pytest.raises(InvalidOptionError, match="multimask_output must be True, False or None"):
         model.predict(image, "cat", multimask_output="yes")

@@ -26,8 +26,8 @@ def threshold_for(detector_dir, image: np.ndarray, prompt: str, count: int) -> f
     """A box threshold that keeps about count of the tiny random detector's boxes on image."""
     from lang_sam.families.detectors import load_detector
 
-    found = load_detector(detector_dir, "cpu", "float32").detect(Image.fromarray(image), prompt, box_threshold=0, text_threshold=0)
-    return float(found.scores[count - 1])
+    found = load_detector(detector_dir, "cpu", "float32").detect([Image.fromarray(image)], prompt, box_threshold=0, text_threshold=0)[0]
+    return float(found.box_scores[count - 1])
 
 
 def test_track_writes_a_video_and_a_line_per_frame(clip, tmp_path, tiny_detector_dir, tiny_video_dir, capsys):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from lang_sam.detector.postprocess import BoxDetections
 from lang_sam.errors import InvalidOptionError
 from lang_sam.geometry import mask_to_box
 from lang_sam.results import decode_rle
 from lang_sam.video.tracker import track
+from lang_sam.vocabulary import Detections
 
 HEIGHT, WIDTH = 40, 80
 COLOURS = {"car": (255, 0, 0), "person": (0, 255, 0)}
@@ -54,9 +54,9 @@ class ColourDetector:
             pixels = np.asarray(image)
             found = [(mask_to_box(colour_mask(pixels, label)), index) for index, label in enumerate(classes)
                      if colour_mask(pixels, label).any()]
-            results.append(BoxDetections(
-                torch.tensor(np.array([box for box, _ in found]).reshape(-1, 4)), torch.full((len(found),), 0.9),
-                torch.tensor([index for _, index in found], dtype=torch.long), torch.full((len(found),), 0.9), list(classes)))
+            results.append(Detections(
+                xyxy=np.array([box for box, _ in found]).reshape(-1, 4), image_size=pixels.shape[:2],
+                box_scores=np.full(len(found), 0.9), class_ids=[index for _, index in found], classes=classes))
         return results
 
 
