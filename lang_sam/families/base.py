@@ -24,13 +24,17 @@ from PIL import Image
 
 from lang_sam.detector.postprocess import BoxDetections
 from lang_sam.results import encode_rles
-from lang_sam.segmenter.sam import MaskSet
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, ImageEmbedding, MaskSet, SegmenterInput
 
 
 @runtime_checkable
 class Segmenter(Protocol):
     """A promptable segmenter: embed once per image, decode many prompts against it.
+
+    decode is the batched kernel and answers in tensors (MaskSet: B prompts x M candidates, with the
+    low-res logits a later decode refines): Meta's predictor and segment-everything need exactly
+    that, and Detections (one mask per object) could only hold it repacked. Objects as Detections
+    come from lang_sam.pipeline.segment.segment_objects, the one composition every caller uses.
 
     name: the registry name or path it was loaded from; family: its config model_type ("sam" for
     SAM v1, "sam2", "sam_hq"); device, dtype: where and how it runs.
@@ -41,16 +45,16 @@ class Segmenter(Protocol):
     device: torch.device
     dtype: torch.dtype
 
-    def preprocess(self, image: np.ndarray) -> Any:
+    def preprocess(self, image: np.ndarray) -> SegmenterInput:
         """The model's input for one (H, W, 3) uint8 RGB image; touches no model, so it may run in
         other threads ahead of embed."""
 
-    def embed(self, prepared: Any) -> Any:
-        """The immutable embedding of what preprocess made; it has ``original_size`` (H, W)."""
+    def embed(self, prepared: SegmenterInput) -> ImageEmbedding:
+        """The immutable embedding of what preprocess made (of this segmenter only)."""
 
     def decode(
         self,
-        embedding: Any,
+        embedding: ImageEmbedding,
         point_coords: torch.Tensor | None = None,
         point_labels: torch.Tensor | None = None,
         boxes: torch.Tensor | None = None,
@@ -64,7 +68,7 @@ class Segmenter(Protocol):
         upscale False: nothing is taken to image size (MaskSet.masks is None), for callers that
         filter on the IoU first and upscale only what they keep (segment-everything)."""
 
-    def upscale_logits(self, embedding: Any, low_res_logits: torch.Tensor) -> torch.Tensor:
+    def upscale_logits(self, embedding: ImageEmbedding, low_res_logits: torch.Tensor) -> torch.Tensor:
         """(B, M, 256, 256) low-res logits of a decode against embedding -> (B, M, H, W) float32
         mask logits at image size (on the segmenter's device): decode's masks are exactly these > 0.
         Segment-everything's stability score thresholds them at other levels."""

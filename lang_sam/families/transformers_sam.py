@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lang_sam.families.base import MaskSet
+from lang_sam.vocabulary import ImageEmbedding, MaskSet
 from lang_sam.vocabulary.capabilities import NO_TEXT, NO_VIDEO, NOT_FINE_TUNED, NOT_ONNX
 from lang_sam.families.transformers_base import TransformersAdapter
-from lang_sam.segmenter.sam import ImageEmbedding
 
 
 @dataclass(frozen=True)

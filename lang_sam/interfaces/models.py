@@ -23,10 +23,9 @@ from lang_sam.registry import (
     DEFAULT_SAM, IMAGE_SEGMENTER_KINDS, TEXT_SEGMENTER, VIDEO_KINDS, check_sam_type, resolve, sam_names,
 )
 from lang_sam.results import LangSAMResult
-from lang_sam.segmenter.sam import ImageEmbedding
 from lang_sam.settings import Settings
 from lang_sam.video.tracker import open_and_track
-from lang_sam.vocabulary.detections import Detections
+from lang_sam.vocabulary import Detections, ImageEmbedding
 
 
 def served_detectors(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:

@@ -4,23 +4,22 @@ the clicked object on its own, best score first. And a text segmenter's answer, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 
 from lang_sam.detector.prompts import parse_classes
 from lang_sam.errors import InvalidOptionError
-from lang_sam.families.base import MaskSet, Segmenter, TextSegmenter, TextSegments
+from lang_sam.families.base import Segmenter, TextSegmenter, TextSegments
 from lang_sam.geometry import mask_to_box
 from lang_sam.pipeline.prompts import NamedPrompts
 from lang_sam.results import CANDIDATE_SCORES_KEY, CANDIDATES_KEY, LOW_RES_KEY
-from lang_sam.vocabulary import Detections, ObjectPrompt, Thresholds
+from lang_sam.vocabulary import Detections, ImageEmbedding, MaskSet, ObjectPrompt, Thresholds
 
 LOW_RES_SIZE = (256, 256)
 
 
-def segment_objects(segmenter: Segmenter, embed: Callable[[], Any], objects: NamedPrompts, image_size: tuple[int, int],
+def segment_objects(segmenter: Segmenter, embed: Callable[[], ImageEmbedding], objects: NamedPrompts, image_size: tuple[int, int],
                     multimask_output: bool | None) -> Detections:
     """Masks of the named objects, sorted by score (stable), with SAM's low-res logits in data and,
     when any object was decoded with multimask output, every object's candidates (see LangSAMResult).
@@ -60,7 +59,7 @@ def text_segments_to_detections(found: TextSegments, image_size: tuple[int, int]
                       class_ids=found.detections.class_ids[keep].numpy(), classes=tuple(found.detections.classes))
 
 
-def _decode_clicked(segmenter: Segmenter, embedding: Any, prompt: ObjectPrompt, multimask_output: bool | None) -> MaskSet:
+def _decode_clicked(segmenter: Segmenter, embedding: ImageEmbedding, prompt: ObjectPrompt, multimask_output: bool | None) -> MaskSet:
     """The clicked object: its points, with its box and earlier mask when it has them. With no
     multimask choice, a single click alone takes the best of three (SAM's demo)."""
     single_click = len(prompt.points) == 1 and prompt.box is None

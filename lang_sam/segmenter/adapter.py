@@ -15,7 +15,8 @@ import torch
 from lang_sam.registry import TRANSFORMERS_SAM_MODEL_TYPE
 from lang_sam.segmenter import processing
 from lang_sam.segmenter.build import load_sam
-from lang_sam.segmenter.sam import ImageEmbedding, MaskSet, Sam, decode_prompts, encode_image
+from lang_sam.segmenter.sam import Sam, decode_prompts, encode_image
+from lang_sam.vocabulary import ImageEmbedding, MaskSet
 from lang_sam.vocabulary.capabilities import NO_TEXT, NO_VIDEO, Capabilities
 
 

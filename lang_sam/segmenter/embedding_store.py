@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from lang_sam.segmenter.sam import ImageEmbedding
+from lang_sam.vocabulary import ImageEmbedding
 
 DEFAULT_CAPACITY = 32  # the server's default; 4 MB each
 

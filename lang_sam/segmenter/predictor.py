@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError
-from lang_sam.segmenter.sam import ImageEmbedding, Sam, decode_prompts, encode_image
+from lang_sam.segmenter.sam import Sam, decode_prompts, encode_image
+from lang_sam.vocabulary import ImageEmbedding
 from lang_sam.segmenter.transforms import ResizeLongestSide
 
 

@@ -5,7 +5,6 @@ any number of times against the ImageEmbedding it gives."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,40 +15,9 @@ from lang_sam.segmenter import processing
 from lang_sam.segmenter.image_encoder import ImageEncoderViT
 from lang_sam.segmenter.mask_decoder import MaskDecoder
 from lang_sam.segmenter.prompt_encoder import PromptEncoder
+from lang_sam.vocabulary import ImageEmbedding
 
 PROMPT_KEYS = ("point_coords", "point_labels", "boxes", "mask_inputs")
-
-
-@dataclass(frozen=True)
-class ImageEmbedding:
-    """SAM's embedding of one image and the sizes that map prompts and masks onto it. Immutable, so
-    one embedding can be cached and decoded from many threads at once.
-
-    features: SAM v1's (1, 256, 64, 64) float32, or the tuple of tensors a transformers family
-    embeds to (SAM 2.1's three levels, SAM-HQ's embedding and ViT states); original_size: (H, W)
-    of the image; input_size: (h, w) of the model's frame that prompts are scaled into (SAM v1:
-    the image resized to longest side 1024).
-    """
-
-    features: torch.Tensor | tuple[torch.Tensor, ...]
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class MaskSet:
-    """What a Segmenter's decode returns for B prompts with M candidates each (M = 3 with multimask
-    output, else 1).
-
-    masks: (B, M, H, W) bool at image size, or None when decode was asked not to upscale;
-    iou: (B, M) float32 predicted IoU of each candidate;
-    low_res_logits: (B, M, 256, 256) float32, the logits a later decode takes back as mask_input
-    and upscale_logits takes to image size.
-    """
-
-    masks: torch.Tensor | None
-    iou: torch.Tensor
-    low_res_logits: torch.Tensor
 
 
 @torch.inference_mode()

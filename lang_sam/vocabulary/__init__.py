@@ -4,9 +4,12 @@ its errors), so that the library, the CLI, the app and the server check, default
 - Thresholds (thresholds.py): what a detection keeps, its defaults written once.
 - ObjectPrompt (prompts.py): one object for a promptable segmenter (a box, points, a mask, or a mix).
 - Detections (detections.py): the objects found in one image, shaped like supervision's.
+- SegmenterInput, ImageEmbedding, MaskSet (embedding.py): a promptable segmenter's input, an
+  image's embedding, and the raw (B prompts x M candidates) answer of one batched decode.
 """
 
 from lang_sam.vocabulary.detections import Detections, compact_masks
+from lang_sam.vocabulary.embedding import ImageEmbedding, MaskSet, SegmenterInput
 from lang_sam.vocabulary.prompts import ObjectPrompt
 from lang_sam.vocabulary.thresholds import (
     BOX_THRESHOLD,
@@ -20,7 +23,10 @@ __all__ = [
     "BOX_THRESHOLD",
     "TEXT_THRESHOLD",
     "Detections",
+    "ImageEmbedding",
+    "MaskSet",
     "ObjectPrompt",
+    "SegmenterInput",
     "Thresholds",
     "check_max_lost",
     "check_threshold",

@@ -590,7 +590,7 @@ def test_the_embedding_store_keeps_the_most_recently_used_across_instances(tmp_p
 
     import torch
 
-    from lang_sam.segmenter.sam import ImageEmbedding
+    from lang_sam.vocabulary import ImageEmbedding
 
     writer, reader = EmbeddingStore(tmp_path, capacity=2), EmbeddingStore(tmp_path, capacity=2)
     embeddings = [ImageEmbedding(torch.randn(1, 256, 64, 64), (300, 451), (681, 1024)) for _ in range(3)]

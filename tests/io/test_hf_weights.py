@@ -24,7 +24,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from segment_anything import SamPredictor as ReferencePredictor
 
-from lang_sam.errors import CheckpointError, InvalidOptionError
+from lang_sam.errors import CheckpointError
 from lang_sam.interfaces.cli import main
 from lang_sam.segmenter import SamPredictor, build_sam
 from lang_sam.segmenter import processing

@@ -27,8 +27,7 @@ from segment_anything.utils.transforms import ResizeLongestSide as MetaResizeLon
 
 import lang_sam.segmenter
 from lang_sam.errors import InvalidImageError, InvalidOptionError, InvalidPromptError
-from lang_sam.registry import SAM_MODELS
-from lang_sam.segmenter.sam import ImageEmbedding
+from lang_sam.vocabulary import ImageEmbedding
 from tests.conftest import SMALL_ARCHITECTURE, random_sam_state_dict, reference_sam, shared_image, synthetic_image
 from tests.segmenter.test_automatic_mask_generator import assert_same_records
 from tests.segmenter.test_sam_reference import assert_same_outputs
