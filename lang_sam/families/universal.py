@@ -1,5 +1,5 @@
 """Mask2Former and OneFormer (transformers) as one universal segmenter: semantic, instance and
-panoptic results as LangSAMResult, and the semantic vote that names segment-everything masks.
+panoptic results as Detections, and the semantic vote that names segment-everything masks.
 
 The families differ only in their processor call (OneFormer is told the task in text) and are
 otherwise the same: transformers' own pre- and post-processing, run unchanged.
@@ -18,7 +18,7 @@ from lang_sam.geometry import masks_to_boxes
 from lang_sam.io.images import ImageInput, load_image
 from lang_sam.io.weights import missing_hub_model_message
 from lang_sam.registry import DEFAULT_UNIVERSAL, UNIVERSAL_MODELS
-from lang_sam.results import LangSAMResult
+from lang_sam.vocabulary import Detections
 
 # model_type -> whether the processor takes the task as text (OneFormer's task token)
 TASK_AS_TEXT = {"mask2former": False, "oneformer": True}
@@ -69,7 +69,7 @@ class UniversalSegmenter(TransformersAdapter):
         processed = self.processor.post_process_semantic_segmentation(outputs, target_sizes=[pixels.shape[:2]])[0]
         return processed.cpu().numpy().astype(np.int64)
 
-    def semantic(self, image: ImageInput) -> LangSAMResult:
+    def semantic(self, image: ImageInput) -> Detections:
         """One mask per class present in the semantic map; score: the share of the image it covers."""
         class_map = self.semantic_map(image)
         present, counts = np.unique(class_map, return_counts=True)
@@ -78,15 +78,15 @@ class UniversalSegmenter(TransformersAdapter):
         masks, present, counts = masks[order], present[order], counts[order]
         return _result(masks, present, counts / class_map.size, self.labels)
 
-    def instances(self, image: ImageInput, threshold: float = 0.5) -> LangSAMResult:
+    def instances(self, image: ImageInput, threshold: float = 0.5) -> Detections:
         """The model's own instance segmentation, segments scoring above threshold."""
         return self._segments(image, "instance", threshold)
 
-    def panoptic(self, image: ImageInput, threshold: float = 0.5) -> LangSAMResult:
+    def panoptic(self, image: ImageInput, threshold: float = 0.5) -> Detections:
         """The model's own panoptic segmentation (things and stuff), segments scoring above threshold."""
         return self._segments(image, "panoptic", threshold)
 
-    def _segments(self, image: ImageInput, task: str, threshold: float) -> LangSAMResult:
+    def _segments(self, image: ImageInput, task: str, threshold: float) -> Detections:
         if not 0.0 <= threshold <= 1.0:
             raise InvalidOptionError(f"threshold must be between 0 and 1, got {threshold!r}.")
         pixels = load_image(image)
@@ -127,13 +127,13 @@ def vote_labels(masks: np.ndarray, class_map: np.ndarray) -> tuple[np.ndarray, n
     return winners.numpy(), (votes.gather(1, winners[:, None])[:, 0] / areas).numpy()
 
 
-def _result(masks: np.ndarray, label_ids: np.ndarray, scores: np.ndarray, labels: list[str]) -> LangSAMResult:
-    """masks (N, H, W) with their label ids and scores as a LangSAMResult (boxes around the masks)."""
+def _result(masks: np.ndarray, label_ids: np.ndarray, scores: np.ndarray, labels: list[str]) -> Detections:
+    """masks (N, H, W) with their label ids and scores as Detections: boxes around the masks, the
+    score as mask score (and box score), classes the names present in order of first appearance."""
     names = [labels[int(i)] for i in label_ids]
-    classes = list(dict.fromkeys(names))
-    boxes = masks_to_boxes(masks)
-    return LangSAMResult(
-        masks=masks.astype(bool), boxes=boxes, phrases=names, logits=np.asarray(scores, np.float32),
-        mask_scores=np.asarray(scores, np.float32), class_ids=np.array([classes.index(n) for n in names], np.int64),
-        classes=classes, image_size=tuple(masks.shape[1:]),
+    classes = tuple(dict.fromkeys(names))
+    scores = np.asarray(scores, np.float32)
+    return Detections(
+        xyxy=masks_to_boxes(masks), image_size=masks.shape[1:], masks=masks.astype(bool), box_scores=scores,
+        mask_scores=scores.copy(), class_ids=[classes.index(name) for name in names], classes=classes,
     )

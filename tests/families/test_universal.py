@@ -84,19 +84,19 @@ def test_semantic_map_and_segments_equal_transformers_called_directly(family, re
     assert np.array_equal(class_map, expected) and len(np.unique(class_map)) >= 2
     semantic = segmenter.semantic(image)
     present, counts = np.unique(expected, return_counts=True)
-    assert sorted(semantic.phrases) == sorted(LABELS[i] for i in present)
-    assert semantic.logits.sum() == pytest.approx(1.0) and np.all(np.diff(semantic.logits) <= 0)
-    for mask, name in zip(semantic.masks, semantic.phrases):
+    assert sorted(semantic.labels) == sorted(LABELS[i] for i in present)
+    assert semantic.mask_scores.sum() == pytest.approx(1.0) and np.all(np.diff(semantic.mask_scores) <= 0)
+    for mask, name in zip(semantic.masks, semantic.labels):
         assert np.array_equal(mask, expected == LABELS.index(name))
     processor, outputs = reference_outputs(folder, image, "panoptic")
     panoptic = processor.post_process_panoptic_segmentation(outputs, target_sizes=[image.shape[:2]], threshold=0.1)[0]
     ours = segmenter.panoptic(image, threshold=0.1)
-    assert ours.num_detections == len(panoptic["segments_info"]) > 0
-    for mask, name, score, info in zip(ours.masks, ours.phrases, ours.logits, panoptic["segments_info"]):
+    assert len(ours) == len(panoptic["segments_info"]) > 0
+    for mask, name, score, info in zip(ours.masks, ours.labels, ours.mask_scores, panoptic["segments_info"]):
         assert np.array_equal(mask, panoptic["segmentation"].numpy() == info["id"])
         assert name == LABELS[info["label_id"]] and score == pytest.approx(info["score"], abs=1e-6)
     instances = segmenter.instances(image, threshold=0.1)
-    assert instances.masks.shape[1:] == image.shape[:2] and set(instances.phrases) <= set(LABELS)
+    assert instances.masks.shape[1:] == image.shape[:2] and set(instances.labels) <= set(LABELS)
 
 
 def test_the_vote_names_each_mask_by_its_majority_class():
