@@ -70,7 +70,7 @@ def worker(implementation: str, folder: str, dtype_name: str, threshold: str, re
         segmenter = Sam3TextSegmenter(folder, device="cpu", dtype=dtype)
 
         def run() -> int:
-            return len(segmenter.segment_text([image], [CLASSES], box_threshold=box_threshold)[0].detections)
+            return len(segmenter.segment_text([image], [CLASSES], box_threshold=box_threshold)[0])
     else:
         from transformers import Sam3Model, Sam3Processor
 

@@ -6,40 +6,10 @@ a label is never a merged phrase, a word piece, "[SEP]" or an empty string.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torchvision.ops import batched_nms
 
 from lang_sam.vocabulary import Detections
-
-
-@dataclass(frozen=True)
-class BoxDetections:
-    """Detections in one image, sorted by score (highest first).
-
-    boxes: (N, 4) float pixel xyxy, inside the image; scores: (N,) box scores; class_ids: (N,)
-    indices into classes; class_scores: (N,) score of each detection's own class.
-    """
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    class_ids: torch.Tensor
-    class_scores: torch.Tensor
-    classes: list[str]
-
-    @property
-    def labels(self) -> list[str]:
-        return [self.classes[index] for index in self.class_ids.tolist()]
-
-    def __len__(self) -> int:
-        return self.boxes.shape[0]
-
-    def to_detections(self, image_size: tuple[int, int]) -> Detections:
-        """The same boxes, scores and classes as lang-sam's Detections (no masks) of an (H, W) image."""
-        return Detections(xyxy=self.boxes.float().cpu().numpy(), image_size=image_size,
-                          box_scores=self.scores.float().cpu().numpy(), class_ids=self.class_ids.cpu().numpy(),
-                          classes=tuple(self.classes), data={"class_scores": self.class_scores.float().cpu().numpy()})
 
 
 def select_detections(

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lang_sam.detector.postprocess import BoxDetections
 from lang_sam.results import encode_rles
 from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, ImageEmbedding, MaskSet, SegmenterInput
 
@@ -76,15 +75,6 @@ class Segmenter(Protocol):
     def parameter_count(self) -> int:
         """Number of weights, as ``lang-sam models`` and describe() report it."""
 
-@dataclass(frozen=True)
-class TextSegments:
-    """A text segmenter's answer for one image: the detections (boxes, scores, class ids into the
-    user's classes) and one (H, W) bool mask per detection, in the same order."""
-
-    detections: BoxDetections
-    masks: np.ndarray
-
-
 @runtime_checkable
 class TextSegmenter(Protocol):
     """Segments the user's classes directly from text (SAM 3's concept prompts): no detector runs."""
@@ -97,10 +87,11 @@ class TextSegmenter(Protocol):
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
         nms_iou_threshold: float | None = None,
-    ) -> list[TextSegments]:
+    ) -> list[Detections]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes scoring above
-        box_threshold (as the model's own post-processing keeps them); labels are exactly the given
-        class names."""
+        box_threshold (as the model's own post-processing keeps them), best first, with masks; class
+        ids index exactly the given class names; the model's one score per instance is both its box
+        and its mask score."""
 
 @runtime_checkable
 class Detector(Protocol):

@@ -9,8 +9,8 @@ transformers' post_process_instance_segmentation, which this runs unchanged, sco
 ``sigmoid(detection) * sigmoid(presence)`` and keeps it when that product is *above* (strictly)
 box_threshold. So the threshold bounds the product: with presence 0.9 and box_threshold 0.3 a
 query needs a detection probability above 0.33, and when the model judges the concept absent
-(presence 0.1) no query passes 0.3. That product is each instance's score, in BoxDetections both
-as scores and as class_scores (SAM 3 has one score per instance). Meta's demos use 0.5. Masks are
+(presence 0.1) no query passes 0.3. That product is each instance's score, in Detections both
+as its box score and its mask score (SAM 3 has one score per instance). Meta's demos use 0.5. Masks are
 the mask logits' sigmoid, resized bilinearly to the image and cut at 0.5.
 
 Cost. The vision encoder (the bulk of the model) runs once per image; its features are reused for
@@ -30,14 +30,13 @@ from typing import ClassVar, TypeVar
 import numpy as np
 import torch
 
-from lang_sam.detector.postprocess import BoxDetections, class_wise_nms
+from lang_sam.detector.postprocess import class_wise_nms
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
-from lang_sam.families.base import TextSegments
 from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
 from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.io.images import load_image
 from lang_sam.io.weights import load_pretrained_checked
-from lang_sam.vocabulary import BOX_THRESHOLD, check_threshold
+from lang_sam.vocabulary import BOX_THRESHOLD, Detections, check_threshold
 
 DEFAULT_SAM3 = "facebook/sam3"
 # A sam3_video folder (the layout of facebook/sam3 itself) holds the image model as its detector;
@@ -111,7 +110,7 @@ class Sam3TextSegmenter(Sam3Adapter):
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
         nms_iou_threshold: float | None = None,
-    ) -> list[TextSegments]:
+    ) -> list[Detections]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes (one list of names per
         image, labels exactly as given) scoring above box_threshold (see the module docstring), sorted
         by score; nms_iou_threshold: when set, instances of the same class whose boxes overlap more
@@ -130,7 +129,7 @@ class Sam3TextSegmenter(Sam3Adapter):
 
     @torch.inference_mode()
     def _segment(self, image: np.ndarray, classes: list[str], box_threshold: float,
-                 nms_iou_threshold: float | None) -> TextSegments:
+                 nms_iou_threshold: float | None) -> Detections:
         """All classes of one image: the vision encoder once, then the classes in batches."""
         from PIL import Image
 
@@ -208,9 +207,9 @@ def _one_prompt_float32(outputs, index: int):
 
 def _segments(boxes: list[torch.Tensor], scores: list[torch.Tensor], class_ids: list[torch.Tensor],
               masks: list[torch.Tensor], classes: list[str], image_size: tuple[int, int],
-              nms_iou_threshold: float | None = None) -> TextSegments:
+              nms_iou_threshold: float | None = None) -> Detections:
     """One image's instances of every class, boxes clipped to the image, sorted by score (stable),
-    then class-wise NMS when asked for."""
+    then class-wise NMS when asked for; each score is both the box and the mask score."""
     height, width = image_size
     if not scores:
         boxes, scores, class_ids = [torch.zeros(0, 4)], [torch.zeros(0)], [torch.zeros(0, dtype=torch.long)]
@@ -221,6 +220,6 @@ def _segments(boxes: list[torch.Tensor], scores: list[torch.Tensor], class_ids: 
     order = scores.argsort(descending=True, stable=True)
     if nms_iou_threshold is not None:
         order = order[class_wise_nms(boxes[order], scores[order], class_ids[order], nms_iou_threshold).sort().values]
-    scores = scores[order].float()
-    detections = BoxDetections(boxes[order], scores, class_ids[order], scores.clone(), list(classes))
-    return TextSegments(detections=detections, masks=masks[order].numpy())
+    scores = scores[order].float().numpy()
+    return Detections(xyxy=boxes[order].numpy(), image_size=image_size, masks=masks[order].numpy(), box_scores=scores,
+                      mask_scores=scores.copy(), class_ids=class_ids[order].numpy(), classes=tuple(classes))

@@ -10,7 +10,7 @@ import torch
 
 from lang_sam.detector.prompts import parse_classes
 from lang_sam.errors import InvalidOptionError
-from lang_sam.families.base import Segmenter, TextSegmenter, TextSegments
+from lang_sam.families.base import Segmenter, TextSegmenter
 from lang_sam.geometry import mask_to_box
 from lang_sam.pipeline.prompts import NamedPrompts
 from lang_sam.results import CANDIDATE_SCORES_KEY, CANDIDATES_KEY, LOW_RES_KEY
@@ -48,15 +48,6 @@ def segment_objects(segmenter: Segmenter, embed: Callable[[], ImageEmbedding], o
                        class_ids=np.array([objects.classes.index(name) for name in objects.names], np.int64),
                        classes=tuple(objects.classes), data=data)
     return found[np.argsort(-objects.scores, kind="stable")]
-
-
-def text_segments_to_detections(found: TextSegments, image_size: tuple[int, int], max_detections: int | None) -> Detections:
-    """A text segmenter's best max_detections objects, its score as both box and mask score."""
-    keep = slice(0, max_detections)
-    scores = found.detections.scores[keep].float().numpy()
-    return Detections(xyxy=found.detections.boxes[keep].float().numpy(), image_size=image_size,
-                      masks=found.masks[keep].astype(bool), box_scores=scores, mask_scores=scores.copy(),
-                      class_ids=found.detections.class_ids[keep].numpy(), classes=tuple(found.detections.classes))
 
 
 def _decode_clicked(segmenter: Segmenter, embedding: ImageEmbedding, prompt: ObjectPrompt, multimask_output: bool | None) -> MaskSet:
@@ -107,5 +98,5 @@ def segment_text(segmenter: TextSegmenter, arrays: list[np.ndarray], prompts, th
     if len(per_image) != len(arrays):
         raise InvalidOptionError(f"Got {len(arrays)} images but {len(per_image)} prompts; give one prompt or one per image.")
     classes = [parse_classes(prompt) for prompt in per_image]
-    segments = segmenter.segment_text(arrays, classes, box_threshold=thresholds.box, nms_iou_threshold=thresholds.nms_iou)
-    return [text_segments_to_detections(found, array.shape[:2], thresholds.max_detections) for array, found in zip(arrays, segments)]
+    found = segmenter.segment_text(arrays, classes, box_threshold=thresholds.box, nms_iou_threshold=thresholds.nms_iou)
+    return [objects[:thresholds.max_detections] for objects in found]

@@ -145,12 +145,12 @@ def reference(direct, image: np.ndarray, classes: list[str], threshold: float, n
 def assert_same(result, expected, classes: list[str]) -> None:
     """Within float rounding of batching (1e-5), masks to the pixel but for 1 in 100,000."""
     boxes, scores, class_ids, masks = expected
-    detections = result.detections
-    assert detections.classes == classes and detections.labels == [classes[i] for i in class_ids]
-    assert np.array_equal(detections.class_ids.numpy(), class_ids)
-    np.testing.assert_allclose(detections.scores.numpy(), scores, rtol=0, atol=1e-5)
-    np.testing.assert_array_equal(detections.class_scores.numpy(), detections.scores.numpy())
-    np.testing.assert_allclose(detections.boxes.numpy(), boxes, rtol=0, atol=1e-4)
+    detections = result
+    assert detections.classes == tuple(classes) and detections.labels == [classes[i] for i in class_ids]
+    assert np.array_equal(detections.class_ids, class_ids)
+    np.testing.assert_allclose(detections.box_scores, scores, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(detections.mask_scores, detections.box_scores)
+    np.testing.assert_allclose(detections.xyxy, boxes, rtol=0, atol=1e-4)
     assert result.masks.dtype == bool and result.masks.shape == masks.shape
     assert (result.masks != masks).mean() <= 1e-5
 
@@ -161,12 +161,12 @@ def test_segments_equal_transformers_called_directly_class_by_class(sam3_dir, di
     assert segmenter.parameter_count() == sum(p.numel() for p in direct[0].parameters())
     results = segmenter.segment_text(images, CLASSES, box_threshold=threshold)
     total = sum(len(query_scores(direct, image, name)) for image, names in zip(images, CLASSES) for name in names)
-    assert 0 < sum(len(result.detections) for result in results) < total, "the threshold keeps some, not all"
+    assert 0 < sum(len(result) for result in results) < total, "the threshold keeps some, not all"
     for result, image, classes in zip(results, images, CLASSES):
         assert_same(result, reference(direct, image, classes, threshold), classes)
         assert result.masks.shape[1:] == image.shape[:2]
-        assert np.all(np.diff(result.detections.scores.numpy()) <= 0), "sorted by score"
-        boxes = result.detections.boxes.numpy()
+        assert np.all(np.diff(result.box_scores) <= 0), "sorted by score"
+        boxes = result.xyxy
         height, width = image.shape[:2]
         assert np.all(boxes >= 0) and np.all(boxes[:, 0::2] <= width) and np.all(boxes[:, 1::2] <= height)
 
@@ -177,9 +177,8 @@ def test_classes_batched_into_one_forward_equal_one_class_per_forward(sam3_dir, 
     classes = [["cup", "saucer", "spoon", "table"], ["cat"]]  # batches of 3 then 1, and a single class
     for together, alone, names in zip(batched.segment_text(images, classes, threshold),
                                       one_by_one.segment_text(images, classes, threshold), classes):
-        expected = (alone.detections.boxes.numpy(), alone.detections.scores.numpy(),
-                    alone.detections.class_ids.numpy(), alone.masks)
-        assert len(alone.detections) > 0
+        expected = (alone.xyxy, alone.box_scores, alone.class_ids, alone.masks)
+        assert len(alone) > 0
         assert_same(together, expected, names)
 
 
@@ -188,17 +187,17 @@ def test_class_wise_nms_drops_same_class_overlaps_only(sam3_dir, direct, images)
 
     segmenter = Sam3TextSegmenter(sam3_dir, device="cpu", dtype="float32")
     image, classes = images[0], CLASSES[0]
-    everything = segmenter.segment_text([image], [classes], box_threshold=0.0)[0].detections
-    same_class = everything.class_ids[:, None] == everything.class_ids[None, :]
-    overlaps = box_iou(everything.boxes, everything.boxes).fill_diagonal_(0)
+    everything = segmenter.segment_text([image], [classes], box_threshold=0.0)[0]
+    same_class = torch.from_numpy(everything.class_ids[:, None] == everything.class_ids[None, :])
+    overlaps = box_iou(torch.from_numpy(everything.xyxy), torch.from_numpy(everything.xyxy)).fill_diagonal_(0)
     assert overlaps[same_class].max() > 0.1, "the tiny model gives boxes of one class that overlap"
     iou = 0.9 * float(overlaps[same_class].max())  # below the largest same-class overlap: something goes
     suppressed = segmenter.segment_text([image], [classes], box_threshold=0.0, nms_iou_threshold=iou)[0]
     assert_same(suppressed, reference(direct, image, classes, 0.0, nms=iou), classes)
-    assert 0 < len(suppressed.detections) < len(everything), "overlapping boxes were dropped"
-    kept = suppressed.detections
-    overlaps = box_iou(kept.boxes, kept.boxes).fill_diagonal_(0)
-    same_class = kept.class_ids[:, None] == kept.class_ids[None, :]
+    assert 0 < len(suppressed) < len(everything), "overlapping boxes were dropped"
+    kept = suppressed
+    overlaps = box_iou(torch.from_numpy(kept.xyxy), torch.from_numpy(kept.xyxy)).fill_diagonal_(0)
+    same_class = torch.from_numpy(kept.class_ids[:, None] == kept.class_ids[None, :])
     assert not bool((overlaps[same_class] > iou).any()), "no two kept boxes of one class overlap more than the IoU"
     assert len(set(kept.class_ids.tolist())) > 1
 
@@ -214,17 +213,17 @@ def test_bfloat16_runs_in_bf16_and_stays_close_to_float32(sam3_dir, images, thre
     assert rotary.dtype == torch.float32, "loading in bf16 keeps the rotary position tables in float32"
     ours = Sam3TextSegmenter(sam3_dir, device="cpu", dtype="float32").segment_text(images, CLASSES, threshold)
     for low, full in zip(segmenter.segment_text(images, CLASSES, threshold), ours):
-        assert low.detections.scores.dtype == torch.float32 and low.detections.boxes.dtype == torch.float32
-        assert torch.isfinite(low.detections.scores).all() and torch.isfinite(low.detections.boxes).all()
-        assert abs(len(low.detections) - len(full.detections)) <= max(2, len(full.detections) // 4)
+        assert low.box_scores.dtype == np.float32 and low.xyxy.dtype == np.float32
+        assert np.isfinite(low.box_scores).all() and np.isfinite(low.xyxy).all()
+        assert abs(len(low) - len(full)) <= max(2, len(full) // 4)
         longer_side = max(low.masks.shape[1:])
-        for box, score, class_id in zip(low.detections.boxes, low.detections.scores, low.detections.class_ids):
-            same = full.detections.class_ids == class_id  # each bf16 instance has an fp32 twin of its class
+        for box, score, class_id in zip(low.xyxy, low.box_scores, low.class_ids):
+            same = full.class_ids == class_id  # each bf16 instance has an fp32 twin of its class
             if not same.any():
                 continue
-            errors = (full.detections.boxes[same] - box).abs().amax(dim=1)
+            errors = np.abs(full.xyxy[same] - box).max(axis=1)
             assert errors.min() <= 0.05 * longer_side
-            assert abs(full.detections.scores[same][errors.argmin()] - score) <= 0.05
+            assert abs(full.box_scores[same][errors.argmin()] - score) <= 0.05
 
 
 def test_a_model_saved_as_sam3_video_loads_as_the_image_model(sam3_dir, images, threshold, tmp_path):
@@ -245,18 +244,17 @@ def test_a_model_saved_as_sam3_video_loads_as_the_image_model(sam3_dir, images, 
         return segmenter.segment_text(images[:1], CLASSES[:1], threshold)[0]
 
     video, image = segments(folder), segments(sam3_dir)
-    assert len(image.detections) > 0
-    assert_same(video, (image.detections.boxes.numpy(), image.detections.scores.numpy(),
-                        image.detections.class_ids.numpy(), image.masks), CLASSES[0])
+    assert len(image) > 0
+    assert_same(video, (image.xyxy, image.box_scores, image.class_ids, image.masks), CLASSES[0])
 
 
 def test_no_class_or_nothing_above_the_threshold_is_an_empty_result(sam3_dir, images):
     segmenter = Sam3TextSegmenter(sam3_dir, device="cpu", dtype="float32")
     asked = [[], ["cup"]]
     for result, image, classes in zip(segmenter.segment_text(images, asked, box_threshold=1.0), images, asked):
-        assert len(result.detections) == 0 and result.detections.classes == classes
+        assert len(result) == 0 and result.classes == tuple(classes)
         assert result.masks.shape == (0, *image.shape[:2]) and result.masks.dtype == bool
-        assert result.detections.boxes.shape == (0, 4)
+        assert result.xyxy.shape == (0, 4)
     assert segmenter.segment_text([], []) == []
 
 
@@ -346,8 +344,8 @@ def test_langsam_on_sam3_runs_no_detector_and_names_only_your_classes(sam3_dir, 
     expected = Sam3TextSegmenter(sam3_dir, device="cpu", dtype="float32").segment_text(
         [images[0]], [CLASSES[0]], box_threshold=threshold)[0]
     assert result.classes == CLASSES[0] and set(result.phrases) <= set(CLASSES[0])
-    assert result.num_detections == len(expected.detections) > 0
-    assert np.array_equal(result.masks, expected.masks) and np.allclose(result.boxes, expected.detections.boxes.numpy())
+    assert result.num_detections == len(expected) > 0
+    assert np.array_equal(result.masks, expected.masks) and np.allclose(result.boxes, expected.xyxy)
     assert model.predict(images[0], "cup, saucer, spoon", box_threshold=threshold, max_detections=1).num_detections == 1
     both = model.predict(images, ["cup, saucer, spoon", "cat, sofa"], box_threshold=threshold)
     assert [r.classes for r in both] == CLASSES and np.array_equal(both[0].masks, result.masks)
@@ -374,7 +372,7 @@ def test_lang_sam_predict_runs_sam3_from_the_command_line(sam3_dir, images, thre
     assert code == 0
     written = json.loads((out / "coffee.json").read_text())
     expected = Sam3TextSegmenter(sam3_dir, device="cpu", dtype="float32").segment_text([images[0]], [CLASSES[0]], box_threshold=threshold)[0]
-    assert [d["label"] for d in written["detections"]] == expected.detections.labels and (out / "coffee.png").is_file()
+    assert [d["label"] for d in written["detections"]] == expected.labels and (out / "coffee.png").is_file()
 
 
 def test_segment_everything_on_sam3_is_refused_naming_the_models_that_can(sam3_dir, images, tmp_path, capsys):
