@@ -1,0 +1,116 @@
+"""lang-sam's backend driven by a real Label Studio (conftest.py): a project with brush, polygon,
+rectangle and keypoint controls, the shared photos uploaded as tasks (read back by the backend
+through Label Studio's /data/upload with the access token), the backend connected, predictions
+asked for and read back from Label Studio, their brush masks decoded by Label Studio's own
+label-studio-sdk (in its virtualenv) and compared with LangSAM.predict's in float32; an
+interactive click through Label Studio equal to LangSAM.predict(image, points=...)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lang_sam import LangSAM
+from tests.interfaces.label_studio.conftest import SHARED_PHOTOS, TOKEN
+from tests.interfaces.label_studio.test_backend import LABEL_CONFIG, LABELS
+from tests.services import free_port, start_service, stop_session
+
+ROOT = Path(__file__).resolve().parents[3]  # the checkout whose lang_sam the backend runs
+PHOTOS = ["dog.jpg", "groceries.jpg"]
+CLASSES = ["a cat", "Sofa"]  # the config's prompts: Cat's hint, Sofa's name
+OPTIONS = {"box_threshold": 0.0, "text_threshold": 0.0, "max_detections": 3}
+
+
+@pytest.fixture(scope="module")
+def backend_url(label_studio, sam_files, tiny_detector_dir, tmp_path_factory):
+    """`lang-sam label-studio` on the tiny models, reading Label Studio's files with its token."""
+    port = free_port()
+    command = [sys.executable, "-m", "lang_sam.interfaces.cli", "label-studio", "--port", str(port),
+               "--sam-checkpoint", str(sam_files[0]), "--detector", str(tiny_detector_dir), "--device", "cpu",
+               "--dtype", "float32", "--box-threshold", "0", "--text-threshold", "0", "--max-detections", "3",
+               "--label-studio-url", label_studio.url, "--label-studio-api-key", TOKEN]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    log = tmp_path_factory.mktemp("backend") / "backend.log"
+    process = start_service(command, environment, f"http://127.0.0.1:{port}/health", log)
+    yield f"http://127.0.0.1:{port}"
+    stop_session(process)
+
+
+@pytest.fixture(scope="module")
+def pipeline(sam_files, tiny_detector_dir) -> LangSAM:
+    return LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def project(label_studio, backend_url) -> dict:
+    """A project with the photos uploaded and the backend connected (interactive): its id, its
+    tasks (file name -> task) and the ML backend's id."""
+    client = label_studio.client
+    created = client.post("/api/projects/", json={"title": "lang-sam backend", "label_config": LABEL_CONFIG})
+    assert created.status_code == 201, created.text
+    project_id = created.json()["id"]
+    files = {name: (name, (SHARED_PHOTOS / name).read_bytes(), "image/jpeg") for name in PHOTOS}
+    imported = client.post(f"/api/projects/{project_id}/import", files=files)
+    assert imported.status_code == 201 and imported.json()["task_count"] == len(PHOTOS), imported.text
+    tasks = client.get("/api/tasks/", params={"project": project_id}).json()["tasks"]
+    by_name = {next(name for name in PHOTOS if task["data"]["image"].endswith(name)): task for task in tasks}
+    assert all(task["data"]["image"].startswith("/data/upload/") for task in tasks), "served by Label Studio"
+    connected = client.post("/api/ml/", json={"url": backend_url, "project": project_id, "is_interactive": True, "title": "lang-sam"})
+    assert connected.status_code == 201 and connected.json()["readable_state"] == "Connected", connected.text
+    return {"id": project_id, "tasks": by_name, "ml": connected.json()["id"], "model_version": connected.json()["model_version"]}
+
+
+def decode_in_label_studio(label_studio, regions: list[dict]) -> list[np.ndarray]:
+    """The brush regions' masks, decoded by the label-studio-sdk that Label Studio itself runs."""
+    script = ("import json, sys, numpy as np\nfrom label_studio_sdk.converter.brush import decode_rle\n"
+              "regions = json.load(sys.stdin)\n"
+              "masks = [decode_rle(r['value']['rle']).reshape(r['original_height'], r['original_width'], 4)[:, :, 3] > 0 for r in regions]\n"
+              "np.save(sys.stdout.buffer, np.stack(masks))\n")
+    decoded = subprocess.run([str(label_studio.python), "-c", script], input=json.dumps(regions).encode(), capture_output=True, check=True)
+    return list(np.load(io.BytesIO(decoded.stdout)))
+
+
+def photo(name: str) -> np.ndarray:
+    return np.asarray(Image.open(SHARED_PHOTOS / name).convert("RGB"))
+
+
+def test_predictions_read_back_from_label_studio_are_langsams_masks(label_studio, project, pipeline):
+    client = label_studio.client
+    asked = client.post("/api/dm/actions/", params={"id": "retrieve_tasks_predictions", "project": project["id"]},
+                        json={"selectedItems": {"all": True, "excluded": []}})
+    assert asked.status_code == 200, asked.text
+    for name, task in project["tasks"].items():
+        [prediction] = client.get("/api/predictions/", params={"task": task["id"]}).json()
+        assert prediction["model_version"] == project["model_version"] and prediction["model_version"].startswith("lang-sam tiny_sam_a+")
+        expected = pipeline.predict(photo(name), classes=CLASSES, **OPTIONS)
+        brushes = [region for region in prediction["result"] if region["type"] == "brushlabels"]
+        assert len(brushes) == expected.num_detections == 3
+        masks = decode_in_label_studio(label_studio, brushes)
+        assert all(np.array_equal(mask, wanted) for mask, wanted in zip(masks, expected.masks)), name
+        assert [region["value"]["brushlabels"] for region in brushes] == [[["Cat", "Sofa"][i]] for i in expected.class_ids]
+        assert {label for region in prediction["result"] for label in region["value"][region["type"]]} <= LABELS
+        assert {region["type"] for region in prediction["result"]} == {"brushlabels", "polygonlabels", "rectanglelabels"}
+        assert prediction["score"] == pytest.approx(float(np.mean([region["score"] for region in prediction["result"]])))
+
+
+def test_a_click_through_label_studio_equals_langsam_predict_with_points(label_studio, project, pipeline):
+    name = PHOTOS[0]
+    height, width = photo(name).shape[:2]
+    click = {"from_name": "click", "to_name": "image", "type": "keypointlabels", "is_positive": True,
+             "original_width": width, "original_height": height,
+             "value": {"x": 40.0, "y": 55.0, "width": 0.6, "keypointlabels": ["Sofa"]}}
+    answer = label_studio.client.post(f"/api/ml/{project['ml']}/interactive-annotating",
+                                      json={"task": project["tasks"][name]["id"], "context": {"result": [click]}})
+    assert answer.status_code == 200 and "errors" not in answer.json(), answer.text
+    [region] = answer.json()["data"]["result"]
+    expected = pipeline.predict(photo(name), points=[[40.0 / 100 * width, 55.0 / 100 * height]], point_labels=[1], label="Sofa")
+    [mask] = decode_in_label_studio(label_studio, [region])
+    assert region["value"]["brushlabels"] == ["Sofa"] and np.array_equal(mask, expected.masks[0])
