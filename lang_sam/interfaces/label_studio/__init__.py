@@ -44,6 +44,5 @@ def build_backend(settings: Settings, thresholds: Thresholds = Thresholds(), lab
     prompts = read_label_prompts(label_prompts)  # checked before the models load
     url = url or os.environ.get("LABEL_STUDIO_URL")
     api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY")
-    pipeline = LangSAM.from_settings(settings)
     access = LabelStudioAccess(url.rstrip("/"), api_key) if url and api_key else None
-    return LabelStudioBackend(pipeline, model_version(pipeline, settings), thresholds, prompts, access)
+    return LabelStudioBackend(LangSAM.from_settings(settings), model_version(settings), thresholds, prompts, access)

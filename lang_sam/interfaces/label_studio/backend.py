@@ -18,7 +18,7 @@ from lang_sam.interfaces.label_studio.config import ProjectConfig
 from lang_sam.interfaces.label_studio.files import LabelStudioAccess, load_task_image
 from lang_sam.interfaces.label_studio.results import read_context, regions
 from lang_sam.pipeline import LangSAM
-from lang_sam.registry import DETECTOR, IMAGE_SEGMENTER_KINDS, resolve
+from lang_sam.registry import DEFAULT_SAM, DETECTOR, IMAGE_SEGMENTER_KINDS, TEXT_SEGMENTER, ResolvedModel, resolve
 from lang_sam.settings import Settings
 from lang_sam.vocabulary import Thresholds
 
@@ -79,7 +79,7 @@ class LabelStudioBackend:
                                            text_threshold=self.thresholds.text, max_detections=self.thresholds.max_detections,
                                            nms_iou_threshold=self.thresholds.nms_iou)
         detections = result.detections
-        labels = config.labels_of(detections.class_ids)
+        labels = config.labels_of([config.classes[int(index)] for index in detections.class_ids])
         return self._prediction(regions(detections, config.outputs, labels, detections.box_scores))
 
     def _interactive(self, task: dict, config: ProjectConfig, context: dict, access: LabelStudioAccess | None) -> dict:
@@ -105,25 +105,23 @@ def _project_id(body: dict) -> str:
     return str(body.get("project", "")).split(".", 1)[0]
 
 
-def model_version(pipeline: LangSAM, settings: Settings) -> str:
-    """"lang-sam SEGMENTER+DETECTOR HASH": the models' names and the first 12 hex digits of a SHA256
-    over their weights files found on this machine, so that Label Studio tells apart predictions
-    of other weights under the same names."""
-    names = [pipeline.sam_type] if pipeline.segments_text else [pipeline.sam_type, pipeline.detector.name]
-    sources = [settings.sam_checkpoint or _source(settings.sam_type or pipeline.sam_type, IMAGE_SEGMENTER_KINDS, settings)]
-    if not pipeline.segments_text:
-        sources.append(_source(settings.detector, (DETECTOR,), settings))
+def model_version(settings: Settings) -> str:
+    """"lang-sam SEGMENTER+DETECTOR HASH" of the models settings name (SAM 3 alone: no detector): their
+    names and the first 12 hex digits of a SHA256 over their weights files found on this machine, so
+    that Label Studio tells apart predictions of other weights under the same names. Loads no model."""
+    segmenter = _resolved(settings.sam_checkpoint or settings.sam_type or DEFAULT_SAM, IMAGE_SEGMENTER_KINDS, settings)
+    models = [(settings.sam_type or segmenter.name, segmenter.source or segmenter.name)]
+    if segmenter.kind != TEXT_SEGMENTER:
+        detector = _resolved(settings.detector, (DETECTOR,), settings)
+        models.append((detector.name, detector.source or detector.name))
     digest = hashlib.sha256()
-    for path in (path for source in sources for path in _weights_files(source, settings)):
+    for path in (path for _, source in models for path in _weights_files(source, settings)):
         digest.update(path.name.encode() + _file_digest(path))
-    return f"lang-sam {'+'.join(names)} {digest.hexdigest()[:12]}"
+    return f"lang-sam {'+'.join(name for name, _ in models)} {digest.hexdigest()[:12]}"
 
 
-def _source(name: str, kinds: tuple[str, ...], settings: Settings) -> str | None:
-    try:
-        return resolve(name, kinds, settings.checkpoint_dir).source or name
-    except LangSAMError:
-        return name
+def _resolved(name: str, kinds: tuple[str, ...], settings: Settings) -> ResolvedModel:
+    return resolve(name, kinds, settings.checkpoint_dir)
 
 
 def _weights_files(source: str | None, settings: Settings) -> list[Path]:

@@ -96,11 +96,11 @@ class ProjectConfig:
         """The detector's classes: every label's prompts, each once."""
         return list(dict.fromkeys(prompt for prompts in self.prompts.values() for prompt in prompts))
 
-    def labels_of(self, class_ids: Sequence[int]) -> list[str]:
-        """The project label each class id (an index into classes) stands for: the first label
-        whose prompts hold that class."""
-        owner = {prompt: label for label, prompts in reversed(self.prompts.items()) for prompt in prompts}
-        return [owner[self.classes[int(index)]] for index in class_ids]
+    def labels_of(self, names: Sequence[str]) -> list[str]:
+        """The project label each class name (one of classes, in any case: detectors and
+        ``--classes`` lower it) stands for: the first label whose prompts hold it."""
+        owner = {prompt.lower(): label for label, prompts in reversed(self.prompts.items()) for prompt in prompts}
+        return [owner[name.lower()] for name in names]
 
     @property
     def mask_output(self) -> Control:

@@ -89,7 +89,7 @@ def test_predictions_read_back_from_label_studio_are_langsams_masks(label_studio
     assert asked.status_code == 200, asked.text
     for name, task in project["tasks"].items():
         [prediction] = client.get("/api/predictions/", params={"task": task["id"]}).json()
-        assert prediction["model_version"] == project["model_version"] and prediction["model_version"].startswith("lang-sam tiny_sam_a+")
+        assert prediction["model_version"] == project["model_version"] and prediction["model_version"].startswith("lang-sam tiny_sam_a.pth+")
         expected = pipeline.predict(photo(name), classes=CLASSES, **OPTIONS)
         brushes = [region for region in prediction["result"] if region["type"] == "brushlabels"]
         assert len(brushes) == expected.num_detections == 3
@@ -114,3 +114,62 @@ def test_a_click_through_label_studio_equals_langsam_predict_with_points(label_s
     expected = pipeline.predict(photo(name), points=[[40.0 / 100 * width, 55.0 / 100 * height]], point_labels=[1], label="Sofa")
     [mask] = decode_in_label_studio(label_studio, [region])
     assert region["value"]["brushlabels"] == ["Sofa"] and np.array_equal(mask, expected.masks[0])
+
+
+@pytest.fixture(scope="module")
+def import_file(sam_files, tiny_detector_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """`lang-sam label PHOTOS --label-studio OUT.json` on the project's config: (OUT.json, the run's folder)."""
+    from lang_sam.interfaces.cli import main
+
+    if not SHARED_PHOTOS.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_PHOTOS}")
+    folder = tmp_path_factory.mktemp("label-studio-import")
+    (folder / "photos").mkdir()
+    for name in PHOTOS:
+        (folder / "photos" / name).symlink_to(SHARED_PHOTOS / name)
+    (folder / "config.xml").write_text(LABEL_CONFIG)
+    code = main(["label", str(folder / "photos"), "--classes", ", ".join(CLASSES), "--out", str(folder / "out"),
+                 "--label-studio", str(folder / "tasks.json"), "--label-studio-config", str(folder / "config.xml"),
+                 "--sam-checkpoint", str(sam_files[0]), "--detector", str(tiny_detector_dir), "--device", "cpu",
+                 "--dtype", "float32", "--box-threshold", "0", "--text-threshold", "0", "--max-detections", "3"])
+    assert code == 0
+    return folder / "tasks.json", folder / "out"
+
+
+def test_the_import_file_holds_the_coco_runs_masks_as_the_projects_labels(import_file, sam_files, tiny_detector_dir):
+    from lang_sam.interfaces.label_studio import model_version
+    from lang_sam.results import decode_rle
+    from lang_sam.settings import Settings
+    from tests.interfaces.label_studio.test_backend import decoded
+
+    tasks_path, out = import_file
+    tasks = json.loads(tasks_path.read_text())
+    coco = json.loads((out / "annotations.json").read_text())
+    names = {category["id"]: category["name"] for category in coco["categories"]}
+    settings = Settings(sam_checkpoint=str(sam_files[0]), detector=str(tiny_detector_dir), device="cpu", dtype="float32")
+    assert [task["data"]["image"] for task in tasks] == [f"/data/local-files/?d=photos/{name}" for name in sorted(PHOTOS)]
+    for task, image in zip(tasks, sorted(coco["images"], key=lambda image: image["file_name"])):
+        [prediction] = task["predictions"]
+        assert prediction["model_version"] == model_version(settings)
+        annotations = [a for a in coco["annotations"] if a["image_id"] == image["id"]]
+        brushes = [region for region in prediction["result"] if region["type"] == "brushlabels"]
+        assert len(brushes) == len(annotations) == 3
+        for region, annotation in zip(brushes, annotations):
+            mask = decode_rle({"size": annotation["segmentation"]["size"], "counts": annotation["segmentation"]["counts"]})
+            assert np.array_equal(decoded(region), mask)
+            assert region["value"]["brushlabels"] == [{"a cat": "Cat", "sofa": "Sofa"}[names[annotation["category_id"]]]]
+
+
+def test_the_import_file_reads_back_equal_from_label_studio(label_studio, import_file):
+    tasks = json.loads(import_file[0].read_text())
+    client = label_studio.client
+    project_id = client.post("/api/projects/", json={"title": "lang-sam import", "label_config": LABEL_CONFIG}).json()["id"]
+    imported = client.post(f"/api/projects/{project_id}/import", json=tasks)
+    assert imported.status_code == 201 and imported.json()["prediction_count"] == len(tasks), imported.text
+    stored = client.get("/api/tasks/", params={"project": project_id}).json()["tasks"]
+    for task in tasks:
+        [match] = [s for s in stored if s["data"] == task["data"]]
+        [prediction] = client.get("/api/predictions/", params={"task": match["id"]}).json()
+        [expected] = task["predictions"]
+        assert prediction["result"] == expected["result"]
+        assert prediction["model_version"] == expected["model_version"] and prediction["score"] == pytest.approx(expected["score"])
