@@ -173,3 +173,16 @@ def test_the_import_file_reads_back_equal_from_label_studio(label_studio, import
         [expected] = task["predictions"]
         assert prediction["result"] == expected["result"]
         assert prediction["model_version"] == expected["model_version"] and prediction["score"] == pytest.approx(expected["score"])
+
+
+def test_images_are_read_with_a_personal_access_token_too(label_studio, project):
+    from lang_sam.interfaces.label_studio.files import LabelStudioAccess, load_task_image
+
+    created = label_studio.client.post("/api/token/")
+    assert created.status_code == 201, created.text
+    access = LabelStudioAccess(label_studio.url, created.json()["token"])  # a JWT refresh token, as the UI gives one
+    name = PHOTOS[1]
+    assert np.array_equal(load_task_image(project["tasks"][name], "image", access), photo(name))
+    refused = LabelStudioAccess(label_studio.url, "not-a-token")
+    with pytest.raises(Exception, match="could not be fetched"):
+        load_task_image(project["tasks"][name], "image", refused)
