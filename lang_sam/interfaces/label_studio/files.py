@@ -16,7 +16,9 @@ import numpy as np
 from lang_sam.errors import InvalidImageError
 from lang_sam.io.images import load_image
 
-URL_PREFIXES = ("http://", "https://", "/data/", "data/", "/upload", "upload/", "/storage-data/", "s3:", "gs:", "azure-blob:")
+WEB_PREFIXES = ("http://", "https://")
+# What Label Studio serves or presigns: its uploads, local-files and storage URLs, cloud URIs.
+LABEL_STUDIO_PREFIXES = ("/data/", "data/", "/upload", "upload/", "/storage-data/", "s3:", "gs:", "azure-blob:")
 
 
 @dataclass
@@ -64,12 +66,11 @@ def load_task_image(task: dict, image_key: str, access: LabelStudioAccess | None
     location = data.get(image_key) if isinstance(data, dict) else None
     if not isinstance(location, str) or not location:
         raise InvalidImageError(f"Task {_task_id(task)} has no image under data[{image_key!r}] (the labeling config's Image value).")
-    if not location.startswith(URL_PREFIXES):
-        return _decoded(task, location, Path(location))
+    if not location.startswith(WEB_PREFIXES + LABEL_STUDIO_PREFIXES) or Path(location).is_file():
+        return _decoded(task, location, Path(location))  # a file on this machine
     from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_base64_content
 
-    needs_label_studio = not location.startswith(("http://", "https://"))
-    if needs_label_studio and access is None:
+    if location.startswith(LABEL_STUDIO_PREFIXES) and access is None:
         raise InvalidImageError(
             f"Task {_task_id(task)}'s image {location} is served by Label Studio: give the backend its URL and an access "
             "token (--label-studio-url and --label-studio-api-key, or LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)."

@@ -204,3 +204,21 @@ def test_sam3_takes_the_labels_as_text_with_no_detector(tmp_path, photo):
     assert all(np.array_equal(decoded(region), mask) for region, mask in zip(brushes, expected.masks))
     assert [region["value"]["brushlabels"] for region in brushes] == [[["Cat", "Sofa"][i]] for i in expected.class_ids]
     assert "+" not in prediction["model_version"], "no detector in the model version"
+
+
+def test_each_labels_words_come_from_the_mapping_its_hint_or_its_predicted_values():
+    from lang_sam.errors import InvalidOptionError
+    from lang_sam.interfaces.label_studio.config import LabelConfigError, ProjectConfig, read_label_prompts
+
+    xml = LABEL_CONFIG.replace('<Label value="Sofa"/></BrushLabels>', '<Label value="Sofa" predicted_values="couch, sofa"/></BrushLabels>')
+    config = ProjectConfig.parse(xml)
+    assert config.classes == ["a cat", "couch", "sofa"] and config.labels == ("Cat", "Sofa") and config.image_key == "image"
+    assert config.labels_of(["SOFA", "a cat", "couch"]) == ["Sofa", "Cat", "Sofa"], "detectors lower the classes"
+    assert [c.tag for c in config.outputs] == ["BrushLabels", "PolygonLabels", "RectangleLabels"]
+    assert config.prompt_controls == {"box", "click"} and config.mask_output.name == "brush"
+    mapped = ProjectConfig.parse(xml, read_label_prompts('{"Cat": ["kitten", "cat"]}'))
+    assert mapped.classes == ["kitten", "cat", "couch", "sofa"]
+    with pytest.raises(InvalidOptionError, match="JSON object of label"):
+        read_label_prompts('["Cat"]')
+    with pytest.raises(LabelConfigError, match="empty text prompt"):
+        ProjectConfig.parse(xml, {"Cat": " "})
