@@ -33,7 +33,7 @@ from lang_sam.vocabulary import Thresholds
 __all__ = ["LabelStudioBackend", "build_backend"]
 
 
-def build_backend(settings: Settings, thresholds: Thresholds = Thresholds(), label_prompts: str | None = None,
+def build_backend(settings: Settings, thresholds: Thresholds | None = None, label_prompts: str | None = None,
                   url: str | None = None, api_key: str | None = None) -> LabelStudioBackend:
     """The backend of the pipeline settings name (loaded now, so /health answers only when ready).
 
@@ -45,4 +45,4 @@ def build_backend(settings: Settings, thresholds: Thresholds = Thresholds(), lab
     url = url or os.environ.get("LABEL_STUDIO_URL")
     api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY")
     access = LabelStudioAccess(url.rstrip("/"), api_key) if url and api_key else None
-    return LabelStudioBackend(LangSAM.from_settings(settings), model_version(settings), thresholds, prompts, access)
+    return LabelStudioBackend(LangSAM.from_settings(settings), model_version(settings), thresholds or Thresholds(), prompts, access)

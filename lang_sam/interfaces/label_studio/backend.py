@@ -11,12 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.interfaces.label_studio.config import ProjectConfig
 from lang_sam.interfaces.label_studio.files import LabelStudioAccess, load_task_image
-from lang_sam.interfaces.label_studio.results import read_context, regions
+from lang_sam.interfaces.label_studio.results import prediction, read_context, regions
 from lang_sam.pipeline import LangSAM
 from lang_sam.registry import DEFAULT_SAM, DETECTOR, IMAGE_SEGMENTER_KINDS, TEXT_SEGMENTER, ResolvedModel, resolve
 from lang_sam.settings import Settings
@@ -32,12 +30,12 @@ class LabelStudioBackend:
 
     thresholds: the detector's; label_prompts: label -> prompt(s), over the config's hints;
     access: the Label Studio URL and token files are read with (None: those /setup sends);
-    model_version: what predictions are tagged with (model_version() of the pipeline).
+    model_version: what predictions are tagged with (model_version() of the pipeline's settings).
     """
 
     pipeline: LangSAM
     model_version: str
-    thresholds: Thresholds = Thresholds()
+    thresholds: Thresholds = field(default_factory=Thresholds)
     label_prompts: Mapping[str, str | list[str]] = field(default_factory=dict)
     access: LabelStudioAccess | None = None
     _project_access: dict[str, LabelStudioAccess] = field(default_factory=dict, repr=False)
@@ -80,7 +78,7 @@ class LabelStudioBackend:
                                            nms_iou_threshold=self.thresholds.nms_iou)
         detections = result.detections
         labels = config.labels_of([config.classes[int(index)] for index in detections.class_ids])
-        return self._prediction(regions(detections, config.outputs, labels, detections.box_scores))
+        return prediction(regions(detections, config.outputs, labels, detections.box_scores), self.model_version)
 
     def _interactive(self, task: dict, config: ProjectConfig, context: dict, access: LabelStudioAccess | None) -> dict:
         """The mask of the clicks and boxes, as the project's mask control (brush, else polygon)
@@ -93,11 +91,8 @@ class LabelStudioBackend:
             result = self.pipeline.predict(image, points=clicks.points, point_labels=clicks.point_labels,
                                            boxes=clicks.boxes, label=label)
         detections = result.detections
-        return self._prediction(regions(detections, [output], [label] * len(detections), detections.mask_scores))
+        return prediction(regions(detections, [output], [label] * len(detections), detections.mask_scores), self.model_version)
 
-    def _prediction(self, found: list[dict]) -> dict:
-        score = float(np.mean([region["score"] for region in found])) if found else 0.0
-        return {"result": found, "score": score, "model_version": self.model_version}
 
 
 def _project_id(body: dict) -> str:

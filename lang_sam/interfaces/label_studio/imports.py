@@ -11,7 +11,7 @@ import numpy as np
 
 from lang_sam.errors import InvalidOptionError
 from lang_sam.interfaces.label_studio.config import ProjectConfig
-from lang_sam.interfaces.label_studio.results import regions
+from lang_sam.interfaces.label_studio.results import prediction, regions
 from lang_sam.io.files import write_atomically
 from lang_sam.results import decode_rle
 from lang_sam.vocabulary import Detections
@@ -42,9 +42,8 @@ def import_tasks(records: list[dict], config: ProjectConfig, image_prefix: str, 
         detections = _detections(record)
         labels = config.labels_of(list(detections.labels))
         found = regions(detections, config.outputs, labels, detections.box_scores)
-        score = float(np.mean([region["score"] for region in found])) if found else 0.0
         tasks.append({"data": {config.image_key: image_prefix + record["file_name"]},
-                      "predictions": [{"model_version": model_version, "score": score, "result": found}]})
+                      "predictions": [prediction(found, model_version)]})
     return tasks
 
 

@@ -38,6 +38,12 @@ def regions(detections: Detections, controls: Sequence[Control], labels: Sequenc
     return found
 
 
+def prediction(found: list[dict], model_version: str) -> dict:
+    """One Label Studio prediction of the regions: their mean score, and the model version."""
+    score = float(np.mean([region["score"] for region in found])) if found else 0.0
+    return {"result": found, "score": score, "model_version": model_version}
+
+
 def _value(tag: str, box: np.ndarray, mask: np.ndarray | None, width: int, height: int) -> dict | None:
     if tag == "BrushLabels":
         from label_studio_sdk.converter import brush

@@ -50,7 +50,7 @@ def installed_label_studio() -> tuple[Path, float]:
     venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
     install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"label-studio=={LABEL_STUDIO_VERSION}"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
     if install.returncode != 0:
         pytest.skip(f"label-studio=={LABEL_STUDIO_VERSION} could not be installed from PyPI: {install.stderr[-500:]}")
     marker.write_text(LABEL_STUDIO_VERSION)

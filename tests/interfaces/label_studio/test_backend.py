@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("label_studio_sdk")
-from label_studio_sdk.converter import brush  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
+from label_studio_sdk.converter import brush
+from starlette.testclient import TestClient
 
-from lang_sam import LangSAM  # noqa: E402
-from lang_sam.interfaces.label_studio import LabelStudioBackend, model_version  # noqa: E402
-from lang_sam.interfaces.label_studio.app import build_app  # noqa: E402
-from lang_sam.settings import Settings  # noqa: E402
-from lang_sam.vocabulary import Thresholds  # noqa: E402
+from lang_sam import LangSAM
+from lang_sam.interfaces.label_studio import LabelStudioBackend, model_version
+from lang_sam.interfaces.label_studio.app import build_app
+from lang_sam.settings import Settings
+from lang_sam.vocabulary import Thresholds
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets"
 PHOTO = ASSETS / "chelsea.jpg"
@@ -188,7 +188,7 @@ def test_bad_configs_images_and_bodies_are_clear_answers(client, tmp_path):
 
 def test_sam3_takes_the_labels_as_text_with_no_detector(tmp_path, photo):
     from tests.conftest import byte_level_clip_tokenizer
-    from tests.families.test_sam3 import TEXT_TOKENS, IMAGE_SIZE, random_sam3, sam3_processor, tiny_sam3_config
+    from tests.families.test_sam3 import IMAGE_SIZE, TEXT_TOKENS, random_sam3, sam3_processor, tiny_sam3_config
 
     tokenizer = byte_level_clip_tokenizer(TEXT_TOKENS)
     random_sam3(tiny_sam3_config(len(tokenizer))).save_pretrained(tmp_path)
