@@ -222,3 +222,19 @@ def test_each_labels_words_come_from_the_mapping_its_hint_or_its_predicted_value
         read_label_prompts('["Cat"]')
     with pytest.raises(LabelConfigError, match="empty text prompt"):
         ProjectConfig.parse(xml, {"Cat": " "})
+
+
+def test_bad_flags_stop_before_any_model_loads(tmp_path, capsys):
+    from lang_sam.interfaces.cli import main
+
+    assert main(["label-studio", "--label-prompts", '["Cat"]', "--sam-type", "vit_b"]) == 2
+    assert "JSON object of label" in capsys.readouterr().err
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "photos" / "a.png")
+    (tmp_path / "config.xml").write_text(LABEL_CONFIG)
+    label = ["label", str(tmp_path / "photos"), "--out", str(tmp_path / "out"), "--sam-type", "vit_b"]
+    assert main([*label, "--classes", "cat", "--label-studio-config", str(tmp_path / "config.xml")]) == 2
+    assert "shape the --label-studio OUT.json file" in capsys.readouterr().err
+    assert main([*label, "--classes", "dog", "--label-studio", str(tmp_path / "t.json"),
+                 "--label-studio-config", str(tmp_path / "config.xml")]) == 2
+    assert "no label for dog" in capsys.readouterr().err and not (tmp_path / "out").exists()
