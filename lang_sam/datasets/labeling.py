@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from lang_sam.datasets.coco import coco_dataset, yolo_dataset_yaml, yolo_label_path, yolo_segmentation_lines, train_val_split
+from lang_sam.datasets.coco import ImageRecord, coco_dataset, yolo_dataset_yaml, yolo_label_path, yolo_segmentation_lines, train_val_split
 from lang_sam.errors import InvalidImageError, InvalidOptionError
 from lang_sam.io.files import remove_leftovers, write_atomically
 from lang_sam.io.images import IMAGE_SUFFIXES, find_images, load_image
@@ -240,13 +240,20 @@ def run_local(job: LabelJob, settings: Settings, workers: int = 2, show_progress
     return stats
 
 
-def finish(job: LabelJob, yolo: bool = False, val_fraction: float = 0.1) -> dict[str, Any]:
-    """Merge every chunk into annotations.json (COCO) and report.json; write the YOLO dataset if asked."""
+def read_records(job: LabelJob) -> tuple[list[ImageRecord], list]:
+    """Every committed chunk's image records (file name, size, detections with COCO RLE masks) and
+    the images that could not be read."""
     records, failed = [], []
     for index in range(len(job.chunks())):
         chunk = json.loads(job.chunk_path(index).read_text())
         records.extend(chunk["records"])
         failed.extend(chunk["failed"])
+    return records, failed
+
+
+def finish(job: LabelJob, yolo: bool = False, val_fraction: float = 0.1) -> dict[str, Any]:
+    """Merge every chunk into annotations.json (COCO) and report.json; write the YOLO dataset if asked."""
+    records, failed = read_records(job)
     dataset = coco_dataset(records, list(job.classes))
     write_atomically(job.out / "annotations.json", lambda file: file.write(json.dumps(dataset).encode()))
     report = {"images": len(job.files), "labelled": len(records), "detections": len(dataset["annotations"]), "unreadable": failed}

@@ -21,6 +21,7 @@ from lang_sam.interfaces.cli import (
     export_onnx,
     finetune,
     label,
+    label_studio,
     models,
     predict,
     serve,
@@ -28,7 +29,7 @@ from lang_sam.interfaces.cli import (
 )
 
 # The subcommands in the order `lang-sam --help` lists them.
-COMMANDS = (predict, everything, export_onnx, convert, app, serve, label, evaluate, track, models, finetune)
+COMMANDS = (predict, everything, export_onnx, convert, app, serve, label_studio, label, evaluate, track, models, finetune)
 RUNS = {command.NAME: command.run for command in COMMANDS}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lang_sam.errors import InvalidOptionError
 from lang_sam.interfaces.cli import common
-from lang_sam.io.files import check_output_folder
+from lang_sam.io.files import check_output_file, check_output_folder
 
 NAME = "label"
 
@@ -42,6 +42,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     label.add_argument("--ray-actors", type=int, default=1, help="model actors (default: %(default)s)")
     label.add_argument("--cpus-per-actor", type=float, default=1, help="CPUs per actor (default: %(default)s)")
     label.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs per actor, e.g. 1 (default: %(default)s)")
+    label.add_argument("--label-studio", type=Path, metavar="OUT.json",
+                       help="also write the detections as Label Studio tasks with predictions (its import format), with "
+                       "the regions of --label-studio-config's controls; without one, a brush config of the classes is "
+                       "written beside it as OUT.xml")
+    label.add_argument("--label-studio-config", type=Path, metavar="CONFIG.xml",
+                       help="the Label Studio project's labeling config (its labels, hints or predicted_values name the classes)")
+    label.add_argument("--label-studio-prefix", help="what goes before each image's path under IMAGES in the tasks "
+                       "(default: /data/local-files/?d=FOLDER/, FOLDER being IMAGES' name, for Label Studio started with "
+                       "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=IMAGES' parent)")
     common.add_pipeline_arguments(label)
     label.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
 
@@ -86,6 +95,7 @@ def _label(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     if args.yolo:
         check_yolo_output(args.images, args.out, args.val_fraction)
+    label_studio_config = _label_studio_config(args, list(classes))
     settings = common.settings(args)
     if args.engine == "ray" or args.ray_address:
         common.require("ray", "ray")
@@ -95,9 +105,44 @@ def _label(args: argparse.Namespace) -> int:
     else:
         stats = run_local(job, settings, args.workers)
     report = finish(job, yolo=args.yolo, val_fraction=args.val_fraction)
+    if args.label_studio:
+        _write_label_studio_tasks(args, job, label_studio_config, settings)
     if stats.images:
         print(f"lang-sam: {stats.images} images in {stats.seconds:.1f} s ({stats.images / stats.seconds:.2f} images/s); "
               f"the model waited {stats.waiting_seconds:.1f} s for input", file=sys.stderr)
     print(f"lang-sam: {report['labelled']} of {report['images']} images labelled, {report['detections']} detections, "
           f"{len(report['unreadable'])} unreadable (listed in {args.out / 'report.json'})", file=sys.stderr)
     return 0
+
+
+def _label_studio_config(args: argparse.Namespace, classes: list[str]):
+    """The ProjectConfig --label-studio writes for, checked against the classes before any work (None without it)."""
+    if args.label_studio is None:
+        if args.label_studio_config or args.label_studio_prefix:
+            raise InvalidOptionError("--label-studio-config and --label-studio-prefix shape the --label-studio OUT.json file: give it too.")
+        return None
+    common.require("label_studio_sdk", "label-studio")
+    from lang_sam.interfaces.label_studio.config import ProjectConfig
+    from lang_sam.interfaces.label_studio.imports import check_classes, default_config
+
+    check_output_file(args.label_studio, "--label-studio")
+    if args.label_studio_config is not None and not args.label_studio_config.is_file():
+        raise InvalidOptionError(f"--label-studio-config {args.label_studio_config} is not a file; give the project's labeling config XML.")
+    xml = args.label_studio_config.read_text() if args.label_studio_config else default_config(classes)
+    config = ProjectConfig.parse(xml)
+    check_classes(config, classes)
+    return config
+
+
+def _write_label_studio_tasks(args: argparse.Namespace, job, config, settings) -> None:
+    from lang_sam.datasets.labeling import read_records
+    from lang_sam.interfaces.label_studio import model_version
+    from lang_sam.interfaces.label_studio.imports import default_config, import_tasks, write_import_file
+    from lang_sam.io.files import write_atomically
+
+    prefix = args.label_studio_prefix if args.label_studio_prefix is not None else f"/data/local-files/?d={Path(args.images).name}/"
+    write_import_file(args.label_studio, import_tasks(read_records(job)[0], config, prefix, model_version(settings)))
+    if args.label_studio_config is None:
+        xml = default_config(list(job.classes))
+        write_atomically(args.label_studio.with_suffix(".xml"), lambda file: file.write(xml.encode()))
+    print(f"lang-sam: Label Studio tasks in {args.label_studio}", file=sys.stderr)
