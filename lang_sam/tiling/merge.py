@@ -1,0 +1,192 @@
+"""Tiles' Detections into one image's: shifted into image pixels with compact masks, objects cut by
+tile borders joined.
+
+The rule: two objects of the same class found in two tiles are one object when, over the pixels
+both tiles saw (their overlap band), their masks overlap with an IoU of at least ``merge_iou``; the
+object is then the union of their masks. Over the band both tiles saw the same pixels, so the two
+views of one object agree there, however little of it each tile holds; outside the band they cannot
+be compared (each saw what the other did not). The relation is closed transitively, so an object
+across the corner of four tiles is one object. No NMS across tiles follows: the duplicates a tiled
+run makes are exactly the pairs this rule joins (the pipeline's own NMS works within a tile), and
+NMS would keep one tile's cut mask where the union keeps the whole object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from lang_sam.tiling.windows import Window
+from lang_sam.vocabulary.detections import Detections
+
+MERGE_IOU = 0.5
+OBJECT_ID_KEY = "object_id"  # Detections.data key of the ids 1..N, unique across the image (the label raster's values)
+
+
+@dataclass(frozen=True)
+class TileDetections:
+    """One tile's objects in image pixels (compact masks, classes of the whole run) and the window the tile saw."""
+
+    window: Window
+    detections: Detections
+
+
+def to_image(found: Detections, window: Window, image_size: tuple[int, int], classes: Sequence[str]) -> Detections:
+    """A tile's Detections in image pixels: boxes shifted by the window's corner, masks kept compact
+    (each cropped to its pixels, offset; never an image-sized array), class ids re-indexed into
+    classes (the run's), only the fields every object has (per-tile data such as SAM's low-res
+    logits is dropped)."""
+    compact = found.compact().masks if found.masks is not None else None
+    class_ids = None
+    if found.class_ids is not None:
+        class_ids = np.array([classes.index(name) for name in found.labels], np.int64)
+    return Detections(
+        xyxy=found.xyxy + np.array([window.left, window.top] * 2, np.float32), image_size=image_size,
+        masks=None if compact is None else compact.with_offset(window.left, window.top, image_size),
+        box_scores=found.box_scores, mask_scores=found.mask_scores, class_ids=class_ids,
+        classes=tuple(classes) if class_ids is not None else (),
+    )
+
+
+def merge_tiles(tiles: Sequence[TileDetections], image_size: tuple[int, int], merge_iou: float = MERGE_IOU) -> Detections:
+    """One image's Detections from its tiles' (in image pixels, compact masks): objects joined by the
+    module's rule, in the order first seen (tile by tile, each tile's own order), with
+    data["object_id"] 1..N. A joined object's box is its union mask's, its box score the best of its
+    parts', its mask score that of its largest part (the view that saw most of it)."""
+    parts = [tile.detections for tile in tiles]
+    owner = np.concatenate([np.full(len(found), index) for index, found in enumerate(parts)]) if parts else np.zeros(0, int)
+    everything = _concatenate(parts, image_size)
+    groups = _join(everything, owner, [tile.window for tile in tiles], merge_iou)
+    merged = [_union(everything, members) for members in groups]
+    result = _concatenate(merged, image_size) if merged else everything
+    return replace(result, data={OBJECT_ID_KEY: np.arange(1, len(result) + 1, dtype=np.int64)})
+
+
+def _join(found: Detections, owner: np.ndarray, windows: Sequence[Window], merge_iou: float) -> list[list[int]]:
+    """Groups of object indices that are one object (union-find over the pairs of neighbouring tiles),
+    each group in index order, the groups in the order of their first member."""
+    parent = list(range(len(found)))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    for first, second in _neighbours(windows):
+        band = windows[first].intersection(windows[second])
+        for a, b in _candidates(found.xyxy, owner == first, owner == second, band):
+            if _same_object(found, a, b, band, merge_iou):
+                parent[root(b)] = root(a)
+    groups: dict[int, list[int]] = {}
+    for index in range(len(found)):
+        groups.setdefault(root(index), []).append(index)
+    return sorted(groups.values(), key=lambda members: members[0])
+
+
+def _neighbours(windows: Sequence[Window]) -> list[tuple[int, int]]:
+    """Pairs (i, j), i < j, of tiles sharing pixels."""
+    return [(i, j) for i in range(len(windows)) for j in range(i + 1, len(windows)) if windows[i].intersection(windows[j])]
+
+
+def _candidates(xyxy: np.ndarray, in_first: np.ndarray, in_second: np.ndarray, band: Window) -> list[tuple[int, int]]:
+    """Pairs (a, b) of objects of two tiles whose boxes both reach into band and overlap each other:
+    the only pairs whose masks can overlap there (a box test, so masks are decoded for these alone)."""
+    reaches = (xyxy[:, 0] < band.left + band.width) & (xyxy[:, 2] > band.left) & \
+              (xyxy[:, 1] < band.top + band.height) & (xyxy[:, 3] > band.top)
+    firsts, seconds = np.flatnonzero(in_first & reaches), np.flatnonzero(in_second & reaches)
+    a, b = xyxy[firsts][:, None], xyxy[seconds][None]
+    overlap = (np.minimum(a[..., 2], b[..., 2]) > np.maximum(a[..., 0], b[..., 0])) & \
+              (np.minimum(a[..., 3], b[..., 3]) > np.maximum(a[..., 1], b[..., 1]))
+    return [(int(firsts[i]), int(seconds[j])) for i, j in zip(*np.nonzero(overlap))]
+
+
+def _same_object(found: Detections, a: int, b: int, band: Window, merge_iou: float) -> bool:
+    """Whether objects a and b (of two tiles sharing band) are one: same class and mask IoU over band >= merge_iou."""
+    if found.class_ids is not None and found.class_ids[a] != found.class_ids[b]:
+        return False
+    if found.masks is None:  # boxes only: their IoU over the band
+        first, second = (_box_in(found.xyxy[index], band) for index in (a, b))
+    else:
+        first, second = (_mask_in(found.masks, index, band) for index in (a, b))
+    union = np.logical_or(first, second).sum()
+    return bool(union) and np.logical_and(first, second).sum() / union >= merge_iou
+
+
+def _mask_in(masks, index: int, band: Window) -> np.ndarray:
+    """(band.height, band.width) bool: the part of compact mask index inside band, decoded from its crop only."""
+    canvas = np.zeros((band.height, band.width), bool)
+    x0, y0 = (int(value) for value in masks.offsets[index])
+    crop = masks.crop(index)
+    area = Window(x0, y0, crop.shape[1], crop.shape[0]).intersection(band)
+    if area is not None:
+        canvas[area.top - band.top:area.top - band.top + area.height, area.left - band.left:area.left - band.left + area.width] = \
+            crop[area.top - y0:area.top - y0 + area.height, area.left - x0:area.left - x0 + area.width]
+    return canvas
+
+
+def _box_in(box: np.ndarray, band: Window) -> np.ndarray:
+    canvas = np.zeros((band.height, band.width), bool)
+    x0, y0, x1, y1 = (round(float(value)) for value in box)
+    canvas[max(0, y0 - band.top):max(0, y1 - band.top), max(0, x0 - band.left):max(0, x1 - band.left)] = True
+    return canvas
+
+
+def _union(found: Detections, members: list[int]) -> Detections:
+    """One object of several parts: the union of their masks (on a canvas the size of their joint
+    box, never the image's), box from the union, best box score, mask score of the largest part."""
+    if len(members) == 1:
+        return found[members]
+    parts = found[members]
+    if parts.masks is None:
+        xyxy = np.concatenate([parts.xyxy[:, :2].min(0), parts.xyxy[:, 2:].max(0)])[None]
+        return replace(parts[[0]], xyxy=xyxy, box_scores=_best(parts.box_scores))
+    masks = parts.masks
+    x0, y0 = masks.offsets.min(axis=0)
+    x1, y1 = masks.bbox_xyxy[:, 2:].max(axis=0) + 1  # supervision's boxes end on their last pixel
+    canvas = np.zeros((int(y1 - y0), int(x1 - x0)), bool)
+    for index in range(len(parts)):
+        left, top = masks.offsets[index] - (x0, y0)
+        crop = masks.crop(index)
+        canvas[top:top + crop.shape[0], left:left + crop.shape[1]] |= crop
+    largest = int(np.argmax(masks.area))
+    return replace(parts[[largest]], xyxy=_pixel_box(canvas, x0, y0)[None], box_scores=_best(parts.box_scores),
+                   masks=_compact_crop(canvas, int(x0), int(y0), found.image_size))
+
+
+def _best(scores: np.ndarray | None) -> np.ndarray | None:
+    return None if scores is None else scores.max(keepdims=True)
+
+
+def _pixel_box(mask: np.ndarray, left: int, top: int) -> np.ndarray:
+    """Pixel-edge xyxy of a non-empty crop's pixels, in image pixels."""
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return np.array([left + columns[0], top + rows[0], left + columns[-1] + 1, top + rows[-1] + 1], np.float32)
+
+
+def _compact_crop(crop: np.ndarray, left: int, top: int, image_size: tuple[int, int]):
+    """A CompactMask of one mask given as a crop at (left, top) of an image_size image."""
+    from supervision.detection.compact_mask import CompactMask
+
+    return CompactMask.from_dense(crop[None], np.array([[0, 0, crop.shape[1] - 1, crop.shape[0] - 1]]), crop.shape).with_offset(
+        left, top, image_size)
+
+
+def _concatenate(parts: Sequence[Detections], image_size: tuple[int, int]) -> Detections:
+    """Detections of the same image and classes, one after another (compact masks stay compact)."""
+    if not parts:
+        return Detections(xyxy=np.zeros((0, 4)), image_size=image_size)
+    from supervision.detection.compact_mask import CompactMask
+
+    first = parts[0]
+
+    def joined(name: str):
+        values = [getattr(part, name) for part in parts]
+        return None if values[0] is None else np.concatenate(values)
+
+    masks = None if first.masks is None else CompactMask.merge([part.masks for part in parts])
+    return Detections(xyxy=np.concatenate([part.xyxy for part in parts]), image_size=image_size, masks=masks,
+                      box_scores=joined("box_scores"), mask_scores=joined("mask_scores"), class_ids=joined("class_ids"),
+                      classes=first.classes)
