@@ -5,8 +5,10 @@ The rule: two objects of the same class found in two tiles are one object when, 
 both tiles saw (their overlap band), their masks overlap with an IoU of at least ``merge_iou``; the
 object is then the union of their masks. Over the band both tiles saw the same pixels, so the two
 views of one object agree there, however little of it each tile holds; outside the band they cannot
-be compared (each saw what the other did not). The relation is closed transitively, so an object
-across the corner of four tiles is one object. No NMS across tiles follows: the duplicates a tiled
+be compared (each saw what the other did not). Pairs are joined best IoU first, transitively (an
+object across the corner of four tiles is one object), but an object holds at most one part from
+each tile: a tile's objects are distinct by the pipeline's decision (two of its masks never become
+one through a neighbour that saw them as one, nor does a chain of joins fuse them). No NMS across tiles follows: the duplicates a tiled
 run makes are exactly the pairs this rule joins (the pipeline's own NMS works within a tile), and
 NMS would keep one tile's cut mask where the union keeps the whole object.
 """
@@ -65,24 +67,23 @@ def merge_tiles(tiles: Sequence[TileDetections], image_size: tuple[int, int], me
 
 
 def _join(found: Detections, owner: np.ndarray, windows: Sequence[Window], merge_iou: float) -> list[list[int]]:
-    """Groups of object indices that are one object (union-find over the pairs of neighbouring tiles),
+    """Groups of object indices that are one object: the pairs of neighbouring tiles' objects whose
+    band IoU reaches merge_iou, joined best first unless the two groups hold parts from one tile;
     each group in index order, the groups in the order of their first member."""
-    parent = list(range(len(found)))
-
-    def root(index: int) -> int:
-        while parent[index] != index:
-            parent[index] = parent[parent[index]]
-            index = parent[index]
-        return index
-
+    pairs = []
     for first, second in _neighbours(windows):
         band = windows[first].intersection(windows[second])
         for a, b in _candidates(found.xyxy, owner == first, owner == second, band):
-            if _same_object(found, a, b, band, merge_iou):
-                parent[root(b)] = root(a)
-    groups: dict[int, list[int]] = {}
-    for index in range(len(found)):
-        groups.setdefault(root(index), []).append(index)
+            iou = _band_iou(found, a, b, band)
+            if iou >= merge_iou:
+                pairs.append((-iou, a, b))
+    group = {index: [index] for index in range(len(found))}  # each object's group (shared lists)
+    for _, a, b in sorted(pairs):
+        if group[a] is not group[b] and not {int(owner[i]) for i in group[a]} & {int(owner[i]) for i in group[b]}:
+            joined = group[a] + group[b]
+            for index in joined:
+                group[index] = joined
+    groups = {id(members): sorted(members) for members in group.values()}
     return sorted(groups.values(), key=lambda members: members[0])
 
 
@@ -103,16 +104,16 @@ def _candidates(xyxy: np.ndarray, in_first: np.ndarray, in_second: np.ndarray, b
     return [(int(firsts[i]), int(seconds[j])) for i, j in zip(*np.nonzero(overlap))]
 
 
-def _same_object(found: Detections, a: int, b: int, band: Window, merge_iou: float) -> bool:
-    """Whether objects a and b (of two tiles sharing band) are one: same class and mask IoU over band >= merge_iou."""
+def _band_iou(found: Detections, a: int, b: int, band: Window) -> float:
+    """The IoU over band of objects a and b (of two tiles sharing band); 0 for objects of two classes."""
     if found.class_ids is not None and found.class_ids[a] != found.class_ids[b]:
-        return False
+        return 0.0
     if found.masks is None:  # boxes only: their IoU over the band
         first, second = (_box_in(found.xyxy[index], band) for index in (a, b))
     else:
         first, second = (_mask_in(found.masks, index, band) for index in (a, b))
     union = np.logical_or(first, second).sum()
-    return bool(union) and np.logical_and(first, second).sum() / union >= merge_iou
+    return float(np.logical_and(first, second).sum() / union) if union else 0.0
 
 
 def _mask_in(masks, index: int, band: Window) -> np.ndarray:

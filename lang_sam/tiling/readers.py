@@ -39,6 +39,18 @@ class TileReader(Protocol):
         """(h, w, 3) uint8 of the whole image shrunk so that its longest side is at most longest_side."""
 
 
+def pixel_boxes(boxes, transform: Any) -> np.ndarray:
+    """(M, 4) pixel-edge xyxy boxes of (M, 4) map-coordinate boxes (x_min, y_min, x_max, y_max in the
+    raster's CRS) through its transform: the pixel box holding each map box's corners."""
+    if transform is None:
+        raise InvalidOptionError("Boxes in map coordinates need a georeferenced raster; this one has no transform: give pixels.")
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    inverse = ~transform
+    corners = [np.array(inverse @ (boxes[:, x], boxes[:, y])) for x, y in ((0, 1), (2, 3), (0, 3), (2, 1))]
+    columns, rows = np.stack([c[0] for c in corners]), np.stack([c[1] for c in corners])
+    return np.stack([np.floor(columns.min(0)), np.floor(rows.min(0)), np.ceil(columns.max(0)), np.ceil(rows.max(0))], 1).astype(np.float32)
+
+
 def require_geo(module: str) -> Any:
     """Import one of the geo extra's packages, or say how to install them."""
     import importlib

@@ -61,6 +61,24 @@ def test_neighbours_of_other_classes_or_apart_stay_apart():
     assert merged.data[OBJECT_ID_KEY].tolist() == [1, 2, 3, 4]
 
 
+def test_two_objects_of_one_tile_are_never_fused_through_a_neighbour_that_saw_them_as_one():
+    left_tile, right_tile = tile_windows(*SIZE, TILE, OVERLAP)[:2]
+    halves = disc(140, 60, 30) & (np.mgrid[:280, :280][1] < 145), disc(140, 60, 30) & (np.mgrid[:280, :280][1] >= 145)
+    whole = halves[0] | halves[1]
+
+    def tile_of(window, masks):
+        crops = np.array([mask[window.top:window.top + window.height, window.left:window.left + window.width] for mask in masks])
+        found = Detections(xyxy=np.tile([0, 0, window.width, window.height], (len(masks), 1)), image_size=crops.shape[1:],
+                           masks=crops, box_scores=[0.9] * len(masks), mask_scores=[0.9] * len(masks),
+                           class_ids=[0] * len(masks), classes=("car",))
+        return TileDetections(window, to_image(found, window, SIZE, ["car"]))
+
+    merged = merge_tiles([tile_of(left_tile, halves), tile_of(right_tile, [whole])], SIZE, merge_iou=0.3)
+    assert len(merged) == 2, "the right tile's one object joins the left half it matches best, not both halves"
+    seen_left = halves[1] & (np.mgrid[:280, :280][1] < left_tile.width)
+    assert np.array_equal(merged.dense_masks()[0], whole) and np.array_equal(merged.dense_masks()[1], seen_left)
+
+
 def test_scores_of_a_joined_object_the_best_box_and_the_largest_parts_mask_score():
     tiles = seen_through_tiles([(disc(100, 60, 40), 0, 0.8)])
     first = next(tile for tile in tiles if len(tile.detections))
