@@ -9,6 +9,8 @@ raster's nodata never segmented.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -126,16 +128,23 @@ class RasterReader:
         self.dataset.close()
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        from rasterio.errors import RasterioError
         from rasterio.windows import Window as RasterWindow
 
         box = RasterWindow(window.left, window.top, window.width, window.height)
-        try:
+        with self._reading(f"at pixels {window.xyxy}"):
             values = self.dataset.read(self.bands, window=box)
             valid = (self.dataset.read_masks(self.bands, window=box) > 0).all(axis=0)
-        except RasterioError as error:  # a truncated or corrupt block
-            raise InvalidImageError(f"Raster {self.path} cannot be read at pixels {window.xyxy} ({error}); the file may be truncated.") from None
         return self._rgb(values), valid
+
+    @contextmanager
+    def _reading(self, where: str) -> Iterator[None]:
+        """rasterio's errors on a truncated or corrupt block as InvalidImageError naming the file."""
+        from rasterio.errors import RasterioError
+
+        try:
+            yield
+        except RasterioError as error:
+            raise InvalidImageError(f"Raster {self.path} cannot be read {where} ({error}); the file may be truncated.") from None
 
     def overview(self, longest_side: int) -> np.ndarray:
         return self._rgb(self._decimated(longest_side))
@@ -144,7 +153,8 @@ class RasterReader:
         """(bands, h, w) values of the whole raster read at a reduced size (GDAL picks overviews)."""
         scale = max(1.0, max(self.height, self.width) / longest_side)
         shape = (len(self.bands), max(1, round(self.height / scale)), max(1, round(self.width / scale)))
-        return self.dataset.read(self.bands, out_shape=shape)
+        with self._reading("as an overview"):
+            return self.dataset.read(self.bands, out_shape=shape)
 
     def _stretch_ranges(self, stretch: tuple[float, float]) -> np.ndarray:
         """(bands, 2) the low and high values mapped to 0 and 255, from a decimated read leaving out nodata."""
@@ -153,7 +163,8 @@ class RasterReader:
             raise InvalidOptionError(f"The stretch percentiles must be 0 <= low < high <= 100, got {stretch}.")
         values = self._decimated(OVERVIEW_SIDE).astype(np.float64)
         shape = (len(self.bands), *values.shape[1:])
-        valid = (self.dataset.read_masks(self.bands, out_shape=shape) > 0).all(axis=0) & np.isfinite(values).all(axis=0)
+        with self._reading("as an overview"):
+            valid = (self.dataset.read_masks(self.bands, out_shape=shape) > 0).all(axis=0) & np.isfinite(values).all(axis=0)
         if not valid.any():
             raise InvalidImageError(f"Raster {self.path} holds only nodata in bands {self.bands}: nothing to segment.")
         return np.array([np.percentile(band[valid], (low, high)) for band in values])

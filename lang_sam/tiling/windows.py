@@ -47,9 +47,9 @@ def check_tiling(tile: int, overlap: int) -> None:
     """Refuse a tile side and overlap that cannot draw a grid, saying what to give."""
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 32:
         raise InvalidOptionError(f"The tile side must be a whole number of pixels >= 32 (e.g. {TILE}), got {tile!r}.")
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile // 2:
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= tile // 2:
         raise InvalidOptionError(
-            f"The tile overlap must be a whole number of pixels from 0 to under half the tile ({tile // 2}), got {overlap!r}; "
+            f"The tile overlap must be a whole number of pixels from 0 to half the tile ({tile // 2}), got {overlap!r}; "
             f"e.g. --tile {TILE} --overlap {OVERLAP}.")
 
 

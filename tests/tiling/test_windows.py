@@ -32,7 +32,7 @@ def test_tiles_of_a_region_stay_inside_it():
     assert {w.xyxy for w in windows} == {(100, 300, 300, 450), (250, 300, 450, 450)}
 
 
-@pytest.mark.parametrize(("tile", "overlap"), [(64, 100), (100, 50), (16, 0), (1024.0, 128), (1024, -1)])
+@pytest.mark.parametrize(("tile", "overlap"), [(64, 100), (100, 51), (16, 0), (1024.0, 128), (1024, -1)])
 def test_bad_tiling_is_refused_with_what_to_give(tile, overlap):
     with pytest.raises(InvalidOptionError, match="tile"):
         tile_windows(500, 500, tile, overlap)
