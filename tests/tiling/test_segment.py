@@ -87,3 +87,10 @@ def test_a_region_restricts_the_tiles_and_nodata_is_never_segmented(model):
     assert ran == [(256, 256, 3), (256, 256, 3)], "the tiles with no data never ran, nor those outside the region"
     assert len(found) and not (found.dense_masks() & ~valid).any()
     assert len(in_region) and not in_region.dense_masks()[:, :, 256:].any()
+
+
+def test_a_1x1_image_runs_as_one_tile(model):
+    image = np.full((1, 1, 3), 100, np.uint8)
+    found = segment_tiles(model, ArrayReader(image), None, boxes=[[0, 0, 1, 1]])
+    direct = model.predict(image, boxes=[[0, 0, 1, 1]])
+    assert found.image_size == (1, 1) and np.array_equal(found.dense_masks(), direct.masks)
