@@ -88,8 +88,15 @@ def _join(found: Detections, owner: np.ndarray, windows: Sequence[Window], merge
 
 
 def _neighbours(windows: Sequence[Window]) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, of tiles sharing pixels."""
-    return [(i, j) for i in range(len(windows)) for j in range(i + 1, len(windows)) if windows[i].intersection(windows[j])]
+    """Pairs (i, j), i < j, of tiles sharing pixels (one vectorised test of the later tiles per tile)."""
+    if not windows:
+        return []
+    x0, y0, x1, y1 = np.array([window.xyxy for window in windows]).T
+    pairs = []
+    for i in range(len(windows)):
+        later = np.flatnonzero((x0[i + 1:] < x1[i]) & (x1[i + 1:] > x0[i]) & (y0[i + 1:] < y1[i]) & (y1[i + 1:] > y0[i]))
+        pairs.extend((i, i + 1 + int(j)) for j in later)
+    return pairs
 
 
 def _candidates(xyxy: np.ndarray, in_first: np.ndarray, in_second: np.ndarray, band: Window) -> list[tuple[int, int]]:

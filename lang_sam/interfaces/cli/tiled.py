@@ -20,9 +20,9 @@ VECTOR_SUFFIXES = {"gpkg": ".gpkg", "geojson": ".geojson", "shp": ".shp"}
 def add_tiling_arguments(parser: argparse.ArgumentParser, prompts: bool) -> None:
     """--tile (tiled mode), --overlap, --bands, --vectors; with prompts, --region and --map-coordinates."""
     tiling = parser.add_argument_group("images of any size (tiled; needs pip install 'lang-sam[geo]')")
-    tiling.add_argument("--tile", help="run tile by tile, TILE pixels a side at the models' full resolution, and write "
+    tiling.add_argument("--tile", metavar="PIXELS", help="run tile by tile, TILE pixels a side at the models' full resolution, and write "
                         "NAME.labels.tif, NAME.gpkg (--vectors), NAME.png (a preview) and NAME.json ($LANG_SAM_TILE; e.g. 1024)")
-    tiling.add_argument("--overlap", dest="tile_overlap", help="pixels shared by neighbouring tiles ($LANG_SAM_TILE_OVERLAP; default 128)")
+    tiling.add_argument("--overlap", dest="tile_overlap", metavar="PIXELS", help="pixels shared by neighbouring tiles ($LANG_SAM_TILE_OVERLAP; default 128)")
     tiling.add_argument("--bands", help='the raster bands shown as red, green, blue, e.g. "4,3,2", or one band (default 1,2,3)')
     tiling.add_argument("--vectors", default="gpkg", help="polygon formats, of gpkg, geojson, shp (default: %(default)s)")
     if prompts:
