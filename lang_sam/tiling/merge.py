@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lang_sam.tiling.windows import Window
-from lang_sam.vocabulary.detections import Detections
+from lang_sam.vocabulary.detections import Detections, compact_masks
 
 MERGE_IOU = 0.5
 OBJECT_ID_KEY = "object_id"  # Detections.data key of the ids 1..N, unique across the image (the label raster's values)
@@ -40,13 +40,12 @@ def to_image(found: Detections, window: Window, image_size: tuple[int, int], cla
     (each cropped to its pixels, offset; never an image-sized array), class ids re-indexed into
     classes (the run's), only the fields every object has (per-tile data such as SAM's low-res
     logits is dropped)."""
-    compact = found.compact().masks if found.masks is not None else None
     class_ids = None
     if found.class_ids is not None:
         class_ids = np.array([classes.index(name) for name in found.labels], np.int64)
     return Detections(
         xyxy=found.xyxy + np.array([window.left, window.top] * 2, np.float32), image_size=image_size,
-        masks=None if compact is None else compact.with_offset(window.left, window.top, image_size),
+        masks=found.compact().masks.with_offset(window.left, window.top, image_size),
         box_scores=found.box_scores, mask_scores=found.mask_scores, class_ids=class_ids,
         classes=tuple(classes) if class_ids is not None else (),
     )
@@ -115,10 +114,7 @@ def _band_iou(found: Detections, a: int, b: int, band: Window) -> float:
     """The IoU over band of objects a and b (of two tiles sharing band); 0 for objects of two classes."""
     if found.class_ids is not None and found.class_ids[a] != found.class_ids[b]:
         return 0.0
-    if found.masks is None:  # boxes only: their IoU over the band
-        first, second = (_box_in(found.xyxy[index], band) for index in (a, b))
-    else:
-        first, second = (_mask_in(found.masks, index, band) for index in (a, b))
+    first, second = (_mask_in(found.masks, index, band) for index in (a, b))
     union = np.logical_or(first, second).sum()
     return float(np.logical_and(first, second).sum() / union) if union else 0.0
 
@@ -135,22 +131,12 @@ def _mask_in(masks, index: int, band: Window) -> np.ndarray:
     return canvas
 
 
-def _box_in(box: np.ndarray, band: Window) -> np.ndarray:
-    canvas = np.zeros((band.height, band.width), bool)
-    x0, y0, x1, y1 = (round(float(value)) for value in box)
-    canvas[max(0, y0 - band.top):max(0, y1 - band.top), max(0, x0 - band.left):max(0, x1 - band.left)] = True
-    return canvas
-
-
 def _union(found: Detections, members: list[int]) -> Detections:
     """One object of several parts: the union of their masks (on a canvas the size of their joint
     box, never the image's), box from the union, best box score, mask score of the largest part."""
     if len(members) == 1:
         return found[members]
     parts = found[members]
-    if parts.masks is None:
-        xyxy = np.concatenate([parts.xyxy[:, :2].min(0), parts.xyxy[:, 2:].max(0)])[None]
-        return replace(parts[[0]], xyxy=xyxy, box_scores=_best(parts.box_scores))
     masks = parts.masks
     x0, y0 = masks.offsets.min(axis=0)
     x1, y1 = masks.bbox_xyxy[:, 2:].max(axis=0) + 1  # supervision's boxes end on their last pixel
@@ -185,7 +171,7 @@ def _compact_crop(crop: np.ndarray, left: int, top: int, image_size: tuple[int, 
 def _concatenate(parts: Sequence[Detections], image_size: tuple[int, int]) -> Detections:
     """Detections of the same image and classes, one after another (compact masks stay compact)."""
     if not parts:
-        return Detections(xyxy=np.zeros((0, 4)), image_size=image_size)
+        return Detections(xyxy=np.zeros((0, 4)), image_size=image_size, masks=compact_masks(np.zeros((0, *image_size), bool)))
     from supervision.detection.compact_mask import CompactMask
 
     first = parts[0]
@@ -194,7 +180,7 @@ def _concatenate(parts: Sequence[Detections], image_size: tuple[int, int]) -> De
         values = [getattr(part, name) for part in parts]
         return None if values[0] is None else np.concatenate(values)
 
-    masks = None if first.masks is None else CompactMask.merge([part.masks for part in parts])
+    masks = CompactMask.merge([part.masks for part in parts])
     return Detections(xyxy=np.concatenate([part.xyxy for part in parts]), image_size=image_size, masks=masks,
                       box_scores=joined("box_scores"), mask_scores=joined("mask_scores"), class_ids=joined("class_ids"),
                       classes=first.classes)

@@ -37,9 +37,9 @@ def write_label_raster(path: str | Path, detections: Detections, transform: Any 
     (BLOCK x BLOCK pixels in memory at a time) into a temporary file renamed into place."""
     rasterio = require_geo("rasterio")
     height, width = detections.image_size
-    ids, masks = object_ids(detections), detections.compact().masks
-    order = np.argsort(-_areas(detections), kind="stable")
-    boxes = masks.bbox_xyxy if masks is not None else np.zeros((0, 4))
+    ids, masks = object_ids(detections), _compact(detections)
+    order = np.argsort(-np.asarray(masks.area), kind="stable")
+    boxes = masks.bbox_xyxy.reshape(-1, 4)
     profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint32", "nodata": 0,
                "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER",
                "crs": crs, "transform": transform if transform is not None else rasterio.Affine.identity()}
@@ -62,7 +62,7 @@ def polygons(detections: Detections, transform: Any = None) -> list:
     coordinates through transform (pixel corners (column, row) when None); traced from each mask's crop."""
     rasterio, features, shapely = (require_geo(name) for name in ("rasterio", "rasterio.features", "shapely"))
     transform = transform if transform is not None else rasterio.Affine.identity()
-    masks = detections.compact().masks
+    masks = _compact(detections)
     found = []
     for index in range(len(detections)):
         crop = masks.crop(index).astype(np.uint8)
@@ -96,9 +96,9 @@ def preview(reader: TileReader, detections: Detections, longest_side: int = PREV
     colour (largest first), sampled from each mask's crop (nearest pixel)."""
     image = reader.overview(longest_side).astype(np.float32)
     scale_y, scale_x = reader.height / image.shape[0], reader.width / image.shape[1]
-    masks = detections.compact().masks
+    masks = _compact(detections)
     colours = np.random.default_rng(0).integers(40, 256, (max(len(detections), 1), 3))
-    for index in np.argsort(-_areas(detections), kind="stable"):
+    for index in np.argsort(-np.asarray(masks.area), kind="stable"):
         left, top = (int(value) for value in masks.offsets[index])
         crop = masks.crop(int(index))
         rows = np.arange(int(top / scale_y), min(image.shape[0], int(np.ceil((top + crop.shape[0]) / scale_y))))
@@ -112,9 +112,11 @@ def preview(reader: TileReader, detections: Detections, longest_side: int = PREV
     return image.round().astype(np.uint8)
 
 
-def _areas(detections: Detections) -> np.ndarray:
-    masks = detections.compact().masks
-    return np.zeros(len(detections)) if masks is None else np.asarray(masks.area)
+def _compact(detections: Detections):
+    """The detections' masks as a CompactMask; outputs are drawn from masks, so they are required."""
+    if detections.masks is None:
+        raise InvalidOptionError("Label rasters, polygons and previews are drawn from masks; these detections hold boxes only.")
+    return detections.compact().masks
 
 
 def _scores(scores: np.ndarray | None, count: int) -> np.ndarray:

@@ -110,7 +110,7 @@ def _run_tiles(reader: TileReader, windows: list[Window], run: Callable[[np.ndar
 
 def _on_data(found: Detections, valid: np.ndarray) -> Detections:
     """The objects with their masks cut to the pixels that hold data; those left empty are dropped."""
-    if found.masks is None or valid.all():
+    if valid.all():
         return found
     masks = found.dense_masks() & valid
     return found.with_masks(masks)[masks.any(axis=(1, 2))]

@@ -93,4 +93,4 @@ def test_scores_of_a_joined_object_the_best_box_and_the_largest_parts_mask_score
 
 def test_no_tiles_give_no_objects():
     merged = merge_tiles([], SIZE)
-    assert len(merged) == 0 and merged.image_size == SIZE
+    assert len(merged) == 0 and merged.image_size == SIZE and merged.is_compact

@@ -169,3 +169,15 @@ def test_a_mosaic_segmented_in_tiles_gives_georeferenced_outputs_that_agree(mosa
     for index in smallest_on_top:
         assert (labels[masks[index]] != 0).all()
     assert set(np.unique(labels)) <= {0, *found.data[OBJECT_ID_KEY].tolist()}
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".geojson", ".shp"])
+def test_no_objects_give_an_empty_label_raster_and_empty_vectors(tmp_path, suffix):
+    from lang_sam.tiling import merge_tiles
+
+    nothing = merge_tiles([], (70, 90))
+    write_label_raster(tmp_path / "labels.tif", nothing, TRANSFORM, CRS)
+    write_vectors(tmp_path / f"objects{suffix}", nothing, TRANSFORM, CRS)
+    with rasterio.open(tmp_path / "labels.tif") as dataset:
+        assert dataset.shape == (70, 90) and not dataset.read(1).any()
+    assert len(geopandas.read_file(tmp_path / f"objects{suffix}")) == 0
