@@ -44,6 +44,7 @@ def detections_of(masks: np.ndarray) -> Detections:
 
 def assert_polygons_are_the_masks(shapes, masks: np.ndarray, transform) -> None:
     for shape, mask in zip(shapes, masks):
+        assert shape.is_valid
         drawn = features.rasterize([shape], out_shape=mask.shape, transform=transform).astype(bool)
         assert (drawn & mask).sum() / (drawn | mask).sum() > 0.99
         columns, rows = ~transform @ np.array([point for ring in _rings(shape) for point in ring.coords]).T
