@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lang_sam.errors import InvalidOptionError
 from lang_sam.tiling.windows import Window
 from lang_sam.vocabulary.detections import Detections, compact_masks
 
@@ -51,11 +52,18 @@ def to_image(found: Detections, window: Window, image_size: tuple[int, int], cla
     )
 
 
+def check_merge_iou(merge_iou: float) -> None:
+    """Refuse a merge IoU outside (0, 1] (checked before any tile runs)."""
+    if isinstance(merge_iou, bool) or not isinstance(merge_iou, (int, float)) or not 0 < merge_iou <= 1:
+        raise InvalidOptionError(f"merge_iou must be a number in (0, 1], e.g. {MERGE_IOU}; got {merge_iou!r}.")
+
+
 def merge_tiles(tiles: Sequence[TileDetections], image_size: tuple[int, int], merge_iou: float = MERGE_IOU) -> Detections:
     """One image's Detections from its tiles' (in image pixels, compact masks): objects joined by the
     module's rule, in the order first seen (tile by tile, each tile's own order), with
     data["object_id"] 1..N. A joined object's box is its union mask's, its box score the best of its
     parts', its mask score that of its largest part (the view that saw most of it)."""
+    check_merge_iou(merge_iou)
     parts = [tile.detections for tile in tiles]
     owner = np.concatenate([np.full(len(found), index) for index, found in enumerate(parts)]) if parts else np.zeros(0, int)
     everything = _concatenate(parts, image_size)

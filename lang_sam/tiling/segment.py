@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from lang_sam.errors import InvalidPromptError
-from lang_sam.tiling.merge import MERGE_IOU, TileDetections, merge_tiles, to_image
+from lang_sam.tiling.merge import MERGE_IOU, TileDetections, check_merge_iou, merge_tiles, to_image
 from lang_sam.tiling.readers import TileReader
 from lang_sam.tiling.windows import OVERLAP, TILE, Window, tile_windows
 from lang_sam.vocabulary.detections import Detections
@@ -48,7 +48,7 @@ def segment_everything_tiles(generator, reader: TileReader, tile: int = TILE, ov
                              merge_iou: float = MERGE_IOU, progress: Progress | None = None) -> Detections:
     """Segment-everything over a large image: the automatic mask generator (a
     lang_sam.segmenter.SamAutomaticMaskGenerator on any promptable segmenter) on every tile, the
-    masks joined as segment_tiles joins them (no classes: any two masks may join)."""
+    masks joined as segment_tiles joins them (every mask is the generator's one class, "object")."""
     from lang_sam.everything import segment_everything
 
     windows = tile_windows(reader.height, reader.width, tile, overlap, _region(region))
@@ -91,6 +91,7 @@ def _run_tiles(reader: TileReader, windows: list[Window], run: Callable[[np.ndar
                merge_iou: float, progress: Progress | None) -> Detections:
     """run(pixels, window index) on every window with data, its objects cut to the data pixels and
     moved into image pixels, then merged. Only one tile's dense masks exist at a time."""
+    check_merge_iou(merge_iou)
     image_size = (reader.height, reader.width)
     classes: list[str] = []
     tiles = []

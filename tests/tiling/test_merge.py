@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lang_sam.errors import InvalidOptionError
 from lang_sam.tiling import OBJECT_ID_KEY, merge_tiles, tile_windows
 from lang_sam.tiling.merge import TileDetections, to_image
 from lang_sam.vocabulary import Detections
@@ -89,6 +90,12 @@ def test_scores_of_a_joined_object_the_best_box_and_the_largest_parts_mask_score
     merged = merge_tiles(tiles, SIZE)
     assert len(merged) == 1 and merged.box_scores.tolist() == pytest.approx([0.95])
     assert merged.mask_scores.tolist() == pytest.approx([0.5]), "the left tile saw most of the disc"
+
+
+@pytest.mark.parametrize("merge_iou", [0, 1.5, "0.5", True])
+def test_a_merge_iou_outside_0_to_1_is_refused(merge_iou):
+    with pytest.raises(InvalidOptionError, match="merge_iou"):
+        merge_tiles([], SIZE, merge_iou)
 
 
 def test_no_tiles_give_no_objects():
