@@ -82,6 +82,7 @@ def test_everything_tiled_on_a_plain_image_writes_pixel_coordinates(tmp_path, sa
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--overlap", "16"], "--overlap is for tiled runs"),
+    (["--map-coordinates"], "--map-coordinates is for tiled runs"),
     (["--tile", "100", "--overlap", "51"], "overlap must be"),
     (["--tile", "big"], "whole number"),
     (["--tile", "256", "--vectors", "kml"], "--vectors takes"),

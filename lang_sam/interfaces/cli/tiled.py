@@ -37,8 +37,8 @@ def tiling(args: argparse.Namespace) -> tuple[int, int] | None:
 
     settings = common.settings(args)
     if settings.tile is None:
-        for flag in ("tile_overlap", "bands", "region"):
-            if getattr(args, flag, None) is not None:
+        for flag in ("tile_overlap", "bands", "region", "map_coordinates"):
+            if getattr(args, flag, None) not in (None, False):
                 raise InvalidOptionError(f"--{flag.removeprefix('tile_').replace('_', '-')} is for tiled runs: add --tile 1024.")
         return None
     common.require("rasterio", "geo")
