@@ -68,9 +68,11 @@ def merge_tiles(tiles: Sequence[TileDetections], image_size: tuple[int, int], me
     owner = np.concatenate([np.full(len(found), index) for index, found in enumerate(parts)]) if parts else np.zeros(0, int)
     everything = _concatenate(parts, image_size)
     groups = _join(everything, owner, [tile.window for tile in tiles], merge_iou)
-    merged = [_union(everything, members) for members in groups]
-    result = _concatenate(merged, image_size) if merged else everything
-    return replace(result, data={OBJECT_ID_KEY: np.arange(1, len(result) + 1, dtype=np.int64)})
+    unions = [_union(everything, members) for members in groups if len(members) > 1]
+    combined = _concatenate([everything, *unions], image_size)
+    positions = iter(range(len(everything), len(combined)))  # where each union sits in combined
+    order = np.array([members[0] if len(members) == 1 else next(positions) for members in groups], np.intp)
+    return replace(combined[order], data={OBJECT_ID_KEY: np.arange(1, len(order) + 1, dtype=np.int64)})
 
 
 def _join(found: Detections, owner: np.ndarray, windows: Sequence[Window], merge_iou: float) -> list[list[int]]:
@@ -142,8 +144,6 @@ def _mask_in(masks, index: int, band: Window) -> np.ndarray:
 def _union(found: Detections, members: list[int]) -> Detections:
     """One object of several parts: the union of their masks (on a canvas the size of their joint
     box, never the image's), box from the union, best box score, mask score of the largest part."""
-    if len(members) == 1:
-        return found[members]
     parts = found[members]
     masks = parts.masks
     x0, y0 = masks.offsets.min(axis=0)
