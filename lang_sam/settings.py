@@ -16,6 +16,8 @@ ENVIRONMENT_VARIABLES = {
     "checkpoint_dir": CHECKPOINT_DIR_VARIABLE,
     "device": "LANG_SAM_DEVICE",
     "dtype": "LANG_SAM_DTYPE",
+    "tile": "LANG_SAM_TILE",
+    "tile_overlap": "LANG_SAM_TILE_OVERLAP",
 }
 
 
@@ -28,7 +30,8 @@ class Settings:
     SAM 3) or a Hugging Face repo id; detector: a detector name, a Grounding DINO /
     MM-Grounding-DINO / OWLv2 id or folder, or an IDEA .pth; checkpoint_dir:
     the folder of SAM files; device: cpu, cuda, cuda:N, mps or None (best available); dtype: auto
-    (None), float32 or bfloat16.
+    (None), float32 or bfloat16; tile, tile_overlap: pixels, given when predict and everything run
+    tiled over rasters of any size (lang_sam.tiling), else None.
     """
 
     sam_type: str | None = None
@@ -37,6 +40,8 @@ class Settings:
     checkpoint_dir: str | None = None
     device: str | None = None
     dtype: str | None = None
+    tile: str | None = None
+    tile_overlap: str | None = None
 
     @classmethod
     def from_environment(cls, **flags: object) -> Settings:

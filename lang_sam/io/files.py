@@ -60,9 +60,12 @@ def write_folder_atomically(destination: Path, write: Callable[[Path], object]) 
 
 
 def remove_leftovers(folder: Path) -> None:
-    """Delete the temporary files of a run that was killed before it could rename them."""
+    """Delete the temporary files and folders of a run that was killed before it could rename them."""
     for leftover in folder.glob(f".*{TEMPORARY_SUFFIX}"):
-        leftover.unlink(missing_ok=True)
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def check_output_folder(folder: Path, option: str = "--out") -> None:

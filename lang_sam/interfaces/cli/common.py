@@ -57,7 +57,7 @@ def settings(args: argparse.Namespace) -> Settings:
     from lang_sam.settings import Settings
 
     return Settings.from_environment(**{name: getattr(args, name, None) for name in (
-        "sam_type", "sam_checkpoint", "detector", "checkpoint_dir", "device", "dtype")})
+        "sam_type", "sam_checkpoint", "detector", "checkpoint_dir", "device", "dtype", "tile", "tile_overlap")})
 
 
 def check_thresholds(args: argparse.Namespace) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from lang_sam.errors import InvalidImageError
-from lang_sam.interfaces.cli import common
+from lang_sam.errors import InvalidImageError, InvalidOptionError
+from lang_sam.interfaces.cli import common, tiled
 from lang_sam.interfaces.cli.image_outputs import plan_outputs, write_outputs
 from lang_sam.io.files import remove_leftovers
 from lang_sam.registry import UNIVERSAL_MODELS
@@ -35,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     everything.add_argument("--semantic", metavar="MODEL", help="name each mask by a Mask2Former or OneFormer model's "
                             f"semantic map: {', '.join(UNIVERSAL_MODELS)}, a Hugging Face id or a folder")
     everything.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder")
+    tiled.add_tiling_arguments(everything, prompts=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     settings = common.settings(args)
     resolve_dtype(settings.dtype, resolve_device(settings.device))  # bad settings fail before any work
     SamAutomaticMaskGenerator(None, **options)  # bad options fail before the model loads
+    tiles = tiled.tiling(args)
+    if tiles and args.semantic:
+        raise InvalidOptionError("--semantic is not taken by tiled runs (--tile) yet.")
     images, outputs = plan_outputs(args)
     if not images:
         return 0 if outputs else 2
@@ -54,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"lang-sam: {models.description}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(args.out)
+    if tiles:
+        from lang_sam.tiling import segment_everything_tiles
+
+        return tiled.run_tiled(args, images, outputs, lambda reader, progress: segment_everything_tiles(
+            models.generator, reader, *tiles, progress=progress))
     failures = 0
     for path in images:
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from lang_sam.errors import InvalidImageError, InvalidOptionError
-from lang_sam.interfaces.cli import common
+from lang_sam.interfaces.cli import common, tiled
 from lang_sam.interfaces.cli.image_outputs import plan_outputs, write_outputs
 from lang_sam.io.files import remove_leftovers
 
@@ -37,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--multimask", action="store_true", help="three SAM masks per box, keep the one with the highest predicted IoU")
     predict.add_argument("--verbose", "-v", action="store_true", help="say which models run, on which device, in which dtype")
     predict.add_argument("--skip-existing", action="store_true", help="skip images whose PNG and JSON are already in the output folder (resume a run)")
+    tiled.add_tiling_arguments(predict, prompts=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidOptionError('Say what to segment: --prompt "car, wheel", or --points / --boxes.')
     if args.prompt is not None:
         parse_classes(args.prompt)  # a prompt that names nothing fails before the models load
+    tiles = tiled.tiling(args)
+    if tiles and "points" in user_prompts:
+        raise InvalidOptionError("--points are not taken by tiled runs (--tile): give --boxes.")
     images, outputs = plan_outputs(args)
     if not images:
         return 0 if outputs else 2
@@ -58,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"lang-sam: {model.describe()}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)  # only once the models loaded: a failed start leaves nothing
     remove_leftovers(args.out)
+    if tiles:
+        return tiled.run_tiled(args, images, outputs, tiled.text_segmenter(args, model, *tiles, user_prompts.get("boxes")))
     failures = 0
     for path in tqdm(images, desc="lang-sam", unit="image", disable=len(images) < 2):
         try:

@@ -1,0 +1,136 @@
+"""Peak memory and time of tiled text-prompted segmentation over GeoTIFFs of growing size.
+
+For each side (default 5,000, 10,000 and 20,000 pixels), an RGB GeoTIFF of that size is built
+window by window from the shared photos (../shared/data/demo-images, repeated and cut at random
+positions; tiled 512 x 512, deflate), then a fresh process loads SAM vit_b (random weights, its
+true size) and the tests' tiny random Grounding DINO, runs one 1,024-pixel tile as a warm-up and
+takes its peak RSS as the models' own, then runs lang_sam.tiling.segment_tiles over the whole
+raster (RasterReader windows, tile 1024, overlap 128, box and text thresholds 0 and at most
+--per-tile boxes per tile, so that every tile gives objects to merge) and writes the label
+GeoTIFF and a GeoPackage. Reported: tiles, seconds per tile, peak RSS above the models' own
+(flat from side to side when memory is bounded), objects, and the seconds the outputs took.
+
+SAHI's own sliced prediction is not compared: sahi requires opencv-python, which clashes with
+the opencv-python-headless lang-sam's supervision brings, and its sliced prediction has no SAM
+mask path to run lang-sam's models through.
+
+    python bench/bench_tiling.py --sides 2048,4096          # the quick run (CPU: minutes)
+    python bench/bench_tiling.py --sides 5000,10000,20000   # the issue's figures (a GPU: --device cuda)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PHOTOS = ROOT.parent / "shared" / "data" / "demo-images"
+PROMPT = "car, roof, tree"
+
+
+def build_raster(path: Path, side: int) -> None:
+    """An RGB GeoTIFF side x side (UTM, 0.3 m pixels) of the shared photos, written 512 rows at a time."""
+    import rasterio
+    from PIL import Image
+    from rasterio.transform import from_origin
+
+    photos = [np.asarray(Image.open(photo).convert("RGB")) for photo in sorted(PHOTOS.glob("*.jp*g"))]
+    if not photos:
+        sys.exit(f"The shared photos are missing ({PHOTOS}); the benchmark builds its rasters from them.")
+    rng = np.random.default_rng(0)
+    profile = {"driver": "GTiff", "width": side, "height": side, "count": 3, "dtype": "uint8", "crs": "EPSG:32633",
+               "transform": from_origin(500000, 4100000, 0.3, 0.3), "tiled": True, "blockxsize": 512, "blockysize": 512,
+               "compress": "deflate", "BIGTIFF": "IF_SAFER"}
+    with rasterio.open(path, "w", **profile) as dataset:
+        for top in range(0, side, 512):
+            height = min(512, side - top)
+            strip = np.empty((height, side, 3), np.uint8)
+            for left in range(0, side, 512):
+                photo = photos[rng.integers(len(photos))]
+                y, x = rng.integers(0, photo.shape[0] - 512), rng.integers(0, photo.shape[1] - 512)
+                strip[:, left:left + 512] = photo[y:y + height, x:x + min(512, side - left)]
+            dataset.write(strip.transpose(2, 0, 1), window=rasterio.windows.Window(0, top, side, height))
+
+
+def save_models(folder: Path) -> None:
+    """vit_b with random weights (Meta's format) and the tests' tiny random Grounding DINO with its processor."""
+    from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
+
+    from lang_sam.segmenter import build_sam_vit_b
+    from tests.conftest import bert_vocab_path, tiny_grounding_dino
+
+    torch.manual_seed(0)
+    torch.save(build_sam_vit_b().state_dict(), folder / "vit_b.pth")
+    tiny_grounding_dino().save_pretrained(folder / "detector")
+    tokenizer = BertTokenizer(vocab=str(bert_vocab_path()), do_lower_case=True)
+    GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer).save_pretrained(folder / "detector")
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(raster: Path, models: Path, device: str, per_tile: int) -> None:
+    """One run in this process: print tiles, seconds, peak RSS (models' own and the run's) as one JSON line."""
+    from lang_sam.pipeline import LangSAM
+    from lang_sam.tiling import RasterReader, Window, segment_tiles
+    from lang_sam.tiling.outputs import write_label_raster, write_vectors
+
+    model = LangSAM(sam_checkpoint=models / "vit_b.pth", detector=models / "detector", device=device, dtype="float32")
+    options = {"box_threshold": 0.0, "text_threshold": 0.0, "max_detections": per_tile}
+    tiles = []
+    with RasterReader(raster) as reader:
+        segment_tiles(model, reader, PROMPT, region=Window(0, 0, 1024, 1024), **options)  # warm-up: the models' own memory
+        models_mb = peak_mb()
+        started = time.perf_counter()
+        found = segment_tiles(model, reader, PROMPT, progress=lambda done, total: tiles.append(total), **options)
+        seconds = time.perf_counter() - started
+        written = time.perf_counter()
+        with tempfile.TemporaryDirectory() as out:
+            write_label_raster(Path(out) / "labels.tif", found, reader.transform, reader.crs)
+            write_vectors(Path(out) / "objects.gpkg", found, reader.transform, reader.crs)
+        outputs_seconds = time.perf_counter() - written
+    print(json.dumps({"tiles": tiles[-1], "seconds": seconds, "models_mb": models_mb, "peak_mb": peak_mb(),
+                      "objects": len(found), "outputs_seconds": outputs_seconds}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sides", default="5000,10000,20000", help="raster sides in pixels, comma separated")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--per-tile", type=int, default=5, help="boxes kept per tile (max_detections)")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--models", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child, args.models, args.device, args.per_tile)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        save_models(folder)
+        print(f"vit_b (random) + tiny random Grounding DINO, tile 1024, overlap 128, {args.per_tile} boxes a tile, "
+              f"on {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(f"{'side':>6} {'tiles':>6} {'s/tile':>7} {'models MB':>10} {'peak MB':>8} {'above MB':>9} {'objects':>8} {'outputs s':>10}")
+        for side in (int(value) for value in args.sides.split(",")):
+            raster = folder / f"{side}.tif"
+            build_raster(raster, side)
+            output = subprocess.run([sys.executable, __file__, "--child", str(raster), "--models", str(folder), "--device",
+                                     args.device, "--per-tile", str(args.per_tile)], check=True, capture_output=True, text=True)
+            row = json.loads(output.stdout.strip().splitlines()[-1])
+            raster.unlink()
+            print(f"{side:>6} {row['tiles']:>6} {row['seconds'] / row['tiles']:>7.2f} {row['models_mb']:>10.0f} "
+                  f"{row['peak_mb']:>8.0f} {row['peak_mb'] - row['models_mb']:>9.0f} {row['objects']:>8} {row['outputs_seconds']:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
