@@ -25,7 +25,7 @@ from PIL import Image
 from lang_sam.detector.postprocess import BoxDetections
 from lang_sam.results import encode_rles
 from lang_sam.segmenter.sam import MaskSet
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Exemplars
 
 
 @runtime_checkable
@@ -83,12 +83,13 @@ class TextSegmenter(Protocol):
 
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
-        nms_iou_threshold: float | None = None,
+        nms_iou_threshold: float | None = None, exemplars: Sequence[Exemplars | None] | None = None,
     ) -> list[Detections]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes scoring above
         box_threshold (as the model's own post-processing keeps them), best first, with masks; class
         ids index exactly the given class names; the model's one score per instance is both its box
-        and its mask score."""
+        and its mask score. exemplars: one Exemplars (or None) per image, example boxes of its one
+        class, or of a concept with no name (then the image's class list is empty)."""
 
 @runtime_checkable
 class Detector(Protocol):

@@ -13,6 +13,12 @@ query needs a detection probability above 0.33, and when the model judges the co
 as its box score and its mask score (SAM 3 has one score per instance). Meta's demos use 0.5. Masks are
 the mask logits' sigmoid, resized bilinearly to the image and cut at 0.5.
 
+Exemplars. Boxes around examples of the concept (and counter-examples, label 0) join a class
+name's prompt, or stand alone (then the text is "visual", as transformers' Sam3Processor writes it,
+and the class is named so): SAM 3's geometry encoder reads them against the image's features, and
+every instance of the concept is returned, not only the boxed ones. Exemplars show one concept, so
+they go with one class name at most. The boxes are normalised by the processor itself.
+
 Cost. The vision encoder (the bulk of the model) runs once per image; its features are reused for
 every class of that image. The classes are run class_batch_size at a time, as one batch of text
 prompts against the image's features repeated: the same as running each class alone (to float
@@ -36,13 +42,14 @@ from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
 from lang_sam.families.transformers_base import TransformersAdapter
 from lang_sam.io.images import load_image
 from lang_sam.io.weights import load_pretrained_checked
-from lang_sam.vocabulary import BOX_THRESHOLD, Detections, check_threshold
+from lang_sam.vocabulary import BOX_THRESHOLD, Detections, Exemplars, check_threshold
 
 DEFAULT_SAM3 = "facebook/sam3"
 # A sam3_video folder (the layout of facebook/sam3 itself) holds the image model as its detector;
 # Sam3Model loads either.
 SAM3_MODEL_TYPES = ("sam3", "sam3_video")
 MASK_THRESHOLD = 0.5
+VISUAL_PROMPT = "visual"  # the text of exemplar boxes given alone (transformers' Sam3Processor's default)
 
 Loaded = TypeVar("Loaded")
 
@@ -109,28 +116,36 @@ class Sam3TextSegmenter(Sam3Adapter):
 
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
-        nms_iou_threshold: float | None = None,
+        nms_iou_threshold: float | None = None, exemplars: Sequence[Exemplars | None] | None = None,
     ) -> list[Detections]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes (one list of names per
         image, labels exactly as given) scoring above box_threshold (see the module docstring), sorted
         by score; nms_iou_threshold: when set, instances of the same class whose boxes overlap more
-        than this are suppressed. No class, or nothing above the threshold, gives an empty result."""
+        than this are suppressed. exemplars: None, or one Exemplars (or None) per image, joining its
+        one class name or standing alone (the class is then "visual"). No class and no exemplars, or
+        nothing above the threshold, gives an empty result."""
         if len(images) != len(classes):
             raise InvalidPromptError(f"Got {len(images)} images but {len(classes)} class lists; give one list of class "
                                      "names per image.")
+        exemplars = [None] * len(images) if exemplars is None else list(exemplars)
+        if len(exemplars) != len(images):
+            raise InvalidPromptError(f"Got {len(images)} images but {len(exemplars)} exemplar sets; give one (or None) per image.")
         check_threshold("box_threshold", box_threshold)
         if nms_iou_threshold is not None:
             check_threshold("nms_iou_threshold", nms_iou_threshold)
         class_lists = [checked_classes(names, self.processor.tokenizer, self.max_text_tokens)
                        for names in classes]  # errors before any model runs
         pixels = [load_image(image) for image in images]
-        return [self._segment(image, names, box_threshold, nms_iou_threshold)
-                for image, names in zip(pixels, class_lists)]
+        class_lists = [_with_exemplars(names, boxes, image.shape[:2])
+                       for names, boxes, image in zip(class_lists, exemplars, pixels)]
+        return [self._segment(image, names, box_threshold, nms_iou_threshold, boxes)
+                for image, names, boxes in zip(pixels, class_lists, exemplars)]
 
     @torch.inference_mode()
     def _segment(self, image: np.ndarray, classes: list[str], box_threshold: float,
-                 nms_iou_threshold: float | None) -> Detections:
-        """All classes of one image: the vision encoder once, then the classes in batches."""
+                 nms_iou_threshold: float | None, exemplars: Exemplars | None = None) -> Detections:
+        """All classes of one image: the vision encoder once, then the classes in batches (with
+        exemplars, its one class)."""
         from PIL import Image
 
         height, width = image.shape[:2]
@@ -144,7 +159,8 @@ class Sam3TextSegmenter(Sam3Adapter):
             text = self.processor(text=batch, return_tensors="pt")
             outputs = self.model(vision_embeds=_repeated(vision, len(batch)),
                                  input_ids=text["input_ids"].to(self.device),
-                                 attention_mask=text["attention_mask"].to(self.device))
+                                 attention_mask=text["attention_mask"].to(self.device),
+                                 **self._exemplar_inputs(exemplars, (height, width)))
             for offset in range(len(batch)):  # one class at a time: only its masks are ever at image size
                 found = self.processor.post_process_instance_segmentation(
                     _one_prompt_float32(outputs, offset), threshold=box_threshold, mask_threshold=MASK_THRESHOLD,
@@ -157,6 +173,34 @@ class Sam3TextSegmenter(Sam3Adapter):
                 class_ids.append(torch.full((len(found["scores"]),), start + offset, dtype=torch.long))
                 masks.append(found["masks"].bool().cpu())
         return _segments(boxes, scores, class_ids, masks, classes, (height, width), nms_iou_threshold)
+
+
+    def _exemplar_inputs(self, exemplars: Exemplars | None, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Sam3Model's input_boxes (1, N, 4) (normalised cx, cy, w, h, by the processor) and
+        input_boxes_labels (1, N) of one image's exemplars; none without them."""
+        if exemplars is None:
+            return {}
+        inputs = self.processor(original_sizes=[list(image_size)], input_boxes=[exemplars.boxes.tolist()],
+                                input_boxes_labels=[exemplars.labels.tolist()], return_tensors="pt")
+        return {"input_boxes": inputs["input_boxes"].to(self.device, self.dtype),
+                "input_boxes_labels": inputs["input_boxes_labels"].to(self.device)}
+
+
+def _with_exemplars(classes: list[str], exemplars: Exemplars | None, image_size: tuple[int, int]) -> list[str]:
+    """The classes to run with an image's exemplars: its one class name, or "visual" when the
+    exemplars stand alone; the InvalidPromptError that says what is wrong with them."""
+    if exemplars is None:
+        return classes
+    if not isinstance(exemplars, Exemplars):
+        raise InvalidPromptError(f"Give exemplars as lang_sam.vocabulary.Exemplars (boxes and labels), got {type(exemplars).__name__}.")
+    exemplars.check_inside(image_size)
+    if len(classes) > 1:
+        raise InvalidPromptError(f"Exemplar boxes show one concept: give one class name with them (or none), got {len(classes)}: "
+                                 f"{', '.join(classes)}.")
+    if not classes and not exemplars.has_example:
+        raise InvalidPromptError("Negative exemplars alone show nothing to look for: add an exemplar box of what to find, "
+                                 "or a class name.")
+    return classes or [VISUAL_PROMPT]
 
 
 def checked_classes(names: Sequence[str], tokenizer, max_tokens: int) -> list[str]:
