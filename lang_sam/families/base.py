@@ -33,13 +33,15 @@ class Segmenter(Protocol):
     """A promptable segmenter: embed once per image, decode many prompts against it.
 
     name: the registry name or path it was loaded from; family: its config model_type ("sam" for
-    SAM v1, "sam2", "sam_hq"); device, dtype: where and how it runs.
+    SAM v1, "sam2", "sam_hq", "sam3"); device, dtype: where and how it runs; mask_input_size: (S, S)
+    of the low-res logits decode takes and returns (SAM v1, SAM 2.1, SAM-HQ: 256; SAM 3: 288).
     """
 
     name: str
     family: str
     device: torch.device
     dtype: torch.dtype
+    mask_input_size: tuple[int, int]
 
     def preprocess(self, image: np.ndarray) -> Any:
         """The model's input for one (H, W, 3) uint8 RGB image; touches no model, so it may run in
@@ -59,8 +61,8 @@ class Segmenter(Protocol):
         upscale: bool = True,
     ) -> MaskSet:
         """Masks for B prompts, in original image pixels: point_coords (B, N, 2) xy with
-        point_labels (B, N) (1 object, 0 background); boxes (B, 4) xyxy; mask_input (B, 1, 256, 256)
-        low-res logits of an earlier decode. B may be large: memory is bounded by decoding in chunks.
+        point_labels (B, N) (1 object, 0 background); boxes (B, 4) xyxy; mask_input (B, 1, S, S)
+        low-res logits of an earlier decode (S: mask_input_size). B may be large: memory is bounded by decoding in chunks.
         upscale False: nothing is taken to image size (MaskSet.masks is None), for callers that
         filter on the IoU first and upscale only what they keep (segment-everything)."""
 

@@ -19,6 +19,14 @@ and the class is named so): SAM 3's geometry encoder reads them against the imag
 every instance of the concept is returned, not only the boxed ones. Exemplars show one concept, so
 they go with one class name at most. The boxes are normalised by the processor itself.
 
+Clicks and boxes on an object. facebook/sam3 (a sam3_video checkpoint) also holds SAM 3's tracker,
+transformers' Sam3TrackerModel: SAM 2's prompt encoder and mask decoder over SAM 3's vision
+backbone with a neck of its own. Loaded from such a checkpoint the adapter is also a promptable
+Segmenter (embed once, decode points, boxes and a mask), run by families/transformers_sam.py's
+PromptDecoding as SAM 2.1 is. transformers loads the tracker's backbone from the detector's
+weights, so the adapter keeps one backbone for both (SAM 3's 450 M-parameter ViT held once).
+A checkpoint without the tracker (a folder of Sam3Model alone) refuses clicks, saying so.
+
 Cost. The vision encoder (the bulk of the model) runs once per image; its features are reused for
 every class of that image. The classes are run class_batch_size at a time, as one batch of text
 prompts against the image's features repeated: the same as running each class alone (to float
@@ -40,14 +48,18 @@ from lang_sam.detector.postprocess import class_wise_nms
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
 from lang_sam.families.transformers_base import TransformersAdapter
+from lang_sam.families.transformers_sam import SAM3_TRACKER, PromptDecoding
 from lang_sam.io.images import load_image
 from lang_sam.io.weights import load_pretrained_checked
 from lang_sam.vocabulary import BOX_THRESHOLD, Detections, Exemplars, check_threshold
 
 DEFAULT_SAM3 = "facebook/sam3"
 # A sam3_video folder (the layout of facebook/sam3 itself) holds the image model as its detector;
-# Sam3Model loads either.
+# Sam3Model loads either. Only a sam3_video folder holds the tracker that takes clicks and boxes.
 SAM3_MODEL_TYPES = ("sam3", "sam3_video")
+WITH_TRACKER = "sam3_video"
+NO_TRACKER = "its checkpoint holds no SAM 3 tracker for clicks and boxes (facebook/sam3 does)"
+TRACKER_PREFIX = "tracker_model."  # the tracker's weights in a sam3_video checkpoint
 MASK_THRESHOLD = 0.5
 VISUAL_PROMPT = "visual"  # the text of exemplar boxes given alone (transformers' Sam3Processor's default)
 
@@ -90,19 +102,20 @@ class Sam3Adapter(TransformersAdapter):
         return network.to(self.device).eval()  # already in its dtype
 
 
-class Sam3TextSegmenter(Sam3Adapter):
+class Sam3TextSegmenter(PromptDecoding, Sam3Adapter):
     """SAM 3 from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first) or a
-    folder saved with save_pretrained (Sam3Model and Sam3Processor). Stateless after loading, so
+    folder saved with save_pretrained (Sam3Model and Sam3Processor; a Sam3VideoModel folder, as
+    facebook/sam3 is, also gives clicks and boxes through its tracker). Stateless after loading, so
     one instance serves many images; class_batch_size bounds how many classes share one forward."""
 
     family = "sam3"
     description = "SAM 3"
     model_types = SAM3_MODEL_TYPES
     model_class, processor_class = "Sam3Model", "Sam3Processor"
-    takes_text = True
+    driver = SAM3_TRACKER
+    takes_text = takes_clicks_and_boxes = True  # clicks: False on an instance loaded without its tracker
     why_not = {"text_via_detector": "finds the text's objects itself, with no detector",
-               "takes_clicks_and_boxes": "lang-sam runs SAM 3 by text only (its concept prompts)",
-               "segments_everything": "lang-sam runs SAM 3 by text only (its concept prompts)",
+               "segments_everything": "lang-sam's point grid runs SAM v1, SAM 2.1 and SAM-HQ",
                "tracks_video": "an image model; SAM 3 video (same repo) tracks",
                "exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
@@ -113,6 +126,27 @@ class Sam3TextSegmenter(Sam3Adapter):
         super().__init__(model, device, dtype, name)
         self.class_batch_size = class_batch_size
         self.max_text_tokens = self.model.config.text_config.max_position_embeddings
+        self.prompt_model = self.prompt_processor = None
+        if self.model_type == WITH_TRACKER and _holds_tracker(str(model)):
+            self.prompt_model, self.prompt_processor = self._tracker(str(model))
+        else:
+            self.takes_clicks_and_boxes = False
+            self.why_not = {**self.why_not, "takes_clicks_and_boxes": NO_TRACKER}
+
+    def _tracker(self, source: str) -> tuple[torch.nn.Module, object]:
+        """Sam3TrackerModel and its processor from the same checkpoint, the tracker's vision
+        backbone replaced by the detector's (transformers loads it from the same weights)."""
+        import transformers
+
+        tracker = _load(lambda path: transformers.Sam3TrackerModel.from_pretrained(path, dtype=self.dtype), source)
+        tracker.vision_encoder.backbone = self.model.vision_encoder.backbone
+        return tracker.to(self.device).eval(), _load(transformers.Sam3TrackerProcessor.from_pretrained, source)
+
+    def parameter_count(self) -> int:
+        """Number of weights, the shared backbone counted once."""
+        weights = {id(weight): weight for module in (self.model, self.prompt_model) if module is not None
+                   for weight in module.parameters()}
+        return sum(weight.numel() for weight in weights.values())
 
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
@@ -201,6 +235,26 @@ def _with_exemplars(classes: list[str], exemplars: Exemplars | None, image_size:
         raise InvalidPromptError("Negative exemplars alone show nothing to look for: add an exemplar box of what to find, "
                                  "or a class name.")
     return classes or [VISUAL_PROMPT]
+
+
+def _holds_tracker(source: str) -> bool:
+    """Whether the checkpoint's weights (already local: the detector was loaded from them) hold SAM 3's
+    tracker, as facebook/sam3's do; a sam3_video folder may hold the detector alone."""
+    import json
+
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    index = cached_file(source, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    if index is not None:
+        names = json.loads(Path(index).read_text())["weight_map"]
+    else:
+        weights = cached_file(source, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+        if weights is None:
+            return False
+        with safe_open(weights, "pt") as opened:
+            names = list(opened.keys())
+    return any(name.startswith(TRACKER_PREFIX) for name in names)
 
 
 def checked_classes(names: Sequence[str], tokenizer, max_tokens: int) -> list[str]:

@@ -166,14 +166,17 @@ class LangSAM(PipelineModels):
         loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
         thresholds = Thresholds(box_threshold, text_threshold, nms_iou_threshold, max_detections)  # checked before any model runs
         _check_multimask(multimask_output)
-        if loaded.segments_text:
-            if given_prompts:
-                self._promptable("points, boxes and mask_input")
+        if loaded.segments_text and not given_prompts:
             arrays = [load_image(image) for image in ([images] if single else images)]
             found = segment_text(loaded.model, arrays, prompts if detect else None, thresholds, examples, label)
             results = [LangSAMResult.of(objects) for objects in found]
             return results[0] if single else results
-        if examples is not None:
+        if loaded.segments_text:  # your clicks and boxes, on SAM 3's tracker
+            self._promptable("points, boxes and mask_input")
+            if detect or examples is not None:
+                raise InvalidPromptError(f"{loaded.model.name} takes a text prompt (with exemplars) or your points and boxes, "
+                                         "one or the other in one call: call predict once for each.")
+        elif examples is not None:
             raise InvalidPromptError(f"{loaded.model.name} takes no exemplar boxes; SAM 3 does (sam_type=\"sam3\"). To segment "
                                      "the boxed objects themselves, give them as boxes.")
         prepared = [image if isinstance(image, PreparedImage) else

@@ -18,7 +18,6 @@ from lang_sam.pipeline.prompts import NamedPrompts
 from lang_sam.results import CANDIDATE_SCORES_KEY, CANDIDATES_KEY, LOW_RES_KEY
 from lang_sam.vocabulary import Detections, Exemplars, ObjectPrompt, Thresholds
 
-LOW_RES_SIZE = (256, 256)
 
 
 def segment_objects(segmenter: Segmenter, embed: Callable[[], Any], objects: NamedPrompts, image_size: tuple[int, int],
@@ -29,7 +28,7 @@ def segment_objects(segmenter: Segmenter, embed: Callable[[], Any], objects: Nam
     count, (height, width) = len(objects.prompts), image_size
     masks = np.zeros((count, height, width), bool)
     mask_scores = np.zeros(count, np.float32)
-    low_res = np.zeros((count, *LOW_RES_SIZE), np.float32)
+    low_res = np.zeros((count, *segmenter.mask_input_size), np.float32)
     candidates: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if count:
         embedding = embed()
