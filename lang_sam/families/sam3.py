@@ -102,21 +102,15 @@ class Sam3Adapter(TransformersAdapter):
         return network.to(self.device).eval()  # already in its dtype
 
 
-class Sam3TextSegmenter(PromptDecoding, Sam3Adapter):
-    """SAM 3 from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first) or a
-    folder saved with save_pretrained (Sam3Model and Sam3Processor; a Sam3VideoModel folder, as
-    facebook/sam3 is, also gives clicks and boxes through its tracker). Stateless after loading, so
-    one instance serves many images; class_batch_size bounds how many classes share one forward."""
+class Sam3Concepts(Sam3Adapter):
+    """What every SAM 3 adapter runs: concept prompts (class names, exemplar boxes, or both) with
+    Sam3Processor. Stateless after loading, so one instance serves many images; class_batch_size
+    bounds how many classes share one forward."""
 
-    family = "sam3"
-    description = "SAM 3"
-    model_types = SAM3_MODEL_TYPES
-    model_class, processor_class = "Sam3Model", "Sam3Processor"
-    driver = SAM3_TRACKER
-    takes_text = takes_clicks_and_boxes = True  # clicks: False on an instance loaded without its tracker
+    processor_class = "Sam3Processor"
+    takes_text = True
     why_not = {"text_via_detector": "finds the text's objects itself, with no detector",
                "segments_everything": "lang-sam's point grid runs SAM v1, SAM 2.1 and SAM-HQ",
-               "tracks_video": "an image model; SAM 3 video (same repo) tracks",
                "exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
@@ -126,27 +120,6 @@ class Sam3TextSegmenter(PromptDecoding, Sam3Adapter):
         super().__init__(model, device, dtype, name)
         self.class_batch_size = class_batch_size
         self.max_text_tokens = self.model.config.text_config.max_position_embeddings
-        self.prompt_model = self.prompt_processor = None
-        if self.model_type == WITH_TRACKER and _holds_tracker(str(model)):
-            self.prompt_model, self.prompt_processor = self._tracker(str(model))
-        else:
-            self.takes_clicks_and_boxes = False
-            self.why_not = {**self.why_not, "takes_clicks_and_boxes": NO_TRACKER}
-
-    def _tracker(self, source: str) -> tuple[torch.nn.Module, object]:
-        """Sam3TrackerModel and its processor from the same checkpoint, the tracker's vision
-        backbone replaced by the detector's (transformers loads it from the same weights)."""
-        import transformers
-
-        tracker = _load(lambda path: transformers.Sam3TrackerModel.from_pretrained(path, dtype=self.dtype), source)
-        tracker.vision_encoder.backbone = self.model.vision_encoder.backbone
-        return tracker.to(self.device).eval(), _load(transformers.Sam3TrackerProcessor.from_pretrained, source)
-
-    def parameter_count(self) -> int:
-        """Number of weights, the shared backbone counted once."""
-        weights = {id(weight): weight for module in (self.model, self.prompt_model) if module is not None
-                   for weight in module.parameters()}
-        return sum(weight.numel() for weight in weights.values())
 
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
@@ -218,6 +191,58 @@ class Sam3TextSegmenter(PromptDecoding, Sam3Adapter):
                                 input_boxes_labels=[exemplars.labels.tolist()], return_tensors="pt")
         return {"input_boxes": inputs["input_boxes"].to(self.device, self.dtype),
                 "input_boxes_labels": inputs["input_boxes_labels"].to(self.device)}
+
+
+class Sam3TextSegmenter(PromptDecoding, Sam3Concepts):
+    """SAM 3 from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first) or a
+    folder saved with save_pretrained (Sam3Model and Sam3Processor; a Sam3VideoModel folder, as
+    facebook/sam3 is, also gives clicks and boxes through its tracker)."""
+
+    family = "sam3"
+    description = "SAM 3"
+    model_types = SAM3_MODEL_TYPES
+    model_class = "Sam3Model"
+    driver = SAM3_TRACKER
+    takes_clicks_and_boxes = True  # False on an instance loaded without its tracker
+    why_not = {**Sam3Concepts.why_not, "tracks_video": "an image model; SAM 3 video (same repo) tracks"}
+
+    def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str | None = None, class_batch_size: int = 8, name: str | None = None) -> None:
+        super().__init__(model, device, dtype, class_batch_size, name)
+        self.prompt_model = self.prompt_processor = None
+        if self.model_type == WITH_TRACKER and _holds_tracker(str(model)):
+            self.prompt_model, self.prompt_processor = self._tracker(str(model))
+        else:
+            self.takes_clicks_and_boxes = False
+            self.why_not = {**self.why_not, "takes_clicks_and_boxes": NO_TRACKER}
+
+    def _tracker(self, source: str) -> tuple[torch.nn.Module, object]:
+        """Sam3TrackerModel and its processor from the same checkpoint, the tracker's vision
+        backbone replaced by the detector's (transformers loads it from the same weights)."""
+        import transformers
+
+        tracker = _load(lambda path: transformers.Sam3TrackerModel.from_pretrained(path, dtype=self.dtype), source)
+        tracker.vision_encoder.backbone = self.model.vision_encoder.backbone
+        return tracker.to(self.device).eval(), _load(transformers.Sam3TrackerProcessor.from_pretrained, source)
+
+    def parameter_count(self) -> int:
+        """Number of weights, the shared backbone counted once."""
+        weights = {id(weight): weight for module in (self.model, self.prompt_model) if module is not None
+                   for weight in module.parameters()}
+        return sum(weight.numel() for weight in weights.values())
+
+
+class Sam3LiteTextSegmenter(Sam3Concepts):
+    """SAM 3 LiteText (transformers' Sam3LiteTextModel, with Sam3Processor): SAM 3's image model with a
+    distilled MobileCLIP text encoder (up to 88% fewer text parameters), run as SAM 3 is: text
+    and exemplar boxes. Its checkpoints hold no tracker, so clicks and boxes on an object are refused."""
+
+    family = "sam3_lite_text"
+    description = "SAM 3 LiteText"
+    model_types = ("sam3_lite_text",)
+    model_class = "Sam3LiteTextModel"
+    why_not = {**Sam3Concepts.why_not, "takes_clicks_and_boxes": "no tracker in its checkpoints (sam3 has one)",
+               "tracks_video": "an image model, with no video model (sam3 tracks)"}
 
 
 def _with_exemplars(classes: list[str], exemplars: Exemplars | None, image_size: tuple[int, int]) -> list[str]:

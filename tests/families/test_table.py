@@ -29,7 +29,7 @@ def test_a_table_written_in_reads_back_and_an_edited_cell_is_seen():
 def test_the_capabilities_agree_with_the_interfaces_each_adapter_implements():
     adapters = {adapter for by_family in ADAPTERS.values() for adapter in by_family.values()
                 if issubclass(adapter, Capabilities)}
-    assert len(adapters) == 7  # every adapter but Grounding DINO's (lang_sam.detector: a detector runs no mode alone)
+    assert len(adapters) == 8  # every adapter but Grounding DINO's (lang_sam.detector: a detector runs no mode alone)
     for adapter in adapters:
         promptable = callable(getattr(adapter, "decode", None))
         assert adapter.takes_clicks_and_boxes == promptable, adapter
