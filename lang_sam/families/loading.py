@@ -29,7 +29,7 @@ from lang_sam.registry import (
 # kind -> family (config.json's model_type) -> the adapter that runs it as that kind
 ADAPTERS: dict[str, dict[str, type]] = {
     SEGMENTER: {"sam": SamV1Segmenter, "sam2": TransformersSegmenter, "sam2_video": TransformersSegmenter,
-                "sam_hq": TransformersSegmenter},
+                "sam_hq": TransformersSegmenter, "edgetam": TransformersSegmenter},
     TEXT_SEGMENTER: {"sam3": Sam3TextSegmenter, "sam3_video": Sam3TextSegmenter, "sam3_lite_text": Sam3LiteTextSegmenter},
     VIDEO_SEGMENTER: {"sam2": Sam2VideoSegmenter, "sam2_video": Sam2VideoSegmenter},
     CONCEPT_TRACKER: {"sam3": Sam3VideoTracker, "sam3_video": Sam3VideoTracker},

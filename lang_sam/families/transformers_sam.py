@@ -1,4 +1,5 @@
-"""SAM 2.1 and SAM-HQ through transformers (Sam2Model, SamHQModel) as one promptable Segmenter; the
+"""SAM 2.1, SAM-HQ and EdgeTAM through transformers (Sam2Model, SamHQModel, EdgeTamModel) as one
+promptable Segmenter; the
 same prompt decoding (PromptDecoding) also runs SAM 3's tracker (Sam3TrackerModel, families/sam3.py).
 
 The families differ only in the rows of FAMILIES: the model class, the frame prompts are scaled
@@ -46,6 +47,9 @@ FAMILIES: dict[str, Family] = {
     # under the same names: Sam2Model loads them (transformers warns that the types differ)
     "sam2_video": Family("Sam2Model", "Sam2Processor", square_frame=True, feature_pyramid=True, description="SAM 2.1"),
     "sam_hq": Family("SamHQModel", "SamHQProcessor", square_frame=False, feature_pyramid=False, description="SAM-HQ"),
+    # EdgeTAM: SAM 2's prompt encoder and mask decoder over a RepViT backbone (timm's repvit_m1) and
+    # SAM 2's own processor
+    "edgetam": Family("EdgeTamModel", "Sam2Processor", square_frame=True, feature_pyramid=True, description="EdgeTAM"),
 }
 SAM3_TRACKER = Family("Sam3TrackerModel", "Sam3TrackerProcessor", square_frame=True, feature_pyramid=True,
                       description="SAM 3's tracker")
@@ -160,10 +164,10 @@ class PromptDecoding:
 
 
 class TransformersSegmenter(PromptDecoding, TransformersAdapter):
-    """A SAM 2.1 or SAM-HQ model from a Hugging Face repo id or a save_pretrained folder, behind
-    lang_sam.families.base.Segmenter. Stateless after loading: one instance serves many threads."""
+    """A SAM 2.1, SAM-HQ or EdgeTAM model from a Hugging Face repo id or a save_pretrained folder,
+    behind lang_sam.families.base.Segmenter. Stateless after loading: one instance serves many threads."""
 
-    description = "SAM 2.1 / SAM-HQ"
+    description = "SAM 2.1 / SAM-HQ / EdgeTAM"
     model_types = tuple(FAMILIES)
     text_via_detector = takes_clicks_and_boxes = segments_everything = True
     why_not = {"takes_text": NO_TEXT, "tracks_video": NO_VIDEO,
@@ -186,7 +190,7 @@ class TransformersSegmenter(PromptDecoding, TransformersAdapter):
         return self.processor
 
     def _refusal(self, source: str, model_type: str) -> str:
-        return (f"{source} holds a {model_type!r} model, not one of {', '.join(FAMILIES)} (SAM 2.1, SAM-HQ); "
+        return (f"{source} holds a {model_type!r} model, not one of {', '.join(FAMILIES)} (SAM 2.1, SAM-HQ, EdgeTAM); "
                 "a SAM v1 folder loads as sam_checkpoint of a SAM v1 name.")
 
     def _classes(self) -> tuple[str, str, str]:
