@@ -24,7 +24,7 @@ transformers' Sam3TrackerModel: SAM 2's prompt encoder and mask decoder over SAM
 backbone with a neck of its own. Loaded from such a checkpoint the adapter is also a promptable
 Segmenter (embed once, decode points, boxes and a mask), run by families/transformers_sam.py's
 PromptDecoding as SAM 2.1 is. transformers loads the tracker's backbone from the detector's
-weights, so the adapter keeps one backbone for both (SAM 3's 450 M-parameter ViT held once).
+weights, so the adapter keeps one backbone for both (SAM 3's 446 M-parameter ViT held once).
 A checkpoint without the tracker (a folder of Sam3Model alone) refuses clicks, saying so.
 
 Cost. The vision encoder (the bulk of the model) runs once per image; its features are reused for
