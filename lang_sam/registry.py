@@ -48,8 +48,10 @@ FAMILY_KINDS: dict[str, tuple[str, ...]] = {
     "sam2": (SEGMENTER, VIDEO_SEGMENTER),
     "sam2_video": (VIDEO_SEGMENTER, SEGMENTER),
     "sam_hq": (SEGMENTER,),
+    "edgetam": (SEGMENTER,),
     "sam3": (TEXT_SEGMENTER, CONCEPT_TRACKER),
     "sam3_video": (CONCEPT_TRACKER, TEXT_SEGMENTER),
+    "sam3_lite_text": (TEXT_SEGMENTER,),  # SAM 3 with a small text encoder: no tracker, no video model
     "grounding-dino": (DETECTOR,),
     "mm-grounding-dino": (DETECTOR,),
     "owlv2": (DETECTOR,),
@@ -58,7 +60,8 @@ FAMILY_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 # a family's name for people (the README's model table)
-FAMILY_TITLES = {"sam": "SAM v1", "sam2": "SAM 2.1", "sam_hq": "SAM-HQ", "sam3": "SAM 3"}
+FAMILY_TITLES = {"sam": "SAM v1", "sam2": "SAM 2.1", "sam_hq": "SAM-HQ", "edgetam": "EdgeTAM", "sam3": "SAM 3",
+                "sam3_lite_text": "SAM 3 LiteText"}
 
 
 class _Entry:
@@ -170,7 +173,15 @@ FAMILY_MODELS: dict[str, FamilyModel] = {
         FamilyModel("sam-hq-vit-base", "sam_hq", "syscv-community/sam-hq-vit-base", 95_000_000, "Apache-2.0"),
         FamilyModel("sam-hq-vit-large", "sam_hq", "syscv-community/sam-hq-vit-large", 313_000_000, "Apache-2.0"),
         FamilyModel("sam-hq-vit-huge", "sam_hq", "syscv-community/sam-hq-vit-huge", 641_000_000, "Apache-2.0"),
+        # EdgeTAM (Meta, CVPR 2025; github.com/facebookresearch/EdgeTAM): SAM 2 on a RepViT backbone, made
+        # for phones; the transformers conversion its documentation loads
+        FamilyModel("edgetam", "edgetam", "yonigozlan/EdgeTAM-hf", 13_900_000, "Apache-2.0"),
         FamilyModel("sam3", "sam3", "facebook/sam3", 848_000_000, "SAM License (Meta)", gated=True),
+        # SAM3-LiteText (University of Bristol, 2026): SAM 3's image model with a distilled MobileCLIP
+        # text encoder (61 M parameters against SAM 3's 353 M); the count is transformers' default
+        # Sam3LiteTextConfig's (lang-sam models counts the real weights once cached)
+        FamilyModel("sam3-lite-text", "sam3_lite_text", "vil-uob/sam3-litetext-s0", 548_000_000,
+                    "SAM License (Meta): SAM 3's weights, see the model card"),
     )
 }
 
@@ -186,7 +197,7 @@ def canonical_sam_name(name: object) -> object:
 
 
 def family_of_folder(folder: str | Path) -> str | None:
-    """config.json's model_type of a transformers folder ("sam", "sam2", "sam_hq", "sam3"), or None."""
+    """config.json's model_type of a transformers folder ("sam", "sam2", "sam_hq", "sam3", ...), or None."""
     try:
         model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):

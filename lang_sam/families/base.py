@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from lang_sam.results import encode_rles
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, ImageEmbedding, MaskSet, SegmenterInput
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Exemplars, ImageEmbedding, MaskSet, SegmenterInput
 
 
 @runtime_checkable
@@ -36,13 +36,15 @@ class Segmenter(Protocol):
     come from lang_sam.pipeline.segment.segment_objects, the one composition every caller uses.
 
     name: the registry name or path it was loaded from; family: its config model_type ("sam" for
-    SAM v1, "sam2", "sam_hq"); device, dtype: where and how it runs.
+    SAM v1, "sam2", "sam_hq", "sam3"); device, dtype: where and how it runs; mask_input_size: (S, S)
+    of the low-res logits decode takes and returns (SAM v1, SAM 2.1, SAM-HQ: 256; SAM 3: 288).
     """
 
     name: str
     family: str
     device: torch.device
     dtype: torch.dtype
+    mask_input_size: tuple[int, int]
 
     def preprocess(self, image: np.ndarray) -> SegmenterInput:
         """The model's input for one (H, W, 3) uint8 RGB image; touches no model, so it may run in
@@ -62,8 +64,8 @@ class Segmenter(Protocol):
         upscale: bool = True,
     ) -> MaskSet:
         """Masks for B prompts, in original image pixels: point_coords (B, N, 2) xy with
-        point_labels (B, N) (1 object, 0 background); boxes (B, 4) xyxy; mask_input (B, 1, 256, 256)
-        low-res logits of an earlier decode. B may be large: memory is bounded by decoding in chunks.
+        point_labels (B, N) (1 object, 0 background); boxes (B, 4) xyxy; mask_input (B, 1, S, S)
+        low-res logits of an earlier decode (S: mask_input_size). B may be large: memory is bounded by decoding in chunks.
         upscale False: nothing is taken to image size (MaskSet.masks is None), for callers that
         filter on the IoU first and upscale only what they keep (segment-everything)."""
 
@@ -86,12 +88,13 @@ class TextSegmenter(Protocol):
 
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
-        nms_iou_threshold: float | None = None,
+        nms_iou_threshold: float | None = None, exemplars: Sequence[Exemplars | None] | None = None,
     ) -> list[Detections]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes scoring above
         box_threshold (as the model's own post-processing keeps them), best first, with masks; class
         ids index exactly the given class names; the model's one score per instance is both its box
-        and its mask score."""
+        and its mask score. exemplars: one Exemplars (or None) per image, example boxes of its one
+        class, or of a concept with no name (then the image's class list is empty)."""
 
 @runtime_checkable
 class Detector(Protocol):

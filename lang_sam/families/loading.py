@@ -16,7 +16,7 @@ from lang_sam.errors import ModelLoadError
 from lang_sam.families.base import ConceptTracker, Segmenter, TextSegmenter, VideoSegmenter
 from lang_sam.families.owlv2 import Owlv2Detector
 from lang_sam.families.sam2_video import Sam2VideoSegmenter
-from lang_sam.families.sam3 import Sam3TextSegmenter
+from lang_sam.families.sam3 import Sam3LiteTextSegmenter, Sam3TextSegmenter
 from lang_sam.families.sam3_video import Sam3VideoTracker
 from lang_sam.segmenter.adapter import SamV1Segmenter
 from lang_sam.families.transformers_sam import TransformersSegmenter
@@ -29,8 +29,8 @@ from lang_sam.registry import (
 # kind -> family (config.json's model_type) -> the adapter that runs it as that kind
 ADAPTERS: dict[str, dict[str, type]] = {
     SEGMENTER: {"sam": SamV1Segmenter, "sam2": TransformersSegmenter, "sam2_video": TransformersSegmenter,
-                "sam_hq": TransformersSegmenter},
-    TEXT_SEGMENTER: {"sam3": Sam3TextSegmenter, "sam3_video": Sam3TextSegmenter},
+                "sam_hq": TransformersSegmenter, "edgetam": TransformersSegmenter},
+    TEXT_SEGMENTER: {"sam3": Sam3TextSegmenter, "sam3_video": Sam3TextSegmenter, "sam3_lite_text": Sam3LiteTextSegmenter},
     VIDEO_SEGMENTER: {"sam2": Sam2VideoSegmenter, "sam2_video": Sam2VideoSegmenter},
     CONCEPT_TRACKER: {"sam3": Sam3VideoTracker, "sam3_video": Sam3VideoTracker},
     DETECTOR: {"grounding-dino": GroundingDinoDetector, "mm-grounding-dino": GroundingDinoDetector, "owlv2": Owlv2Detector},

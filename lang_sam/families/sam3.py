@@ -13,6 +13,20 @@ query needs a detection probability above 0.33, and when the model judges the co
 as its box score and its mask score (SAM 3 has one score per instance). Meta's demos use 0.5. Masks are
 the mask logits' sigmoid, resized bilinearly to the image and cut at 0.5.
 
+Exemplars. Boxes around examples of the concept (and counter-examples, label 0) join a class
+name's prompt, or stand alone (then the text is "visual", as transformers' Sam3Processor writes it,
+and the class is named so): SAM 3's geometry encoder reads them against the image's features, and
+every instance of the concept is returned, not only the boxed ones. Exemplars show one concept, so
+they go with one class name at most. The boxes are normalised by the processor itself.
+
+Clicks and boxes on an object. facebook/sam3 (a sam3_video checkpoint) also holds SAM 3's tracker,
+transformers' Sam3TrackerModel: SAM 2's prompt encoder and mask decoder over SAM 3's vision
+backbone with a neck of its own. Loaded from such a checkpoint the adapter is also a promptable
+Segmenter (embed once, decode points, boxes and a mask), run by families/transformers_sam.py's
+PromptDecoding as SAM 2.1 is. transformers loads the tracker's backbone from the detector's
+weights, so the adapter keeps one backbone for both (SAM 3's 446 M-parameter ViT held once).
+A checkpoint without the tracker (a folder of Sam3Model alone) refuses clicks, saying so.
+
 Cost. The vision encoder (the bulk of the model) runs once per image; its features are reused for
 every class of that image. The classes are run class_batch_size at a time, as one batch of text
 prompts against the image's features repeated: the same as running each class alone (to float
@@ -34,15 +48,20 @@ from lang_sam.detector.postprocess import class_wise_nms
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
 from lang_sam.families.transformers_base import TransformersAdapter
+from lang_sam.families.transformers_sam import SAM3_TRACKER, PromptDecoding
 from lang_sam.io.images import load_image
 from lang_sam.io.weights import load_pretrained_checked
-from lang_sam.vocabulary import BOX_THRESHOLD, Detections, check_threshold
+from lang_sam.vocabulary import BOX_THRESHOLD, Detections, Exemplars, check_threshold
 
 DEFAULT_SAM3 = "facebook/sam3"
 # A sam3_video folder (the layout of facebook/sam3 itself) holds the image model as its detector;
-# Sam3Model loads either.
+# Sam3Model loads either. Only a sam3_video folder holds the tracker that takes clicks and boxes.
 SAM3_MODEL_TYPES = ("sam3", "sam3_video")
+WITH_TRACKER = "sam3_video"
+NO_TRACKER = "its checkpoint holds no SAM 3 tracker for clicks and boxes (facebook/sam3 does)"
+TRACKER_PREFIX = "tracker_model."  # the tracker's weights in a sam3_video checkpoint
 MASK_THRESHOLD = 0.5
+VISUAL_PROMPT = "visual"  # the text of exemplar boxes given alone (transformers' Sam3Processor's default)
 
 Loaded = TypeVar("Loaded")
 
@@ -83,20 +102,15 @@ class Sam3Adapter(TransformersAdapter):
         return network.to(self.device).eval()  # already in its dtype
 
 
-class Sam3TextSegmenter(Sam3Adapter):
-    """SAM 3 from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first) or a
-    folder saved with save_pretrained (Sam3Model and Sam3Processor). Stateless after loading, so
-    one instance serves many images; class_batch_size bounds how many classes share one forward."""
+class Sam3Concepts(Sam3Adapter):
+    """What every SAM 3 adapter runs: concept prompts (class names, exemplar boxes, or both) with
+    Sam3Processor. Stateless after loading, so one instance serves many images; class_batch_size
+    bounds how many classes share one forward."""
 
-    family = "sam3"
-    description = "SAM 3"
-    model_types = SAM3_MODEL_TYPES
-    model_class, processor_class = "Sam3Model", "Sam3Processor"
+    processor_class = "Sam3Processor"
     takes_text = True
     why_not = {"text_via_detector": "finds the text's objects itself, with no detector",
-               "takes_clicks_and_boxes": "lang-sam runs SAM 3 by text only (its concept prompts)",
-               "segments_everything": "lang-sam runs SAM 3 by text only (its concept prompts)",
-               "tracks_video": "an image model; SAM 3 video (same repo) tracks",
+               "segments_everything": "lang-sam's point grid runs SAM v1, SAM 2.1 and SAM-HQ",
                "exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
@@ -109,28 +123,36 @@ class Sam3TextSegmenter(Sam3Adapter):
 
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
-        nms_iou_threshold: float | None = None,
+        nms_iou_threshold: float | None = None, exemplars: Sequence[Exemplars | None] | None = None,
     ) -> list[Detections]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes (one list of names per
         image, labels exactly as given) scoring above box_threshold (see the module docstring), sorted
         by score; nms_iou_threshold: when set, instances of the same class whose boxes overlap more
-        than this are suppressed. No class, or nothing above the threshold, gives an empty result."""
+        than this are suppressed. exemplars: None, or one Exemplars (or None) per image, joining its
+        one class name or standing alone (the class is then "visual"). No class and no exemplars, or
+        nothing above the threshold, gives an empty result."""
         if len(images) != len(classes):
             raise InvalidPromptError(f"Got {len(images)} images but {len(classes)} class lists; give one list of class "
                                      "names per image.")
+        exemplars = [None] * len(images) if exemplars is None else list(exemplars)
+        if len(exemplars) != len(images):
+            raise InvalidPromptError(f"Got {len(images)} images but {len(exemplars)} exemplar sets; give one (or None) per image.")
         check_threshold("box_threshold", box_threshold)
         if nms_iou_threshold is not None:
             check_threshold("nms_iou_threshold", nms_iou_threshold)
         class_lists = [checked_classes(names, self.processor.tokenizer, self.max_text_tokens)
                        for names in classes]  # errors before any model runs
         pixels = [load_image(image) for image in images]
-        return [self._segment(image, names, box_threshold, nms_iou_threshold)
-                for image, names in zip(pixels, class_lists)]
+        class_lists = [_with_exemplars(names, boxes, image.shape[:2])
+                       for names, boxes, image in zip(class_lists, exemplars, pixels)]
+        return [self._segment(image, names, box_threshold, nms_iou_threshold, boxes)
+                for image, names, boxes in zip(pixels, class_lists, exemplars)]
 
     @torch.inference_mode()
     def _segment(self, image: np.ndarray, classes: list[str], box_threshold: float,
-                 nms_iou_threshold: float | None) -> Detections:
-        """All classes of one image: the vision encoder once, then the classes in batches."""
+                 nms_iou_threshold: float | None, exemplars: Exemplars | None = None) -> Detections:
+        """All classes of one image: the vision encoder once, then the classes in batches (with
+        exemplars, its one class)."""
         from PIL import Image
 
         height, width = image.shape[:2]
@@ -144,7 +166,8 @@ class Sam3TextSegmenter(Sam3Adapter):
             text = self.processor(text=batch, return_tensors="pt")
             outputs = self.model(vision_embeds=_repeated(vision, len(batch)),
                                  input_ids=text["input_ids"].to(self.device),
-                                 attention_mask=text["attention_mask"].to(self.device))
+                                 attention_mask=text["attention_mask"].to(self.device),
+                                 **self._exemplar_inputs(exemplars, (height, width)))
             for offset in range(len(batch)):  # one class at a time: only its masks are ever at image size
                 found = self.processor.post_process_instance_segmentation(
                     _one_prompt_float32(outputs, offset), threshold=box_threshold, mask_threshold=MASK_THRESHOLD,
@@ -157,6 +180,106 @@ class Sam3TextSegmenter(Sam3Adapter):
                 class_ids.append(torch.full((len(found["scores"]),), start + offset, dtype=torch.long))
                 masks.append(found["masks"].bool().cpu())
         return _segments(boxes, scores, class_ids, masks, classes, (height, width), nms_iou_threshold)
+
+
+    def _exemplar_inputs(self, exemplars: Exemplars | None, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Sam3Model's input_boxes (1, N, 4) (normalised cx, cy, w, h, by the processor) and
+        input_boxes_labels (1, N) of one image's exemplars; none without them."""
+        if exemplars is None:
+            return {}
+        inputs = self.processor(original_sizes=[list(image_size)], input_boxes=[exemplars.boxes.tolist()],
+                                input_boxes_labels=[exemplars.labels.tolist()], return_tensors="pt")
+        return {"input_boxes": inputs["input_boxes"].to(self.device, self.dtype),
+                "input_boxes_labels": inputs["input_boxes_labels"].to(self.device)}
+
+
+class Sam3TextSegmenter(PromptDecoding, Sam3Concepts):
+    """SAM 3 from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first) or a
+    folder saved with save_pretrained (Sam3Model and Sam3Processor; a Sam3VideoModel folder, as
+    facebook/sam3 is, also gives clicks and boxes through its tracker)."""
+
+    family = "sam3"
+    description = "SAM 3"
+    model_types = SAM3_MODEL_TYPES
+    model_class = "Sam3Model"
+    driver = SAM3_TRACKER
+    takes_clicks_and_boxes = True  # False on an instance loaded without its tracker
+    why_not = {**Sam3Concepts.why_not, "tracks_video": "an image model; SAM 3 video (same repo) tracks"}
+
+    def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
+                 dtype: torch.dtype | str | None = None, class_batch_size: int = 8, name: str | None = None) -> None:
+        super().__init__(model, device, dtype, class_batch_size, name)
+        self.prompt_model = self.prompt_processor = None
+        if self.model_type == WITH_TRACKER and _holds_tracker(str(model)):
+            self.prompt_model, self.prompt_processor = self._tracker(str(model))
+        else:
+            self.takes_clicks_and_boxes = False
+            self.why_not = {**self.why_not, "takes_clicks_and_boxes": NO_TRACKER}
+
+    def _tracker(self, source: str) -> tuple[torch.nn.Module, object]:
+        """Sam3TrackerModel and its processor from the same checkpoint, the tracker's vision
+        backbone replaced by the detector's (transformers loads it from the same weights)."""
+        import transformers
+
+        tracker = _load(lambda path: transformers.Sam3TrackerModel.from_pretrained(path, dtype=self.dtype), source)
+        tracker.vision_encoder.backbone = self.model.vision_encoder.backbone
+        return tracker.to(self.device).eval(), _load(transformers.Sam3TrackerProcessor.from_pretrained, source)
+
+    def parameter_count(self) -> int:
+        """Number of weights, the shared backbone counted once."""
+        weights = {id(weight): weight for module in (self.model, self.prompt_model) if module is not None
+                   for weight in module.parameters()}
+        return sum(weight.numel() for weight in weights.values())
+
+
+class Sam3LiteTextSegmenter(Sam3Concepts):
+    """SAM 3 LiteText (transformers' Sam3LiteTextModel, with Sam3Processor): SAM 3's image model with a
+    distilled MobileCLIP text encoder (up to 88% fewer text parameters), run as SAM 3 is: text
+    and exemplar boxes. Its checkpoints hold no tracker, so clicks and boxes on an object are refused."""
+
+    family = "sam3_lite_text"
+    description = "SAM 3 LiteText"
+    model_types = ("sam3_lite_text",)
+    model_class = "Sam3LiteTextModel"
+    why_not = {**Sam3Concepts.why_not, "takes_clicks_and_boxes": "no tracker in its checkpoints (sam3 has one)",
+               "tracks_video": "an image model, with no video model (sam3 tracks)"}
+
+
+def _with_exemplars(classes: list[str], exemplars: Exemplars | None, image_size: tuple[int, int]) -> list[str]:
+    """The classes to run with an image's exemplars: its one class name, or "visual" when the
+    exemplars stand alone; the InvalidPromptError that says what is wrong with them."""
+    if exemplars is None:
+        return classes
+    if not isinstance(exemplars, Exemplars):
+        raise InvalidPromptError(f"Give exemplars as lang_sam.vocabulary.Exemplars (boxes and labels), got {type(exemplars).__name__}.")
+    exemplars.check_inside(image_size)
+    if len(classes) > 1:
+        raise InvalidPromptError(f"Exemplar boxes show one concept: give one class name with them (or none), got {len(classes)}: "
+                                 f"{', '.join(classes)}.")
+    if not classes and not exemplars.has_example:
+        raise InvalidPromptError("Negative exemplars alone show nothing to look for: add an exemplar box of what to find, "
+                                 "or a class name.")
+    return classes or [VISUAL_PROMPT]
+
+
+def _holds_tracker(source: str) -> bool:
+    """Whether the checkpoint's weights (already local: the detector was loaded from them) hold SAM 3's
+    tracker, as facebook/sam3's do; a sam3_video folder may hold the detector alone."""
+    import json
+
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    index = cached_file(source, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    if index is not None:
+        names = json.loads(Path(index).read_text())["weight_map"]
+    else:
+        weights = cached_file(source, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+        if weights is None:
+            return False
+        with safe_open(weights, "pt") as opened:
+            names = list(opened.keys())
+    return any(name.startswith(TRACKER_PREFIX) for name in names)
 
 
 def checked_classes(names: Sequence[str], tokenizer, max_tokens: int) -> list[str]:

@@ -66,12 +66,19 @@ class TransformersAdapter(Capabilities):
         return self.model_class, self.processor_class, self.description
 
     def _from_pretrained(self, source: str) -> tuple[Any, Any]:
-        """The model and its processor, each from_pretrained(source) with the errors users can act on."""
+        """The model and its processor, each from_pretrained(source) with the errors users can act on;
+        weights the model has but the folder lacks (a config.json that builds another model, which
+        transformers would fill with random numbers) are an error."""
         import transformers
 
         model_class, processor_class, description = self._classes()
-        return (load_pretrained_checked(getattr(transformers, model_class).from_pretrained, source, description),
-                load_pretrained_checked(getattr(transformers, processor_class).from_pretrained, source, description))
+        load = getattr(transformers, model_class).from_pretrained
+        network, loading = load_pretrained_checked(lambda path: load(path, output_loading_info=True), source, description)
+        missing = sorted(loading["missing_keys"])
+        if missing:
+            raise ModelLoadError(f"{source}'s config.json does not describe its weights: {len(missing)} of the {description} "
+                                 f"model's weights are not there (e.g. {missing[0]}); give the config.json saved with them.")
+        return network, load_pretrained_checked(getattr(transformers, processor_class).from_pretrained, source, description)
 
     def _placed(self, network: torch.nn.Module) -> torch.nn.Module:
         """The loaded model on the device, in the dtype, in eval mode."""

@@ -212,6 +212,14 @@ def load_pretrained_checked(load: Callable[[str], Loaded], source: str, kind: st
         return load(source)
     except OSError as error:
         raise ModelLoadError(missing_hub_model_message(kind, source, error)) from None
+    except ImportError as error:  # a model whose parts come from another package (EdgeTAM's backbone: timm)
+        raise ModelLoadError(f"The {kind} model {source} needs a package that is not installed: {_first_line(error)}") from None
+    except RuntimeError as error:
+        if "mismatch" not in str(error):
+            raise
+        raise ModelLoadError(f"The {kind} model {source}'s config.json does not describe its weights (their shapes differ "
+                             f"from the model it builds): give the config.json saved with these weights. "
+                             f"[{_first_line(error)}]") from None
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"Refused to load the {kind} model {source}: its weights file holds Python objects other than tensors, "

@@ -22,7 +22,7 @@ from lang_sam.pipeline.prepared import PreparedImage, prepare_for_segmenter
 from lang_sam.pipeline.prompts import check_user_prompts, name_prompts
 from lang_sam.pipeline.segment import segment_objects, segment_text
 from lang_sam.results import LangSAMResult
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Thresholds
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Exemplars, Thresholds
 
 if TYPE_CHECKING:
     from lang_sam.settings import Settings
@@ -126,6 +126,8 @@ class LangSAM(PipelineModels):
         mask_input=None,
         label: str = "object",
         classes: Sequence[str] | None = None,
+        exemplars=None,
+        negative_exemplars=None,
     ) -> LangSAMResult | list[LangSAMResult]:
         """Detect the prompt's classes, then segment every box in one batch of SAM box prompts.
 
@@ -145,27 +147,38 @@ class LangSAM(PipelineModels):
         first object point (the smallest such box) is refined with the points, or, if none holds
         it, the points are a new object; mask_input (256, 256) a previous result's low_res_logits
         row for that object. Objects you give are named label and score 1.0.
+        With SAM 3, exemplars (M, 4) and negative_exemplars (K, 4), pixel xyxy boxes around examples
+        and counter-examples of what the prompt's one class names (or, with no prompt, of a concept
+        named label): every instance of it is found, not only the boxed ones.
         lang-segment-anything's keywords work too: v1's image_pil / text_prompt, v0.2.x's
         images_pil / texts_prompt.
         """
+        examples = Exemplars.of(exemplars, negative_exemplars)  # checked before any model runs
         given_prompts = any(value is not None for value in (points, boxes, mask_input))
-        if images is None or (prompts is None and classes is None and not given_prompts):
+        if images is None or (prompts is None and classes is None and not given_prompts and examples is None):
             raise InvalidOptionError("predict needs images and prompts: model.predict(image, \"car, wheel\"), or points or boxes.")
         single = not isinstance(images, list)
-        if given_prompts and not single:
-            raise InvalidPromptError("points, boxes and mask_input are for one image: call predict once per image.")
+        if (given_prompts or examples is not None) and not single:
+            raise InvalidPromptError("points, boxes, mask_input and exemplars are for one image: call predict once per image.")
         if classes is not None:
             prompts = compat.class_lists(classes, 1 if single else len(images))
-        detect = not (prompts is None or (isinstance(prompts, str) and not prompts.strip() and given_prompts))
+        detect = not (prompts is None or (isinstance(prompts, str) and not prompts.strip() and (given_prompts or examples is not None)))
         loaded = self._sam  # one model for the whole call, whatever set_sam does meanwhile
         thresholds = Thresholds(box_threshold, text_threshold, nms_iou_threshold, max_detections)  # checked before any model runs
         _check_multimask(multimask_output)
-        if loaded.segments_text:
-            if given_prompts:
-                self._promptable("points, boxes and mask_input")
+        if loaded.segments_text and not given_prompts:
             arrays = [load_image(image) for image in ([images] if single else images)]
-            results = [LangSAMResult.of(found) for found in segment_text(loaded.model, arrays, prompts, thresholds)]
+            found = segment_text(loaded.model, arrays, prompts if detect else None, thresholds, examples, label)
+            results = [LangSAMResult.of(objects) for objects in found]
             return results[0] if single else results
+        if loaded.segments_text:  # your clicks and boxes, on SAM 3's tracker
+            self._promptable("points, boxes and mask_input")
+            if detect or examples is not None:
+                raise InvalidPromptError(f"{loaded.model.name} takes a text prompt (with exemplars) or your points and boxes, "
+                                         "one or the other in one call: call predict once for each.")
+        elif examples is not None:
+            raise InvalidPromptError(f"{loaded.model.name} takes no exemplar boxes; SAM 3 does (sam_type=\"sam3\"). To segment "
+                                     "the boxed objects themselves, give them as boxes.")
         prepared = [image if isinstance(image, PreparedImage) else
                     self._prepare(loaded, image) if detect else prepare_for_segmenter(loaded.model, load_image(image))  # no detector pixels
                     for image in ([images] if single else images)]

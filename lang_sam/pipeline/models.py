@@ -151,12 +151,13 @@ class PipelineModels:
                              self.detector.preprocess(Image.fromarray(array)), prepared.key)
 
     def _promptable(self, what: str) -> LoadedSam:
-        """The loaded segmenter, when it takes clicks and boxes (SAM 3 here takes text only)."""
+        """The loaded segmenter, when it takes clicks and boxes (SAM 3 with its tracker does; a
+        folder of Sam3Model alone does not)."""
         loaded = self._sam
-        if loaded.segments_text:
+        if not loaded.model.takes_clicks_and_boxes:
             raise InvalidPromptError(
-                f"{loaded.model.name} segments text prompts; {what} needs a promptable segmenter (vit_h, vit_l, vit_b, "
-                "sam2.1-hiera-*, sam-hq-vit-*)."
+                f"{loaded.model.name} segments text prompts ({loaded.model.why_not['takes_clicks_and_boxes']}); {what} "
+                "needs a promptable segmenter (vit_h, vit_l, vit_b, sam2.1-hiera-*, sam-hq-vit-*, sam3)."
             )
         return loaded
 

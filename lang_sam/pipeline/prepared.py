@@ -31,8 +31,8 @@ class PreparedImage:
 
 def prepare_for_segmenter(segmenter: Segmenter | TextSegmenter, array: np.ndarray) -> PreparedImage:
     """PreparedImage without the detector's pixels, for what only the segmenter sees (embed, clicks
-    alone, a text segmenter)."""
-    segmenter_input = array if isinstance(segmenter, TextSegmenter) else segmenter.preprocess(array)
+    alone, a text segmenter): the segmenter's input when it takes clicks, else the array itself."""
+    segmenter_input = segmenter.preprocess(array) if segmenter.takes_clicks_and_boxes else array
     return PreparedImage(array.shape[:2], segmenter_input, segmenter.family, None, image_key(array))
 
 

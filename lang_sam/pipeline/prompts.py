@@ -8,7 +8,7 @@ import numpy as np
 
 from lang_sam.errors import InvalidPromptError
 from lang_sam.vocabulary import Detections, ObjectPrompt
-from lang_sam.vocabulary.prompts import finite_array
+from lang_sam.vocabulary.prompts import check_inside, finite_array, pixel_boxes
 
 
 @dataclass(frozen=True)
@@ -24,16 +24,10 @@ class UserPrompts:
 
 def check_user_prompts(points, point_labels, boxes, mask_input, image_size: tuple[int, int]) -> UserPrompts:
     """UserPrompts, or the InvalidPromptError that names what is wrong."""
-    height, width = image_size
     checked_boxes = np.zeros((0, 4), np.float32)
     if boxes is not None:
-        checked_boxes = finite_array(boxes, "boxes").reshape(-1, 4) if np.size(boxes) % 4 == 0 and np.size(boxes) else None
-        if checked_boxes is None:
-            raise InvalidPromptError(f"boxes must be (M, 4) x1, y1, x2, y2 in pixels, got shape {np.shape(boxes)}.")
-        bad = np.flatnonzero((checked_boxes[:, 2] < checked_boxes[:, 0]) | (checked_boxes[:, 3] < checked_boxes[:, 1]))
-        if len(bad):
-            raise InvalidPromptError(f"Box {bad[0]} {checked_boxes[bad[0]].tolist()} has x2 < x1 or y2 < y1; give x1, y1, x2, y2.")
-        _inside(checked_boxes.reshape(-1, 2), width, height, "box corner")
+        checked_boxes = pixel_boxes(boxes, "boxes")
+        check_inside(checked_boxes.reshape(-1, 2), image_size, "box corner")
     checked_points = checked_labels = None
     if points is not None:
         checked_points = finite_array(points, "points")
@@ -41,7 +35,7 @@ def check_user_prompts(points, point_labels, boxes, mask_input, image_size: tupl
             checked_points = checked_points[None]
         if checked_points.ndim != 2 or checked_points.shape[1] != 2 or not len(checked_points):
             raise InvalidPromptError(f"points must be (N, 2) x, y pixels, got shape {np.shape(points)}.")
-        _inside(checked_points, width, height, "point")
+        check_inside(checked_points, image_size, "point")
         checked_labels = np.ones(len(checked_points), np.int64) if point_labels is None else np.asarray(point_labels).reshape(-1)
         if len(checked_labels) != len(checked_points):
             raise InvalidPromptError(f"Got {len(checked_points)} points but {len(checked_labels)} point_labels; give one label per point.")
@@ -58,12 +52,6 @@ def check_user_prompts(points, point_labels, boxes, mask_input, image_size: tupl
         if checked_points is None:
             raise InvalidPromptError("mask_input refines the object your points name: give points with it.")
     return UserPrompts(checked_boxes, checked_points, checked_labels, checked_mask)
-
-
-def _inside(xy: np.ndarray, width: int, height: int, what: str) -> None:
-    outside = np.flatnonzero((xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height))
-    if len(outside):
-        raise InvalidPromptError(f"The {what} {xy[outside[0]].tolist()} is outside the {width}x{height} image.")
 
 
 @dataclass(frozen=True)

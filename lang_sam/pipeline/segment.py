@@ -4,6 +4,7 @@ the clicked object on its own, best score first. And a text segmenter's answer, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -14,9 +15,8 @@ from lang_sam.families.base import Segmenter, TextSegmenter
 from lang_sam.geometry import mask_to_box
 from lang_sam.pipeline.prompts import NamedPrompts
 from lang_sam.results import CANDIDATE_SCORES_KEY, CANDIDATES_KEY, LOW_RES_KEY
-from lang_sam.vocabulary import Detections, ImageEmbedding, MaskSet, ObjectPrompt, Thresholds
+from lang_sam.vocabulary import Detections, Exemplars, ImageEmbedding, MaskSet, ObjectPrompt, Thresholds
 
-LOW_RES_SIZE = (256, 256)
 
 
 def segment_objects(segmenter: Segmenter, embed: Callable[[], ImageEmbedding], objects: NamedPrompts, image_size: tuple[int, int],
@@ -27,7 +27,7 @@ def segment_objects(segmenter: Segmenter, embed: Callable[[], ImageEmbedding], o
     count, (height, width) = len(objects.prompts), image_size
     masks = np.zeros((count, height, width), bool)
     mask_scores = np.zeros(count, np.float32)
-    low_res = np.zeros((count, *LOW_RES_SIZE), np.float32)
+    low_res = np.zeros((count, *segmenter.mask_input_size), np.float32)
     candidates: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if count:
         embedding = embed()
@@ -91,12 +91,18 @@ def _all_candidates(candidates: dict[int, tuple[np.ndarray, np.ndarray]], masks:
     return candidate_masks, candidate_scores
 
 
-def segment_text(segmenter: TextSegmenter, arrays: list[np.ndarray], prompts, thresholds: Thresholds) -> list[Detections]:
+def segment_text(segmenter: TextSegmenter, arrays: list[np.ndarray], prompts, thresholds: Thresholds,
+                 exemplars: Exemplars | None = None, label: str = "object") -> list[Detections]:
     """A text segmenter's objects of each image's classes (SAM 3: no detector, no box prompts);
-    prompts: one for all images or one per image, as Detector.detect takes them."""
-    per_image = [prompts] * len(arrays) if isinstance(prompts, str) else list(prompts)
+    prompts: one for all images or one per image, as Detector.detect takes them; exemplars: example
+    boxes for one image, with its prompt's one class or alone (prompts None: their objects are
+    named label)."""
+    per_image = [prompts] * len(arrays) if prompts is None or isinstance(prompts, str) else list(prompts)
     if len(per_image) != len(arrays):
         raise InvalidOptionError(f"Got {len(arrays)} images but {len(per_image)} prompts; give one prompt or one per image.")
-    classes = [parse_classes(prompt) for prompt in per_image]
-    found = segmenter.segment_text(arrays, classes, box_threshold=thresholds.box, nms_iou_threshold=thresholds.nms_iou)
+    classes = [[] if prompt is None else parse_classes(prompt) for prompt in per_image]
+    found = segmenter.segment_text(arrays, classes, box_threshold=thresholds.box, nms_iou_threshold=thresholds.nms_iou,
+                                   exemplars=None if exemplars is None else [exemplars])
+    if prompts is None:  # the exemplars alone: their objects are yours, named label
+        found = [replace(objects, classes=(label,)) for objects in found]
     return [objects[:thresholds.max_detections] for objects in found]

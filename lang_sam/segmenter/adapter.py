@@ -33,6 +33,7 @@ class SamV1Segmenter(Capabilities):
     instance serves many threads, each decoding against its own image's embedding."""
 
     family = TRANSFORMERS_SAM_MODEL_TYPE
+    mask_input_size = (256, 256)
     text_via_detector = takes_clicks_and_boxes = segments_everything = exports_onnx = fine_tunes = True
     why_not = {"takes_text": NO_TEXT, "tracks_video": NO_VIDEO}
 

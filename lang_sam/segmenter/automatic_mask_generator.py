@@ -241,18 +241,24 @@ def candidates_to_detections(found: Candidates, image_size: tuple[int, int]) -> 
 
 
 def as_segmenter(model: Sam | Any) -> Any:
-    """The Segmenter the generator runs: Meta's Sam wrapped in SamV1Segmenter, a Segmenter as it is;
-    anything else (SAM 3, a detector: no point prompts) an InvalidOptionError saying what can."""
+    """The Segmenter the generator runs: Meta's Sam wrapped in SamV1Segmenter, a Segmenter that can
+    segment everything (its capabilities, when it has them) as it is; anything else (a detector, SAM 3) an
+    InvalidOptionError saying why and what can."""
     if isinstance(model, Sam):
         return SamV1Segmenter(model, "sam")
     missing = [name for name in SEGMENTER_METHODS if not callable(getattr(model, name, None))]
     if missing:
-        name = getattr(model, "name", type(model).__name__)
-        raise InvalidOptionError(
-            f"{name} cannot segment everything: it takes no point prompts (no {', '.join(missing)}). Segment-everything "
-            "runs on SAM v1, SAM 2.1 and SAM-HQ (e.g. vit_b, sam2.1-hiera-tiny, a SAM 2.1 or SAM-HQ folder)."
-        )
-    return model
+        why = f"it takes no point prompts (no {', '.join(missing)})"
+    elif not getattr(model, "takes_clicks_and_boxes", True):  # an adapter's capabilities; a Segmenter of your own has none
+        why = "it takes no point prompts"
+    elif not getattr(model, "segments_everything", True):
+        why = model.why_not["segments_everything"]
+    else:
+        return model
+    name = getattr(model, "name", type(model).__name__)
+    raise InvalidOptionError(
+        f"{name} cannot segment everything: {why}. Segment-everything runs on SAM v1, SAM 2.1 and SAM-HQ (e.g. vit_b, "
+        "sam2.1-hiera-tiny, a SAM 2.1 or SAM-HQ folder).")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""ObjectPrompt: what names one object for a promptable segmenter, in image pixels."""
+"""What a user gives a model besides text, in image pixels: ObjectPrompt names one object for a
+promptable segmenter; Exemplars are boxes around examples of a concept (SAM 3: "more like this")."""
 
 from __future__ import annotations
 
@@ -49,6 +50,70 @@ class ObjectPrompt:
         """A box and nothing else: such objects decode together in one batch."""
         return self.points is None and self.mask_logits is None
 
+
+@dataclass(frozen=True, eq=False)
+class Exemplars:
+    """Boxes around examples of what to find in one image: every instance of the concept they show
+    is found (with the text, or alone), not only the boxed ones; a negative box shows what is not it.
+
+    boxes: (N, 4) float32 pixel xyxy; labels: (N,) int64, 1 for an example, 0 for a counter-example.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        boxes, labels = pixel_boxes(self.boxes, "exemplars"), np.asarray(self.labels).reshape(-1)
+        if len(labels) != len(boxes) or not np.isin(labels, (0, 1)).all():
+            raise InvalidPromptError("Give each exemplar box one label, 1 (an example) or 0 (a counter-example).")
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "labels", labels.astype(np.int64))
+
+    @classmethod
+    def of(cls, positive=None, negative=None) -> Exemplars | None:
+        """Exemplars from (M, 4) example and (K, 4) counter-example boxes (either may be None or
+        empty); None when there are none."""
+        given = [(pixel_boxes(values, name), label) for values, name, label in
+                 ((positive, "exemplars", 1), (negative, "negative_exemplars", 0)) if not _absent(values)]
+        if not given:
+            return None
+        return cls(np.concatenate([boxes for boxes, _ in given]),
+                   np.concatenate([np.full(len(boxes), label) for boxes, label in given]))
+
+    @property
+    def has_example(self) -> bool:
+        """Whether one box is an example (counter-examples alone show no concept to look for)."""
+        return bool((self.labels == 1).any())
+
+    def check_inside(self, image_size: tuple[int, int]) -> None:
+        """An InvalidPromptError when a box leaves the (H, W) image."""
+        check_inside(self.boxes.reshape(-1, 2), image_size, "exemplar box corner")
+
+
+def _absent(values) -> bool:
+    """None or an empty list or array: no boxes of that kind."""
+    return values is None or (hasattr(values, "__len__") and not len(values))
+
+
+def pixel_boxes(values, name: str) -> np.ndarray:
+    """values as (M, 4) float32 pixel xyxy boxes with x1 <= x2 and y1 <= y2, else the
+    InvalidPromptError that says what is wrong."""
+    boxes = finite_array(values, name)
+    if not boxes.size or boxes.size % 4:
+        raise InvalidPromptError(f"{name} must be (M, 4) x1, y1, x2, y2 in pixels, got shape {boxes.shape}.")
+    boxes = boxes.reshape(-1, 4)
+    bad = np.flatnonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
+    if len(bad):
+        raise InvalidPromptError(f"The box {boxes[bad[0]].tolist()} in {name} has x2 < x1 or y2 < y1; give x1, y1, x2, y2.")
+    return boxes
+
+
+def check_inside(xy: np.ndarray, image_size: tuple[int, int], what: str) -> None:
+    """An InvalidPromptError naming the first of the (N, 2) pixel xy outside the (H, W) image."""
+    height, width = image_size
+    outside = np.flatnonzero((xy[:, 0] < 0) | (xy[:, 0] > width) | (xy[:, 1] < 0) | (xy[:, 1] > height))
+    if len(outside):
+        raise InvalidPromptError(f"The {what} {xy[outside[0]].tolist()} is outside the {width}x{height} image.")
 
 
 def finite_array(values, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:

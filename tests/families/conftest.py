@@ -1,5 +1,5 @@
 """Tiny random models of the transformers families, saved with save_pretrained as users keep
-them: SAM 2.1 and SAM-HQ segmenters, an OWLv2 detector (no downloads: a byte-level tokenizer)."""
+them: SAM 2.1, SAM-HQ and EdgeTAM segmenters, an OWLv2 detector (no downloads: a byte-level tokenizer)."""
 
 from __future__ import annotations
 
@@ -40,14 +40,33 @@ def tiny_sam_hq():
     return SamHQModel(config).eval()
 
 
+EDGETAM_IMAGE_SIZE = 256  # EdgeTAM's input (1024) shrunk; its backbone stays timm's repvit_m1 (5 M parameters)
+
+
+def tiny_edgetam(config_changes: dict | None = None):
+    """EdgeTamModel on timm's repvit_m1 (as EdgeTAM's released config names it) at a 256-pixel input;
+    config_changes: vision_config entries to override (a wrong config)."""
+    from transformers import EdgeTamConfig, EdgeTamModel, TimmWrapperConfig
+
+    size = EDGETAM_IMAGE_SIZE
+    backbone = TimmWrapperConfig(architecture="repvit_m1", do_pooling=False,
+                                 model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]})
+    vision = {"backbone_config": backbone.to_dict(), "backbone_feature_sizes": [[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
+              **(config_changes or {})}
+    return EdgeTamModel(EdgeTamConfig(vision_config=vision, prompt_encoder_config={"image_size": size}, image_size=size)).eval()
+
+
 def save_tiny_segmenter(family: str, folder: Path, seed: int = 5) -> Path:
-    """A tiny random SAM 2.1 ("sam2") or SAM-HQ ("sam_hq") and its processor saved in folder."""
+    """A tiny random SAM 2.1 ("sam2"), SAM-HQ ("sam_hq") or EdgeTAM ("edgetam") and its processor saved in folder."""
     from transformers import Sam2ImageProcessor, Sam2Processor, SamHQProcessor, SamImageProcessor
 
     torch.manual_seed(seed)
     if family == "sam2":
         tiny_sam2().save_pretrained(folder)
         Sam2Processor(Sam2ImageProcessor()).save_pretrained(folder)
+    elif family == "edgetam":
+        tiny_edgetam().save_pretrained(folder)
+        Sam2Processor(Sam2ImageProcessor(size={"height": EDGETAM_IMAGE_SIZE, "width": EDGETAM_IMAGE_SIZE})).save_pretrained(folder)
     else:
         tiny_sam_hq().save_pretrained(folder)
         SamHQProcessor(SamImageProcessor()).save_pretrained(folder)
@@ -122,9 +141,9 @@ def mm_gdino_dir(tmp_path_factory, bert_tokenizer):
     return folder
 
 
-@pytest.fixture(scope="module", params=["sam2", "sam_hq"])
+@pytest.fixture(scope="module", params=["sam2", "sam_hq", "edgetam"])
 def family_dir(request, tmp_path_factory):
-    """A tiny random SAM 2.1 or SAM-HQ and its processor, saved as transformers saves them, in a
+    """A tiny random SAM 2.1, SAM-HQ or EdgeTAM and its processor, saved as transformers saves them, in a
     checkpoint folder under the name tiny-FAMILY (tests of these families run once for each)."""
     folder = tmp_path_factory.mktemp(f"checkpoints-{request.param}") / f"tiny-{request.param}"
     save_tiny_segmenter(request.param, folder)

@@ -45,13 +45,13 @@ def tiny_sam3_config(vocab_size: int, width: int = 32, image_size: int = IMAGE_S
     )
 
 
-def random_sam3(config, seed: int = 0):
-    """Sam3Model with weights that make its answers vary: the default init leaves norms constant and
-    gives every query nearly the same box and score."""
-    from transformers import Sam3Model
+def random_sam3(config, seed: int = 0, model_class: str = "Sam3Model"):
+    """Sam3Model (or model_class, e.g. Sam3LiteTextModel) with weights that make its answers vary: the
+    default init leaves norms constant and gives every query nearly the same box and score."""
+    import transformers
 
     torch.manual_seed(seed)
-    model = Sam3Model(config).eval()
+    model = getattr(transformers, model_class)(config).eval()
     spread = ("reference_points", "query_embed", "box_head", "query_proj", "text_proj", "presence_head",
               "mask_embedder", "instance_projection")
     with torch.no_grad():
@@ -63,6 +63,14 @@ def random_sam3(config, seed: int = 0):
     return model
 
 
+def save_tiny_sam3(folder: Path, config=tiny_sam3_config, model_class: str = "Sam3Model") -> Path:
+    """A tiny random model_class of config(vocab_size) and its Sam3Processor saved in folder."""
+    tokenizer = byte_level_clip_tokenizer(TEXT_TOKENS)
+    random_sam3(config(len(tokenizer)), model_class=model_class).save_pretrained(folder)
+    sam3_processor(tokenizer, IMAGE_SIZE).save_pretrained(folder)
+    return folder
+
+
 def sam3_processor(tokenizer, image_size: int):
     from transformers import Sam3ImageProcessor, Sam3Processor
 
@@ -72,11 +80,7 @@ def sam3_processor(tokenizer, image_size: int):
 
 @pytest.fixture(scope="module")
 def sam3_dir(tmp_path_factory) -> Path:
-    tokenizer = byte_level_clip_tokenizer(TEXT_TOKENS)
-    folder = tmp_path_factory.mktemp("sam3")
-    random_sam3(tiny_sam3_config(len(tokenizer))).save_pretrained(folder)
-    sam3_processor(tokenizer, IMAGE_SIZE).save_pretrained(folder)
-    return folder
+    return save_tiny_sam3(tmp_path_factory.mktemp("sam3"))
 
 
 @pytest.fixture(scope="module")

@@ -22,17 +22,19 @@ def test_the_readme_table_is_the_generated_one():
 def test_a_table_written_in_reads_back_and_an_edited_cell_is_seen():
     readme = README.read_text()
     assert readme_table(with_table(readme)) == model_table()
-    edited = readme.replace("| no: lang-sam runs SAM 3 by text only", "| yes | no: lang-sam runs SAM 3 by text only", 1)
+    edited = readme.replace("| no: lang-sam's point grid runs", "| yes | no: lang-sam's point grid runs", 1)
     assert readme_table(edited) != model_table()
 
 
 def test_the_capabilities_agree_with_the_interfaces_each_adapter_implements():
     adapters = {adapter for by_family in ADAPTERS.values() for adapter in by_family.values()
                 if issubclass(adapter, Capabilities)}
-    assert len(adapters) == 7  # every adapter but Grounding DINO's (lang_sam.detector: a detector runs no mode alone)
+    assert len(adapters) == 8  # every adapter but Grounding DINO's (lang_sam.detector: a detector runs no mode alone)
     for adapter in adapters:
         promptable = callable(getattr(adapter, "decode", None))
-        assert adapter.takes_clicks_and_boxes == adapter.text_via_detector == promptable, adapter
+        assert adapter.takes_clicks_and_boxes == promptable, adapter
+        # a promptable segmenter segments a detector's boxes, unless it finds the text's objects itself (SAM 3)
+        assert adapter.text_via_detector == (promptable and not adapter.takes_text), adapter
         text = callable(getattr(adapter, "segment_text", None)) or callable(getattr(adapter, "track_concepts", None))
         assert adapter.takes_text == text, adapter
         video = callable(getattr(adapter, "start", None)) or callable(getattr(adapter, "track_concepts", None))

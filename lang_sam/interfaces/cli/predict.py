@@ -30,6 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--points", help='clicks in pixels, "x,y;x,y": one object, refining the detected one they fall in')
     predict.add_argument("--point-labels", help='one per point, "1,0": 1 object, 0 background (default: all 1)')
     predict.add_argument("--boxes", help='boxes in pixels, "x1,y1,x2,y2;x1,y1,x2,y2": each an object')
+    predict.add_argument("--exemplar", action="append", metavar="X1,Y1,X2,Y2",
+                         help="SAM 3: a box around an example of what to find (repeat for more); every instance is found")
+    predict.add_argument("--negative-exemplar", action="append", metavar="X1,Y1,X2,Y2",
+                         help="SAM 3: a box around a counter-example, what is not to be found (repeat for more)")
     predict.add_argument("--out", "-o", type=Path, default=Path("lang-sam-output"), help="output folder (default: %(default)s)")
     common.add_pipeline_arguments(predict)
     predict.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     user_prompts = _user_prompts(args)
     if args.prompt is None and not user_prompts:
-        raise InvalidOptionError('Say what to segment: --prompt "car, wheel", or --points / --boxes.')
+        raise InvalidOptionError('Say what to segment: --prompt "car, wheel", or --points / --boxes (or --exemplar with SAM 3).')
     if args.prompt is not None:
         parse_classes(args.prompt)  # a prompt that names nothing fails before the models load
     tiles = tiled.tiling(args)
@@ -84,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _user_prompts(args: argparse.Namespace) -> dict:
-    """--points, --point-labels and --boxes as LangSAM.predict's points, point_labels, boxes."""
+    """--points, --point-labels, --boxes, --exemplar and --negative-exemplar as LangSAM.predict's
+    points, point_labels, boxes, exemplars and negative_exemplars."""
     from lang_sam.io.prompt_text import parse_coordinates, parse_point_labels
 
     prompts: dict = {}
@@ -96,4 +101,8 @@ def _user_prompts(args: argparse.Namespace) -> dict:
         prompts["point_labels"] = parse_point_labels(args.point_labels, "--point-labels")
     if args.boxes:
         prompts["boxes"] = parse_coordinates(args.boxes, 4, "--boxes")
+    for flag, name in (("--exemplar", "exemplars"), ("--negative-exemplar", "negative_exemplars")):
+        given = getattr(args, name.removesuffix("s"))
+        if given:
+            prompts[name] = [box for text in given for box in parse_coordinates(text, 4, flag)]
     return prompts

@@ -145,7 +145,8 @@ def parse_request(
     if user_prompts and prompt in (None, ""):
         prompt = None
     elif not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidPromptError('Send a text "prompt" naming what to segment, e.g. "car, wheel", or "points" / "boxes".')
+        raise InvalidPromptError('Send a text "prompt" naming what to segment, e.g. "car, wheel", or "points" / "boxes" '
+                                 '(or "exemplars" with SAM 3).')
     if prompt is not None and len(prompt) > MAX_PROMPT_CHARACTERS:
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
     sam_type = check_sam(payload.get("sam_type") or default_sam_type)  # the pool's check: known and served
@@ -179,11 +180,13 @@ def parse_request(
 
 
 def _user_prompts(payload: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
-    """points, point_labels and boxes (JSON lists, or multipart text "x,y;x,y" and "1,0"), and mask
+    """points, point_labels, boxes and SAM 3's exemplars and negative_exemplars (JSON lists, or
+    multipart text "x,y;x,y" and "1,0"), and mask
     (a COCO RLE of the previous mask, JSON text in multipart); counted against limits here, their
     values checked by LangSAM.predict itself."""
     prompts: dict[str, Any] = {}
-    for name, per_item, limit in (("points", 2, "max_points"), ("boxes", 4, "max_boxes")):
+    for name, per_item, limit in (("points", 2, "max_points"), ("boxes", 4, "max_boxes"), ("exemplars", 4, "max_boxes"),
+                                  ("negative_exemplars", 4, "max_boxes")):
         value = payload.get(name)
         if value in (None, ""):
             continue
@@ -226,6 +229,9 @@ def _decode_request(payload: Mapping[str, Any], default_sam_type: str, limits: L
     user_prompts = _user_prompts(payload, limits)
     if not user_prompts.keys() & {"points", "boxes"}:
         raise InvalidPromptError('/decode needs "points" (with "point_labels") or "boxes".')
+    if user_prompts.keys() & {"exemplars", "negative_exemplars"}:
+        raise InvalidPromptError("/decode takes clicks and boxes on an object; exemplar boxes find every instance of a "
+                                 "concept: POST them to /predict.")
     _response_format(payload, "json", allow_png=False)
     if _flag(payload, "include_drawing"):
         raise InvalidOptionError("/decode answers JSON only (it has no image to draw on); draw the masks yourself or use /predict.")
