@@ -110,7 +110,7 @@ class Sam3Concepts(Sam3Adapter):
     processor_class = "Sam3Processor"
     takes_text = True
     why_not = {"text_via_detector": "finds the text's objects itself, with no detector",
-               "segments_everything": "lang-sam's point grid runs SAM v1, SAM 2.1 and SAM-HQ",
+               "segments_everything": "it takes no point prompts (no tracker)",
                "exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
@@ -203,7 +203,7 @@ class Sam3TextSegmenter(PromptDecoding, Sam3Concepts):
     model_types = SAM3_MODEL_TYPES
     model_class = "Sam3Model"
     driver = SAM3_TRACKER
-    takes_clicks_and_boxes = True  # False on an instance loaded without its tracker
+    takes_clicks_and_boxes = segments_everything = True  # False on an instance loaded without its tracker
     why_not = {**Sam3Concepts.why_not, "tracks_video": "an image model; SAM 3 video (same repo) tracks"}
 
     def __init__(self, model: str | Path = DEFAULT_SAM3, device: str | torch.device | None = None,
@@ -213,8 +213,8 @@ class Sam3TextSegmenter(PromptDecoding, Sam3Concepts):
         if self.model_type == WITH_TRACKER and _holds_tracker(str(model)):
             self.prompt_model, self.prompt_processor = self._tracker(str(model))
         else:
-            self.takes_clicks_and_boxes = False
-            self.why_not = {**self.why_not, "takes_clicks_and_boxes": NO_TRACKER}
+            self.takes_clicks_and_boxes = self.segments_everything = False
+            self.why_not = {**self.why_not, "takes_clicks_and_boxes": NO_TRACKER, "segments_everything": NO_TRACKER}
 
     def _tracker(self, source: str) -> tuple[torch.nn.Module, object]:
         """Sam3TrackerModel and its processor from the same checkpoint, the tracker's vision

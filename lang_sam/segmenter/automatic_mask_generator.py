@@ -242,8 +242,8 @@ def candidates_to_detections(found: Candidates, image_size: tuple[int, int]) -> 
 
 def as_segmenter(model: Sam | Any) -> Any:
     """The Segmenter the generator runs: Meta's Sam wrapped in SamV1Segmenter, a Segmenter that can
-    segment everything (its capabilities, when it has them) as it is; anything else (a detector, SAM 3) an
-    InvalidOptionError saying why and what can."""
+    segment everything (its capabilities, when it has them) as it is; anything else (a detector, SAM 3
+    without its tracker) an InvalidOptionError saying why and what can."""
     if isinstance(model, Sam):
         return SamV1Segmenter(model, "sam")
     missing = [name for name in SEGMENTER_METHODS if not callable(getattr(model, name, None))]
@@ -257,8 +257,8 @@ def as_segmenter(model: Sam | Any) -> Any:
         return model
     name = getattr(model, "name", type(model).__name__)
     raise InvalidOptionError(
-        f"{name} cannot segment everything: {why}. Segment-everything runs on SAM v1, SAM 2.1 and SAM-HQ (e.g. vit_b, "
-        "sam2.1-hiera-tiny, a SAM 2.1 or SAM-HQ folder).")
+        f"{name} cannot segment everything: {why}. Segment-everything runs on SAM v1, SAM 2.1, SAM-HQ, EdgeTAM and SAM 3 "
+        "with its tracker (e.g. vit_b, sam2.1-hiera-tiny, edgetam, sam3).")
 
 
 @dataclass

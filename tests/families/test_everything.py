@@ -211,7 +211,7 @@ def test_models_that_take_no_points_are_refused_naming_those_that_can(tiny_detec
     from lang_sam.families.detectors import load_detector
 
     detector = load_detector(str(tiny_detector_dir), device="cpu", dtype="float32")
-    with pytest.raises(InvalidOptionError, match="cannot segment everything.*SAM v1, SAM 2.1 and SAM-HQ"):
+    with pytest.raises(InvalidOptionError, match="cannot segment everything.*SAM v1, SAM 2.1, SAM-HQ, EdgeTAM and SAM 3 with its tracker"):
         SamAutomaticMaskGenerator(detector)
 
 

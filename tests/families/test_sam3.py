@@ -379,15 +379,15 @@ def test_lang_sam_predict_runs_sam3_from_the_command_line(sam3_dir, images, thre
     assert [d["label"] for d in written["detections"]] == expected.labels and (out / "coffee.png").is_file()
 
 
-def test_segment_everything_on_sam3_is_refused_naming_the_models_that_can(sam3_dir, images, tmp_path, capsys):
+def test_segment_everything_on_sam3_without_its_tracker_is_refused_naming_the_models_that_can(sam3_dir, images, tmp_path, capsys):
     from lang_sam.interfaces.cli import main
     from lang_sam.segmenter import SamAutomaticMaskGenerator
 
-    with pytest.raises(InvalidOptionError, match="cannot segment everything: it takes no point prompts.*SAM v1, SAM 2.1 and SAM-HQ"):
+    with pytest.raises(InvalidOptionError, match="cannot segment everything: it takes no point prompts.*SAM v1, SAM 2.1, SAM-HQ, EdgeTAM and SAM 3 with its tracker"):
         SamAutomaticMaskGenerator(Sam3TextSegmenter(sam3_dir, device="cpu", dtype="float32"))
     photo = tmp_path / "coffee.png"
     Image.fromarray(images[0]).save(photo)
     code = main(["everything", str(photo), "--sam-checkpoint", str(sam3_dir), "--out", str(tmp_path / "out"),
                  "--device", "cpu", "--dtype", "float32"])
-    assert code == 2 and "runs on SAM v1, SAM 2.1 and SAM-HQ" in capsys.readouterr().err
+    assert code == 2 and "runs on SAM v1, SAM 2.1, SAM-HQ, EdgeTAM and SAM 3 with its tracker" in capsys.readouterr().err
     assert not (tmp_path / "out" / "coffee.json").exists()

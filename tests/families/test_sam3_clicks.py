@@ -143,3 +143,40 @@ def test_a_folder_of_sam3_model_alone_refuses_clicks_saying_it_has_no_tracker(sa
     for call in (lambda: model.predict(images[0], points=[CLICK]), lambda: model.embed(images[0])):
         with pytest.raises(InvalidPromptError, match="segments text prompts \\(its checkpoint holds no SAM 3 tracker"):
             call()
+
+
+def test_segment_everything_through_the_tracker_equals_sam3_tracker_model_on_the_grid(sam3_video_dir, tracker, tmp_path):
+    """SAM 3 with its tracker segments everything: the generator's records equal Sam3TrackerModel called
+    directly on the same point grid with segment-anything's filters written out (tests/families/test_everything.py);
+    lang-sam everything writes those records."""
+    import json
+
+    from pycocotools import mask as mask_utils
+
+    from lang_sam.families.loading import load_segmenter
+    from lang_sam.interfaces.cli import main
+    from lang_sam.segmenter import SamAutomaticMaskGenerator
+    from tests.families.test_everything import IMAGE, FIELDS, assert_equal_records, assert_upscaled_logits_give_decodes_masks, \
+        expected_records
+
+    segmenter = load_segmenter(checkpoint=sam3_video_dir, device="cpu", dtype="float32")
+    assert segmenter.segments_everything and segmenter.family == "sam3"
+    assert_upscaled_logits_give_decodes_masks(segmenter)
+    options = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, stability_score_offset=1.0, box_nms_thresh=1.0)
+    found = SamAutomaticMaskGenerator(segmenter, points_per_batch=5, **options).generate(IMAGE)
+    expected = expected_records(tracker, IMAGE, **options)
+    assert len(expected) == 48, "three masks for each of 16 points, none filtered"
+    assert_equal_records(found, expected)
+
+    Image.fromarray(IMAGE).save(tmp_path / "scene.png")
+    assert main(["everything", str(tmp_path / "scene.png"), "--sam-checkpoint", str(sam3_video_dir), "--out", str(tmp_path / "out"),
+                 "--points-per-side", "2", "--pred-iou-thresh", "0", "--stability-score-thresh", "0", "--device", "cpu",
+                 "--dtype", "float32"]) == 0
+    written = json.loads((tmp_path / "out" / "scene.json").read_text())["masks"]
+    records = sorted(SamAutomaticMaskGenerator(segmenter, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+                     .generate(IMAGE), key=lambda record: -record["area"])
+    assert len(written) == len(records) > 0
+    for mask, record in zip(written, records):
+        rle = {"size": mask["segmentation"]["size"], "counts": mask["segmentation"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), record["segmentation"])
+        assert {key: mask[key] for key in FIELDS[1:]} == {key: record[key] for key in FIELDS[1:]}
