@@ -19,7 +19,8 @@ from lang_sam.interfaces.label_studio.app import build_app
 from lang_sam.interfaces.label_studio.config import ProjectConfig
 from lang_sam.settings import Settings
 from lang_sam.vocabulary import Thresholds
-from tests.families.test_sam3 import sam3_dir  # noqa: F401 - the tiny SAM 3's fixture
+from tests.families.test_sam3 import direct, sam3_dir  # noqa: F401 - the tiny SAM 3's fixtures
+from tests.families.test_sam3_exemplars import direct_instances
 from tests.interfaces.label_studio.test_backend import LABEL_CONFIG, PHOTO, click, decoded, of_type, photo, predict  # noqa: F401
 
 # The shared project with a counter-example label on its box tool: "Negative" marks a box as "not this".
@@ -56,7 +57,7 @@ def ask(client: TestClient, *regions: dict):
 
 
 @pytest.mark.parametrize("counter", [False, True], ids=["example", "example and counter-example"])
-def test_exemplar_boxes_answer_every_instance_of_the_labels_concept(client, pipeline, photo, counter):  # noqa: F811
+def test_exemplar_boxes_answer_every_instance_of_the_labels_concept(client, pipeline, direct, photo, counter):  # noqa: F811
     size = photo.shape[:2]
     regions = [box(EXAMPLE, size, "Cat")] + ([box(COUNTER, size, "Negative")] if counter else [])
     answer = ask(client, *regions)
@@ -68,6 +69,10 @@ def test_exemplar_boxes_answer_every_instance_of_the_labels_concept(client, pipe
     assert len(brushes) == len(rectangles) == expected.num_detections == 3, "every instance, not only the boxed one"
     assert all(np.array_equal(decoded(region), mask) for region, mask in zip(brushes, expected.masks))
     assert [region["score"] for region in brushes] == pytest.approx(expected.detections.box_scores.tolist(), abs=1e-6)
+    boxes, labels = [EXAMPLE] + ([COUNTER] if counter else []), [1] + ([0] if counter else [])
+    _, scores, masks = direct_instances(direct, photo, "a cat", boxes, labels, 0.0)  # Sam3Model itself: its best three
+    assert [region["score"] for region in brushes] == pytest.approx(scores[:3].tolist(), abs=1e-5)
+    assert all(np.array_equal(decoded(region), mask) for region, mask in zip(brushes, masks[:3]))
     height, width = size
     for region, xyxy in zip(rectangles, expected.boxes):
         value = region["value"]
