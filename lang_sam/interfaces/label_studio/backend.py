@@ -1,6 +1,7 @@
 """What the backend answers, apart from HTTP: /setup's model version, /predict's pre-annotations
 (the project's label names as the text prompt, every region one of its labels) and interactive
-masks (the annotator's clicks and boxes against the image's cached embedding)."""
+masks (the annotator's clicks and boxes against the image's cached embedding; with SAM 3, boxes
+as exemplars of their label's concept)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lang_sam.errors import InvalidOptionError, LangSAMError
-from lang_sam.interfaces.label_studio.config import ProjectConfig
+import numpy as np
+
+from lang_sam.errors import InvalidOptionError, InvalidPromptError, LangSAMError
+from lang_sam.interfaces.label_studio.config import NEGATIVE_LABEL, ProjectConfig, is_negative
 from lang_sam.interfaces.label_studio.files import LabelStudioAccess, load_task_image
-from lang_sam.interfaces.label_studio.results import prediction, read_context, regions
+from lang_sam.interfaces.label_studio.results import Clicks, prediction, read_context, regions
 from lang_sam.pipeline import LangSAM
 from lang_sam.registry import DEFAULT_SAM, DETECTOR, IMAGE_SEGMENTER_KINDS, TEXT_SEGMENTER, ResolvedModel, resolve
 from lang_sam.settings import Settings
@@ -82,9 +85,15 @@ class LabelStudioBackend:
 
     def _interactive(self, task: dict, config: ProjectConfig, context: dict, access: LabelStudioAccess | None) -> dict:
         """The mask of the clicks and boxes, as the project's mask control (brush, else polygon)
-        with the label the annotator chose (else that control's first)."""
+        with the label the annotator chose (else that control's first); with SAM 3, boxes are
+        exemplars instead (see _more_like_this)."""
         image = load_task_image(task, config.image_key, access)
         clicks = read_context(context, config.prompt_controls, image.shape[:2])
+        if self.pipeline.segments_text and clicks.boxes is not None:
+            return self._more_like_this(image, config, clicks)
+        if clicks.negative_boxes.any():
+            raise InvalidPromptError(f"A box labelled {NEGATIVE_LABEL!r} is a counter-example, which only SAM 3 takes "
+                                     "(--sam-type sam3); with this model a box is the object to segment: give it the object's label.")
         output = config.mask_output
         label = clicks.label if clicks.label in output.labels else output.labels[0]
         with self._predicting:  # the image's embedding is cached: the first click encodes, later ones decode
@@ -93,6 +102,36 @@ class LabelStudioBackend:
         detections = result.detections
         return prediction(regions(detections, [output], [label] * len(detections), detections.mask_scores), self.model_version)
 
+    def _more_like_this(self, image: np.ndarray, config: ProjectConfig, clicks: Clicks) -> dict:
+        """SAM 3's answer to exemplar boxes: every instance of the boxes' label's concept (its first
+        prompt as text, the boxes as exemplars, a box labelled "Negative" a counter-example), as
+        the regions of each output control holding that label, scored by SAM 3."""
+        if clicks.points is not None:
+            raise InvalidPromptError("With SAM 3, RectangleLabels boxes are exemplars (find more like this) and KeyPointLabels "
+                                     "clicks are one object: send one or the other in a request (delete the other regions).")
+        label = _concept_label(clicks, config)
+        negative = clicks.negative_boxes
+        with self._predicting:
+            result = self.pipeline.predict(image, config.prompts[label][0], exemplars=clicks.boxes[~negative],
+                                           negative_exemplars=clicks.boxes[negative], box_threshold=self.thresholds.box,
+                                           max_detections=self.thresholds.max_detections,
+                                           nms_iou_threshold=self.thresholds.nms_iou)
+        detections = result.detections
+        return prediction(regions(detections, config.outputs, [label] * len(detections), detections.box_scores), self.model_version)
+
+
+def _concept_label(clicks: Clicks, config: ProjectConfig) -> str:
+    """The one project label the exemplar boxes show (the counter-example label aside), or an
+    InvalidPromptError saying what the boxes lack."""
+    chosen = {label for labels in clicks.box_labels for label in labels if not is_negative(label)}
+    if len(chosen) != 1:
+        raise InvalidPromptError(
+            f"SAM 3's exemplar boxes show one label's concept; these boxes carry {sorted(chosen) or 'none'}. Draw at least "
+            f"one box with one of {list(config.labels)} (boxes labelled {NEGATIVE_LABEL!r} are counter-examples of it).")
+    [label] = chosen
+    if label not in config.prompts:
+        raise InvalidPromptError(f"The box label {label!r} is not one of the project's labels {list(config.labels)}.")
+    return label
 
 
 def _project_id(body: dict) -> str:

@@ -16,6 +16,14 @@ OUTPUT_TAGS = ("BrushLabels", "PolygonLabels", "RectangleLabels")
 MASK_TAGS = ("BrushLabels", "PolygonLabels")
 # The controls whose regions are the annotator's prompts in interactive mode.
 PROMPT_TAGS = ("KeyPointLabels", "RectangleLabels")
+# The label that marks a RectangleLabels box as a counter-example (SAM 3's negative exemplar): a
+# label of its own, in any case, which is never a text prompt and never an answer's label.
+NEGATIVE_LABEL = "negative"
+
+
+def is_negative(label: str) -> bool:
+    """Whether label is the counter-example label ("Negative", in any case)."""
+    return label.strip().lower() == NEGATIVE_LABEL
 
 
 class LabelConfigError(InvalidOptionError):
@@ -46,7 +54,8 @@ class ProjectConfig:
     controls on that image that pre-annotation fills; prompt_controls: the names of the
     KeyPointLabels and RectangleLabels controls on it, whose regions are interactive prompts; prompts: each label's text prompts (the
     detector's classes), from the mapping option, else the label's ``hint``, else its
-    ``predicted_values`` (comma-separated), else the label itself.
+    ``predicted_values`` (comma-separated), else the label itself; the counter-example label
+    ("Negative") has none and is not one of labels.
     """
 
     image_key: str
@@ -80,7 +89,7 @@ class ProjectConfig:
             for label, tag in control.labels_attrs.items() if control.tag in OUTPUT_TAGS else ():
                 if label not in hints and ({"hint", "predicted_values"} & set(tag.attr)):
                     hints[label] = tag.attr
-        labels = tuple(dict.fromkeys(label for control in outputs for label in control.labels))
+        labels = tuple(dict.fromkeys(label for control in outputs for label in control.labels if not is_negative(label)))
         prompts = {label: _prompts_of(label, hints.get(label), (label_prompts or {}).get(label)) for label in labels}
         image = outputs[0].to_name
         return cls(images[image], tuple(c for c in outputs if c.to_name == image), prompts,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lang_sam.errors import InvalidPromptError
-from lang_sam.interfaces.label_studio.config import Control
+from lang_sam.interfaces.label_studio.config import Control, is_negative
 from lang_sam.vocabulary import Detections
 
 
@@ -73,12 +73,19 @@ def _outline(mask: np.ndarray) -> np.ndarray | None:
 @dataclass(frozen=True)
 class Clicks:
     """The annotator's prompts of one interactive request, in pixels: points (N, 2) xy with labels
-    (N,) 1 positive, 0 negative, or None; boxes (M, 4) xyxy; label: the project label they chose."""
+    (N,) 1 positive, 0 negative, or None; boxes (M, 4) xyxy, or None, with box_labels: the labels
+    chosen on each box; label: the last project label chosen (not the counter-example label)."""
 
     points: np.ndarray | None
     point_labels: np.ndarray | None
     boxes: np.ndarray | None
     label: str | None
+    box_labels: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def negative_boxes(self) -> np.ndarray:
+        """(M,) bool: which boxes carry the counter-example label ("Negative")."""
+        return np.array([any(is_negative(label) for label in labels) for labels in self.box_labels], bool)
 
 
 def read_context(context: dict, prompt_controls: frozenset[str], image_size: tuple[int, int]) -> Clicks:
@@ -86,11 +93,12 @@ def read_context(context: dict, prompt_controls: frozenset[str], image_size: tup
     regions with ``is_positive``, RectangleLabels regions, x/y/width/height in percent) on the
     controls named prompt_controls."""
     height, width = image_size
-    points, labels, boxes, label = [], [], [], None
+    points, labels, boxes, box_labels, label = [], [], [], [], None
     for item in context.get("result") or []:
         if not isinstance(item, dict) or item.get("from_name") not in prompt_controls:
             continue
         value = item.get("value") or {}
+        chosen = [str(name) for name in value.get(item.get("type")) or []]
         try:
             x, y = float(value["x"]) / 100 * width, float(value["y"]) / 100 * height
             if item.get("type") == "keypointlabels":
@@ -98,11 +106,11 @@ def read_context(context: dict, prompt_controls: frozenset[str], image_size: tup
                 labels.append(0 if item.get("is_positive") is False else 1)
             else:
                 boxes.append((x, y, x + float(value["width"]) / 100 * width, y + float(value["height"]) / 100 * height))
+                box_labels.append(tuple(chosen))
         except (KeyError, TypeError, ValueError):
             raise InvalidPromptError(f"A {item.get('type')} region of the request has no usable x, y (width, height): {value}.") from None
-        chosen = value.get(item.get("type")) or []
-        label = chosen[0] if chosen else label
+        label = next((name for name in chosen if not is_negative(name)), label)
     if not points and not boxes:
         raise InvalidPromptError("The interactive request holds no KeyPointLabels click and no RectangleLabels box on this project's controls.")
     return Clicks(np.array(points, np.float32) if points else None, np.array(labels, np.int64) if points else None,
-                  np.array(boxes, np.float32) if boxes else None, label)
+                  np.array(boxes, np.float32) if boxes else None, label, tuple(box_labels))

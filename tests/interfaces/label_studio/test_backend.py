@@ -144,6 +144,15 @@ def test_a_drawn_box_with_a_click_is_one_object(client, pipeline, photo):
     assert region["value"]["brushlabels"] == ["Cat"] and np.array_equal(decoded(region), expected.masks[0])
 
 
+def test_a_negative_box_is_a_clear_answer_with_a_model_other_than_sam3(client, photo):
+    height, width = photo.shape[:2]
+    config = LABEL_CONFIG.replace('<Label value="Sofa"/></RectangleLabels>', '<Label value="Sofa"/><Label value="Negative"/></RectangleLabels>')
+    box = {"from_name": "box", "to_name": "image", "type": "rectanglelabels", "original_width": width, "original_height": height,
+           "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rectanglelabels": ["Negative"]}}
+    answer = predict(client, [{"id": 9, "data": {"image": str(PHOTO)}}], {"result": [box]}, config=config)
+    assert answer.status_code == 400 and "only SAM 3 takes" in answer.json()["error"]
+
+
 def test_protocol_routes_as_label_studio_calls_them(client, backend):
     assert client.get("/health").json()["status"] == "UP"
     setup = client.post("/setup", json={"project": "3.1700000000", "schema": LABEL_CONFIG, "hostname": "http://127.0.0.1:1",
