@@ -1,4 +1,8 @@
-"""SAM 2.1 video through transformers (Sam2VideoModel, Sam2VideoProcessor) behind base.VideoSegmenter.
+"""SAM 2.1 video and EdgeTAM video through transformers (Sam2VideoModel or EdgeTamVideoModel, and
+Sam2VideoProcessor) behind base.VideoSegmenter. EdgeTAM is SAM 2 with a RepViT backbone and a
+spatial perceiver compressing each memory; its inference session, processor and streaming forward
+are SAM 2.1 video's (transformers' classes are copies), so one stream runs both: only the model
+class loaded and the messages differ (VIDEO_MODELS).
 
 Frames are streamed into one inference session, one at a time. transformers' session keeps every
 frame's pixels and outputs; the model looks back at only its conditioning frames (where an object
@@ -15,6 +19,7 @@ current frame's image features, so the image encoder runs once per frame.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,24 +30,51 @@ from lang_sam.families.transformers_base import TransformersAdapter
 VIDEO_MODEL_TYPE = "sam2_video"
 
 
-class Sam2VideoSegmenter(TransformersAdapter):
-    """SAM 2.1 video from a Hugging Face repo id (facebook/sam2.1-hiera-*) or a save_pretrained
-    folder of a Sam2VideoModel and its Sam2VideoProcessor. Stateless: each start() is one video."""
+@dataclass(frozen=True)
+class VideoModel:
+    """One family the adapter runs: its transformers model class (both take SAM 2.1 video's
+    Sam2VideoProcessor), its name in messages, its image-only model_type and a checkpoint to suggest."""
 
-    family = VIDEO_MODEL_TYPE
-    description = "SAM 2.1 video"
-    model_types = (VIDEO_MODEL_TYPE,)
-    model_class, processor_class = "Sam2VideoModel", "Sam2VideoProcessor"
+    model_class: str
+    description: str
+    image_type: str
+    example: str
+
+
+# config.json's model_type -> the family it is
+VIDEO_MODELS: dict[str, VideoModel] = {
+    VIDEO_MODEL_TYPE: VideoModel("Sam2VideoModel", "SAM 2.1 video", "sam2", "facebook/sam2.1-hiera-tiny"),
+    "edgetam_video": VideoModel("EdgeTamVideoModel", "EdgeTAM video", "edgetam", "yonigozlan/EdgeTAM-hf (lang-sam name: edgetam)"),
+}
+
+
+class Sam2VideoSegmenter(TransformersAdapter):
+    """SAM 2.1 or EdgeTAM video from a Hugging Face repo id (facebook/sam2.1-hiera-*,
+    yonigozlan/EdgeTAM-hf) or a save_pretrained folder of a Sam2VideoModel or EdgeTamVideoModel and
+    its Sam2VideoProcessor. Stateless: each start() is one video."""
+
+    description = "SAM 2.1 / EdgeTAM video"
+    model_types = tuple(VIDEO_MODELS)
+    processor_class = "Sam2VideoProcessor"
     tracks_video = True
     why_not = {mode: "a video model: its repo's image model runs the image modes" for mode in
                ("text_via_detector", "takes_text", "takes_clicks_and_boxes", "segments_everything")}
     why_not |= {"exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
+    @property
+    def family(self) -> str:
+        return self.model_type
+
+    def _classes(self) -> tuple[str, str, str]:
+        video_model = VIDEO_MODELS[self.model_type]
+        return video_model.model_class, self.processor_class, video_model.description
+
     def _refusal(self, source: str, model_type: str) -> str:
-        hint = (" It is an image-only SAM 2 (model_type 'sam2'): it has no memory encoder or memory attention to "
-                "track with." if model_type == "sam2" else "")
-        return (f"{source} holds a {model_type!r} model, not SAM 2.1 video (model_type '{VIDEO_MODEL_TYPE}').{hint} "
-                "Use a SAM 2.1 video checkpoint, e.g. facebook/sam2.1-hiera-tiny.")
+        video_model = next((row for row in VIDEO_MODELS.values() if row.image_type == model_type), VIDEO_MODELS[VIDEO_MODEL_TYPE])
+        hint = (f" It is an image-only {video_model.description.removesuffix(' video')} (model_type {model_type!r}): it has "
+                "no memory encoder or memory attention to track with." if model_type == video_model.image_type else "")
+        return (f"{source} holds a {model_type!r} model, not SAM 2.1 or EdgeTAM video (model_type "
+                f"{' or '.join(map(repr, VIDEO_MODELS))}).{hint} Use a {video_model.description} checkpoint, e.g. {video_model.example}.")
 
     def start(self, size: tuple[int, int]) -> Sam2VideoStream:
         return Sam2VideoStream(self, size)
