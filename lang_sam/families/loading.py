@@ -103,3 +103,12 @@ def load_video_segmenter(sam_type: str | None = None, checkpoint: str | Path | N
     if checkpoint is not None:
         return load(checkpoint, VIDEO_KINDS, name=sam_type, device=device, dtype=dtype, checkpoint_dir=checkpoint_dir)
     return load(sam_type or DEFAULT_VIDEO_SEGMENTER, VIDEO_KINDS, device=device, dtype=dtype, checkpoint_dir=checkpoint_dir)
+
+
+def load_click_tracker(name_or_path: str | Path, device: str | torch.device | None = None,
+                       dtype: torch.dtype | str | None = None, checkpoint_dir: str | Path | None = None) -> Sam2VideoSegmenter:
+    """The video model that follows clicked objects: name_or_path (a registry name, folder or repo
+    id) holding SAM 2.1 video, EdgeTAM video or SAM 3 (whose tracker it loads alone, without the
+    concept detector); another model is refused, naming those."""
+    resolved = resolve(name_or_path, KINDS, checkpoint_dir)
+    return Sam2VideoSegmenter(resolved.source or resolved.name, device=device, dtype=dtype, name=resolved.name)

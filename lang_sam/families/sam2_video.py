@@ -1,8 +1,10 @@
-"""SAM 2.1 video and EdgeTAM video through transformers (Sam2VideoModel or EdgeTamVideoModel, and
-Sam2VideoProcessor) behind base.VideoSegmenter. EdgeTAM is SAM 2 with a RepViT backbone and a
-spatial perceiver compressing each memory; its inference session, processor and streaming forward
-are SAM 2.1 video's (transformers' classes are copies), so one stream runs both: only the model
-class loaded and the messages differ (VIDEO_MODELS).
+"""SAM 2.1 video, EdgeTAM video and SAM 3's tracker through transformers (Sam2VideoModel,
+EdgeTamVideoModel, Sam3TrackerVideoModel and their processors) behind base.VideoSegmenter. EdgeTAM
+is SAM 2 with a RepViT backbone and a spatial perceiver compressing each memory, SAM 3's tracker SAM
+2's memory over SAM 3's backbone; their inference sessions and streaming forwards are SAM 2.1
+video's (transformers' classes are copies), so one stream runs all three: only the classes loaded
+and the messages differ (VIDEO_MODELS). Objects are prompted with boxes (add_objects) or clicks
+(add_clicks).
 
 Frames are streamed into one inference session, one at a time. transformers' session keeps every
 frame's pixels and outputs; the model looks back at only its conditioning frames (where an object
@@ -24,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lang_sam.errors import InvalidPromptError
 from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
+from lang_sam.vocabulary.prompts import ObjectPrompt
 from lang_sam.families.transformers_base import TransformersAdapter
 
 VIDEO_MODEL_TYPE = "sam2_video"
@@ -32,30 +36,35 @@ VIDEO_MODEL_TYPE = "sam2_video"
 
 @dataclass(frozen=True)
 class VideoModel:
-    """One family the adapter runs: its transformers model class (both take SAM 2.1 video's
-    Sam2VideoProcessor), its name in messages, its image-only model_type and a checkpoint to suggest."""
+    """One family the adapter runs: its transformers model and processor classes, its name in
+    messages, its image-only model_type (refused, saying why) and a checkpoint to suggest."""
 
     model_class: str
-    description: str
+    processor_class: str
+    title: str
     image_type: str
     example: str
 
 
-# config.json's model_type -> the family it is
+# config.json's model_type -> the family it is. facebook/sam3 is saved as SAM 3 video (model_type
+# sam3_video, the concept tracker); transformers loads its tracker alone as Sam3TrackerVideoModel,
+# which follows clicked objects as SAM 2.1 video does (the same session and streaming forward).
 VIDEO_MODELS: dict[str, VideoModel] = {
-    VIDEO_MODEL_TYPE: VideoModel("Sam2VideoModel", "SAM 2.1 video", "sam2", "facebook/sam2.1-hiera-tiny"),
-    "edgetam_video": VideoModel("EdgeTamVideoModel", "EdgeTAM video", "edgetam", "yonigozlan/EdgeTAM-hf (lang-sam name: edgetam)"),
+    VIDEO_MODEL_TYPE: VideoModel("Sam2VideoModel", "Sam2VideoProcessor", "SAM 2.1", "sam2", "facebook/sam2.1-hiera-tiny"),
+    "edgetam_video": VideoModel("EdgeTamVideoModel", "Sam2VideoProcessor", "EdgeTAM", "edgetam",
+                                "yonigozlan/EdgeTAM-hf (lang-sam name: edgetam)"),
+    "sam3_video": VideoModel("Sam3TrackerVideoModel", "Sam3TrackerVideoProcessor", "SAM 3 tracker", "sam3", "facebook/sam3"),
 }
 
 
 class Sam2VideoSegmenter(TransformersAdapter):
-    """SAM 2.1 or EdgeTAM video from a Hugging Face repo id (facebook/sam2.1-hiera-*,
-    yonigozlan/EdgeTAM-hf) or a save_pretrained folder of a Sam2VideoModel or EdgeTamVideoModel and
-    its Sam2VideoProcessor. Stateless: each start() is one video."""
+    """SAM 2.1 video, EdgeTAM video or SAM 3's tracker from a Hugging Face repo id
+    (facebook/sam2.1-hiera-*, yonigozlan/EdgeTAM-hf, facebook/sam3) or a save_pretrained folder of a
+    Sam2VideoModel, EdgeTamVideoModel or Sam3VideoModel and its processor (VIDEO_MODELS).
+    Stateless: each start() is one video."""
 
-    description = "SAM 2.1 / EdgeTAM video"
+    description = "SAM 2.1 / EdgeTAM / SAM 3 tracker video"
     model_types = tuple(VIDEO_MODELS)
-    processor_class = "Sam2VideoProcessor"
     tracks_video = True
     why_not = {mode: "a video model: its repo's image model runs the image modes" for mode in
                ("text_via_detector", "takes_text", "takes_clicks_and_boxes", "segments_everything")}
@@ -67,14 +76,15 @@ class Sam2VideoSegmenter(TransformersAdapter):
 
     def _classes(self) -> tuple[str, str, str]:
         video_model = VIDEO_MODELS[self.model_type]
-        return video_model.model_class, self.processor_class, video_model.description
+        return video_model.model_class, video_model.processor_class, f"{video_model.title} video"
 
     def _refusal(self, source: str, model_type: str) -> str:
         video_model = next((row for row in VIDEO_MODELS.values() if row.image_type == model_type), VIDEO_MODELS[VIDEO_MODEL_TYPE])
-        hint = (f" It is an image-only {video_model.description.removesuffix(' video')} (model_type {model_type!r}): it has "
-                "no memory encoder or memory attention to track with." if model_type == video_model.image_type else "")
-        return (f"{source} holds a {model_type!r} model, not SAM 2.1 or EdgeTAM video (model_type "
-                f"{' or '.join(map(repr, VIDEO_MODELS))}).{hint} Use a {video_model.description} checkpoint, e.g. {video_model.example}.")
+        hint = (f" It is an image-only {video_model.title} (model_type {model_type!r}): it has no memory encoder or "
+                "memory attention to track with." if model_type == video_model.image_type else "")
+        return (f"{source} holds a {model_type!r} model, not a video model lang-sam tracks with (model_type "
+                f"{', '.join(map(repr, VIDEO_MODELS))}).{hint} Give a video checkpoint of {video_model.title}, e.g. "
+                f"{video_model.example}.")
 
     def start(self, size: tuple[int, int]) -> Sam2VideoStream:
         return Sam2VideoStream(self, size)
@@ -130,6 +140,20 @@ class Sam2VideoStream:
             self.session, frame_idx=self.index, obj_ids=list(ids),  # a copy: the session empties it
             input_boxes=[[np.asarray(boxes[i], np.float32).tolist() for i in ids]])
         masks = self._run()  # objects already tracked run again on this frame: the same masks, computed twice
+        return {i: masks[i] for i in ids}
+
+    @torch.inference_mode()
+    def add_clicks(self, clicks: dict[int, ObjectPrompt]) -> dict[int, np.ndarray]:
+        """Prompt objects with clicks (each prompt's points and labels; pixel xy) on the current frame;
+        their (H, W) bool masks on it, by id. Objects with different numbers of clicks are padded as
+        the processor pads them."""
+        ids = list(clicks)
+        if any(clicks[i].points is None or clicks[i].box is not None or clicks[i].mask_logits is not None for i in ids):
+            raise InvalidPromptError("add_clicks takes points with labels alone for each object; give boxes to add_objects.")
+        self.processor.add_inputs_to_inference_session(
+            self.session, frame_idx=self.index, obj_ids=list(ids),  # a copy: the session empties it
+            input_points=[[clicks[i].points.tolist() for i in ids]], input_labels=[[clicks[i].labels.tolist() for i in ids]])
+        masks = self._run()
         return {i: masks[i] for i in ids}
 
     def remove_objects(self, ids: Sequence[int]) -> None:

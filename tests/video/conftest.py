@@ -141,10 +141,10 @@ def save_tiny_video_model(folder: Path, model) -> Path:
 
 
 def streamed_by_transformers(model, processor, frames: list[np.ndarray],
-                             prompts: dict[int, tuple[int, np.ndarray]]) -> list[dict[int, np.ndarray]]:
+                             prompts: dict[int, tuple[list[int], dict]]) -> list[dict[int, np.ndarray]]:
     """Per frame, {object id: (H, W) mask} from a SAM 2 style transformers video model and its
-    Sam2VideoProcessor alone (the documented streaming loop, in float32, nothing dropped);
-    prompts: frame index -> (object id, its box) added on that frame."""
+    processor alone (the documented streaming loop, in float32, nothing dropped); prompts: frame
+    index -> (object ids, the processor's inputs for them: input_boxes, or input_points and input_labels)."""
     import torch
 
     session = processor.init_video_session(inference_device="cpu", dtype=torch.float32)
@@ -153,13 +153,18 @@ def streamed_by_transformers(model, processor, frames: list[np.ndarray],
         for index, frame in enumerate(frames):
             inputs = processor(images=frame, return_tensors="pt")
             if index in prompts:
-                object_id, box = prompts[index]
-                processor.add_inputs_to_inference_session(session, frame_idx=index, obj_ids=[object_id],
-                                                          input_boxes=[[box.tolist()]], original_size=frame.shape[:2])
+                object_ids, inputs_of_objects = prompts[index]
+                processor.add_inputs_to_inference_session(session, frame_idx=index, obj_ids=object_ids,
+                                                          original_size=frame.shape[:2], **inputs_of_objects)
             output = model(inference_session=session, frame=inputs["pixel_values"][0])
             masks = processor.post_process_masks([output.pred_masks], original_sizes=[list(frame.shape[:2])])[0][:, 0]
             results.append(dict(zip(output.object_ids, masks.numpy())))
     return results
+
+
+def box_prompt(object_id: int, box: np.ndarray) -> tuple[list[int], dict]:
+    """One object prompted by a pixel xyxy box, as streamed_by_transformers takes it."""
+    return [object_id], {"input_boxes": [[box.tolist()]]}
 
 
 @pytest.fixture(scope="session")

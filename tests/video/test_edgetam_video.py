@@ -13,7 +13,7 @@ from lang_sam.errors import ModelLoadError
 from lang_sam.families.loading import adapter_of, load_video_segmenter
 from lang_sam.families.sam2_video import Sam2VideoSegmenter
 from lang_sam.registry import FAMILY_MODELS, VIDEO_KINDS, VIDEO_SEGMENTER, names_of, resolve
-from tests.video.conftest import moving_squares, save_tiny_edgetam_video, streamed_by_transformers
+from tests.video.conftest import box_prompt, moving_squares, save_tiny_edgetam_video, streamed_by_transformers
 
 FRAMES = 6
 PROMPTS = {0: (1, np.array([2, 4, 14, 16], np.float32)), 3: (2, np.array([40, 30, 60, 46], np.float32))}  # frame: (id, box)
@@ -31,7 +31,8 @@ def reference(edgetam_video_dir):
 
     model = EdgeTamVideoModel.from_pretrained(edgetam_video_dir).eval()
     processor = Sam2VideoProcessor.from_pretrained(edgetam_video_dir)
-    return streamed_by_transformers(model, processor, moving_squares(FRAMES), PROMPTS)
+    return streamed_by_transformers(model, processor, moving_squares(FRAMES),
+                                    {index: box_prompt(*prompt) for index, prompt in PROMPTS.items()})
 
 
 def test_tracked_masks_equal_edgetam_video_driven_directly(edgetam_video_dir, reference):

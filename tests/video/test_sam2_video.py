@@ -11,7 +11,7 @@ import pytest
 from lang_sam.errors import ModelLoadError
 from lang_sam.families.loading import load_video_segmenter
 from lang_sam.families.sam2_video import Sam2VideoSegmenter
-from tests.video.conftest import moving_squares, streamed_by_transformers
+from tests.video.conftest import box_prompt, moving_squares, streamed_by_transformers
 
 FRAMES = 12
 FIRST_BOX = np.array([2, 4, 14, 16], np.float32)  # the red square on frame 0
@@ -32,7 +32,8 @@ def reference(tiny_video_dir):
 
     model = Sam2VideoModel.from_pretrained(tiny_video_dir).eval()
     processor = Sam2VideoProcessor.from_pretrained(tiny_video_dir)
-    return streamed_by_transformers(model, processor, moving_squares(FRAMES), {0: (1, FIRST_BOX), LATE_FRAME: (2, LATE_BOX)})
+    return streamed_by_transformers(model, processor, moving_squares(FRAMES),
+                                    {0: box_prompt(1, FIRST_BOX), LATE_FRAME: box_prompt(2, LATE_BOX)})
 
 
 def next_frame(stream, index: int, frame: np.ndarray) -> dict[int, np.ndarray]:
