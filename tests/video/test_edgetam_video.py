@@ -66,3 +66,29 @@ def test_an_image_only_edgetam_folder_is_refused_with_what_to_use(tmp_path):
 
     with pytest.raises(ModelLoadError, match="image-only EdgeTAM.*yonigozlan/EdgeTAM-hf"):
         load_video_segmenter(checkpoint=save_tiny_segmenter("edgetam", tmp_path / "edgetam"), device="cpu")
+
+
+def test_an_edgetam_video_folder_is_also_the_image_segmenter_it_holds(edgetam_video_dir):
+    """EdgeTamModel reads the video model's weights (as Sam2Model reads SAM 2.1 video's): none is left random."""
+    from lang_sam.families.loading import load_segmenter
+
+    image = load_segmenter(checkpoint=edgetam_video_dir, device="cpu", dtype="float32")
+    video = dict(load_video_segmenter(checkpoint=edgetam_video_dir, device="cpu", dtype="float32").model.named_parameters())
+    assert image.family == "edgetam_video" and type(image.model).__name__ == "EdgeTamModel"
+    for name, parameter in image.model.named_parameters():
+        assert torch.equal(parameter, video[name]), name
+
+
+def test_lang_sam_track_runs_edgetam(edgetam_video_dir, tiny_detector_dir, tmp_path, capsys):
+    from lang_sam.interfaces.cli import main
+    from tests.video.conftest import write_video
+    from tests.video.test_track_cli import threshold_for
+
+    clip = write_video(tmp_path / "clip.mp4", moving_squares(4), fps=10)
+    threshold = threshold_for(tiny_detector_dir, moving_squares(1)[0], "square", 2)
+    code = main(["track", str(clip), "--prompt", "square", "--out", str(tmp_path / "out"), "--detector", str(tiny_detector_dir),
+                 "--sam-checkpoint", str(edgetam_video_dir), "--box-threshold", str(threshold), "--text-threshold", "0",
+                 "--redetect-every", "2", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    lines = (tmp_path / "out" / "clip.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and (tmp_path / "out" / "clip.mp4").stat().st_size
