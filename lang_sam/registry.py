@@ -33,7 +33,7 @@ TRANSFORMERS_SAM_MODEL_TYPE = "sam"  # config.json's model_type in a folder of t
 SEGMENTER = "segmenter"  # promptable: points, boxes, a mask (SAM v1, SAM 2.1, SAM-HQ)
 TEXT_SEGMENTER = "text_segmenter"  # class names in, masks out, no detector (SAM 3)
 DETECTOR = "detector"  # class names in, boxes out (Grounding DINO, MM-Grounding-DINO, OWLv2)
-VIDEO_SEGMENTER = "video_segmenter"  # carries prompted objects through a video (SAM 2.1 video)
+VIDEO_SEGMENTER = "video_segmenter"  # carries prompted objects through a video (SAM 2.1 video, EdgeTAM video)
 CONCEPT_TRACKER = "concept_tracker"  # finds and tracks class names through a video (SAM 3 video)
 UNIVERSAL = "universal"  # semantic, instance and panoptic maps of a fixed label set (Mask2Former, OneFormer)
 KINDS = (SEGMENTER, TEXT_SEGMENTER, DETECTOR, VIDEO_SEGMENTER, CONCEPT_TRACKER, UNIVERSAL)
@@ -48,7 +48,8 @@ FAMILY_KINDS: dict[str, tuple[str, ...]] = {
     "sam2": (SEGMENTER, VIDEO_SEGMENTER),
     "sam2_video": (VIDEO_SEGMENTER, SEGMENTER),
     "sam_hq": (SEGMENTER,),
-    "edgetam": (SEGMENTER,),
+    "edgetam": (SEGMENTER, VIDEO_SEGMENTER),
+    "edgetam_video": (VIDEO_SEGMENTER, SEGMENTER),  # yonigozlan/EdgeTAM-hf: the video model, holding the image model's weights
     "sam3": (TEXT_SEGMENTER, CONCEPT_TRACKER),
     "sam3_video": (CONCEPT_TRACKER, TEXT_SEGMENTER),
     "sam3_lite_text": (TEXT_SEGMENTER,),  # SAM 3 with a small text encoder: no tracker, no video model

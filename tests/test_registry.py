@@ -153,7 +153,7 @@ def test_checkpoint_folder_names_resolve_to_their_files_and_folders(service_mode
     _folder(own / "my-sam3", "sam3_video")
     assert resolve("my-hq", KINDS, own) == ResolvedModel("my-hq", "sam_hq", "segmenter", str(hq))
     assert resolve("my-sam3", IMAGE_SEGMENTER_KINDS, own).kind == "text_segmenter"
-    assert names_of(VIDEO_KINDS, own) == [*(n for n, e in FAMILY_MODELS.items() if e.family in ("sam2", "sam3")), "my-sam3"]
+    assert names_of(VIDEO_KINDS, own) == [*(n for n, e in FAMILY_MODELS.items() if e.family in ("sam2", "edgetam", "sam3")), "my-sam3"]
 
 
 def test_repo_ids_resolve_by_the_registry_or_the_cached_config(tmp_path, monkeypatch):

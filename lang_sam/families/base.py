@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from lang_sam.results import encode_rles
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Exemplars, ImageEmbedding, MaskSet, SegmenterInput
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, Detections, Exemplars, ImageEmbedding, MaskSet, ObjectPrompt, SegmenterInput
 
 
 @runtime_checkable
@@ -135,6 +135,10 @@ class VideoStream(Protocol):
     def add_objects(self, boxes: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         """Prompt objects (new ids, or tracked ones found again) with a pixel xyxy box each on the
         current frame; their (H, W) bool masks on it, by id."""
+
+    def add_clicks(self, clicks: dict[int, ObjectPrompt]) -> dict[int, np.ndarray]:
+        """Prompt objects (new ids, or tracked ones) with clicks, an ObjectPrompt of points and labels
+        each, on the current frame; their (H, W) bool masks on it, by id."""
 
     def remove_objects(self, ids: Sequence[int]) -> None:
         """Forget these objects: they are no longer tracked or computed."""

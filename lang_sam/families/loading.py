@@ -29,9 +29,10 @@ from lang_sam.registry import (
 # kind -> family (config.json's model_type) -> the adapter that runs it as that kind
 ADAPTERS: dict[str, dict[str, type]] = {
     SEGMENTER: {"sam": SamV1Segmenter, "sam2": TransformersSegmenter, "sam2_video": TransformersSegmenter,
-                "sam_hq": TransformersSegmenter, "edgetam": TransformersSegmenter},
+                "sam_hq": TransformersSegmenter, "edgetam": TransformersSegmenter, "edgetam_video": TransformersSegmenter},
     TEXT_SEGMENTER: {"sam3": Sam3TextSegmenter, "sam3_video": Sam3TextSegmenter, "sam3_lite_text": Sam3LiteTextSegmenter},
-    VIDEO_SEGMENTER: {"sam2": Sam2VideoSegmenter, "sam2_video": Sam2VideoSegmenter},
+    VIDEO_SEGMENTER: {"sam2": Sam2VideoSegmenter, "sam2_video": Sam2VideoSegmenter,
+                      "edgetam": Sam2VideoSegmenter, "edgetam_video": Sam2VideoSegmenter},
     CONCEPT_TRACKER: {"sam3": Sam3VideoTracker, "sam3_video": Sam3VideoTracker},
     DETECTOR: {"grounding-dino": GroundingDinoDetector, "mm-grounding-dino": GroundingDinoDetector, "owlv2": Owlv2Detector},
     UNIVERSAL: {"mask2former": UniversalSegmenter, "oneformer": UniversalSegmenter},
@@ -95,9 +96,19 @@ def load_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = 
 def load_video_segmenter(sam_type: str | None = None, checkpoint: str | Path | None = None,
                          device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
                          checkpoint_dir: str | Path | None = None) -> VideoSegmenter | ConceptTracker:
-    """The video model for tracking: checkpoint (a Sam2VideoModel or Sam3VideoModel folder or repo
-    id, called sam_type when given), else sam_type (a SAM 2.1 or SAM 3 name, whose repos hold the
-    video models, or a folder NAME in the checkpoint folder), else DEFAULT_VIDEO_SEGMENTER."""
+    """The video model for tracking: checkpoint (a Sam2VideoModel, EdgeTamVideoModel or Sam3VideoModel
+    folder or repo id, called sam_type when given), else sam_type (a SAM 2.1, EdgeTAM or SAM 3 name,
+    whose repos hold the video models, or a folder NAME in the checkpoint folder), else
+    DEFAULT_VIDEO_SEGMENTER."""
     if checkpoint is not None:
         return load(checkpoint, VIDEO_KINDS, name=sam_type, device=device, dtype=dtype, checkpoint_dir=checkpoint_dir)
     return load(sam_type or DEFAULT_VIDEO_SEGMENTER, VIDEO_KINDS, device=device, dtype=dtype, checkpoint_dir=checkpoint_dir)
+
+
+def load_click_tracker(name_or_path: str | Path, device: str | torch.device | None = None,
+                       dtype: torch.dtype | str | None = None, checkpoint_dir: str | Path | None = None) -> Sam2VideoSegmenter:
+    """The video model that follows clicked objects: name_or_path (a registry name, folder or repo
+    id) holding SAM 2.1 video, EdgeTAM video or SAM 3 (whose tracker it loads alone, without the
+    concept detector); another model is refused, naming those."""
+    resolved = resolve(name_or_path, KINDS, checkpoint_dir)
+    return Sam2VideoSegmenter(resolved.source or resolved.name, device=device, dtype=dtype, name=resolved.name)

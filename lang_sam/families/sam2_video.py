@@ -1,4 +1,10 @@
-"""SAM 2.1 video through transformers (Sam2VideoModel, Sam2VideoProcessor) behind base.VideoSegmenter.
+"""SAM 2.1 video, EdgeTAM video and SAM 3's tracker through transformers (Sam2VideoModel,
+EdgeTamVideoModel, Sam3TrackerVideoModel and their processors) behind base.VideoSegmenter. EdgeTAM
+is SAM 2 with a RepViT backbone and a spatial perceiver compressing each memory, SAM 3's tracker SAM
+2's memory over SAM 3's backbone; their inference sessions and streaming forwards are SAM 2.1
+video's (transformers' classes are copies), so one stream runs all three: only the classes loaded
+and the messages differ (VIDEO_MODELS). Objects are prompted with boxes (add_objects) or clicks
+(add_clicks).
 
 Frames are streamed into one inference session, one at a time. transformers' session keeps every
 frame's pixels and outputs; the model looks back at only its conditioning frames (where an object
@@ -15,34 +21,70 @@ current frame's image features, so the image encoder runs once per frame.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from lang_sam.errors import InvalidPromptError
 from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
+from lang_sam.vocabulary.prompts import ObjectPrompt
 from lang_sam.families.transformers_base import TransformersAdapter
 
 VIDEO_MODEL_TYPE = "sam2_video"
 
 
-class Sam2VideoSegmenter(TransformersAdapter):
-    """SAM 2.1 video from a Hugging Face repo id (facebook/sam2.1-hiera-*) or a save_pretrained
-    folder of a Sam2VideoModel and its Sam2VideoProcessor. Stateless: each start() is one video."""
+@dataclass(frozen=True)
+class VideoModel:
+    """One family the adapter runs: its transformers model and processor classes, its name in
+    messages, its image-only model_type (refused, saying why) and a checkpoint to suggest."""
 
-    family = VIDEO_MODEL_TYPE
-    description = "SAM 2.1 video"
-    model_types = (VIDEO_MODEL_TYPE,)
-    model_class, processor_class = "Sam2VideoModel", "Sam2VideoProcessor"
+    model_class: str
+    processor_class: str
+    title: str
+    image_type: str
+    example: str
+
+
+# config.json's model_type -> the family it is. facebook/sam3 is saved as SAM 3 video (model_type
+# sam3_video, the concept tracker); transformers loads its tracker alone as Sam3TrackerVideoModel,
+# which follows clicked objects as SAM 2.1 video does (the same session and streaming forward).
+VIDEO_MODELS: dict[str, VideoModel] = {
+    VIDEO_MODEL_TYPE: VideoModel("Sam2VideoModel", "Sam2VideoProcessor", "SAM 2.1", "sam2", "facebook/sam2.1-hiera-tiny"),
+    "edgetam_video": VideoModel("EdgeTamVideoModel", "Sam2VideoProcessor", "EdgeTAM", "edgetam",
+                                "yonigozlan/EdgeTAM-hf (lang-sam name: edgetam)"),
+    "sam3_video": VideoModel("Sam3TrackerVideoModel", "Sam3TrackerVideoProcessor", "SAM 3 tracker", "sam3", "facebook/sam3"),
+}
+
+
+class Sam2VideoSegmenter(TransformersAdapter):
+    """SAM 2.1 video, EdgeTAM video or SAM 3's tracker from a Hugging Face repo id
+    (facebook/sam2.1-hiera-*, yonigozlan/EdgeTAM-hf, facebook/sam3) or a save_pretrained folder of a
+    Sam2VideoModel, EdgeTamVideoModel or Sam3VideoModel and its processor (VIDEO_MODELS).
+    Stateless: each start() is one video."""
+
+    description = "SAM 2.1 / EdgeTAM / SAM 3 tracker video"
+    model_types = tuple(VIDEO_MODELS)
     tracks_video = True
     why_not = {mode: "a video model: its repo's image model runs the image modes" for mode in
                ("text_via_detector", "takes_text", "takes_clicks_and_boxes", "segments_everything")}
     why_not |= {"exports_onnx": NOT_ONNX, "fine_tunes": NOT_FINE_TUNED}
 
+    @property
+    def family(self) -> str:
+        return self.model_type
+
+    def _classes(self) -> tuple[str, str, str]:
+        video_model = VIDEO_MODELS[self.model_type]
+        return video_model.model_class, video_model.processor_class, f"{video_model.title} video"
+
     def _refusal(self, source: str, model_type: str) -> str:
-        hint = (" It is an image-only SAM 2 (model_type 'sam2'): it has no memory encoder or memory attention to "
-                "track with." if model_type == "sam2" else "")
-        return (f"{source} holds a {model_type!r} model, not SAM 2.1 video (model_type '{VIDEO_MODEL_TYPE}').{hint} "
-                "Use a SAM 2.1 video checkpoint, e.g. facebook/sam2.1-hiera-tiny.")
+        video_model = next((row for row in VIDEO_MODELS.values() if row.image_type == model_type), VIDEO_MODELS[VIDEO_MODEL_TYPE])
+        hint = (f" It is an image-only {video_model.title} (model_type {model_type!r}): it has no memory encoder or "
+                "memory attention to track with." if model_type == video_model.image_type else "")
+        return (f"{source} holds a {model_type!r} model, not a video model lang-sam tracks with (model_type "
+                f"{', '.join(map(repr, VIDEO_MODELS))}).{hint} Give a video checkpoint of {video_model.title}, e.g. "
+                f"{video_model.example}.")
 
     def start(self, size: tuple[int, int]) -> Sam2VideoStream:
         return Sam2VideoStream(self, size)
@@ -98,6 +140,20 @@ class Sam2VideoStream:
             self.session, frame_idx=self.index, obj_ids=list(ids),  # a copy: the session empties it
             input_boxes=[[np.asarray(boxes[i], np.float32).tolist() for i in ids]])
         masks = self._run()  # objects already tracked run again on this frame: the same masks, computed twice
+        return {i: masks[i] for i in ids}
+
+    @torch.inference_mode()
+    def add_clicks(self, clicks: dict[int, ObjectPrompt]) -> dict[int, np.ndarray]:
+        """Prompt objects with clicks (each prompt's points and labels; pixel xy) on the current frame;
+        their (H, W) bool masks on it, by id. Objects with different numbers of clicks are padded as
+        the processor pads them."""
+        ids = list(clicks)
+        if any(clicks[i].points is None or clicks[i].box is not None or clicks[i].mask_logits is not None for i in ids):
+            raise InvalidPromptError("add_clicks takes points with labels alone for each object; give boxes to add_objects.")
+        self.processor.add_inputs_to_inference_session(
+            self.session, frame_idx=self.index, obj_ids=list(ids),  # a copy: the session empties it
+            input_points=[[clicks[i].points.tolist() for i in ids]], input_labels=[[clicks[i].labels.tolist() for i in ids]])
+        masks = self._run()
         return {i: masks[i] for i in ids}
 
     def remove_objects(self, ids: Sequence[int]) -> None:

@@ -49,6 +49,8 @@ FAMILIES: dict[str, Family] = {
     # EdgeTAM: SAM 2's prompt encoder and mask decoder over a RepViT backbone (timm's repvit_m1) and
     # SAM 2's own processor
     "edgetam": Family("EdgeTamModel", "Sam2Processor", square_frame=True, feature_pyramid=True, description="EdgeTAM"),
+    # EdgeTAM's video model (yonigozlan/EdgeTAM-hf) holds the image model's weights as SAM 2.1's does
+    "edgetam_video": Family("EdgeTamModel", "Sam2Processor", square_frame=True, feature_pyramid=True, description="EdgeTAM"),
 }
 SAM3_TRACKER = Family("Sam3TrackerModel", "Sam3TrackerProcessor", square_frame=True, feature_pyramid=True,
                       description="SAM 3's tracker")

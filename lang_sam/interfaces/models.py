@@ -214,7 +214,7 @@ class ModelPool:
             return segment_everything(image, generator, namer, progress)
 
     def video_segmenter(self, sam_type: str | None = None) -> VideoSegmenter | ConceptTracker:
-        """The video model of sam_type (SAM 2.1 or SAM 3; default: the first such entry this pool
+        """The video model of sam_type (SAM 2.1, EdgeTAM or SAM 3; default: the first such entry this pool
         offers, else sam2.1-hiera-tiny), loaded once."""
         name = self.check(sam_type or self._default_video_type())
         if name not in self.video_types:  # the user's choice, not a failed load: never remembered
@@ -224,7 +224,7 @@ class ModelPool:
 
     @property
     def video_types(self) -> list[str]:
-        """The names this pool offers that track through video (SAM 2.1, SAM 3), in order."""
+        """The names this pool offers that track through video (SAM 2.1, EdgeTAM, SAM 3), in order."""
         return [name for name in self.sam_types
                 if set(resolve(name, IMAGE_SEGMENTER_KINDS, self.settings.checkpoint_dir).kinds) & set(VIDEO_KINDS)]
 

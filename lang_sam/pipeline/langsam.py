@@ -83,8 +83,8 @@ class LangSAM(PipelineModels):
     def track(self, video, prompt: str, video_segmenter=None, **options):
         """Track what prompt names through a video, one lang_sam.families.base.TrackedFrame per frame
         read, with this pipeline's detector and a SAM 2.1 video model, or SAM 3 video alone, with no
-        detector loaded (video_segmenter: a loaded one, a SAM 2.1 or SAM 3 name, a Sam2VideoModel or
-        Sam3VideoModel folder or repo id; default sam2.1-hiera-tiny). options: start, end, stride
+        detector loaded (video_segmenter: a loaded one, a SAM 2.1, EdgeTAM or SAM 3 name, a Sam2VideoModel,
+        EdgeTamVideoModel or Sam3VideoModel folder or repo id; default sam2.1-hiera-tiny). options: start, end, stride
         (lang_sam.video.frames.VideoFrames) and those of lang_sam.video.tracker.track."""
         from lang_sam.video.tracker import open_and_track
 

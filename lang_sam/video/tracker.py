@@ -91,8 +91,8 @@ def open_and_track(
     **options,
 ) -> Iterator[TrackedFrame]:
     """track() with the video read between start and end seconds, every stride-th frame, and the
-    segmenter loaded when given by name: a SAM 2.1 or SAM 3 registry name, a Sam2VideoModel or
-    Sam3VideoModel folder or repo id (default sam2.1-hiera-tiny), on device in dtype. What
+    segmenter loaded when given by name: a SAM 2.1, EdgeTAM or SAM 3 registry name, a Sam2VideoModel,
+    EdgeTamVideoModel or Sam3VideoModel folder or repo id (default sam2.1-hiera-tiny), on device in dtype. What
     LangSAM.track runs."""
     frames = video if isinstance(video, VideoFrames) else VideoFrames(video, start=start, end=end, stride=stride)
     if segmenter is None or isinstance(segmenter, (str, Path)):

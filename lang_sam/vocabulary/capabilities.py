@@ -32,4 +32,4 @@ class Capabilities:
 NOT_ONNX = "lang-sam export-onnx writes SAM v1's mask decoder"
 NOT_FINE_TUNED = "lang-sam finetune trains SAM v1's mask decoder"
 NO_TEXT = "takes boxes and points; a detector turns text into boxes"
-NO_VIDEO = "lang-sam tracks video with SAM 2.1 and SAM 3"
+NO_VIDEO = "lang-sam tracks video with SAM 2.1, EdgeTAM and SAM 3"

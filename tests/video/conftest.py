@@ -84,14 +84,51 @@ def tiny_sam2_video_config(num_maskmem: int = 3, max_object_pointers: int = 4):
     )
 
 
+def tiny_edgetam_video_config():
+    """A tiny random EdgeTAM video config at 128 px on timm's repvit_m1 (EdgeTAM's own backbone), with
+    one memory-attention, perceiver and fuser layer and a 4 x 4 grid of 2D perceiver latents."""
+    from transformers import EdgeTamVideoConfig, TimmWrapperConfig
+
+    size = TINY_VIDEO_SIZE
+    backbone = TimmWrapperConfig(architecture="repvit_m1", do_pooling=False,
+                                 model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]})
+    vision = {"model_type": "edgetam_vision_model", "backbone_config": backbone.to_dict(),
+              "backbone_feature_sizes": [[size // 4] * 2, [size // 8] * 2, [size // 16] * 2]}
+    return EdgeTamVideoConfig(
+        vision_config=vision, prompt_encoder_config={"image_size": size}, image_size=size, num_maskmem=3,
+        max_object_pointers_in_encoder=4, memory_attention_num_layers=1, memory_attention_mlp_hidden_size=64,
+        memory_attention_rope_feat_sizes=[size // 16] * 2, memory_attention_rope_k_sizes=[4, 4],
+        perceiver_resampler_num_latents=16, perceiver_resampler_num_latents_2d=16, perceiver_resampler_num_layers=1,
+        perceiver_resampler_mlp_intermediate_size=64, memory_fuser_num_layers=1, memory_fuser_intermediate_dim=64,
+    )
+
+
 def save_tiny_sam2_video(folder: Path, seed: int = 0, **config) -> Path:
     """A tiny random Sam2VideoModel and its Sam2VideoProcessor saved with save_pretrained in folder."""
     import torch
-    from transformers import Sam2ImageProcessor, Sam2VideoModel, Sam2VideoProcessor
-    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+    from transformers import Sam2VideoModel
 
     torch.manual_seed(seed)
-    model = Sam2VideoModel(tiny_sam2_video_config(**config)).eval()
+    return save_tiny_video_model(folder, Sam2VideoModel(tiny_sam2_video_config(**config)))
+
+
+def save_tiny_edgetam_video(folder: Path, seed: int = 0) -> Path:
+    """A tiny random EdgeTamVideoModel and its Sam2VideoProcessor (as EdgeTAM's repo has it) saved in folder."""
+    import torch
+    from transformers import EdgeTamVideoModel
+
+    torch.manual_seed(seed)
+    return save_tiny_video_model(folder, EdgeTamVideoModel(tiny_edgetam_video_config()))
+
+
+def save_tiny_video_model(folder: Path, model) -> Path:
+    """model (a SAM 2 style video model, just built from a seeded generator) with its zero embeddings
+    drawn at random, and a Sam2VideoProcessor at TINY_VIDEO_SIZE, saved with save_pretrained in folder."""
+    import torch
+    from transformers import Sam2ImageProcessor, Sam2VideoProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+
+    model = model.eval()
     with torch.no_grad():  # zero-initialised embeddings would hide a memory that is never read
         for name, parameter in model.named_parameters():
             if "no_memory" in name or "temporal_positional" in name or "no_object_pointer" in name or "occlusion" in name:
@@ -101,6 +138,33 @@ def save_tiny_sam2_video(folder: Path, seed: int = 0, **config) -> Path:
     Sam2VideoProcessor(Sam2ImageProcessor(size=size, mask_size={"height": TINY_VIDEO_SIZE // 4, "width": TINY_VIDEO_SIZE // 4}),
                        Sam2VideoVideoProcessor(size=size), target_size=TINY_VIDEO_SIZE).save_pretrained(folder)
     return folder
+
+
+def streamed_by_transformers(model, processor, frames: list[np.ndarray],
+                             prompts: dict[int, tuple[list[int], dict]]) -> list[dict[int, np.ndarray]]:
+    """Per frame, {object id: (H, W) mask} from a SAM 2 style transformers video model and its
+    processor alone (the documented streaming loop, in float32, nothing dropped); prompts: frame
+    index -> (object ids, the processor's inputs for them: input_boxes, or input_points and input_labels)."""
+    import torch
+
+    session = processor.init_video_session(inference_device="cpu", dtype=torch.float32)
+    results = []
+    with torch.inference_mode():
+        for index, frame in enumerate(frames):
+            inputs = processor(images=frame, return_tensors="pt")
+            if index in prompts:
+                object_ids, inputs_of_objects = prompts[index]
+                processor.add_inputs_to_inference_session(session, frame_idx=index, obj_ids=object_ids,
+                                                          original_size=frame.shape[:2], **inputs_of_objects)
+            output = model(inference_session=session, frame=inputs["pixel_values"][0])
+            masks = processor.post_process_masks([output.pred_masks], original_sizes=[list(frame.shape[:2])])[0][:, 0]
+            results.append(dict(zip(output.object_ids, masks.numpy())))
+    return results
+
+
+def box_prompt(object_id: int, box: np.ndarray) -> tuple[list[int], dict]:
+    """One object prompted by a pixel xyxy box, as streamed_by_transformers takes it."""
+    return [object_id], {"input_boxes": [[box.tolist()]]}
 
 
 @pytest.fixture(scope="session")

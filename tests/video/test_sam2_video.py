@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lang_sam.errors import ModelLoadError
 from lang_sam.families.loading import load_video_segmenter
 from lang_sam.families.sam2_video import Sam2VideoSegmenter
-from tests.video.conftest import moving_squares
+from tests.video.conftest import box_prompt, moving_squares, streamed_by_transformers
 
 FRAMES = 12
 FIRST_BOX = np.array([2, 4, 14, 16], np.float32)  # the red square on frame 0
@@ -33,19 +32,8 @@ def reference(tiny_video_dir):
 
     model = Sam2VideoModel.from_pretrained(tiny_video_dir).eval()
     processor = Sam2VideoProcessor.from_pretrained(tiny_video_dir)
-    session = processor.init_video_session(inference_device="cpu", dtype=torch.float32)
-    results = []
-    with torch.inference_mode():
-        for index, frame in enumerate(moving_squares(FRAMES)):
-            inputs = processor(images=frame, return_tensors="pt")
-            prompts = {0: (1, FIRST_BOX), LATE_FRAME: (2, LATE_BOX)}.get(index)
-            if prompts is not None:
-                processor.add_inputs_to_inference_session(session, frame_idx=index, obj_ids=[prompts[0]],
-                                                          input_boxes=[[prompts[1].tolist()]], original_size=frame.shape[:2])
-            output = model(inference_session=session, frame=inputs["pixel_values"][0])
-            masks = processor.post_process_masks([output.pred_masks], original_sizes=[list(frame.shape[:2])])[0][:, 0]
-            results.append(dict(zip(output.object_ids, masks.numpy())))
-    return results
+    return streamed_by_transformers(model, processor, moving_squares(FRAMES),
+                                    {0: box_prompt(1, FIRST_BOX), LATE_FRAME: box_prompt(2, LATE_BOX)})
 
 
 def next_frame(stream, index: int, frame: np.ndarray) -> dict[int, np.ndarray]:

@@ -43,7 +43,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The settings every subcommand reads alike: flag, then environment variable, then default."""
     parser.add_argument("--sam-type", help="vit_h, vit_l, vit_b, sam2.1-hiera-tiny|small|base-plus|large, sam-hq-vit-base|large|huge, "
-                        "sam3 (text prompts, no detector), or NAME for NAME.pth or a transformers folder NAME in the checkpoint "
+                        "edgetam, sam3 (text prompts, no detector), or NAME for NAME.pth or a transformers folder NAME in the checkpoint "
                         "folder; `lang-sam models` lists them ($LANG_SAM_SAM_TYPE; default vit_h, or what --sam-checkpoint holds)")
     parser.add_argument("--detector", help="a detector name (grounding-dino-*, mm-grounding-dino-*, owlv2-*: `lang-sam models`), "
                         f"a repo id or folder of one of those families, or an IDEA .pth ($LANG_SAM_DETECTOR; default {DEFAULT_DETECTOR})")

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         NAME,
         help="track what a text prompt names through a video",
         description="Detect the prompt's classes on the first frame and every --redetect-every frames, follow each "
-        "object with SAM 2.1 video in between, and write OUT/NAME.mp4 (masks, boxes and \"#id label\" drawn in each "
+        "object with SAM 2.1 video (or EdgeTAM's: --sam-type edgetam) in between, and write OUT/NAME.mp4 (masks, boxes and \"#id label\" drawn in each "
         "track's colour, the input's frame times kept) and OUT/NAME.jsonl (a line per frame: frame index, time, and "
         "per object id, label, score, box, COCO RLE mask), each through a temporary file renamed at the end. A "
         "track unseen for --max-lost frames ends; an object seen again later gets a new id. VIDEO: a video file or "
