@@ -2,20 +2,24 @@
 
 For each side (default 5,000, 10,000 and 20,000 pixels), an RGB GeoTIFF of that size is built
 window by window from the shared photos (../shared/data/demo-images, repeated and cut at random
-positions; tiled 512 x 512, deflate), then a fresh process loads SAM vit_b (random weights, its
-true size) and the tests' tiny random Grounding DINO, runs one 1,024-pixel tile as a warm-up and
+positions; tiled 512 x 512, deflate), then a fresh process loads a SAM with random weights
+(--sam vit_b: its true size; --sam tiny: the tests' tiny SAM, 192 wide and 2 blocks, so that the
+scaling can be measured on a CPU) and the tests' tiny random Grounding DINO, runs one 1,024-pixel
+tile as a warm-up and
 takes its peak RSS as the models' own, then runs lang_sam.tiling.segment_tiles over the whole
 raster (RasterReader windows, tile 1024, overlap 128, box and text thresholds 0 and at most
 --per-tile boxes per tile, so that every tile gives objects to merge) and writes the label
-GeoTIFF and a GeoPackage. Reported: tiles, seconds per tile, peak RSS above the models' own
-(flat from side to side when memory is bounded), objects, and the seconds the outputs took.
+GeoTIFF and a GeoPackage (--no-outputs leaves them out). Reported: tiles, seconds per tile, peak
+RSS above the models' own (flat from side to side when memory is bounded), objects, the seconds the
+outputs took, and each side's ratios to the first: tiles, total seconds, seconds per tile.
 
 SAHI's own sliced prediction is not compared: sahi requires opencv-python, which clashes with
 the opencv-python-headless lang-sam's supervision brings, and its sliced prediction has no SAM
 mask path to run lang-sam's models through.
 
-    python bench/bench_tiling.py --sides 2048,4096          # the quick run (CPU: minutes)
-    python bench/bench_tiling.py --sides 5000,10000,20000   # the issue's figures (a GPU: --device cuda)
+    python bench/bench_tiling.py --sides 2048,4096                      # the quick run (CPU: minutes)
+    python bench/bench_tiling.py --sam tiny --sides 5000,10000,20000    # the scaling on a CPU
+    python bench/bench_tiling.py --sides 5000,10000,20000               # the issue's figures (a GPU: --device cuda)
 """
 
 from __future__ import annotations
@@ -62,15 +66,17 @@ def build_raster(path: Path, side: int) -> None:
             dataset.write(strip.transpose(2, 0, 1), window=rasterio.windows.Window(0, top, side, height))
 
 
-def save_models(folder: Path) -> None:
-    """vit_b with random weights (Meta's format) and the tests' tiny random Grounding DINO with its processor."""
+def save_models(folder: Path, sam: str) -> None:
+    """SAM (vit_b or the tests' tiny one) with random weights as folder/SAM.pth (Meta's format) and the
+    tests' tiny random Grounding DINO with its processor."""
     from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
 
     from lang_sam.segmenter import build_sam_vit_b
-    from tests.conftest import bert_vocab_path, tiny_grounding_dino
+    from tests.conftest import TINY_A, TINY_SAMS, bert_vocab_path, random_sam_state_dict, tiny_grounding_dino
 
     torch.manual_seed(0)
-    torch.save(build_sam_vit_b().state_dict(), folder / "vit_b.pth")
+    weights = build_sam_vit_b().state_dict() if sam == "vit_b" else random_sam_state_dict(TINY_SAMS[TINY_A])
+    torch.save(weights, folder / f"{sam}.pth")
     tiny_grounding_dino().save_pretrained(folder / "detector")
     tokenizer = BertTokenizer(vocab=str(bert_vocab_path()), do_lower_case=True)
     GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer).save_pretrained(folder / "detector")
@@ -80,13 +86,13 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(raster: Path, models: Path, device: str, per_tile: int) -> None:
+def child(raster: Path, models: Path, sam: str, device: str, per_tile: int, outputs: bool) -> None:
     """One run in this process: print tiles, seconds, peak RSS (models' own and the run's) as one JSON line."""
     from lang_sam.pipeline import LangSAM
     from lang_sam.tiling import RasterReader, Window, segment_tiles
     from lang_sam.tiling.outputs import write_label_raster, write_vectors
 
-    model = LangSAM(sam_checkpoint=models / "vit_b.pth", detector=models / "detector", device=device, dtype="float32")
+    model = LangSAM(sam_checkpoint=models / f"{sam}.pth", detector=models / "detector", device=device, dtype="float32")
     options = {"box_threshold": 0.0, "text_threshold": 0.0, "max_detections": per_tile}
     tiles = []
     with RasterReader(raster) as reader:
@@ -96,10 +102,11 @@ def child(raster: Path, models: Path, device: str, per_tile: int) -> None:
         found = segment_tiles(model, reader, PROMPT, progress=lambda done, total: tiles.append(total), **options)
         seconds = time.perf_counter() - started
         written = time.perf_counter()
-        with tempfile.TemporaryDirectory() as out:
-            write_label_raster(Path(out) / "labels.tif", found, reader.transform, reader.crs)
-            write_vectors(Path(out) / "objects.gpkg", found, reader.transform, reader.crs)
-        outputs_seconds = time.perf_counter() - written
+        if outputs:
+            with tempfile.TemporaryDirectory() as out:
+                write_label_raster(Path(out) / "labels.tif", found, reader.transform, reader.crs)
+                write_vectors(Path(out) / "objects.gpkg", found, reader.transform, reader.crs)
+        outputs_seconds = time.perf_counter() - written if outputs else float("nan")
     print(json.dumps({"tiles": tiles[-1], "seconds": seconds, "models_mb": models_mb, "peak_mb": peak_mb(),
                       "objects": len(found), "outputs_seconds": outputs_seconds}))
 
@@ -107,29 +114,39 @@ def child(raster: Path, models: Path, device: str, per_tile: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sides", default="5000,10000,20000", help="raster sides in pixels, comma separated")
+    parser.add_argument("--sam", choices=("vit_b", "tiny"), default="vit_b",
+                        help="random SAM: vit_b (its true size) or the tests' tiny one (the scaling on a CPU)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-outputs", dest="outputs", action="store_false", help="leave out the label raster and GeoPackage")
     parser.add_argument("--per-tile", type=int, default=5, help="boxes kept per tile (max_detections)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--models", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.child, args.models, args.device, args.per_tile)
+        child(args.child, args.models, args.sam, args.device, args.per_tile, args.outputs)
         return
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        save_models(folder)
-        print(f"vit_b (random) + tiny random Grounding DINO, tile 1024, overlap 128, {args.per_tile} boxes a tile, "
+        save_models(folder, args.sam)
+        print(f"{args.sam} SAM (random) + tiny random Grounding DINO, tile 1024, overlap 128, {args.per_tile} boxes a tile, "
               f"on {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-        print(f"{'side':>6} {'tiles':>6} {'s/tile':>7} {'models MB':>10} {'peak MB':>8} {'above MB':>9} {'objects':>8} {'outputs s':>10}")
+        print(f"{'side':>6} {'tiles':>6} {'s/tile':>7} {'models MB':>10} {'peak MB':>8} {'above MB':>9} {'objects':>8} {'outputs s':>10}"
+              f" {'x tiles':>8} {'x time':>7} {'x s/tile':>9}")
+        first = None
         for side in (int(value) for value in args.sides.split(",")):
             raster = folder / f"{side}.tif"
             build_raster(raster, side)
-            output = subprocess.run([sys.executable, __file__, "--child", str(raster), "--models", str(folder), "--device",
-                                     args.device, "--per-tile", str(args.per_tile)], check=True, capture_output=True, text=True)
+            output = subprocess.run([sys.executable, __file__, "--child", str(raster), "--models", str(folder), "--sam", args.sam,
+                                     "--device", args.device, "--per-tile", str(args.per_tile),
+                                     *([] if args.outputs else ["--no-outputs"])], check=True, capture_output=True, text=True)
             row = json.loads(output.stdout.strip().splitlines()[-1])
             raster.unlink()
-            print(f"{side:>6} {row['tiles']:>6} {row['seconds'] / row['tiles']:>7.2f} {row['models_mb']:>10.0f} "
-                  f"{row['peak_mb']:>8.0f} {row['peak_mb'] - row['models_mb']:>9.0f} {row['objects']:>8} {row['outputs_seconds']:>10.1f}")
+            first = first or row
+            per_tile = row["seconds"] / row["tiles"]
+            print(f"{side:>6} {row['tiles']:>6} {per_tile:>7.2f} {row['models_mb']:>10.0f} "
+                  f"{row['peak_mb']:>8.0f} {row['peak_mb'] - row['models_mb']:>9.0f} {row['objects']:>8} {row['outputs_seconds']:>10.1f}"
+                  f" {row['tiles'] / first['tiles']:>8.2f} {row['seconds'] / first['seconds']:>7.2f}"
+                  f" {per_tile / (first['seconds'] / first['tiles']):>9.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class LabelJob:
     text_threshold: float = TEXT_THRESHOLD
     max_detections: int | None = None
     everything: dict[str, Any] | None = None  # segment everything: the generator's options and "semantic"
+    tiling: dict[str, Any] | None = None  # rasters of any size, tile by tile: "tile", "overlap", "bands" (lang_sam.tiling)
 
     @property
     def progress_dir(self) -> Path:
@@ -81,7 +82,8 @@ class LabelJob:
         manifest_path = self.progress_dir / "job.json"
         manifest = {"files": list(self.files), "classes": list(self.classes), "chunk_size": self.chunk_size,
                     "batch_size": self.batch_size, "box_threshold": self.box_threshold, "text_threshold": self.text_threshold,
-                    "max_detections": self.max_detections, "everything": self.everything, "models": models}
+                    "max_detections": self.max_detections, "everything": self.everything, "models": models,
+                    **({"tiling": self.tiling} if self.tiling else {})}  # untiled runs keep their manifests as they were
         if manifest_path.is_file():
             found = json.loads(manifest_path.read_text())
             if found.get("models") != models and {**found, "models": None} == {**manifest, "models": None}:
@@ -201,6 +203,26 @@ def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) ->
     return {"records": [records[name] for name, _ in readable], "failed": failed}
 
 
+def label_tiled_chunk(model, job: LabelJob, names: tuple[str, ...]) -> dict[str, Any]:
+    """A chunk of rasters (local files) labelled tile by tile with lang_sam.tiling: each read window by
+    window, never decoded whole; records and failures as label_chunk's."""
+    from lang_sam.results import LangSAMResult
+    from lang_sam.tiling import RasterReader, segment_tiles
+
+    records, failed = [], []
+    for name in names:
+        try:
+            with RasterReader(Path(job.images_root) / name, job.tiling["bands"]) as reader:
+                found = segment_tiles(model, reader, ", ".join(job.classes), job.tiling["tile"], job.tiling["overlap"],
+                                      box_threshold=job.box_threshold, text_threshold=job.text_threshold,
+                                      max_detections=job.max_detections)
+        except InvalidImageError as error:
+            failed.append({"file_name": name, "error": str(error)})
+            continue
+        records.append({"file_name": name, **LangSAMResult.of(found).to_json()})
+    return {"records": records, "failed": failed}
+
+
 def labeling_model(job: LabelJob, settings: Settings):
     """The models a job runs: LangSAM for classes, or the everything labeler (prepare, label)."""
     if job.everything is not None:
@@ -229,9 +251,10 @@ def run_local(job: LabelJob, settings: Settings, workers: int = 2, show_progress
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
         total=len(job.files), initial=len(job.files) - len(names), desc="lang-sam label", unit="image", disable=not show_progress
     ) as progress:
-        stream = prepared_ahead(pool, model, job.images_root, names, job.chunk_size, stats)
+        stream = None if job.tiling else prepared_ahead(pool, model, job.images_root, names, job.chunk_size, stats)
         for index in pending:
-            chunk = label_chunk(model, job, chunks[index], list(islice(stream, len(chunks[index]))))
+            chunk = (label_tiled_chunk(model, job, chunks[index]) if stream is None else
+                     label_chunk(model, job, chunks[index], list(islice(stream, len(chunks[index])))))
             job.commit(index, chunk)
             stats.failed.extend(chunk["failed"])
             stats.images += len(chunks[index])

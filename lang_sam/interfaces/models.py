@@ -200,6 +200,15 @@ class ModelPool:
         with self._predicting:
             return pipeline.predict(images, prompts, **options)
 
+    def tiles(self, reader, prompt: str, sam_type: str | None = None, detector: str | None = None, **options) -> Detections:
+        """lang_sam.tiling.segment_tiles (reader: a TileReader; options: its tile, overlap, progress
+        and LangSAM.predict's) on the pipeline of sam_type and detector, one call at a time, like predict."""
+        from lang_sam.tiling import segment_tiles
+
+        pipeline = self.get(sam_type, detector)
+        with self._predicting:
+            return segment_tiles(pipeline, reader, prompt, **options)
+
     def everything(self, image, sam_type: str | None = None, progress=None, semantic: str | None = None,
                    **generator_options) -> Detections:
         """segment_everything with SamAutomaticMaskGenerator(**generator_options) on the segmenter of

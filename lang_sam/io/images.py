@@ -30,11 +30,11 @@ def load_image(image: ImageInput, max_pixels: int | None = None) -> np.ndarray:
     if isinstance(image, bytes):
         return _from_pil(_open(io.BytesIO(image), "The uploaded image", max_pixels))
     if isinstance(image, Image.Image):
-        _check_size(image.size, "The image", max_pixels)
+        check_size(image.size, "The image", max_pixels)
         return _from_pil(image)
     if isinstance(image, np.ndarray):
         if image.ndim >= 2:
-            _check_size(image.shape[1::-1], "The image array", max_pixels)
+            check_size(image.shape[1::-1], "The image array", max_pixels)
         return _from_array(image)
     raise InvalidImageError(f"Expected an image path, bytes, a PIL image or a numpy array, got {type(image).__name__}.")
 
@@ -44,7 +44,7 @@ def _open(source: Path | io.BytesIO, name: str, max_pixels: int | None) -> Image
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
-            _check_size(image.size, name, max_pixels)
+            check_size(image.size, name, max_pixels)
             image.load()
     except InvalidImageError:
         raise
@@ -57,7 +57,8 @@ def _open(source: Path | io.BytesIO, name: str, max_pixels: int | None) -> Image
     return image
 
 
-def _check_size(size: tuple[int, int], name: str, max_pixels: int | None) -> None:
+def check_size(size: tuple[int, int], name: str, max_pixels: int | None) -> None:
+    """Refuse an image of (width, height) pixels over max_pixels (None: no limit), naming it by name."""
     width, height = size
     if max_pixels is not None and width * height > max_pixels:
         raise InvalidImageError(f"{name} has {width}x{height} pixels, more than the limit of {max_pixels}; resize it first.")

@@ -94,6 +94,17 @@ def write_vectors(path: str | Path, detections: Detections, transform: Any = Non
     _write_through_temporary(path, lambda temporary: table.to_file(temporary, driver=driver, engine="pyogrio"))
 
 
+def geojson(detections: Detections, transform: Any = None, crs: Any = None) -> dict[str, Any]:
+    """write_vectors' GeoJSON as a dict (a FeatureCollection naming its CRS in "crs", as GDAL writes
+    it), for answers that are not files (the server's format=geojson)."""
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="lang-sam-geojson-") as folder:
+        path = Path(folder) / "objects.geojson"
+        write_vectors(path, detections, transform, crs)
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
 def preview(reader: TileReader, detections: Detections, longest_side: int = PREVIEW_SIDE) -> np.ndarray:
     """(h, w, 3) uint8: the image shrunk to longest_side, each object's pixels blended with its own
     colour (largest first), sampled from each mask's crop (nearest pixel)."""

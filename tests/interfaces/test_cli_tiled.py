@@ -104,3 +104,38 @@ def test_a_truncated_raster_is_skipped_with_a_message_and_nothing_half_written(r
     error = capsys.readouterr().err
     assert code == 1 and "skipped" in error and "broken.tif" in error and "1 of 2 rasters written" in error
     assert sorted(path.name for path in out.iterdir()) == ["scene.gpkg", "scene.json", "scene.labels.tif", "scene.png"]
+
+
+def test_label_tiled_writes_coco_and_yolo_of_what_the_library_finds(raster, tmp_path, sam_files, tiny_detector_dir):
+    """lang-sam label --tile on a folder of rasters: COCO masks are segment_tiles' for the same run,
+    a YOLO label file per raster, and a truncated raster listed as unreadable."""
+    from pycocotools import mask as mask_utils
+
+    from lang_sam.pipeline import LangSAM
+    from lang_sam.tiling import RasterReader, segment_tiles
+
+    (raster.parent / "broken.tif").write_bytes(raster.read_bytes()[:3000])
+    out = tmp_path / "labelled"
+    code = main(["label", str(raster.parent), "--classes", "roof, tree", "--tile", "256", "--overlap", "32", "--bands", "4,3,2",
+                 "--yolo", "--out", str(out), "--max-detections", "3", "--box-threshold", "0", "--text-threshold", "0",
+                 *models(sam_files, tiny_detector_dir)])
+    assert code == 0
+    model = LangSAM(sam_checkpoint=sam_files[0], detector=tiny_detector_dir, device="cpu", dtype="float32")
+    with RasterReader(raster, bands=(4, 3, 2)) as reader:
+        expected = segment_tiles(model, reader, "roof, tree", 256, 32, max_detections=3, box_threshold=0.0, text_threshold=0.0)
+    coco = json.loads((out / "annotations.json").read_text())
+    assert coco["images"] == [{"id": 1, "file_name": "scene.tif", "height": 240, "width": 420}]
+    assert [category["name"] for category in coco["categories"]] == ["roof", "tree"]
+    annotations = coco["annotations"]
+    assert len(annotations) == len(expected) > 3, "more objects than one tile's --max-detections: every tile ran"
+    for annotation, mask, label in zip(annotations, expected.dense_masks(), expected.labels):
+        rle = {"size": annotation["segmentation"]["size"], "counts": annotation["segmentation"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), mask) and coco["categories"][annotation["category_id"] - 1]["name"] == label
+    report = json.loads((out / "report.json").read_text())
+    assert [failure["file_name"] for failure in report["unreadable"]] == ["broken.tif"] and "cannot be read" in report["unreadable"][0]["error"]
+    assert (out / "dataset.yaml").is_file() and (out / "labels" / "scene.txt").read_text().strip()
+
+
+def test_label_tile_refuses_what_it_does_not_take(raster, tmp_path, capsys):
+    code = main(["label", str(raster.parent), "--everything", "--tile", "256", "--out", str(tmp_path / "out")])
+    assert code != 0 and "--tile labels a local folder of rasters with --classes" in capsys.readouterr().err

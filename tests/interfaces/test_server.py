@@ -714,3 +714,53 @@ def test_rle_counts_are_read_as_pycocotools_writes_them():
             runs = rle_run_lengths(counts)
             rebuilt = np.repeat(np.arange(len(runs)) % 2, runs).reshape(width, height).T
             assert np.array_equal(rebuilt, mask)
+
+
+def test_a_geotiff_upload_is_answered_with_the_tiling_writers_geojson(server, service_models, tmp_path):
+    """format=geojson: a small GeoTIFF (UTM, 0.5 m pixels) segmented in 256-pixel tiles by the server
+    answers what lang_sam.tiling's GeoJSON writer writes for the same run here; bad rasters and
+    tilings get a 4xx that says why."""
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    from lang_sam.pipeline import LangSAM
+    from lang_sam.tiling import RasterReader, segment_tiles
+    from lang_sam.tiling.outputs import write_vectors
+    from tests.conftest import synthetic_image
+
+    _, url, _ = server
+    path = tmp_path / "small.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=420, height=300, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(500000.0, 4100000.0, 0.5, 0.5)) as dataset:
+        dataset.write(synthetic_image(300, 420, seed=3).transpose(2, 0, 1))
+
+    def post(raster: bytes, **fields) -> httpx.Response:
+        return httpx.post(f"{url}/predict", files={"image": ("small.tif", raster, "image/tiff")}, timeout=300,
+                          data={"prompt": "car, tree", "format": "geojson", "tile": "256", "overlap": "32", **LOOSE, **fields})
+
+    response = post(path.read_bytes())
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/geo+json")
+    answer = response.json()
+    model = LangSAM(sam_checkpoint=service_models[0] / f"{TINY_A}.pth", detector=service_models[1], device="cpu", dtype="float32")
+    with RasterReader(path) as reader:
+        found = segment_tiles(model, reader, "car, tree", tile=256, overlap=32, box_threshold=0.0, text_threshold=0.0,
+                              max_detections=4)
+        write_vectors(tmp_path / "objects.geojson", found, reader.transform, reader.crs)
+    expected = json.loads((tmp_path / "objects.geojson").read_text())
+    assert answer["type"] == "FeatureCollection" and f"SAM {TINY_A}" in answer["model"]
+    assert answer["crs"] == expected["crs"] and answer["crs"]["properties"]["name"].endswith("EPSG::32633")
+    assert len(answer["features"]) == len(found) > 1 and answer["features"] == expected["features"]
+    properties = [feature["properties"] for feature in answer["features"]]
+    assert [p["id"] for p in properties] == found.data["object_id"].tolist() and {"label", "box_score", "mask_score", "area"} <= properties[0].keys()
+
+    truncated = post(path.read_bytes()[:2000])
+    assert truncated.status_code == 400 and "cannot be read" in truncated.json()["detail"], truncated.text
+    assert "overlap must be" in post(path.read_bytes(), overlap="200").json()["detail"]
+    everything = post(path.read_bytes(), mode="everything", points_per_side="2")
+    assert everything.status_code == 422 and "answers json or png" in everything.json()["detail"]
+    large = tmp_path / "large.tif"
+    with rasterio.open(large, "w", driver="GTiff", width=2000, height=1500, count=1, dtype="uint8", compress="deflate") as dataset:
+        dataset.write(np.zeros((1, 1500, 2000), np.uint8))
+    too_many_pixels = post(large.read_bytes())
+    assert too_many_pixels.status_code == 400 and "2000x1500 pixels" in too_many_pixels.json()["detail"], too_many_pixels.text

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lang_sam.errors import InvalidOptionError
-from lang_sam.interfaces.cli import common
+from lang_sam.interfaces.cli import common, tiled
 from lang_sam.io.files import check_output_file, check_output_folder
 
 NAME = "label"
@@ -20,7 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Label every image under IMAGES (a folder, or a URI such as s3://bucket/photos with "
         "--engine ray) with the given classes. Writes OUT/annotations.json (COCO instance segmentation: RLE "
         "masks, scores, image sizes), OUT/report.json (unreadable images) and, with --yolo, an Ultralytics YOLO "
-        "segmentation dataset (OUT/dataset.yaml, labels/, train.txt, val.txt, images: a link to IMAGES). Progress is committed in chunks: run the same command again to continue a stopped run.",
+        "segmentation dataset (OUT/dataset.yaml, labels/, train.txt, val.txt, images: a link to IMAGES). Progress is committed in chunks: run the same command again to continue a stopped run. "
+        "With --tile, each image is read as a raster of any size (GeoTIFF, ...) window by window and labelled tile by tile.",
     )
     label.add_argument("images", help="folder of images (or a URI pyarrow reads, with --engine ray)")
     label.add_argument("--classes", "-c", help='classes separated by commas, e.g. "car, wheel" (or --everything)')
@@ -52,7 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        "(default: /data/local-files/?d=FOLDER/, FOLDER being IMAGES' name, for Label Studio started with "
                        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=IMAGES' parent)")
     common.add_pipeline_arguments(label)
-    label.add_argument("--max-detections", type=int, help="keep only the best N boxes per image")
+    label.add_argument("--max-detections", type=int, help="keep only the best N boxes per image (per tile with --tile)")
+    tiled.add_tiling_arguments(label, prompts=False, outputs=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +90,7 @@ def _label(args: argparse.Namespace) -> int:
         raise InvalidOptionError('Name the classes to label (--classes "car, wheel"), or label every mask (--everything).')
     job = LabelJob(
         args.images, tuple(list_images(args.images)), classes, args.out, args.chunk_size, args.batch_size,
-        args.box_threshold, args.text_threshold, args.max_detections, everything,
+        args.box_threshold, args.text_threshold, args.max_detections, everything, _tiling(args),
     )
     if not job.files:
         raise InvalidOptionError(f"No images found under {args.images}.")
@@ -113,6 +115,18 @@ def _label(args: argparse.Namespace) -> int:
     print(f"lang-sam: {report['labelled']} of {report['images']} images labelled, {report['detections']} detections, "
           f"{len(report['unreadable'])} unreadable (listed in {args.out / 'report.json'})", file=sys.stderr)
     return 0
+
+
+def _tiling(args: argparse.Namespace) -> dict | None:
+    """LabelJob's tiling with --tile: classes over local rasters, tile by tile (lang_sam.tiling), else None."""
+    tiles = tiled.tiling(args)
+    if tiles is None:
+        return None
+    if args.everything or args.label_studio or args.engine == "ray" or args.ray_address or "://" in args.images:
+        raise InvalidOptionError("--tile labels a local folder of rasters with --classes on this machine; it does not "
+                                 "take --everything, --label-studio or Ray yet: leave those out, or --tile.")
+    bands = tiled.bands(args)
+    return {"tile": tiles[0], "overlap": tiles[1], "bands": None if bands is None else list(bands)}
 
 
 def _label_studio_config(args: argparse.Namespace, classes: list[str]):

@@ -17,14 +17,17 @@ from lang_sam.interfaces.cli.image_outputs import write_outputs
 VECTOR_SUFFIXES = {"gpkg": ".gpkg", "geojson": ".geojson", "shp": ".shp"}
 
 
-def add_tiling_arguments(parser: argparse.ArgumentParser, prompts: bool) -> None:
-    """--tile (tiled mode), --overlap, --bands, --vectors; with prompts, --region and --map-coordinates."""
+def add_tiling_arguments(parser: argparse.ArgumentParser, prompts: bool, outputs: bool = True) -> None:
+    """--tile (tiled mode), --overlap, --bands; with outputs, --vectors (predict and everything write
+    rasters and polygons; label writes its datasets); with prompts, --region and --map-coordinates."""
     tiling = parser.add_argument_group("images of any size (tiled; needs pip install 'lang-sam[geo]')")
-    tiling.add_argument("--tile", metavar="PIXELS", help="run tile by tile, TILE pixels a side at the models' full resolution, and write "
-                        "NAME.labels.tif, NAME.gpkg (--vectors), NAME.png (a preview) and NAME.json ($LANG_SAM_TILE; e.g. 1024)")
+    writes = ", and write NAME.labels.tif, NAME.gpkg (--vectors), NAME.png (a preview) and NAME.json" if outputs else ""
+    tiling.add_argument("--tile", metavar="PIXELS", help=f"run tile by tile, TILE pixels a side at the models' full resolution{writes} "
+                        "($LANG_SAM_TILE; e.g. 1024)")
     tiling.add_argument("--overlap", dest="tile_overlap", metavar="PIXELS", help="pixels shared by neighbouring tiles ($LANG_SAM_TILE_OVERLAP; default 128)")
     tiling.add_argument("--bands", help='the raster bands shown as red, green, blue, e.g. "4,3,2", or one band (default 1,2,3)')
-    tiling.add_argument("--vectors", default="gpkg", help="polygon formats, of gpkg, geojson, shp (default: %(default)s)")
+    if outputs:
+        tiling.add_argument("--vectors", default="gpkg", help="polygon formats, of gpkg, geojson, shp (default: %(default)s)")
     if prompts:
         tiling.add_argument("--region", help='segment only in this box, "x0,y0,x1,y1" (pixels, or map units with --map-coordinates)')
         tiling.add_argument("--map-coordinates", action="store_true", help="--boxes and --region are in the raster's CRS, not pixels")
@@ -45,7 +48,8 @@ def tiling(args: argparse.Namespace) -> tuple[int, int] | None:
     tile = _whole_number(settings.tile, "--tile")
     overlap = OVERLAP if settings.tile_overlap is None else _whole_number(settings.tile_overlap, "--overlap")
     check_tiling(tile, overlap)
-    vector_formats(args)
+    if hasattr(args, "vectors"):  # label has none: it writes datasets
+        vector_formats(args)
     return tile, overlap
 
 

@@ -22,7 +22,7 @@ from lang_sam.interfaces.models import ModelPool, served_detectors, served_sam_t
 from lang_sam.segmenter.embedding_store import DEFAULT_CAPACITY, EmbeddingStore
 from lang_sam.interfaces.server.cancel import RequestCancelled, ServerFiles
 from lang_sam.interfaces.server.validation import (
-    DecodeRequest, EmbedRequest, EverythingRequest, Limits, PredictRequest, Rejected, parse_request,
+    DecodeRequest, EmbedRequest, EverythingRequest, Limits, PredictRequest, RasterRequest, Rejected, parse_request,
 )
 from lang_sam.pipeline import image_key
 from lang_sam.results import LangSAMResult
@@ -118,6 +118,8 @@ class LangSAMAPI(ls.LitAPI):
         if isinstance(output, Rejected):
             return JSONResponse({"detail": output.detail}, status_code=output.status)
         request, result, model = output
+        if isinstance(request, RasterRequest):
+            return JSONResponse({**result, "model": model}, media_type="application/geo+json")
         if isinstance(request, EmbedRequest):
             image_id, cached = result
             height, width = request.image.shape[:2]
@@ -158,6 +160,8 @@ def predict_batch(pool: ModelPool, inputs: list, store: EmbeddingStore, files: S
             groups.setdefault(item.options, []).append(index)
         elif isinstance(item, EverythingRequest):
             outputs[index] = _answer(item, partial(_everything, pool, item, files), pool)
+        elif isinstance(item, RasterRequest):
+            outputs[index] = _answer(item, partial(_raster, pool, item, files), pool)
         elif isinstance(item, EmbedRequest):
             outputs[index] = _answer(item, partial(_embed, pool, store, item), pool)
         elif isinstance(item, DecodeRequest):
@@ -195,6 +199,35 @@ def _everything(pool: ModelPool, request: EverythingRequest, files: ServerFiles 
     try:
         return pool.everything(request.image, request.sam_type, progress=stop_if_cancelled, semantic=request.semantic,
                                **request.generator_options)
+    finally:
+        if files is not None:
+            files.forget(request.token)
+
+
+def _raster(pool: ModelPool, request: RasterRequest, files: ServerFiles | None) -> dict[str, Any]:
+    """The uploaded raster segmented in tiles, as lang_sam.tiling.outputs.geojson (its CRS named);
+    RequestCancelled at the first tile after its client left. The upload is a temporary file while it runs."""
+    import tempfile
+    from pathlib import Path
+
+    from lang_sam.io.images import check_size
+    from lang_sam.tiling import RasterReader
+    from lang_sam.tiling.outputs import geojson
+
+    def stop_if_cancelled(done: int, total: int) -> None:
+        if files is not None and files.cancelled(request.token):
+            LOGGER.info("lang-sam: a format=geojson client left after %d of %d tiles; its work stopped", done, total)
+            raise RequestCancelled("The client left before the answer was ready; its work stopped.")
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="lang-sam-raster-") as folder:
+            path = Path(folder) / "upload"
+            path.write_bytes(request.raster)
+            with RasterReader(path) as reader:
+                check_size((reader.width, reader.height), "The uploaded raster", request.max_pixels)
+                found = pool.tiles(reader, request.prompt, request.sam_type, request.detector, tile=request.tile,
+                                   overlap=request.overlap, progress=stop_if_cancelled, **request.options)
+                return geojson(found, reader.transform, reader.crs)
     finally:
         if files is not None:
             files.forget(request.token)
@@ -246,7 +279,7 @@ def _prompts(user_prompts: dict, image_size: tuple[int, int]) -> dict:
 def _answer(request, compute, pool: ModelPool):
     """(request, what compute() returns, the model's description), or the Rejected that says why not."""
     try:
-        detector = request.detector if isinstance(request, PredictRequest) else None
+        detector = request.detector if isinstance(request, (PredictRequest, RasterRequest)) else None
         semantic = request.semantic if isinstance(request, EverythingRequest) else None
         return request, compute(), pool.describe(request.sam_type, detector, semantic)
     except _UnknownImage as error:

@@ -4,7 +4,7 @@ to the /predict worker as its modes (one model worker serves all three, its mode
 POST /track gets the size check with the video limit, and TrackRequestCheck.
 
 The guard also watches the connection of the requests whose work can be cancelled (/track, and
-/predict mode=everything): it gives each a token (cancel.py) and, when the client leaves before
+/predict mode=everything or format=geojson): it gives each a token (cancel.py) and, when the client leaves before
 its answer is complete, raises the token's flag, which the worker looks at before each frame or
 point batch. LitServe itself never tells a worker."""
 
@@ -75,7 +75,7 @@ class RequestGuard:
             await self._run_cancellable(scope, content_type, body, receive, send)
             return
         try:
-            mode_given = await _check_body(scope, content_type, body)
+            mode_given, format_given = await _check_body(scope, content_type, body)
             mode = MODE_PATHS.get(scope["path"])
             if mode is not None:  # the /predict worker, told the mode the path names
                 if mode_given not in (None, "", mode):
@@ -85,7 +85,7 @@ class RequestGuard:
         except _Unreadable as error:
             await _send_error(send, error.status, error.detail)
             return
-        if mode is None and mode_given == "everything":
+        if mode is None and (mode_given == "everything" or format_given == "geojson"):  # tile by tile or batch by batch
             await self._run_cancellable(scope, content_type, body, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
@@ -197,9 +197,9 @@ class _Unreadable(Exception):
         self.status, self.detail = status, detail
 
 
-async def _check_body(scope, content_type: str, body: bytes) -> str | None:
+async def _check_body(scope, content_type: str, body: bytes) -> tuple[str | None, str | None]:
     """Raise _Unreadable unless LitServe's own parsing (starlette's form(), json.loads) will read
-    body; return its mode field."""
+    body; return its mode and format fields (None where absent or not text)."""
     if content_type.startswith(("multipart/form-data", FORM_URLENCODED)):
         from starlette.requests import Request
 
@@ -210,9 +210,9 @@ async def _check_body(scope, content_type: str, body: bytes) -> str | None:
             form = await Request(scope, once).form()
         except Exception as error:  # noqa: BLE001 - starlette's parser raises several types
             raise _Unreadable(400, f"The form body could not be read ({error}).") from None
-        mode = form.get("mode")
+        fields = _text_fields(form)
         await form.close()
-        return mode if isinstance(mode, str) else None
+        return fields
     if content_type.startswith("application/json") or not content_type:
         try:
             payload = json.loads(body)
@@ -220,9 +220,14 @@ async def _check_body(scope, content_type: str, body: bytes) -> str | None:
             raise _Unreadable(400, f"The body is not valid JSON, or nests or counts too deep to read ({error}).") from None
         if not isinstance(payload, dict):
             raise _Unreadable(400, "The JSON body must be an object with the fields image, prompt, ...")
-        mode = payload.get("mode")
-        return mode if isinstance(mode, str) else None
+        return _text_fields(payload)
     raise _Unreadable(415, f"Unsupported content type {content_type!r}; send multipart/form-data, {FORM_URLENCODED} or application/json.")
+
+
+def _text_fields(payload) -> tuple[str | None, str | None]:
+    """A form's or JSON object's mode and format fields, each None unless it is text."""
+    values = (payload.get("mode"), payload.get("format"))
+    return tuple(value if isinstance(value, str) else None for value in values)
 
 
 def _with_field(content_type: str, body: bytes, name: str, value: str) -> bytes:

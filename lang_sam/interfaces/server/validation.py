@@ -66,6 +66,22 @@ class PredictRequest:
 
 
 @dataclass
+class RasterRequest:
+    """format=geojson: the upload is a raster (GeoTIFF or any format GDAL reads), segmented by the
+    prompt in tiles (lang_sam.tiling) and answered as GeoJSON in its CRS."""
+
+    raster: bytes
+    prompt: str
+    sam_type: str
+    detector: str | None
+    options: dict[str, Any]  # LangSAM.predict's: thresholds, max_detections (per tile), nms_iou_threshold, multimask_output
+    tile: int
+    overlap: int
+    max_pixels: int  # the server's max_image_pixels, checked against the raster's size when it is opened
+    token: str | None = None  # the request guard's: its cancel flag (cancel.py)
+
+
+@dataclass
 class EverythingRequest:
     """mode=everything: SAM's automatic mask generator on the image, no prompt."""
 
@@ -135,7 +151,7 @@ def parse_request(
     if mode == "everything":
         return _everything_request(payload, data, default_sam_type, limits, check_sam, check_semantic)
     if mode == "embed":
-        _response_format(payload, "json", allow_png=False)
+        _response_format(payload, "json", ("json",))
         return EmbedRequest(load_image(data, max_pixels=limits.max_image_pixels), check_sam(payload.get("sam_type") or default_sam_type))
     prompt = payload.get("prompt")
     legacy = prompt is None and "text_prompt" in payload  # lang-segment-anything v0.2.x's client
@@ -155,7 +171,7 @@ def parse_request(
         if check_detector is None:
             raise InvalidOptionError("This server runs one detector; leave out the detector field.")
         detector = check_detector(detector)
-    response_format = _response_format(payload, "png" if legacy else "json")
+    response_format = _response_format(payload, "png" if legacy else "json", ("json", "png", "geojson"))
     max_detections = payload.get("max_detections")
     if max_detections in (None, ""):
         max_detections = None
@@ -163,20 +179,35 @@ def parse_request(
         max_detections = _number(max_detections, "max_detections", integer=True)
         if max_detections < 0:
             raise InvalidOptionError(f"max_detections must be >= 0, got {max_detections}.")
-    return PredictRequest(
-        image=load_image(data, max_pixels=limits.max_image_pixels),
-        prompt=prompt,
-        sam_type=sam_type,
-        box_threshold=_threshold(payload, "box_threshold", BOX_THRESHOLD),
-        text_threshold=_threshold(payload, "text_threshold", TEXT_THRESHOLD),
-        max_detections=max_detections,
-        response_format=response_format,
-        nms_iou_threshold=_threshold(payload, "nms_iou_threshold", None),
-        multimask_output=_flag(payload, "multimask_output") if payload.get("multimask_output") not in (None, "") else None,
-        include_drawing=_flag(payload, "include_drawing"),
-        user_prompts=user_prompts or None,
-        detector=detector,
-    )
+    options = {
+        "box_threshold": _threshold(payload, "box_threshold", BOX_THRESHOLD),
+        "text_threshold": _threshold(payload, "text_threshold", TEXT_THRESHOLD),
+        "max_detections": max_detections,
+        "nms_iou_threshold": _threshold(payload, "nms_iou_threshold", None),
+        "multimask_output": _flag(payload, "multimask_output") if payload.get("multimask_output") not in (None, "") else None,
+    }
+    if response_format == "geojson":
+        return _raster_request(payload, data, prompt, user_prompts, sam_type, detector, options, limits)
+    return PredictRequest(image=load_image(data, max_pixels=limits.max_image_pixels), prompt=prompt, sam_type=sam_type,
+                          response_format=response_format, include_drawing=_flag(payload, "include_drawing"),
+                          user_prompts=user_prompts or None, detector=detector, **options)
+
+
+def _raster_request(payload: Mapping[str, Any], data: bytes, prompt: str | None, user_prompts: dict[str, Any], sam_type: str,
+                    detector: str | None, options: dict[str, Any], limits: Limits) -> RasterRequest:
+    """format=geojson: a text prompt over the uploaded raster in tiles of tile pixels (default
+    lang_sam.tiling's), neighbours sharing overlap; the raster is opened by the worker."""
+    from lang_sam.tiling.windows import OVERLAP, TILE, check_tiling
+
+    if user_prompts or prompt is None:
+        raise InvalidPromptError('format=geojson takes a text "prompt" only (no points, boxes or mask): it names what to find in every tile.')
+    if _flag(payload, "include_drawing"):
+        raise InvalidOptionError("format=geojson answers GeoJSON only; leave include_drawing out.")
+    tile, overlap = (default if payload.get(name) in (None, "") else _number(payload[name], name, integer=True)
+                     for name, default in (("tile", TILE), ("overlap", OVERLAP)))
+    check_tiling(tile, overlap)
+    return RasterRequest(raster=data, prompt=prompt, sam_type=sam_type, detector=detector, options=options, tile=tile,
+                         overlap=overlap, max_pixels=limits.max_image_pixels, token=request_token(payload))
 
 
 def _user_prompts(payload: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
@@ -232,7 +263,7 @@ def _decode_request(payload: Mapping[str, Any], default_sam_type: str, limits: L
     if user_prompts.keys() & {"exemplars", "negative_exemplars"}:
         raise InvalidPromptError("/decode takes clicks and boxes on an object; exemplar boxes find every instance of a "
                                  "concept: POST them to /predict.")
-    _response_format(payload, "json", allow_png=False)
+    _response_format(payload, "json", ("json",))
     if _flag(payload, "include_drawing"):
         raise InvalidOptionError("/decode answers JSON only (it has no image to draw on); draw the masks yourself or use /predict.")
     return DecodeRequest(
@@ -295,12 +326,14 @@ def _generator_option(payload: Mapping[str, Any], name: str, limits: Limits) -> 
     return number
 
 
-def _response_format(payload: Mapping[str, Any], default: str, allow_png: bool = True) -> str:
+def _response_format(payload: Mapping[str, Any], default: str, formats: tuple[str, ...] = ("json", "png")) -> str:
+    """The format field, one of formats (those this mode answers)."""
     response_format = str(payload.get("format") or default).lower()
-    if response_format not in ("json", "png"):
-        raise InvalidOptionError(f'Unknown format {response_format!r}; use "json" or "png".')
-    if response_format == "png" and not allow_png:
-        raise InvalidOptionError(f'mode={payload.get("mode")} answers JSON only; leave "format" out or send "json".')
+    if response_format not in ("json", "png", "geojson"):
+        raise InvalidOptionError(f'Unknown format {response_format!r}; use "json", "png" or (a raster, mode text) "geojson".')
+    if response_format not in formats:
+        answers = "JSON only" if formats == ("json",) else " or ".join(formats)
+        raise InvalidOptionError(f'mode={payload.get("mode") or "text"} answers {answers}; leave "format" out or send "json".')
     return response_format
 
 
