@@ -28,6 +28,7 @@ FUZZ_EXAMPLES = int(os.environ.get("LANG_SAM_FUZZ_EXAMPLES", "60"))
 PIL_MODES = ["RGB", "L", "RGBA", "LA", "P", "PA", "I;16", "I", "F", "CMYK", "1", "YCbCr"]
 FILE_FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"]
 outcomes: Counter = Counter()
+called_for: Counter = Counter()  # per error kind, the cases whose inputs call for it (several may apply to one case)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,7 @@ def expected_errors(size, prompt, box_threshold, text_threshold, max_detections)
 
 def check_case(pipeline: LangSAM, image, size, prompt, box_threshold, text_threshold, max_detections) -> None:
     allowed = expected_errors(size, prompt, box_threshold, text_threshold, max_detections)
+    called_for.update(error.__name__ for error in allowed)
     try:
         result = pipeline.predict(
             image, prompt, box_threshold=box_threshold, text_threshold=text_threshold, max_detections=max_detections
@@ -175,10 +177,15 @@ def test_fuzz_predict_gives_a_result_or_a_project_error(small_pipeline):
         check_case(small_pipeline, image, size, prompt, box_threshold, text_threshold, max_detections)
 
     outcomes.clear()
+    called_for.clear()
     property_holds()
     total = sum(outcomes.values())
-    print(f"fuzzing: {total} cases, {dict(outcomes)}")
+    print(f"fuzzing: {total} cases, {dict(outcomes)}, calling for {dict(called_for)}")
     assert total >= FUZZ_EXAMPLES
     assert outcomes["result"] >= FUZZ_EXAMPLES // 3, "valid cases reach the models"
+    # Which error a case with several faults raises depends on which check runs first, and hypothesis drew
+    # other cases inside the full suite than alone (same code and versions): InvalidPromptError was raised 7
+    # times alone, 2 in the suite. So each kind must be called for by enough cases (each of which raised an
+    # error it allows, checked above) and raised at least once.
     for error in ("InvalidImageError", "InvalidPromptError", "InvalidOptionError"):
-        assert outcomes[error] >= FUZZ_EXAMPLES // 15, f"{error} is exercised"
+        assert called_for[error] >= FUZZ_EXAMPLES // 15 and outcomes[error] >= 1, f"{error} is exercised"

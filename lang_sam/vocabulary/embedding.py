@@ -5,9 +5,10 @@ raw answer of one batched decode. The families fill them with their own tensors;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # the ground floor imports no torch: `lang-sam` answers Ctrl+C while torch still loads
+    import torch
 
 
 @runtime_checkable
