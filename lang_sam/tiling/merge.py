@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lang_sam.errors import InvalidOptionError
+from lang_sam.geometry import mask_to_box
 from lang_sam.tiling.windows import Window
 from lang_sam.vocabulary.detections import Detections, compact_masks
 
@@ -154,18 +155,12 @@ def _union(found: Detections, members: list[int]) -> Detections:
         crop = masks.crop(index)
         canvas[top:top + crop.shape[0], left:left + crop.shape[1]] |= crop
     largest = int(np.argmax(masks.area))
-    return replace(parts[[largest]], xyxy=_pixel_box(canvas, x0, y0)[None], box_scores=_best(parts.box_scores),
+    return replace(parts[[largest]], xyxy=(mask_to_box(canvas) + np.array([x0, y0, x0, y0], np.float32))[None], box_scores=_best(parts.box_scores),
                    masks=_compact_crop(canvas, int(x0), int(y0), found.image_size))
 
 
 def _best(scores: np.ndarray | None) -> np.ndarray | None:
     return None if scores is None else scores.max(keepdims=True)
-
-
-def _pixel_box(mask: np.ndarray, left: int, top: int) -> np.ndarray:
-    """Pixel-edge xyxy of a non-empty crop's pixels, in image pixels."""
-    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return np.array([left + columns[0], top + rows[0], left + columns[-1] + 1, top + rows[-1] + 1], np.float32)
 
 
 def _compact_crop(crop: np.ndarray, left: int, top: int, image_size: tuple[int, int]):
