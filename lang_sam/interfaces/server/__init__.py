@@ -38,9 +38,8 @@ unreadable bodies with a 4xx before they reach a worker, and hands the others on
 
 from __future__ import annotations
 
-import shutil
+import functools
 import signal
-import tempfile
 import weakref
 from collections.abc import Sequence
 from dataclasses import replace
@@ -74,13 +73,15 @@ def build_server(
     embeddings_kept: int = DEFAULT_CAPACITY,
     detectors: Sequence[str] | None = None,
     semantic_models: Sequence[str] | None = None,
+    files: ServerFiles | None = None,
 ):
     """A LitServer with the guard in front; the caller mounts the app if wanted, then runs it.
     sam_types: the SAMs requests may name (default: settings.sam_type alone); detectors: the
     detectors requests may name (default: settings.detector alone); semantic_models: the models
     that may name everything-masks (default: none); preload: load the SAMs
     at start instead of on first use; embeddings_kept: how many /embed embeddings /decode can use
-    (4 MB each, in a temporary folder removed with the server).
+    (4 MB each); files: the run's folder (/track uploads, cancel flags, embeddings), removed with
+    the server (default: a new one).
 
     The dtype is resolved here, once ("auto" measures the CPU), and the workers get it resolved, so
     that /health reports what every worker runs."""
@@ -88,8 +89,8 @@ def build_server(
     settings = replace(settings, dtype=str(resolve_dtype(settings.dtype, device)).removeprefix("torch."))
     report = {"sam_types": list(served_sam_types(settings, sam_types)), "detectors": list(served_detectors(settings, detectors)),
               "semantic_models": served_semantic_models(semantic_models), "device": device.type, "dtype": settings.dtype}
-    embeddings = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
-    files = ServerFiles.create()  # /track uploads and cancel flags, whatever the workers were doing when it stops
+    files = files or ServerFiles.create()  # removed when the server stops, whatever the workers were doing
+    embeddings = files.embeddings_folder()
     server = ls.LitServer(
         [LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors,
                     semantic_models, files),
@@ -103,9 +104,20 @@ def build_server(
                                      "files": files}),
                      (HealthReport, {"report": report})],
     )
-    weakref.finalize(server, shutil.rmtree, embeddings, True)  # also at exit
-    weakref.finalize(server, files.remove)
+    server.uvicorn_graceful_timeout = STOP_GRACE_SECONDS
+    weakref.finalize(server, files.remove)  # also at exit
     return server
+
+
+STOP_GRACE_SECONDS = 5  # how long each HTTP process waits for open responses (a /track stream) when stopped
+
+
+def stop_on_sigterm(files: ServerFiles, signum: int, frame) -> None:
+    """SIGTERM (kill, docker stop) as Ctrl+C: LitServe shuts its workers down on Ctrl+C but leaves
+    them running on SIGTERM. The run's folder goes first: the shutdown that follows may wait for
+    open streams longer than a stopper's grace (docker's 10 s) before a SIGKILL."""
+    files.remove()
+    raise KeyboardInterrupt
 
 
 def serve(
@@ -128,10 +140,11 @@ def serve(
     served = served_sam_types(settings, sam_types)  # checked here, so a bad name fails before workers start
     semantic_models = served_semantic_models(semantic_models)
     accelerator = "cpu" if (settings.device or "").startswith("cpu") else "auto"
+    files = ServerFiles.create()
     server = build_server(
         settings, limits, max_batch_size, batch_timeout, workers_per_device, timeout, accelerator,
         sam_types=served, preload=preload, embeddings_kept=embeddings_kept, detectors=detectors,
-        semantic_models=semantic_models,
+        semantic_models=semantic_models, files=files,
     )
     if with_app:
         backend = RemoteBackend(f"http://127.0.0.1:{port}{PREDICT_PATH}", timeout=timeout + 60,
@@ -142,9 +155,7 @@ def serve(
 
         app = build_app(backend, served[0], list(served), list(served_detectors(settings, detectors)))
         gr.mount_gradio_app(server.app, app.queue(), path="/app")
-    # LitServe shuts its workers down on Ctrl+C but leaves them running on SIGTERM (kill, docker stop):
-    # treat SIGTERM as Ctrl+C so that stopping the server never leaves a process behind.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, functools.partial(stop_on_sigterm, files))
     # LitServe starts one HTTP server process per model worker by default; the mounted app keeps
     # its queue and sessions in its process, so with the app there is one (the workers stay many).
     api_servers = 1 if with_app else None

@@ -1,5 +1,5 @@
-"""The files of one server run: /track's uploads and the flags that cancel the work of a request
-whose client left.
+"""The files of one server run: /embed's embeddings, /track's uploads and the flags that cancel
+the work of a request whose client left.
 
 The request guard runs in LitServe's HTTP processes and the models in its worker processes: they
 share no memory, and LitServe never tells a worker that a client is gone (it goes on computing a
@@ -40,9 +40,13 @@ class ServerFiles:
     def create(cls) -> ServerFiles:
         """A new lang-sam-server-* folder in the temporary folder ($TMPDIR)."""
         files = cls(tempfile.mkdtemp(prefix="lang-sam-server-"))
-        for name in ("uploads", "cancelled"):
+        for name in ("uploads", "cancelled", "embeddings"):
             (Path(files.root) / name).mkdir()
         return files
+
+    def embeddings_folder(self) -> str:
+        """Where /embed's embeddings are kept for /decode (every worker reads it)."""
+        return str(Path(self.root) / "embeddings")
 
     def upload_folder(self) -> Path:
         """A new folder for one /track upload; its request removes it, and the server at its end."""
