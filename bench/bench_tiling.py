@@ -13,9 +13,8 @@ GeoTIFF and a GeoPackage (--no-outputs leaves them out). Reported: tiles, second
 RSS above the models' own (flat from side to side when memory is bounded), objects, the seconds the
 outputs took, and each side's ratios to the first: tiles, total seconds, seconds per tile.
 
-SAHI's own sliced prediction is not compared: sahi requires opencv-python, which clashes with
-the opencv-python-headless lang-sam's supervision brings, and its sliced prediction has no SAM
-mask path to run lang-sam's models through.
+SAHI's own sliced prediction is not run here (it has no SAM mask path to run lang-sam's models
+through); bench_tiling_sahi.py compares its slicing and merging with ours on the same objects.
 
     python bench/bench_tiling.py --sides 2048,4096                      # the quick run (CPU: minutes)
     python bench/bench_tiling.py --sam tiny --sides 5000,10000,20000    # the scaling on a CPU

@@ -66,12 +66,18 @@ class PatchDetector:
                           class_ids=np.zeros(count, int), classes=("patch",), data={"class_scores": np.full(count, 0.9)})
 
 
-@pytest.fixture(scope="module")
-def mosaic() -> np.ndarray:
-    """(1920, 2816, 3) uint8: the eight shared photos in a 4 x 3 grid (the first four again in the last row), the squares pasted on."""
+def photo_mosaic() -> np.ndarray:
+    """(1920, 2816, 3) uint8: the eight shared photos in a 4 x 3 grid (the first four again in the last
+    row); also the canvas of bench/bench_tiling_sahi.py."""
     photos = [np.asarray(Image.fromarray(shared_image(name)).resize((WIDTH // 4, HEIGHT // 3))) for name in PHOTOS]
     rows = [np.concatenate([photos[(row * 4 + column) % len(photos)] for column in range(4)], 1) for row in range(3)]
-    image = np.concatenate(rows, 0)
+    return np.concatenate(rows, 0)
+
+
+@pytest.fixture(scope="module")
+def mosaic() -> np.ndarray:
+    """The photo mosaic with the squares pasted on."""
+    image = photo_mosaic()
     for left, top, side in SQUARES:
         image[top:top + side, left:left + side] = PATCH
     return image
