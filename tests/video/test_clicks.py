@@ -1,0 +1,95 @@
+"""Clicked objects through LangSAM.track (the same call as a text prompt, with predict's points and
+point_labels): SAM 2.1 video's masks equal Sam2VideoModel driven directly with the same clicks on
+the first frame read, in float32, as TrackedFrames; clicks that are not clicks are clear errors
+before any model loads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lang_sam.errors import InvalidOptionError, InvalidPromptError
+from lang_sam.video.clicks import clicked_objects
+from tests.video.conftest import moving_squares, read_with_pyav, streamed_by_transformers, write_video
+from tests.video.test_sam3_clicks_video import assert_frame_holds
+
+FRAMES = 6
+# object 1 (red square): a click on it and one off it; object 2 (green square): one click on it
+POINTS = [[[8, 10], [40, 20]], [[56, 38]]]
+POINT_LABELS = [[1, 0], [1]]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("clicks-clip") / "clip.mp4", moving_squares(FRAMES), fps=10)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A LangSAM whose image models never run here: tracking clicks needs the video model alone."""
+    from lang_sam.families.transformers_sam import TransformersSegmenter
+    from lang_sam.pipeline import LangSAM
+    from tests.families.conftest import save_tiny_segmenter
+
+    folder = save_tiny_segmenter("sam2", tmp_path_factory.mktemp("sam2"))
+    return LangSAM.from_parts(TransformersSegmenter(folder, device="cpu", dtype="float32"), None)
+
+
+def sam2_video_reference(folder, frames: list[np.ndarray], points, point_labels) -> list[dict[int, np.ndarray]]:
+    """Per frame, id -> mask from Sam2VideoModel and its processor alone, objects 1, 2, ... clicked on frames[0]."""
+    from transformers import Sam2VideoModel, Sam2VideoProcessor
+
+    model = Sam2VideoModel.from_pretrained(folder, torch_dtype="float32").eval()
+    processor = Sam2VideoProcessor.from_pretrained(folder)
+    inputs = {"input_points": [points], "input_labels": [point_labels]}
+    return streamed_by_transformers(model, processor, frames, {0: (list(range(1, len(points) + 1)), inputs)})
+
+
+def test_langsam_tracks_clicked_objects_as_sam2_video_driven_directly(pipeline, clip, tiny_video_dir):
+    decoded, _ = read_with_pyav(clip)
+    reference = sam2_video_reference(tiny_video_dir, decoded[1::2], POINTS, POINT_LABELS)
+    ours = list(pipeline.track(clip, points=POINTS, point_labels=POINT_LABELS, label=["red", "green"],
+                               video_segmenter=tiny_video_dir, start=0.1, stride=2))
+    assert [frame.index for frame in ours] == [1, 3, 5]
+    for frame, expected in zip(ours, reference):
+        assert_frame_holds(frame, expected, {1: "red", 2: "green"})
+    assert any(frame.objects for frame in ours)
+    assert not all(mask.all() for masks in reference for mask in masks.values())
+
+
+def test_one_object_takes_points_as_predict_does(pipeline, clip, tiny_video_dir):
+    decoded, _ = read_with_pyav(clip)
+    reference = sam2_video_reference(tiny_video_dir, decoded[:3], [POINTS[0]], [POINT_LABELS[0]])
+    ours = list(pipeline.track(clip, points=np.array(POINTS[0]), point_labels=POINT_LABELS[0], video_segmenter=tiny_video_dir,
+                               end=0.25))
+    assert len(ours) == 3 and all(set(masks) == {1} for masks in reference)
+    for frame, expected in zip(ours, reference):
+        assert_frame_holds(frame, expected)
+
+
+@pytest.mark.parametrize(("points", "point_labels", "label", "message"), [
+    ([], None, "object", "Click at least one object"),
+    (None, [1], "object", "Click at least one object"),
+    ([[1, 2], [3, 4]], [1, 2], "object", r"Clicked object 1: .*1 \(object\) or 0 \(background\)"),
+    ([[1, 2], [3, 4]], [1], "object", r"Clicked object 1: .*one label each"),
+    (POINTS, [[1, 0]], "object", "Got 2 clicked objects but 1 point_labels"),
+    (POINTS, None, ["one"], r"Got 2 clicked objects but 1 labels \(class names\)"),
+    (POINTS, None, ["one", ""], "class name"),
+    ([[["a", 2]]], None, "object", "Clicked object 1's points must be numbers"),
+    ([[1, 2, 3]], None, "object", r"Clicked object 1's points must be numbers of shape \(-1, 2\)"),
+])
+def test_clicks_that_are_not_clicks_are_refused(points, point_labels, label, message):
+    with pytest.raises(InvalidPromptError, match=message):
+        clicked_objects(points, point_labels, label)
+
+
+def test_bad_clicks_and_options_fail_before_any_video_model_loads(pipeline, clip, tmp_path):
+    nowhere = tmp_path / "no-video-model"
+    with pytest.raises(InvalidPromptError, match=r"click \[80.0, 10.0\] is outside the 64x48 image"):
+        pipeline.track(clip, points=[[80, 10]], video_segmenter=nowhere)
+    with pytest.raises(InvalidOptionError, match="redetect_every: options of text tracking.*start, end, stride only"):
+        pipeline.track(clip, points=[[8, 10]], video_segmenter=nowhere, redetect_every=2)
+    with pytest.raises(InvalidPromptError, match="a text prompt or your clicks, one or the other"):
+        pipeline.track(clip, "square", points=[[8, 10]], video_segmenter=nowhere)
+    with pytest.raises(InvalidPromptError, match="needs a prompt"):
+        pipeline.track(clip)
