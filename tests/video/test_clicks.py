@@ -1,14 +1,18 @@
 """Clicked objects through LangSAM.track (the same call as a text prompt, with predict's points and
-point_labels): SAM 2.1 video's masks equal Sam2VideoModel driven directly with the same clicks on
-the first frame read, in float32, as TrackedFrames; clicks that are not clicks are clear errors
-before any model loads."""
+point_labels) and lang-sam track --points: SAM 2.1 video's masks equal Sam2VideoModel driven
+directly with the same clicks on the first frame read, in float32, as TrackedFrames, and the
+command writes those frames; clicks that are not clicks are clear errors before any model loads."""
 
 from __future__ import annotations
+
+import json
+import re
 
 import numpy as np
 import pytest
 
 from lang_sam.errors import InvalidOptionError, InvalidPromptError
+from lang_sam.interfaces.cli import main
 from lang_sam.video.clicks import clicked_objects
 from tests.video.conftest import moving_squares, read_with_pyav, streamed_by_transformers, write_video
 from tests.video.test_sam3_clicks_video import assert_frame_holds
@@ -93,3 +97,37 @@ def test_bad_clicks_and_options_fail_before_any_video_model_loads(pipeline, clip
         pipeline.track(clip, "square", points=[[8, 10]], video_segmenter=nowhere)
     with pytest.raises(InvalidPromptError, match="needs a prompt"):
         pipeline.track(clip)
+
+
+def test_track_command_writes_the_clicked_objects_langsam_follows(pipeline, clip, tiny_video_dir, tmp_path, capsys):
+    code = main(["track", str(clip), "--points", "8,10;40,20", "--point-labels", "1,0", "--points", "56,38", "--point-labels", "1",
+                 "--label", "red",
+                 "--label", "green", "--sam-checkpoint", str(tiny_video_dir), "--device", "cpu", "--dtype", "float32",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    expected = [frame.to_json() for frame in pipeline.track(clip, points=POINTS, point_labels=POINT_LABELS, label=["red", "green"],
+                                                            video_segmenter=tiny_video_dir)]
+    assert lines == expected and len(lines) == FRAMES and any(line["objects"] for line in lines)
+    drawn, _ = read_with_pyav(tmp_path / "out" / "clip.mp4")
+    assert len(drawn) == FRAMES and drawn[0].shape == (48, 64, 3)
+    assert "frames, 2 tracks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--points", "80,10"], r"click \[80.0, 10.0\] is outside the 64x48 image"),
+    (["--points", "8,10", "--points", "56,38", "--point-labels", "1"], "Got 2 --points but 1 --point-labels"),
+    (["--points", "8,10", "--point-labels", "1,2"], r"--point-labels are 1 \(object\) or 0 \(background\)"),
+    (["--points", "8,10", "--point-labels", "1,0"], r"Clicked object 1: .*one label each"),
+    (["--points", "8,10", "--prompt", "square"], "one or the other"),
+    ([], "Say what to track"),
+    (["--prompt", "square", "--label", "red"], "--point-labels and --label go with --points"),
+])
+def test_bad_clicks_fail_before_any_model_loads_and_keep_earlier_outputs(clip, tmp_path, capsys, flags, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip.jsonl").write_text("an earlier run\n")
+    code = main(["track", str(clip), *flags, "--sam-checkpoint", str(tmp_path / "no-video-model"), "--out", str(out)])
+    error = capsys.readouterr().err
+    assert code == 2 and re.search(message, error), error
+    assert [path.name for path in out.iterdir()] == ["clip.jsonl"] and (out / "clip.jsonl").read_text() == "an earlier run\n"
