@@ -1,6 +1,6 @@
 """Clicked objects through LangSAM.track (the same call as a text prompt, with predict's points and
-point_labels) and lang-sam track --points: SAM 2.1 video's masks equal Sam2VideoModel driven
-directly with the same clicks on the first frame read, in float32, as TrackedFrames, and the
+point_labels) and lang-sam track --points: SAM 2.1 and EdgeTAM video's masks equal Sam2VideoModel
+and EdgeTamVideoModel driven directly with the same clicks on the first frame read, in float32, as TrackedFrames, and the
 command writes those frames; clicks that are not clicks are clear errors before any model loads."""
 
 from __future__ import annotations
@@ -39,11 +39,14 @@ def pipeline(tmp_path_factory):
     return LangSAM.from_parts(TransformersSegmenter(folder, device="cpu", dtype="float32"), None)
 
 
-def sam2_video_reference(folder, frames: list[np.ndarray], points, point_labels) -> list[dict[int, np.ndarray]]:
-    """Per frame, id -> mask from Sam2VideoModel and its processor alone, objects 1, 2, ... clicked on frames[0]."""
-    from transformers import Sam2VideoModel, Sam2VideoProcessor
+def sam2_video_reference(folder, frames: list[np.ndarray], points, point_labels, model_class: str = "Sam2VideoModel",
+                         ) -> list[dict[int, np.ndarray]]:
+    """Per frame, id -> mask from a SAM 2 style video model (model_class) and its Sam2VideoProcessor
+    alone, objects 1, 2, ... clicked on frames[0]."""
+    import transformers
+    from transformers import Sam2VideoProcessor
 
-    model = Sam2VideoModel.from_pretrained(folder, torch_dtype="float32").eval()
+    model = getattr(transformers, model_class).from_pretrained(folder, torch_dtype="float32").eval()
     processor = Sam2VideoProcessor.from_pretrained(folder)
     inputs = {"input_points": [points], "input_labels": [point_labels]}
     return streamed_by_transformers(model, processor, frames, {0: (list(range(1, len(points) + 1)), inputs)})
@@ -59,6 +62,18 @@ def test_langsam_tracks_clicked_objects_as_sam2_video_driven_directly(pipeline, 
         assert_frame_holds(frame, expected, {1: "red", 2: "green"})
     assert any(frame.objects for frame in ours)
     assert not all(mask.all() for masks in reference for mask in masks.values())
+
+
+def test_edgetam_video_follows_clicks_as_edgetam_video_driven_directly(pipeline, tmp_path):
+    from tests.video.conftest import save_tiny_edgetam_video
+
+    folder = save_tiny_edgetam_video(tmp_path / "edgetam-video")
+    frames = moving_squares(4)
+    reference = sam2_video_reference(folder, frames, POINTS, POINT_LABELS, "EdgeTamVideoModel")
+    ours = list(pipeline.track(frames, points=POINTS, point_labels=POINT_LABELS, video_segmenter=folder))
+    assert len(ours) == 4 and any(frame.objects for frame in ours)
+    for frame, expected in zip(ours, reference):
+        assert_frame_holds(frame, expected)
 
 
 def test_one_object_takes_points_as_predict_does(pipeline, clip, tiny_video_dir):
