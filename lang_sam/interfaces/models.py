@@ -15,7 +15,7 @@ from lang_sam.devices import resolve_device, resolve_dtype
 from lang_sam.errors import InvalidOptionError, LangSAMError
 from lang_sam.families.base import ConceptTracker, Detector, TrackedFrame, VideoSegmenter
 from lang_sam.families.detectors import load_detector
-from lang_sam.families.loading import DEFAULT_VIDEO_SEGMENTER, load_video_segmenter
+from lang_sam.families.loading import DEFAULT_VIDEO_SEGMENTER, load_click_tracker, load_video_segmenter
 from lang_sam.families.universal import UniversalSegmenter
 from lang_sam.io.images import ImageInput
 from lang_sam.pipeline import LangSAM
@@ -24,8 +24,10 @@ from lang_sam.registry import (
 )
 from lang_sam.results import LangSAMResult
 from lang_sam.settings import Settings
+from lang_sam.video.clicks import CLICKED_LABEL, follow_clicks
+from lang_sam.video.frames import VideoFrames
 from lang_sam.video.tracker import open_and_track
-from lang_sam.vocabulary import Detections, ImageEmbedding
+from lang_sam.vocabulary import Detections, ImageEmbedding, ObjectPrompt
 
 
 def served_detectors(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
@@ -121,6 +123,7 @@ class ModelPool:
         self._detectors: LoadOnce[str, Detector] = LoadOnce()
         self._namers: LoadOnce[str, UniversalSegmenter] = LoadOnce()
         self._video: LoadOnce[str, VideoSegmenter | ConceptTracker] = LoadOnce()
+        self._click_trackers: LoadOnce[str, VideoSegmenter] = LoadOnce()  # SAM 3: its tracker alone, not _video's
 
     @property
     def loaded_sam_types(self) -> list[str]:
@@ -225,11 +228,17 @@ class ModelPool:
     def video_segmenter(self, sam_type: str | None = None) -> VideoSegmenter | ConceptTracker:
         """The video model of sam_type (SAM 2.1, EdgeTAM or SAM 3; default: the first such entry this pool
         offers, else sam2.1-hiera-tiny), loaded once."""
+        name = self.check_video_type(sam_type)
+        return self._video.get(name, lambda: load_video_segmenter(name, None, self.settings.device, self.settings.dtype,
+                                                                  self.settings.checkpoint_dir))
+
+    def check_video_type(self, sam_type: str | None = None) -> str:
+        """The served name of sam_type (default: the first video model this pool offers, else
+        sam2.1-hiera-tiny), refused unless it tracks video; no model loads."""
         name = self.check(sam_type or self._default_video_type())
         if name not in self.video_types:  # the user's choice, not a failed load: never remembered
             raise InvalidOptionError(f"{name} does not track video; choose one of {', '.join(self.video_types) or DEFAULT_VIDEO_SEGMENTER}.")
-        return self._video.get(name, lambda: load_video_segmenter(name, None, self.settings.device, self.settings.dtype,
-                                                                  self.settings.checkpoint_dir))
+        return name
 
     @property
     def video_types(self) -> list[str]:
@@ -247,18 +256,28 @@ class ModelPool:
         with the requests that come meanwhile. options: those of lang_sam.video.tracker.open_and_track."""
         segmenter = self.video_segmenter(sam_type)
         detector_name = self.check_detector(detector)  # loaded only when the video model needs one (not SAM 3)
-        results = iter(open_and_track(video, prompt, lambda: self._detector(detector_name), segmenter,
-                                      self.settings.device, self.settings.dtype, **options))
+        return self._one_frame_at_a_time(open_and_track(video, prompt, lambda: self._detector(detector_name), segmenter,
+                                                        self.settings.device, self.settings.dtype, **options))
 
-        def one_frame_at_a_time() -> Iterator[TrackedFrame]:
-            while True:
-                with self._predicting:
-                    frame = next(results, None)
-                if frame is None:
-                    return
-                yield frame
+    def follow_clicks(self, video: VideoFrames, clicks: dict[int, ObjectPrompt], sam_type: str | None = None,
+                      label: str | dict[int, str] = CLICKED_LABEL) -> Iterator[TrackedFrame]:
+        """lang_sam.video.clicks.follow_clicks's frames with the click tracker of sam_type (SAM 3's
+        tracker, SAM 2.1 or EdgeTAM video; the default as track's), loaded once; one frame at a
+        time under the prediction lock, as track."""
+        name = self.check_video_type(sam_type)
+        tracker = self._click_trackers.get(name, lambda: load_click_tracker(name, self.settings.device, self.settings.dtype,
+                                                                            self.settings.checkpoint_dir))
+        return self._one_frame_at_a_time(follow_clicks(video, clicks, tracker, label=label))
 
-        return one_frame_at_a_time()
+    def _one_frame_at_a_time(self, frames: Iterator[TrackedFrame]) -> Iterator[TrackedFrame]:
+        """frames, each computed holding the prediction lock."""
+        results = iter(frames)
+        while True:
+            with self._predicting:
+                frame = next(results, None)
+            if frame is None:
+                return
+            yield frame
 
     def embed(self, image: np.ndarray, sam_type: str | None = None) -> ImageEmbedding:
         """LangSAM.embed on the SAM of sam_type, one call at a time, like predict."""

@@ -1,7 +1,7 @@
 """Following clicked objects through a video with SAM 3's tracker (transformers' Sam3TrackerVideoModel,
 loaded alone from a SAM 3 video checkpoint laid out as facebook/sam3 is) through follow_clicks,
 against the model driven directly with the same clicks on frame 0: the same masks on every frame in
-float32. Clicks that are not clicks are clear errors."""
+float32, as TrackedFrames (an object whose mask is empty is not on the frame). Clicks that are not clicks are clear errors."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from lang_sam.errors import InvalidPromptError, ModelLoadError
 from lang_sam.families.loading import load_click_tracker
+from lang_sam.geometry import mask_to_box
 from lang_sam.video.clicks import follow_clicks
 from lang_sam.vocabulary import ObjectPrompt
 from tests.video.conftest import moving_squares, streamed_by_transformers
@@ -42,12 +43,22 @@ def test_clicked_objects_follow_as_sam3_tracker_video_driven_directly(sam3_video
     assert type(tracker.model).__name__ == "Sam3TrackerVideoModel" and tracker.family == "sam3_video"
     ours = list(follow_clicks(frames, CLICKS, tracker))
     assert len(ours) == FRAMES
-    for (frame, masks), expected in zip(ours, reference):
-        assert set(masks) == set(expected) == {1, 2}, frame.index
-        for object_id, mask in masks.items():
-            assert mask.shape == (48, 64) and (mask == expected[object_id]).all(), (frame.index, object_id)
+    for frame, expected in zip(ours, reference):
+        assert set(expected) == {1, 2}, frame.index
+        assert_frame_holds(frame, expected)
     seen = [mask for masks in reference for mask in masks.values()]
     assert any(mask.any() for mask in seen) and not all(mask.all() for mask in seen)  # the comparison saw both values
+
+
+def assert_frame_holds(frame, expected: dict[int, np.ndarray], labels: dict[int, str] | None = None) -> None:
+    """frame (a TrackedFrame) holds exactly the non-empty masks of expected (id -> (H, W) mask), each
+    with its box around the mask, score 1.0 and its label (default "object")."""
+    present = {object_id: mask for object_id, mask in expected.items() if mask.any()}
+    assert [item.id for item in frame.objects] == list(present), frame.index
+    for item in frame.objects:
+        assert item.mask.shape == expected[item.id].shape and (item.mask == expected[item.id]).all(), (frame.index, item.id)
+        assert (item.box == mask_to_box(expected[item.id])).all() and item.score == 1.0
+        assert item.label == (labels or {}).get(item.id, "object")
 
 
 def test_clicks_that_are_not_clicks_on_the_frame_are_refused(tracker):

@@ -34,10 +34,12 @@ class Backend(Protocol):
                    progress: Callable) -> tuple[np.ndarray, str, dict]:
         """options: SamAutomaticMaskGenerator's, and "semantic": a model of semantic_models or None."""
 
-    def track(self, video_path: str, prompt: str, sam_type: str | None, options: dict, out: Path,
-              progress: Callable):
-        """Track what prompt names through the video into out (NAME.mp4, NAME.jsonl): a
-        lang_sam.video.outputs.TrackSummary. options: those of ModelPool.track."""
+    def track(self, video_path: str, prompt: str | None, sam_type: str | None, options: dict, out: Path,
+              progress: Callable, clicks: list[dict] | None = None):
+        """Track what prompt names, or the objects clicked on the first frame, through the video into
+        out (NAME.mp4, NAME.jsonl): a lang_sam.video.outputs.TrackSummary. options: those of
+        ModelPool.track (start, end and stride alone with clicks); clicks: as POST /track takes them,
+        [{"points": [[x, y], ...], "point_labels": [1, 0, ...], "label": "name"}, ...]."""
 
 class LocalBackend:
     """Models loaded in this process; a first use of a SAM size shows its loading."""
@@ -78,13 +80,21 @@ class LocalBackend:
         found = self.pool.everything(image, sam_type, progress=batches, semantic=semantic, **options)
         return draw_everything(image, found), self.pool.describe(sam_type, semantic=semantic), everything_json(found)
 
-    def track(self, video_path, prompt, sam_type, options, out, progress):
+    def track(self, video_path, prompt, sam_type, options, out, progress, clicks=None):
+        from lang_sam.video.clicks import CLICKED_LABEL, check_clicks, clicked_objects
         from lang_sam.video.frames import VideoFrames
         from lang_sam.video.outputs import write_tracking
 
         options = dict(options)
         frames = VideoFrames(video_path, **{name: options.pop(name) for name in ("start", "end", "stride") if name in options})
-        progress(0.0, desc="Loading the video model and the detector (downloaded on first use)")
-        results = self.pool.track(frames, prompt, sam_type, **options)
+        if clicks is None:
+            progress(0.0, desc="Loading the video model and the detector (downloaded on first use)")
+            results = self.pool.track(frames, prompt, sam_type, **options)
+        else:
+            prompts, names = clicked_objects([item["points"] for item in clicks], [item.get("point_labels") for item in clicks],
+                                             [item.get("label", CLICKED_LABEL) for item in clicks])
+            check_clicks(prompts, frames.size)
+            progress(0.0, desc="Loading the video model (downloaded on first use)")
+            results = self.pool.follow_clicks(frames, prompts, sam_type, names)
         return write_tracking(results, frames, out, on_frame=lambda summary: progress(
             (summary.frames, None), desc=f"Tracking: frame {summary.frames}, {len(summary.tracks)} tracks"))

@@ -1,10 +1,11 @@
-"""POST /track: a video and a prompt in, JSON Lines out, one per frame as it finishes (streamed).
+"""POST /track: a video and a prompt (or objects clicked on its first frame) in, JSON Lines out,
+one per frame as it finishes (streamed).
 
 A LitAPI of its own (streaming, one request at a time per worker) beside the /predict one; its
 worker loads the video model and the detector on first use. Each line is what ``lang-sam track``
 writes to NAME.jsonl: frame index, time, and per object id, label, score, box and COCO RLE mask.
-A request the server cannot take (no prompt, a model it does not serve, a video that does not
-open) gets its 4xx from the request guard, which runs TrackRequestCheck before the stream starts
+A request the server cannot take (no prompt or clicks, a model it does not serve or that does not
+track video, a video that does not open, clicks outside its first frame) gets its 4xx from the request guard, which runs TrackRequestCheck before the stream starts
 (a streamed answer has sent its 200 by the time a worker reads the request); a failure midway ends
 the stream with {"error": "..."}. Messages name the video by the client's file name. A client that
 leaves stops the tracking before the next frame (the guard's cancel flag, cancel.py), and the
@@ -28,6 +29,7 @@ from lang_sam.interfaces.server.api import LOGGER, log_to_stderr
 from lang_sam.interfaces.server.cancel import ServerFiles, request_token
 from lang_sam.interfaces.server.validation import LIMIT_FLAGS, Limits, TrackRequest, over_limit, parse_track_request
 from lang_sam.settings import Settings
+from lang_sam.video.clicks import check_clicks
 from lang_sam.video.frames import Frame, VideoFrames
 
 TRACK_PATH = "/track"
@@ -77,7 +79,10 @@ class TrackAPI(ls.LitAPI):
     def _frames_until_cancelled(self, request: TrackRequest, frames: VideoFrames, token: str | None) -> Iterator[dict]:
         """Each frame's JSON; the cancel flag is looked at before each frame's work, so a client
         gone costs at most the frame in progress."""
-        tracked = self.pool.track(frames, request.prompt, request.sam_type, request.detector, **request.options)
+        if request.clicks:
+            tracked = self.pool.follow_clicks(frames, request.clicks, request.sam_type, request.click_labels)
+        else:
+            tracked = self.pool.track(frames, request.prompt, request.sam_type, request.detector, **request.options)
         sent = 0
         try:
             while not self.files.cancelled(token):
@@ -95,10 +100,12 @@ class TrackAPI(ls.LitAPI):
 
 
 def open_track_request(payload, pool: ModelPool, limits: Limits, files: ServerFiles) -> tuple[TrackRequest, VideoFrames, Path]:
-    """The checked request (against the pool's served models and limits), its video opened (first
-    frame read) from a file in a new upload folder, and that folder (the caller removes it). Errors
-    name the upload by the client's file name, never the server's path."""
-    parsed = parse_track_request(payload, pool.check, pool.check_detector)
+    """The checked request (against the pool's served video models and limits), its video opened
+    (first frame read) from a file in a new upload folder, its clicks checked against that frame,
+    and that folder (the caller removes it). Errors name the upload by the client's file name,
+    never the server's path."""
+    parsed = parse_track_request(payload, pool.check, pool.check_detector, limits)
+    pool.check_video_type(parsed.sam_type)
     folder = files.upload_folder()
     try:
         video = folder / "upload"
@@ -107,6 +114,8 @@ def open_track_request(payload, pool: ModelPool, limits: Limits, files: ServerFi
         try:
             frames = LimitedFrames(video, limits.max_track_frames, **frame_options)
             check_frame_count(video, limits, **frame_options)
+            if parsed.clicks:
+                check_clicks(parsed.clicks, frames.size)
         except LangSAMError as error:
             raise type(error)(naming_the_upload(str(error), folder, parsed.upload_name)) from None
         return parsed, frames, folder

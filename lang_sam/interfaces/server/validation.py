@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from lang_sam.io.images import load_image
 from lang_sam.io.prompt_text import parse_coordinates, parse_point_labels
 from lang_sam.io.rle import check_rle_counts
 from lang_sam.registry import check_sam_type
-from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
+from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD, ObjectPrompt
 
 MAX_PROMPT_CHARACTERS = 2_000
 
@@ -356,23 +357,36 @@ def _image_bytes(field: Any, what: str = "image") -> bytes:
 
 @dataclass
 class TrackRequest:
-    """POST /track: the uploaded video's bytes, the prompt, the video model and detector, and the
-    options of lang_sam.video.tracker.open_and_track (start, end, stride, redetect_every, ...)."""
+    """POST /track: the uploaded video's bytes, the prompt or the clicked objects, the video model
+    and detector, and the options of lang_sam.video.tracker.open_and_track (start, end, stride,
+    redetect_every, ...; start, end and stride alone with clicks)."""
 
     video: bytes
-    prompt: str
+    prompt: str | None
     sam_type: str | None
     detector: str | None
     options: dict[str, Any]
     upload_name: str | None = None  # the client's file name, which messages call the video by
+    clicks: dict[int, ObjectPrompt] | None = None  # lang_sam.video.clicks.clicked_objects's, on the first frame
+    click_labels: dict[int, str] | None = None  # each clicked object's class name
+
+
+TEXT_TRACKING_FIELDS = ("detector", "box_threshold", "text_threshold", "iou_threshold", "redetect_every", "max_lost")
+CLICKS_EXAMPLE = '[{"points": [[120, 80], [300, 90]], "point_labels": [1, 0], "label": "dog"}]'
 
 
 def parse_track_request(payload: Mapping[str, Any], check_sam: Callable[[object], str],
-                        check_detector: Callable[[object], str]) -> TrackRequest:
-    """Check a /track request's fields; the video itself is checked when it is opened."""
-    prompt = payload.get("prompt")
+                        check_detector: Callable[[object], str], limits: Limits) -> TrackRequest:
+    """Check a /track request's fields; the video itself, and the clicks against its first frame,
+    are checked when it is opened."""
+    prompt, clicks = payload.get("prompt"), payload.get("clicks")
+    if clicks not in (None, ""):
+        if prompt not in (None, ""):
+            raise InvalidPromptError('Send a text "prompt" or "clicks", one or the other.')
+        return _clicks_request(payload, clicks, check_sam, limits)
     if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidPromptError('Send a text "prompt" naming what to track, e.g. "car, person".')
+        raise InvalidPromptError('Send a text "prompt" naming what to track, e.g. "car, person", or "clicks" on the first '
+                                 f"frame, e.g. {CLICKS_EXAMPLE}.")
     if len(prompt) > MAX_PROMPT_CHARACTERS:
         raise InvalidPromptError(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARACTERS}.")
     sam_type = payload.get("sam_type") or None
@@ -380,15 +394,62 @@ def parse_track_request(payload: Mapping[str, Any], check_sam: Callable[[object]
     options: dict[str, Any] = {"box_threshold": _threshold(payload, "box_threshold", BOX_THRESHOLD),
                                "text_threshold": _threshold(payload, "text_threshold", TEXT_THRESHOLD),
                                "iou_threshold": _threshold(payload, "iou_threshold", 0.5)}
-    for name, integer in (("start", False), ("end", False), ("stride", True), ("redetect_every", True), ("max_lost", True)):
+    options.update(_frame_options(payload))
+    for name in ("redetect_every", "max_lost"):
         if payload.get(name) not in (None, ""):
-            options[name] = _number(payload[name], name, integer=integer)
+            options[name] = _number(payload[name], name, integer=True)
     _check_tracking_options(options)
-    upload_name = getattr(payload.get("video"), "filename", None)
     return TrackRequest(_image_bytes(payload.get("video"), "video"), prompt,
                         None if sam_type is None else check_sam(sam_type),
-                        None if detector is None else check_detector(detector), options,
-                        upload_name if isinstance(upload_name, str) and upload_name else None)
+                        None if detector is None else check_detector(detector), options, _upload_name(payload))
+
+
+def _clicks_request(payload: Mapping[str, Any], clicks: Any, check_sam: Callable[[object], str], limits: Limits) -> TrackRequest:
+    """clicks: JSON text (or a list) of objects, each {"points": [[x, y], ...], "point_labels":
+    [1, 0, ...] (default all 1), "label": "name" (default "object")}; counted against limits, then
+    checked as LangSAM.track checks clicks."""
+    from lang_sam.video.clicks import CLICKED_LABEL, clicked_objects
+
+    text_options = [name for name in TEXT_TRACKING_FIELDS if payload.get(name) not in (None, "")]
+    if text_options:
+        raise InvalidOptionError(f"{', '.join(text_options)}: options of text tracking; clicks take start, end and stride only.")
+    if isinstance(clicks, str):
+        try:
+            clicks = json.loads(clicks)
+        except json.JSONDecodeError:
+            clicks = None
+    if not isinstance(clicks, list) or not clicks or not all(isinstance(item, dict) and _pairs(item.get("points")) for item in clicks):
+        raise InvalidPromptError(f'"clicks" is a JSON list of objects, each with its "points", a list of [x, y] (and '
+                                 f'"point_labels", "label"), e.g. {CLICKS_EXAMPLE}.')
+    unknown = sorted({key for item in clicks for key in item} - {"points", "point_labels", "label"})
+    if unknown:
+        raise InvalidPromptError(f'Clicked objects take "points", "point_labels" and "label"; got {", ".join(map(repr, unknown))}.')
+    if len(clicks) > limits.max_boxes:
+        raise over_limit("clicked objects", len(clicks), limits, "max_boxes")
+    points = sum(len(item["points"]) for item in clicks)
+    if points > limits.max_points:
+        raise over_limit("clicks", points, limits, "max_points")
+    prompts, names = clicked_objects([item["points"] for item in clicks], [item.get("point_labels") for item in clicks],
+                                     [item.get("label", CLICKED_LABEL) for item in clicks])
+    sam_type = payload.get("sam_type") or None
+    return TrackRequest(_image_bytes(payload.get("video"), "video"), None, None if sam_type is None else check_sam(sam_type),
+                        None, _frame_options(payload), _upload_name(payload), prompts, names)
+
+
+def _pairs(points: Any) -> bool:
+    """Whether points is a non-empty list of lists (one object's [[x, y], ...]; the numbers are checked later)."""
+    return isinstance(points, list) and bool(points) and all(isinstance(point, list) for point in points)
+
+
+def _frame_options(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """start, end and stride, where given."""
+    return {name: _number(payload[name], name, integer=integer)
+            for name, integer in (("start", False), ("end", False), ("stride", True)) if payload.get(name) not in (None, "")}
+
+
+def _upload_name(payload: Mapping[str, Any]) -> str | None:
+    name = getattr(payload.get("video"), "filename", None)
+    return name if isinstance(name, str) and name else None
 
 
 def _check_tracking_options(options: Mapping[str, Any]) -> None:
