@@ -242,8 +242,10 @@ def test_exemplar_boxes_drawn_in_the_app_find_what_the_library_finds(page, app_u
     threshold = page.locator("#exemplar-threshold input[type=number]")
     threshold.fill("0")
     threshold.press("Tab")
-    for fx, fy in ((0.55, 0.575), (0.22, 0.15)):  # the example's corners, bottom right first
-        click_canvas(page, fx, fy, canvas="#exemplar-canvas")
+    click_canvas(page, 0.55, 0.575, canvas="#exemplar-canvas")  # the example's corners, bottom right first
+    # each click waits for the last one's answer, as a user sees it, before the next
+    page.locator("#exemplar-drawn").get_by_text("Click the opposite corner of the example").wait_for()
+    click_canvas(page, 0.22, 0.15, canvas="#exemplar-canvas")
     boxes_drawn(page, 1, 0)
     page.get_by_label("counter-example (not like this)").check()
     click_canvas(page, 0.03, 0.45, canvas="#exemplar-canvas")
@@ -271,9 +273,10 @@ def test_exemplar_boxes_drawn_in_the_app_find_what_the_library_finds(page, app_u
     assert np.array_equal(found.masks, expected.masks) and found.phrases == expected.phrases == ["cup"] * len(found.phrases)
     np.testing.assert_allclose(found.logits, expected.logits, rtol=0, atol=1e-5)
     np.testing.assert_allclose(found.boxes, expected.boxes, rtol=0, atol=5e-4)  # the JSON keeps 3 decimals of a box
+    # the status can render before the table: wait for the table's rows (a header and one per detection)
+    page.wait_for_function(f"""() => document.querySelector('#exemplar-detections [role=grid]')
+        ?.getAttribute('aria-rowcount') == '{expected.num_detections + 1}'""")
     grid = page.locator("#exemplar-detections [role=grid]")
-    grid.locator('[role=gridcell][aria-colindex="1"]').first.wait_for()
-    assert int(grid.get_attribute("aria-rowcount")) == expected.num_detections + 1
     shown = [cell.inner_text().strip() for cell in grid.locator('[role=gridcell][aria-colindex="2"]').all()]
     assert [float(score) for score in shown] == pytest.approx([row[1] for row in detection_rows(expected.to_json())], abs=1e-3)
     page.locator("#exemplar-clear").click()
