@@ -27,7 +27,7 @@ from lang_sam.settings import Settings
 from lang_sam.video.clicks import CLICKED_LABEL, follow_clicks
 from lang_sam.video.frames import VideoFrames
 from lang_sam.video.tracker import open_and_track
-from lang_sam.vocabulary import Detections, ImageEmbedding, ObjectPrompt
+from lang_sam.vocabulary import Detections, Exemplars, ImageEmbedding, ObjectPrompt
 
 
 def served_detectors(settings: Settings, requested: Sequence[str] | None) -> tuple[str, ...]:
@@ -175,12 +175,16 @@ class ModelPool:
         name = self.check(sam_type or self.settings.sam_type)
 
         def load() -> LangSAM:
-            text = resolve(name, IMAGE_SEGMENTER_KINDS, self.settings.checkpoint_dir).kind == TEXT_SEGMENTER
+            text = self._segments_text(name)
             detector = self.settings.detector if text else self._detector(self.settings.detector)  # SAM 3 loads none
             return LangSAM(name, detector=detector, device=self.settings.device, dtype=self.settings.dtype,
                            checkpoint_dir=self.settings.checkpoint_dir)
 
         return self._pipelines.get(name, load)
+
+    def _segments_text(self, name: str) -> bool:
+        """Whether the SAM called name is a text segmenter (SAM 3: text and exemplar boxes, no detector), from the registry."""
+        return resolve(name, IMAGE_SEGMENTER_KINDS, self.settings.checkpoint_dir).kind == TEXT_SEGMENTER
 
     def _namer(self, name: str) -> UniversalSegmenter:
         """The universal segmentation model called name, loaded once."""
@@ -198,8 +202,12 @@ class ModelPool:
         detector: str | None = None,
         **options,
     ) -> LangSAMResult | list[LangSAMResult]:
-        """LangSAM.predict on the pipeline of sam_type and detector, one call at a time (a load is not one)."""
-        pipeline = self.get(sam_type, detector)
+        """LangSAM.predict on the pipeline of sam_type and detector, one call at a time (a load is not one).
+        Exemplar boxes for a SAM that takes none are refused before it loads (vit_h is 2.4 GB)."""
+        name = self.check(sam_type or self.settings.sam_type)
+        if not self._segments_text(name) and Exemplars.of(options.get("exemplars"), options.get("negative_exemplars")):
+            raise Exemplars.refused_by(name)
+        pipeline = self.get(name, detector)
         with self._predicting:
             return pipeline.predict(images, prompts, **options)
 

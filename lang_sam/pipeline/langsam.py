@@ -192,8 +192,7 @@ class LangSAM(PipelineModels):
                 raise InvalidPromptError(f"{loaded.model.name} takes a text prompt (with exemplars) or your points and boxes, "
                                          "one or the other in one call: call predict once for each.")
         elif examples is not None:
-            raise InvalidPromptError(f"{loaded.model.name} takes no exemplar boxes; SAM 3 does (sam_type=\"sam3\"). To segment "
-                                     "the boxed objects themselves, give them as boxes.")
+            raise Exemplars.refused_by(loaded.model.name)
         prepared = [image if isinstance(image, PreparedImage) else
                     self._prepare(loaded, image) if detect else prepare_for_segmenter(loaded.model, load_image(image))  # no detector pixels
                     for image in ([images] if single else images)]

@@ -80,6 +80,12 @@ class Exemplars:
         return cls(np.concatenate([boxes for boxes, _ in given]),
                    np.concatenate([np.full(len(boxes), label) for boxes, label in given]))
 
+    @staticmethod
+    def refused_by(model: str) -> InvalidPromptError:
+        """The error for exemplar boxes given to a model that takes none (any but SAM 3's)."""
+        return InvalidPromptError(f"{model} takes no exemplar boxes; SAM 3 does (sam_type=\"sam3\"). To segment the "
+                                  "boxed objects themselves, give them as boxes.")
+
     @property
     def has_example(self) -> bool:
         """Whether one box is an example (counter-examples alone show no concept to look for)."""

@@ -14,18 +14,31 @@ from PIL import Image
 
 from lang_sam.results import LangSAMResult
 from tests.conftest import TINY_A, TINY_B
+from tests.families.test_sam3 import save_tiny_sam3
 from tests.services import free_port, start_service, stop_session
 from tests.detector.test_grounding_dino import ASSETS
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TINY_SAM3 = "tiny-sam3"  # a tiny random SAM 3 folder beside the service's SAMs: the app offers it by its name
 
 
 @pytest.fixture(scope="module")
-def app_url(service_environment, tmp_path_factory):
+def app_checkpoints(service_models, tmp_path_factory) -> Path:
+    """The app's checkpoint folder: the service's two tiny SAMs and a tiny random SAM 3 (float32 parity
+    with LangSAM needs the same weights, so the test reads them from here too)."""
+    folder = tmp_path_factory.mktemp("app-checkpoints")
+    for name in (TINY_A, TINY_B):
+        (folder / f"{name}.pth").symlink_to(service_models[0] / f"{name}.pth")
+    save_tiny_sam3(folder / TINY_SAM3)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(service_environment, app_checkpoints, tmp_path_factory):
     port = free_port()
-    environment = service_environment
+    environment = {**service_environment, "LANG_SAM_CHECKPOINTS": str(app_checkpoints)}
     log = tmp_path_factory.mktemp("app") / "app.log"
     process = start_service(
         [sys.executable, str(REPOSITORY / "app.py"), "--port", str(port)], environment, f"http://127.0.0.1:{port}/", log
@@ -103,36 +116,42 @@ def test_bad_input_shows_a_message_and_the_app_keeps_serving(page):
     page.locator("#status").get_by_text(f"SAM {TINY_A} (encoder width 192)").wait_for()
 
 
-def canvas_pixels(page, app_url: str) -> np.ndarray:
-    import io
+def served_file(app_url: str, source: str) -> bytes:
+    """A file the page links to (an image's src, a download's href), fetched from the app."""
     from urllib.parse import urljoin
 
     import httpx
 
-    source = page.locator("#click-canvas img").first.get_attribute("src")
-    return np.asarray(Image.open(io.BytesIO(httpx.get(urljoin(app_url, source), timeout=60).content)).convert("RGB"))
+    return httpx.get(urljoin(app_url, source), timeout=60).content
 
 
-CANVAS_READY = """() => {
-    const image = document.querySelector('#click-canvas img');
+def canvas_pixels(page, app_url: str, canvas: str = "#click-canvas") -> np.ndarray:
+    import io
+
+    source = page.locator(f"{canvas} img").first.get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(served_file(app_url, source))).convert("RGB"))
+
+
+CANVAS_READY = """(canvas) => {
+    const image = document.querySelector(canvas + ' img');
     if (!image || !image.complete || image.naturalWidth === 0) return false;
     const shown = image.getBoundingClientRect();
     return shown.width > 0 && shown.height > 0;
 }"""
 
 
-def loaded_canvas(page) -> dict:
+def loaded_canvas(page, canvas: str) -> dict:
     """The click canvas's box on the page, once its image has loaded and been laid out: Gradio turns
     a click into image pixels with the image's natural and shown sizes, so a click on an image still
     loading (after an upload or a new drawing) lands at x = 0 on a busy machine."""
-    page.wait_for_function(CANVAS_READY)
-    return page.locator("#click-canvas img").first.bounding_box()
+    page.wait_for_function(CANVAS_READY, arg=canvas)
+    return page.locator(f"{canvas} img").first.bounding_box()
 
 
-def click_canvas(page, fx: float, fy: float, **options) -> None:
+def click_canvas(page, fx: float, fy: float, canvas: str = "#click-canvas", **options) -> None:
     """Click at (fx, fy) of the canvas image's width and height, once it is ready for clicks."""
-    box = loaded_canvas(page)
-    page.locator("#click-canvas img").first.click(position={"x": fx * box["width"], "y": fy * box["height"]}, **options)
+    box = loaded_canvas(page, canvas)
+    page.locator(f"{canvas} img").first.click(position={"x": fx * box["width"], "y": fy * box["height"]}, **options)
 
 
 def test_clicks_segment_as_the_library_does_and_a_background_click_changes_the_mask(page, app_url, service_models):
@@ -199,6 +218,98 @@ def test_clicks_segment_as_the_library_does_and_a_background_click_changes_the_m
             page.wait_for_timeout(100)
         assert np.array_equal(canvas_pixels(page, app_url), wanted), f"candidate {index + 1} is drawn"
     page.get_by_role("tab", name="Text prompt").click()
+
+
+def boxes_drawn(page, examples: int, counters: int) -> dict:
+    """The more-like-this tab's boxes, once it shows that many examples and counter-examples."""
+    page.wait_for_function(f"""() => {{
+        const boxes = JSON.parse(document.querySelector('#exemplar-boxes textarea').value || '{{}}');
+        return (boxes.exemplars || []).length == {examples} && (boxes.negative_exemplars || []).length == {counters};
+    }}""")
+    return json.loads(page.locator("#exemplar-boxes textarea").input_value())
+
+
+def test_exemplar_boxes_drawn_in_the_app_find_what_the_library_finds(page, app_url, app_checkpoints):
+    from lang_sam import LangSAM
+    from lang_sam.interfaces.app.components import detection_rows
+
+    model = LangSAM(TINY_SAM3, checkpoint_dir=app_checkpoints, device="cpu", dtype="float32")
+    photo = np.asarray(Image.open(ASSETS / "coffee.jpg").convert("RGB"))
+    page.get_by_role("tab", name="More like this").click()
+    choose_sam(page, TINY_SAM3)
+    page.locator("#exemplar-upload input[type=file]").set_input_files(str(ASSETS / "coffee.jpg"))
+    page.locator("#exemplar-drawn").get_by_text("Click two opposite corners of an example").wait_for()
+    threshold = page.locator("#exemplar-threshold input[type=number]")
+    threshold.fill("0")
+    threshold.press("Tab")
+    click_canvas(page, 0.55, 0.575, canvas="#exemplar-canvas")  # the example's corners, bottom right first
+    # each click waits for the last one's answer, as a user sees it, before the next
+    page.locator("#exemplar-drawn").get_by_text("Click the opposite corner of the example").wait_for()
+    click_canvas(page, 0.22, 0.15, canvas="#exemplar-canvas")
+    boxes_drawn(page, 1, 0)
+    page.get_by_label("counter-example (not like this)").check()
+    click_canvas(page, 0.03, 0.45, canvas="#exemplar-canvas")
+    page.locator("#exemplar-drawn").get_by_text("Click the opposite corner of the counter-example").wait_for()
+    click_canvas(page, 0.23, 0.72, canvas="#exemplar-canvas")
+    boxes = boxes_drawn(page, 1, 1)
+    click_canvas(page, 0.9, 0.9, canvas="#exemplar-canvas")
+    page.locator("#exemplar-drawn").get_by_text("Click the opposite corner").wait_for()
+    page.locator("#exemplar-undo").click()
+    page.locator("#exemplar-drawn").get_by_text("1 example, 1 counter-example").wait_for()
+    assert np.allclose(boxes["exemplars"], [[132, 60, 330, 230]], atol=3), "two corners, either way round, one box"
+    assert np.allclose(boxes["negative_exemplars"], [[18, 180, 138, 288]], atol=3), "the kind of its first corner"
+    (x0, y0, _, y1), (_, v0, u1, v1) = boxes["exemplars"][0], boxes["negative_exemplars"][0]
+    canvas = canvas_pixels(page, app_url, "#exemplar-canvas")
+    assert canvas[(y0 + y1) // 2, x0].tolist() == [0, 200, 0] and canvas[(v0 + v1) // 2, u1].tolist() == [230, 0, 0], \
+        "the example box drawn green, the counter-example red"
+    page.locator("#exemplar-prompt textarea").fill("cup")
+    page.locator("#exemplar-submit").click()
+    page.locator("#exemplar-status").get_by_text(f"Model: {TINY_SAM3}").wait_for()
+    expected = model.predict(photo, "cup", box_threshold=0.0, **boxes)
+    assert expected.num_detections > 1, "every instance the model scores, not only the boxed one"
+    link = page.locator("#exemplar-download a").first
+    link.wait_for()
+    found = LangSAMResult.from_json(json.loads(served_file(app_url, link.get_attribute("href"))))
+    assert np.array_equal(found.masks, expected.masks) and found.phrases == expected.phrases == ["cup"] * len(found.phrases)
+    np.testing.assert_allclose(found.logits, expected.logits, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(found.boxes, expected.boxes, rtol=0, atol=5e-4)  # the JSON keeps 3 decimals of a box
+    # the status can render before the table: wait for the table's rows (a header and one per detection)
+    page.wait_for_function(f"""() => document.querySelector('#exemplar-detections [role=grid]')
+        ?.getAttribute('aria-rowcount') == '{expected.num_detections + 1}'""")
+    grid = page.locator("#exemplar-detections [role=grid]")
+    shown = [cell.inner_text().strip() for cell in grid.locator('[role=gridcell][aria-colindex="2"]').all()]
+    assert [float(score) for score in shown] == pytest.approx([row[1] for row in detection_rows(expected.to_json())], abs=1e-3)
+    page.locator("#exemplar-clear").click()
+    boxes_drawn(page, 0, 0)
+    choose_sam(page, TINY_A)
+    page.get_by_role("tab", name="Text prompt").click()
+
+
+def test_the_exemplars_api_answers_as_the_library_and_explains_a_model_without_exemplars(app_url, app_checkpoints):
+    from gradio_client import Client, handle_file
+
+    from lang_sam import LangSAM
+
+    client = Client(app_url, verbose=False)
+    image = handle_file(str(ASSETS / "chelsea.jpg"))
+    boxes = {"exemplars": [[60, 40, 260, 280]], "negative_exemplars": [[300, 20, 440, 150]]}
+    drawing, table, json_file, status = client.predict(image, "", TINY_SAM3, json.dumps(boxes), 0.0, api_name="/exemplars")
+    found = LangSAMResult.from_json(json.loads(Path(json_file).read_text()))
+    photo = np.asarray(Image.open(ASSETS / "chelsea.jpg").convert("RGB"))
+    expected = LangSAM(TINY_SAM3, checkpoint_dir=app_checkpoints, device="cpu", dtype="float32").predict(
+        photo, box_threshold=0.0, **boxes)  # no text: the boxes alone show the concept
+    assert found.num_detections == expected.num_detections == len(table["data"]) > 1
+    assert np.array_equal(found.masks, expected.masks) and found.phrases == expected.phrases
+    np.testing.assert_allclose(found.logits, expected.logits, rtol=0, atol=1e-5)
+    assert np.asarray(Image.open(drawing)).shape == photo.shape and status.startswith(f"{found.num_detections} detections")
+    with pytest.raises(Exception, match="takes no exemplar boxes; SAM 3 does"):
+        client.predict(image, "cat", TINY_A, json.dumps(boxes), api_name="/exemplars")
+    with pytest.raises(Exception, match="Draw a box around an example first"):
+        client.predict(image, "cat", TINY_SAM3, "{}", api_name="/exemplars")
+    with pytest.raises(Exception, match="The boxes are JSON"):
+        client.predict(image, "cat", TINY_SAM3, "[[1, 2, 3, 4]]", api_name="/exemplars")
+    with pytest.raises(Exception, match="exemplar box corner"):  # LangSAM's own check: a box leaving the image
+        client.predict(image, "cat", TINY_SAM3, json.dumps({"exemplars": [[60, 40, 900, 280]]}), api_name="/exemplars")
 
 
 def test_gradio_client_calls_the_api(app_url):

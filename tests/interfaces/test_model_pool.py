@@ -6,7 +6,7 @@ import traceback
 
 import pytest
 
-from lang_sam import InvalidOptionError
+from lang_sam import InvalidOptionError, InvalidPromptError
 from lang_sam.interfaces.models import ModelPool
 from lang_sam.settings import Settings
 from tests.conftest import TINY_A
@@ -41,6 +41,14 @@ def test_each_size_loads_once_and_unknown_sizes_are_refused(service_models):
     assert pool.describe(TINY_A).startswith(f"SAM {TINY_A} (encoder width 192)")
     with pytest.raises(InvalidOptionError, match="Unknown SAM type"):
         pool.get("vit_x")
+
+
+def test_exemplar_boxes_for_a_sam_that_takes_none_are_refused_before_it_loads(service_models):
+    checkpoints, detector = service_models
+    pool = ModelPool(Settings(sam_type=TINY_A, detector=str(detector), checkpoint_dir=str(checkpoints), device="cpu"))
+    with pytest.raises(InvalidPromptError, match=f"{TINY_A} takes no exemplar boxes; SAM 3 does"):
+        pool.predict(str(ASSETS / "chelsea.jpg"), "cat", TINY_A, exemplars=[[10, 10, 50, 50]])
+    assert pool.loaded_sam_types == [], "refused from the registry, without loading the SAM"
 
 
 @pytest.mark.parametrize("command", [

@@ -389,6 +389,9 @@ def test_mounted_app_and_sigterm_shutdown_leave_no_process(service_environment, 
                                   "multimask_output": "true"}, timeout=300).json()
         assert json.loads(Path(download).read_text()) == {"image": direct["image"], "detections": direct["detections"]}, (
             "the app hands on the server's answer, options included, as it came")
+        with pytest.raises(Exception, match=f"{TINY_A} takes no exemplar boxes; SAM 3 does"):  # the boxes reach the server
+            client.predict(handle_file(str(ASSETS / "coffee.jpg")), "cup", TINY_A, '{"exemplars": [[10, 10, 50, 50]]}',
+                           api_name="/exemplars")
         _, masks_table, masks_download, _ = client.predict(
             handle_file(str(ASSETS / "coffee.jpg")), TINY_A, 2, 0.0, 0.0, semantic, api_name="/everything")
         everything = httpx.post(f"http://127.0.0.1:{port}/predict", files={"image": ("a.jpg", photo_bytes("coffee.jpg"))},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from lang_sam.interfaces.app import clicks_tab, everything_tab, text_tab, video_tab
+from lang_sam.interfaces.app import clicks_tab, everything_tab, exemplars_tab, text_tab, video_tab
 from lang_sam.interfaces.app.backend import Backend, LocalBackend
 from lang_sam.interfaces.app.downloads import DownloadFolder
 from lang_sam.interfaces.models import ModelPool
@@ -19,7 +19,8 @@ from lang_sam.settings import Settings
 def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list[str] | None = None,
               detectors: list[str] | None = None, video_types: list[str] | None = None):
     """The Blocks app: a text-prompt tab (its submit button is also the API endpoint "/predict" for
-    gradio_client) and an everything tab ("/everything"), sharing the SAM dropdown.
+    gradio_client), a clicks tab, a more-like-this tab (SAM 3's exemplar boxes, "/exemplars"), an
+    everything tab ("/everything") and a video tab ("/track"), sharing the SAM dropdown.
 
     sam_types: the SAM dropdown's choices (default: every registry segmenter, SAM v1 first, and
     $LANG_SAM_CHECKPOINTS' own); detectors: the detector dropdown's, the default first (none or
@@ -36,6 +37,7 @@ def build_app(backend: Backend, default_sam_type: str = "vit_h", sam_types: list
                                    visible=len(detectors or []) > 1)
         text_tab.build(backend, downloads, sam_type, detector)
         clicks_tab.build(app, backend, downloads, sam_type)
+        exemplars_tab.build(backend, downloads, sam_type)
         everything_tab.build(backend, downloads, sam_type)
         video_tab.build(backend, downloads, detector, video_types)
     return app

@@ -3,11 +3,9 @@ click answered in milliseconds (the image's embedding is encoded once, then reus
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -16,8 +14,8 @@ from lang_sam.drawing import draw_image
 from lang_sam.errors import LangSAMError
 from lang_sam.interfaces.app.backend import Backend
 from lang_sam.interfaces.app.components import uploaded_image
+from lang_sam.interfaces.app.corners import decoded_image, mark_lone_corner, paired_boxes
 from lang_sam.interfaces.app.downloads import DownloadFolder
-from lang_sam.io.images import load_image
 from lang_sam.results import LangSAMResult
 
 OBJECT, BACKGROUND, BOX_CORNER = "object point", "background point", "box corner (two clicks)"
@@ -104,18 +102,6 @@ def build(app: gr.Blocks, backend: Backend, downloads: DownloadFolder, sam_type:
                        api_name=False)
 
 
-@functools.lru_cache(maxsize=4)
-def _decoded(path: str, modified: int) -> np.ndarray:
-    image = load_image(path)
-    image.flags.writeable = False  # shared by the clicks on this upload: nothing may draw on it
-    return image
-
-
-def decoded_image(path: str) -> np.ndarray:
-    """The uploaded image, decoded once for all the clicks on it (read-only)."""
-    return _decoded(path, Path(path).stat().st_mtime_ns)
-
-
 def no_progress(*args, **kwargs) -> None:
     """The progress of a click: none shown (a click answers in milliseconds, outside Gradio's queue)."""
 
@@ -124,28 +110,19 @@ def click_prompts(clicks: list[list[int]]) -> dict:
     """LangSAM.predict's points, point_labels and boxes from the app's clicks [x, y, kind]: kind 1
     or 0 a point, 2 a box corner (each two corners one box; a lone last corner waits for its pair).
     Empty when there is nothing to segment yet."""
-    points = [click[:2] for click in clicks if click[2] in (0, 1)]
-    corners = [click[:2] for click in clicks if click[2] == 2]
-    boxes = [[min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])] for a, b in zip(corners[::2], corners[1::2])]
+    points = [click for click in clicks if click[2] in (0, 1)]
+    boxes = paired_boxes([click for click in clicks if click[2] == 2])
     prompts: dict = {}
     if points:
-        prompts.update(points=points, point_labels=[click[2] for click in clicks if click[2] in (0, 1)])
+        prompts.update(points=[click[:2] for click in points], point_labels=[click[2] for click in points])
     if boxes:
         prompts["boxes"] = boxes
     return prompts
 
 
 def draw_corners(drawing: np.ndarray, clicks: list[list[int]]) -> np.ndarray:
-    """The drawing with a box corner still waiting for its pair marked (a small cross)."""
-    corners = [click for click in clicks if click[2] == 2]
-    if len(corners) % 2 == 0:
-        return drawing
-    marked = drawing.copy()
-    x, y = corners[-1][:2]
-    height, width = marked.shape[:2]
-    marked[max(0, y - 6) : y + 7, min(max(0, x), width - 1)] = (255, 0, 255)
-    marked[min(max(0, y), height - 1), max(0, x - 6) : x + 7] = (255, 0, 255)
-    return marked
+    """The drawing with a box corner still waiting for its pair marked."""
+    return mark_lone_corner(drawing, [click for click in clicks if click[2] == 2])
 
 
 def candidate_choices(exported: dict) -> list:

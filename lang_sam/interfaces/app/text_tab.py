@@ -9,14 +9,13 @@ import gradio as gr
 
 from lang_sam.errors import LangSAMError
 from lang_sam.interfaces.app.backend import Backend
-from lang_sam.interfaces.app.components import uploaded_image
+from lang_sam.interfaces.app.components import detection_answer, detection_outputs, uploaded_image
 from lang_sam.interfaces.app.downloads import DownloadFolder
 from lang_sam.io.images import load_image
 from lang_sam.vocabulary import BOX_THRESHOLD, TEXT_THRESHOLD
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets"
 EXAMPLES = [("astronaut.jpg", "person, flag"), ("chelsea.jpg", "cat"), ("coffee.jpg", "cup, saucer, spoon")]
-TABLE_HEADERS = ["label", "score", "mask score", "box (x0, y0, x1, y1)"]
 
 
 def build(backend: Backend, downloads: DownloadFolder, sam_type: gr.Dropdown, detector: gr.Dropdown) -> None:
@@ -38,7 +37,7 @@ def build(backend: Backend, downloads: DownloadFolder, sam_type: gr.Dropdown, de
             drawing, model, exported = backend.text(image_path, image, prompt, sam_type, options, progress)
         except LangSAMError as error:
             raise gr.Error(str(error)) from None
-        return drawing, detection_rows(exported), downloads.write(exported), status_line(len(exported["detections"]), model)
+        return detection_answer(downloads, drawing, model, exported)
 
     with gr.Tab("Text prompt"):
         with gr.Row():
@@ -56,28 +55,11 @@ def build(backend: Backend, downloads: DownloadFolder, sam_type: gr.Dropdown, de
                 prompt = gr.Textbox(label="Text prompt", placeholder="car, wheel", elem_id="prompt")
                 submit = gr.Button("Segment", variant="primary", elem_id="submit")
             with gr.Column():
-                drawing = gr.Image(label="Result", type="numpy", format="png", interactive=False, elem_id="drawing")
-                status = gr.Markdown(elem_id="status")
-                table = gr.Dataframe(headers=TABLE_HEADERS, label="Detections", interactive=False, elem_id="detections")
-                download = gr.File(label="Detections as JSON (COCO RLE masks)", elem_id="download")
+                outputs = detection_outputs()
         examples = [[str(ASSETS / name), text] for name, text in EXAMPLES if (ASSETS / name).is_file()]
         if examples:
             gr.Examples(examples, inputs=[image, prompt])
     # the detector last, so that gradio_client calls written before it was offered still fit
     inputs = [image, prompt, sam_type, box_threshold, text_threshold, nms_iou_threshold, multimask_output, detector]
-    outputs = [drawing, table, download, status]
     submit.click(segment, inputs=inputs, outputs=outputs, api_name="predict")
     prompt.submit(segment, inputs=inputs, outputs=outputs, api_name=False)
-
-
-def detection_rows(exported: dict) -> list[list]:
-    """The table of LangSAMResult.to_json's detections."""
-    return [
-        [d["label"], round(d["score"], 3), round(d["mask_score"], 3), ", ".join(f"{v:.1f}" for v in d["box"])]
-        for d in exported["detections"]
-    ]
-
-
-def status_line(count: int, model: str) -> str:
-    found = f"{count} detection{'s' if count != 1 else ''}" if count else "Nothing found"
-    return f"{found}. Model: {model}."
