@@ -14,7 +14,7 @@ any registry entry the same way. Each is stateless after loading: one instance s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -86,15 +86,24 @@ class TextSegmenter(Protocol):
     device: torch.device
     dtype: torch.dtype
 
+    def preprocess(self, image: np.ndarray) -> SegmenterInput:
+        """The model's input for one (H, W, 3) uint8 RGB image; touches no model."""
+
+    def embed(self, prepared: SegmenterInput) -> ImageEmbedding:
+        """The immutable embedding of what preprocess made, which segment_text reads (and, with
+        SAM 3's tracker, decode too: one image encoder pass for text and clicks)."""
+
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
         nms_iou_threshold: float | None = None, exemplars: Sequence[Exemplars | None] | None = None,
+        embeds: Sequence[Callable[[], ImageEmbedding]] | None = None,
     ) -> list[Detections]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes scoring above
         box_threshold (as the model's own post-processing keeps them), best first, with masks; class
         ids index exactly the given class names; the model's one score per instance is both its box
         and its mask score. exemplars: one Exemplars (or None) per image, example boxes of its one
-        class, or of a concept with no name (then the image's class list is empty)."""
+        class, or of a concept with no name (then the image's class list is empty). embeds: one
+        callable per image giving embed(preprocess(image)) (a pipeline's cache), or None."""
 
 @runtime_checkable
 class Detector(Protocol):

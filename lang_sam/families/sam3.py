@@ -27,6 +27,19 @@ PromptDecoding as SAM 2.1 is. transformers loads the tracker's backbone from the
 weights, so the adapter keeps one backbone for both (SAM 3's 446 M-parameter ViT held once).
 A checkpoint without the tracker (a folder of Sam3Model alone) refuses clicks, saying so.
 
+One trunk pass for text and clicks. As in Meta's SAM 3, the detector and the tracker read one ViT
+trunk through two necks of their own. embed runs the trunk once and keeps its states (1, P, C) in
+the ImageEmbedding (with the tracker, after the tracker's three levels, which its neck makes from
+those states then); the text path runs the detector's neck on them. A pipeline caches that one
+embedding per image, so a text prompt and clicks on the same image run the trunk once. transformers
+has no public call from a trunk's states to either neck's output (Sam3VisionModel.forward takes
+pixels, Sam3TrackerModel.get_image_embeddings too; only Sam3VideoModel bridges them, in
+get_vision_features_for_tracker), so _detector_features and Sam3TextSegmenter._tracker_levels
+write out those few steps of transformers, in its order; the tests check both paths equal the
+models called on pixels, exactly. At SAM 3's size the trunk's states are 21 MB in float32, the
+tracker's levels as much again, and a text prompt on a new image also runs the tracker's neck
+(about 4% of the trunk's multiply-adds) so that clicks on it need no second pass.
+
 Cost. The vision encoder (the bulk of the model) runs once per image; its features are reused for
 every class of that image. The classes are run class_batch_size at a time, as one batch of text
 prompts against the image's features repeated: the same as running each class alone (to float
@@ -48,10 +61,10 @@ from lang_sam.detector.postprocess import class_wise_nms
 from lang_sam.errors import InvalidOptionError, InvalidPromptError, ModelLoadError
 from lang_sam.vocabulary.capabilities import NOT_FINE_TUNED, NOT_ONNX
 from lang_sam.families.transformers_base import TransformersAdapter
-from lang_sam.families.transformers_sam import SAM3_TRACKER, PromptDecoding
+from lang_sam.families.transformers_sam import SAM3_TRACKER, PromptDecoding, TransformersPrepared
 from lang_sam.io.images import load_image
 from lang_sam.io.weights import load_pretrained_checked
-from lang_sam.vocabulary import BOX_THRESHOLD, Detections, Exemplars, check_threshold
+from lang_sam.vocabulary import BOX_THRESHOLD, Detections, Exemplars, ImageEmbedding, check_threshold
 
 DEFAULT_SAM3 = "facebook/sam3"
 # A sam3_video folder (the layout of facebook/sam3 itself) holds the image model as its detector;
@@ -121,15 +134,31 @@ class Sam3Concepts(Sam3Adapter):
         self.class_batch_size = class_batch_size
         self.max_text_tokens = self.model.config.text_config.max_position_embeddings
 
+    def preprocess(self, image: np.ndarray) -> TransformersPrepared:
+        """The processor's resize and normalisation of one (H, W, 3) uint8 RGB image, for embed (SAM 3's
+        tracker processor reads the same preprocessor_config.json: the same pixels)."""
+        pixels = self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+        return TransformersPrepared(pixels, image.shape[:2], tuple(pixels.shape[-2:]))
+
+    @torch.inference_mode()
+    def embed(self, prepared: TransformersPrepared) -> ImageEmbedding:
+        """The ViT trunk run once on the image: its states (1, P, C), P patches, which the text path's
+        neck reads (see the module docstring)."""
+        trunk = self.model.vision_encoder.backbone(prepared.pixel_values.to(self.device, self.dtype)).last_hidden_state
+        return ImageEmbedding((trunk,), prepared.original_size, prepared.input_size)
+
     def segment_text(
         self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str]], box_threshold: float = BOX_THRESHOLD,
         nms_iou_threshold: float | None = None, exemplars: Sequence[Exemplars | None] | None = None,
+        embeds: Sequence[Callable[[], ImageEmbedding]] | None = None,
     ) -> list[Detections]:
         """For each (H, W, 3) uint8 image, the instances of each of its classes (one list of names per
         image, labels exactly as given) scoring above box_threshold (see the module docstring), sorted
         by score; nms_iou_threshold: when set, instances of the same class whose boxes overlap more
         than this are suppressed. exemplars: None, or one Exemplars (or None) per image, joining its
-        one class name or standing alone (the class is then "visual"). No class and no exemplars, or
+        one class name or standing alone (the class is then "visual"). embeds: None, or one callable
+        per image giving its embed (a pipeline's cached one, so that clicks and text share one trunk
+        pass); called only when the image has something to segment. No class and no exemplars, or
         nothing above the threshold, gives an empty result."""
         if len(images) != len(classes):
             raise InvalidPromptError(f"Got {len(images)} images but {len(classes)} class lists; give one list of class "
@@ -137,6 +166,8 @@ class Sam3Concepts(Sam3Adapter):
         exemplars = [None] * len(images) if exemplars is None else list(exemplars)
         if len(exemplars) != len(images):
             raise InvalidPromptError(f"Got {len(images)} images but {len(exemplars)} exemplar sets; give one (or None) per image.")
+        if embeds is not None and len(embeds) != len(images):
+            raise InvalidPromptError(f"Got {len(images)} images but {len(embeds)} embeds; give one per image.")
         check_threshold("box_threshold", box_threshold)
         if nms_iou_threshold is not None:
             check_threshold("nms_iou_threshold", nms_iou_threshold)
@@ -145,21 +176,19 @@ class Sam3Concepts(Sam3Adapter):
         pixels = [load_image(image) for image in images]
         class_lists = [_with_exemplars(names, boxes, image.shape[:2])
                        for names, boxes, image in zip(class_lists, exemplars, pixels)]
-        return [self._segment(image, names, box_threshold, nms_iou_threshold, boxes)
-                for image, names, boxes in zip(pixels, class_lists, exemplars)]
+        embeds = [lambda image=image: self.embed(self.preprocess(image)) for image in pixels] if embeds is None else embeds
+        return [self._segment(image, names, box_threshold, nms_iou_threshold, boxes, embed)
+                for image, names, boxes, embed in zip(pixels, class_lists, exemplars, embeds)]
 
     @torch.inference_mode()
-    def _segment(self, image: np.ndarray, classes: list[str], box_threshold: float,
-                 nms_iou_threshold: float | None, exemplars: Exemplars | None = None) -> Detections:
-        """All classes of one image: the vision encoder once, then the classes in batches (with
-        exemplars, its one class)."""
-        from PIL import Image
-
+    def _segment(self, image: np.ndarray, classes: list[str], box_threshold: float, nms_iou_threshold: float | None,
+                 exemplars: Exemplars | None, embed: Callable[[], ImageEmbedding]) -> Detections:
+        """All classes of one image: its embedding (the trunk once) and the detector's neck, then the
+        classes in batches (with exemplars, its one class)."""
         height, width = image.shape[:2]
         if not classes:
             return _segments([], [], [], [], classes, (height, width))
-        pixels = self.processor(images=Image.fromarray(image), return_tensors="pt")["pixel_values"]
-        vision = self.model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
+        vision = self._detector_features(embed())
         boxes, scores, class_ids, masks = [], [], [], []
         for start in range(0, len(classes), self.class_batch_size):
             batch = classes[start:start + self.class_batch_size]
@@ -181,6 +210,14 @@ class Sam3Concepts(Sam3Adapter):
                 masks.append(found["masks"].bool().cpu())
         return _segments(boxes, scores, class_ids, masks, classes, (height, width), nms_iou_threshold)
 
+    def _detector_features(self, embedding: ImageEmbedding):
+        """What Sam3Model.get_vision_features gives for the image, from the trunk's states that embed
+        kept (the last feature): Sam3VisionModel.forward after its backbone, the detector's neck."""
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+        trunk = embedding.features[-1].to(self.device)
+        levels, positions = self.model.vision_encoder.neck(_patch_grid(trunk, embedding.input_size, self.model.vision_encoder))
+        return Sam3VisionEncoderOutput(last_hidden_state=trunk, fpn_hidden_states=levels, fpn_position_encoding=positions)
 
     def _exemplar_inputs(self, exemplars: Exemplars | None, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """Sam3Model's input_boxes (1, N, 4) (normalised cx, cy, w, h, by the processor) and
@@ -193,7 +230,7 @@ class Sam3Concepts(Sam3Adapter):
                 "input_boxes_labels": inputs["input_boxes_labels"].to(self.device)}
 
 
-class Sam3TextSegmenter(PromptDecoding, Sam3Concepts):
+class Sam3TextSegmenter(Sam3Concepts, PromptDecoding):
     """SAM 3 from a Hugging Face repo id (facebook/sam3 is gated: accept its licence first) or a
     folder saved with save_pretrained (Sam3Model and Sam3Processor; a Sam3VideoModel folder, as
     facebook/sam3 is, also gives clicks and boxes through its tracker)."""
@@ -224,6 +261,33 @@ class Sam3TextSegmenter(PromptDecoding, Sam3Concepts):
         tracker = _load(lambda path: transformers.Sam3TrackerModel.from_pretrained(path, dtype=self.dtype), source)
         tracker.vision_encoder.backbone = self.model.vision_encoder.backbone
         return tracker.to(self.device).eval(), _load(transformers.Sam3TrackerProcessor.from_pretrained, source)
+
+    @torch.inference_mode()
+    def embed(self, prepared: TransformersPrepared) -> ImageEmbedding:
+        """The trunk run once on the image: with the tracker, its three levels (what
+        Sam3TrackerModel.get_image_embeddings gives), then the trunk's states (1, P, C) for the text
+        path; without it, the trunk's states alone."""
+        shared = super().embed(prepared)
+        if self.prompt_model is None:
+            return shared
+        return ImageEmbedding((*self._tracker_levels(shared), *shared.features), shared.original_size, shared.input_size)
+
+    def _tracker_levels(self, shared: ImageEmbedding) -> list[torch.Tensor]:
+        """Sam3TrackerModel.get_image_embeddings from the trunk's states rather than pixels: the
+        tracker's neck on them (Sam3VisionModel.forward after its backbone), then get_image_features'
+        and get_image_embeddings' steps, in their order and layout, so the decoder computes the same."""
+        tracker = self.prompt_model
+        trunk = shared.features[-1]
+        levels = list(tracker.vision_encoder.neck(_patch_grid(trunk, shared.input_size, tracker.vision_encoder))[0])
+        levels[0] = tracker.mask_decoder.conv_s0(levels[0])
+        levels[1] = tracker.mask_decoder.conv_s1(levels[1])
+        levels = [level.flatten(2).permute(2, 0, 1) for level in levels]
+        levels[-1] = levels[-1] + tracker.no_memory_embedding
+        return [level.permute(1, 2, 0).view(len(trunk), -1, *size) for level, size in zip(levels, tracker.backbone_feature_sizes)]
+
+    def _embedding_arguments(self, embedding: ImageEmbedding) -> dict:
+        """The tracker's levels: the embedding's last feature, the trunk's states, is the text path's."""
+        return {"image_embeddings": [feature.to(self.device) for feature in embedding.features[:-1]]}
 
     def parameter_count(self) -> int:
         """Number of weights, the shared backbone counted once."""
@@ -305,6 +369,13 @@ def _load(load: Callable[[str], Loaded], source: str) -> Loaded:
         return load_pretrained_checked(load, source, "SAM 3")
     except ValueError as error:  # a config of a kind transformers does not know
         raise ModelLoadError(f"{source} is not a SAM 3 model ({error}).") from None
+
+
+def _patch_grid(trunk: torch.Tensor, input_size: tuple[int, int], encoder: torch.nn.Module) -> torch.Tensor:
+    """The trunk's states (B, P, C) as the (B, C, h, w) grid of patches a neck reads, as
+    Sam3VisionModel.forward lays them out for its neck (encoder: a Sam3VisionModel)."""
+    patch = encoder.config.backbone_config.patch_size
+    return trunk.view(len(trunk), input_size[0] // patch, input_size[1] // patch, -1).permute(0, 3, 1, 2)
 
 
 def _repeated(vision, count: int):

@@ -183,7 +183,8 @@ class LangSAM(PipelineModels):
         _check_multimask(multimask_output)
         if loaded.segments_text and not given_prompts:
             arrays = [load_image(image) for image in ([images] if single else images)]
-            found = segment_text(loaded.model, arrays, prompts if detect else None, thresholds, examples, label)
+            embeds = [lambda array=array: self._embedding(loaded, prepare_for_segmenter(loaded.model, array)) for array in arrays]
+            found = segment_text(loaded.model, arrays, prompts if detect else None, thresholds, examples, label, embeds)
             results = [LangSAMResult.of(objects) for objects in found]
             return results[0] if single else results
         if loaded.segments_text:  # your clicks and boxes, on SAM 3's tracker

@@ -17,8 +17,7 @@ class PreparedImage:
     place of the image: preparing the next images in other threads keeps the models busy.
 
     segmenter_input: what the segmenter's preprocess made (SAM v1: the pixels resized to longest
-    side 1024; a text segmenter: the (H, W, 3) image); family: the segmenter family it was made
-    for; detector_input: the detector's pixels (None when only the segmenter will see the image, as
+    side 1024; SAM 3: its processor's pixels); family: the segmenter family it was made for; detector_input: the detector's pixels (None when only the segmenter will see the image, as
     in embed); key: image_key, names the image in the embedding cache.
     """
 
@@ -31,9 +30,8 @@ class PreparedImage:
 
 def prepare_for_segmenter(segmenter: Segmenter | TextSegmenter, array: np.ndarray) -> PreparedImage:
     """PreparedImage without the detector's pixels, for what only the segmenter sees (embed, clicks
-    alone, a text segmenter): the segmenter's input when it takes clicks, else the array itself."""
-    segmenter_input = segmenter.preprocess(array) if segmenter.takes_clicks_and_boxes else array
-    return PreparedImage(array.shape[:2], segmenter_input, segmenter.family, None, image_key(array))
+    alone, a text segmenter)."""
+    return PreparedImage(array.shape[:2], segmenter.preprocess(array), segmenter.family, None, image_key(array))
 
 
 def image_key(array: np.ndarray) -> str:

@@ -92,17 +92,19 @@ def _all_candidates(candidates: dict[int, tuple[np.ndarray, np.ndarray]], masks:
 
 
 def segment_text(segmenter: TextSegmenter, arrays: list[np.ndarray], prompts, thresholds: Thresholds,
-                 exemplars: Exemplars | None = None, label: str = "object") -> list[Detections]:
+                 exemplars: Exemplars | None = None, label: str = "object",
+                 embeds: list[Callable[[], ImageEmbedding]] | None = None) -> list[Detections]:
     """A text segmenter's objects of each image's classes (SAM 3: no detector, no box prompts);
     prompts: one for all images or one per image, as Detector.detect takes them; exemplars: example
     boxes for one image, with its prompt's one class or alone (prompts None: their objects are
-    named label)."""
+    named label); embeds: each image's embedding on demand (a pipeline's cached one), else the
+    segmenter embeds each image itself."""
     per_image = [prompts] * len(arrays) if prompts is None or isinstance(prompts, str) else list(prompts)
     if len(per_image) != len(arrays):
         raise InvalidOptionError(f"Got {len(arrays)} images but {len(per_image)} prompts; give one prompt or one per image.")
     classes = [[] if prompt is None else parse_classes(prompt) for prompt in per_image]
     found = segmenter.segment_text(arrays, classes, box_threshold=thresholds.box, nms_iou_threshold=thresholds.nms_iou,
-                                   exemplars=None if exemplars is None else [exemplars])
+                                   exemplars=None if exemplars is None else [exemplars], embeds=embeds)
     if prompts is None:  # the exemplars alone: their objects are yours, named label
         found = [replace(objects, classes=(label,)) for objects in found]
     return [objects[:thresholds.max_detections] for objects in found]

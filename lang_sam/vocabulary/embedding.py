@@ -25,7 +25,8 @@ class ImageEmbedding:
     one embedding can be cached and decoded from many threads at once.
 
     features: SAM v1's (1, 256, 64, 64) float32, or the tuple of tensors a transformers family
-    embeds to (SAM 2.1's three levels, SAM-HQ's embedding and ViT states); original_size: (H, W)
+    embeds to (SAM 2.1's three levels, SAM-HQ's embedding and ViT states, SAM 3's tracker levels
+    and ViT trunk states, which its text path reads too); original_size: (H, W)
     of the image; input_size: (h, w) of the model's frame that prompts are scaled into (SAM v1:
     the image resized to longest side 1024).
     """

@@ -2,7 +2,8 @@
 facebook/sam3 ships (detector, tracker and tracker neck in one folder), loaded through LangSAM, and
 checked in float32 against transformers' Sam3TrackerModel and Sam3TrackerProcessor called directly
 the documented way on the same folder: masks equal, scores within 1e-5. Also embed + decode, the
-server's /embed + /decode path, the backbone held once, and the refusals."""
+server's /embed + /decode path, the backbone held once, one trunk pass shared by text and clicks
+on an image, and the refusals."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from PIL import Image
 from lang_sam.errors import InvalidPromptError
 from lang_sam.families.base import Segmenter, TextSegmenter
 from tests.families.test_sam3 import images, sam3_dir  # noqa: F401 - the tiny SAM 3 image model's fixtures
-from tests.video.test_sam3_video import save_tiny_sam3_video
+from tests.video.test_sam3_video import DETECTION_THRESHOLD, save_tiny_sam3_video
 
 CLICK = [200.0, 150.0]
 BOXES = [[100.0, 50.0, 300.0, 250.0], [350.0, 120.0, 590.0, 390.0]]
@@ -126,6 +127,53 @@ def test_the_tracker_holds_the_detectors_backbone_which_transformers_loads_alike
     backbone = sum(weight.numel() for weight in own.values())
     both = sum(p.numel() for p in detector.parameters()) + sum(p.numel() for p in tracker[0].parameters())
     assert segmenter.parameter_count() == both - backbone
+
+
+def direct_text(sam3_video_dir, image: np.ndarray, name: str):
+    """Sam3Model and Sam3Processor called the documented way on one image and class (the vision
+    encoder on the pixels): (masks (N, H, W), scores (N,)) above DETECTION_THRESHOLD."""
+    from transformers import Sam3Model, Sam3Processor
+
+    network, processor = Sam3Model.from_pretrained(sam3_video_dir).eval(), Sam3Processor.from_pretrained(sam3_video_dir)
+    inputs = processor(images=Image.fromarray(image), text=name, return_tensors="pt")
+    with torch.no_grad():
+        outputs = network(**inputs)
+    found = processor.post_process_instance_segmentation(outputs, threshold=DETECTION_THRESHOLD, mask_threshold=0.5,
+                                                         target_sizes=inputs["original_sizes"].tolist())[0]
+    order = found["scores"].argsort(descending=True, stable=True)
+    return found["masks"][order].bool().numpy(), found["scores"][order].numpy()
+
+
+def test_text_and_clicks_on_one_image_share_one_trunk_pass_and_equal_each_model_on_pixels(sam3_video_dir, tracker, images,
+                                                                                          tmp_path):
+    """The ViT trunk runs once per image whatever the order of text and clicks on it, and each path
+    answers exactly (float32) what its transformers model gives when it encodes the pixels itself."""
+    from lang_sam import LangSAM
+
+    model = LangSAM(sam_checkpoint=sam3_video_dir, detector=tmp_path / "never-loaded", device="cpu", dtype="float32")
+    trunk = model.segmenter.model.vision_encoder.backbone
+    assert model.segmenter.prompt_model.vision_encoder.backbone is trunk
+    passes = []
+    trunk.register_forward_hook(lambda module, inputs, output: passes.append(inputs[0].shape))
+    masks, scores = direct_text(sam3_video_dir, images[0], "cup")
+    assert len(scores) > 0
+    text = model.predict(images[0], "cup", box_threshold=DETECTION_THRESHOLD)
+    assert np.array_equal(text.masks, masks) and np.array_equal(text.mask_scores, scores)
+    assert len(passes) == 1
+    click_masks, click_scores = direct(tracker, images[0], True, input_points=[[[CLICK]]], input_labels=[[[1]]])
+    click = model.predict(images[0], points=[CLICK])
+    best = int(click_scores[0].argmax())
+    assert np.array_equal(click.masks[0], click_masks[0, best]) and np.array_equal(click.candidate_scores[0], click_scores[0])
+    assert np.array_equal(model.predict(images[0], "cup", box_threshold=DETECTION_THRESHOLD).masks, masks)
+    assert len(passes) == 1, "text, clicks and text again on one image: one trunk pass"
+
+    masks, scores = direct_text(sam3_video_dir, images[1], "cat")
+    click_masks, click_scores = direct(tracker, images[1], False, input_boxes=[BOXES[:1]])  # the second box: outside it
+    boxed = model.predict(images[1], boxes=BOXES[:1])
+    text = model.predict(images[1], "cat", box_threshold=DETECTION_THRESHOLD)
+    assert np.array_equal(boxed.masks, click_masks[:, 0]) and np.array_equal(boxed.mask_scores, click_scores[:, 0])
+    assert len(scores) > 0 and np.array_equal(text.masks, masks) and np.array_equal(text.mask_scores, scores)
+    assert len(passes) == 2, "boxes then text on a second image: one more pass"
 
 
 def test_text_and_clicks_together_and_a_mask_of_another_size_are_refused(model, images):
