@@ -38,7 +38,8 @@ get_vision_features_for_tracker), so _detector_features and Sam3TextSegmenter._t
 write out those few steps of transformers, in its order; the tests check both paths equal the
 models called on pixels, exactly. At SAM 3's size the trunk's states are 21 MB in float32, the
 tracker's levels as much again, and a text prompt on a new image also runs the tracker's neck
-(about 4% of the trunk's multiply-adds) so that clicks on it need no second pass.
+(about 4% of the trunk's multiply-adds, 2% of its time on a CPU) so that clicks on it need no
+second pass.
 
 Cost. The vision encoder (the bulk of the model) runs once per image; its features are reused for
 every class of that image. The classes are run class_batch_size at a time, as one batch of text
