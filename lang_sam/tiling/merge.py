@@ -90,9 +90,9 @@ class TileMerger:
         check_merge_iou(merge_iou)
         self.windows, self.image_size, self.merge_iou = list(windows), image_size, merge_iou
         self.added = 0  # tiles given so far
-        self._tiles: dict[int, tuple[int, Detections]] = {}  # tile index -> (number of its first object, its objects)
-        self._left: dict[int, int] = {}  # tile index -> how many of its objects are held
         self._edges = np.array([window.xyxy for window in self.windows]).reshape(-1, 4)
+        self._held: dict[int, Detections] = {}  # held object number -> the object (alone: a finished one's tile-mates go)
+        self._by_tile: dict[int, list[int]] = {}  # tile index -> the numbers of its held objects
         self._owner: dict[int, int] = {}  # held object number -> its tile's index
         self._closes: dict[int, int] = {}  # held object number -> the last tile that may join it
         self._group: dict[int, list[int]] = {}  # held object number -> the numbers it is joined to (shared lists)
@@ -120,23 +120,23 @@ class TileMerger:
         self._numbered += len(found)
         if not len(found):
             return
-        self._tiles[index], self._left[index] = (first, found), len(found)
+        self._by_tile[index] = list(numbers)
         window = self.windows[index]
-        for number in numbers:
-            self._owner[number], self._closes[number], self._group[number], self._pairs[number] = index, index, [number], []
+        for offset, number in enumerate(numbers):
+            self._held[number], self._owner[number] = found[[offset]], index
+            self._closes[number], self._group[number], self._pairs[number] = index, [number], []
         for later in self._neighbours(index, after=True):
             reaches = np.flatnonzero(_reaching(found.xyxy, window.intersection(self.windows[later])))
             for offset in reaches:
                 self._closes[first + int(offset)] = later
         for earlier in self._neighbours(index, after=False):
-            if earlier not in self._tiles:
-                continue
+            held = self._by_tile.get(earlier, [])  # those that reach into this tile are held still
             band = self.windows[earlier].intersection(window)
-            earlier_first, earlier_found = self._tiles[earlier]
-            for a, b in _candidates(earlier_found.xyxy, found.xyxy, band):  # held still: they reach into this tile
-                iou = _band_iou(earlier_found, a, found, b, band)
+            boxes = np.array([self._held[number].xyxy[0] for number in held], np.float32).reshape(-1, 4)
+            for a, b in _candidates(boxes, found.xyxy, band):
+                iou = _band_iou(self._held[held[a]], 0, found, b, band)
                 if iou >= self.merge_iou:
-                    self._link(earlier_first + a, first + b, iou)
+                    self._link(held[a], first + b, iou)
 
     def _neighbours(self, index: int, after: bool) -> list[int]:
         """The windows after (or before) index that share pixels with it (one vectorised test)."""
@@ -161,15 +161,15 @@ class TileMerger:
     def _emit(self, finished: list[list[int]]) -> Detections:
         """The finished groups' objects (joined by the module's rule), numbered; then no longer held."""
         objects = sorted((members for group in finished for members in self._settle(group)), key=lambda members: members[0])
-        parts = [self._object(members[0]) if len(members) == 1 else _union(self._objects(members)) for members in objects]
+        parts = [self._held[members[0]] if len(members) == 1 else _union(self._objects(members)) for members in objects]
         for group in finished:
             del self._pairs[group[0]]
             for number in group:
                 tile = self._owner.pop(number)
-                del self._closes[number], self._group[number]
-                self._left[tile] -= 1
-                if not self._left[tile]:
-                    del self._tiles[tile], self._left[tile]
+                del self._held[number], self._closes[number], self._group[number]
+                self._by_tile[tile].remove(number)
+                if not self._by_tile[tile]:
+                    del self._by_tile[tile]
         found = _concatenate([part for part in (self._empty, *parts) if part is not None], self.image_size, self._classes())
         ids = np.arange(self._next_id, self._next_id + len(found), dtype=np.int64)
         self._next_id += len(found)
@@ -186,12 +186,8 @@ class TileMerger:
                     joined[number] = merged
         return [sorted(members) for members in {id(members): members for members in joined.values()}.values()]
 
-    def _object(self, number: int) -> Detections:
-        first, found = self._tiles[self._owner[number]]
-        return found[[number - first]]
-
     def _objects(self, numbers: list[int]) -> Detections:
-        return _concatenate([self._object(number) for number in numbers], self.image_size, self._classes())
+        return _concatenate([self._held[number] for number in numbers], self.image_size, self._classes())
 
     def _classes(self) -> tuple[str, ...] | None:
         """The run's classes so far (the latest tile's), None when its objects have none."""
