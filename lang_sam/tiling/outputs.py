@@ -167,23 +167,21 @@ class _VectorStore:
             self._append(_table(chunk, self.transform, self.crs), append=True)
 
     def _append(self, table, append: bool) -> None:
-        import pyogrio
-
+        pyogrio = require_geo("pyogrio")  # >= 0.9 (its wheels bring GDAL >= 3.8, which writes Arrow streams)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", NO_CRS, UserWarning)
             pyogrio.write_dataframe(table, self.store, driver="GPKG", geometry_type=GEOMETRY_TYPES["GPKG"], promote_to_multi=False,
                                     append=append)
 
     def finish(self) -> None:
-        from pyogrio.raw import open_arrow, write_arrow
-
+        raw = require_geo("pyogrio.raw")
         for path in self.paths:
             if path == self.store:
                 continue
-            with open_arrow(self.store, batch_size=1024) as (meta, stream), warnings.catch_warnings():
+            with raw.open_arrow(self.store, batch_size=1024) as (meta, stream), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", NO_CRS, UserWarning)
-                write_arrow(stream, path, driver=_driver(path), geometry_name=meta["geometry_name"],
-                            geometry_type=GEOMETRY_TYPES[_driver(path)], crs=meta["crs"])
+                raw.write_arrow(stream, path, driver=_driver(path), geometry_name=meta["geometry_name"],
+                                geometry_type=GEOMETRY_TYPES[_driver(path)], crs=meta["crs"])
 
 
 def _table(detections: Detections, transform: Any, crs: Any):
