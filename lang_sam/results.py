@@ -118,16 +118,7 @@ class LangSAMResult:
         """Image size, then per detection: label, score, mask score, box and COCO RLE mask, and with
         multimask output "candidates": SAM's masks of that object with their mask scores."""
         height, width = self.image_size
-        detections = [
-            {
-                "label": label,
-                "score": round(float(score), 6),
-                "mask_score": round(float(mask_score), 6),
-                "box": [round(float(v), 3) for v in box],
-                "mask": rle,
-            }
-            for label, score, mask_score, box, rle in zip(self.phrases, self.logits, self.mask_scores, self.boxes, self.to_coco_rle())
-        ]
+        detections = _records(self.phrases, self.logits, self.mask_scores, self.boxes, self.to_coco_rle())
         if self.candidates is not None:
             for detection, masks, scores in zip(detections, self.candidates, self.candidate_scores):
                 decoded = np.isfinite(scores)  # an object decoded with the single-mask output has one
@@ -175,6 +166,46 @@ def encode_rles(masks: np.ndarray) -> list[dict]:
 
     encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
     return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
+
+
+def detection_records(found: Detections) -> list[dict]:
+    """LangSAMResult.of(found).to_json()["detections"] of detections with compact masks (a tiled
+    run's, no candidates), each RLE encoded from its mask's crop: never an image-sized mask."""
+    masks = found.compact().masks
+    rles = [encode_crop_rle(masks.crop(index), *(int(v) for v in masks.offsets[index]), found.image_size) for index in range(len(found))]
+    return _records(found.labels, found.box_scores, found.mask_scores, found.xyxy, rles)
+
+
+def encode_crop_rle(crop: np.ndarray, left: int, top: int, image_size: tuple[int, int]) -> dict:
+    """encode_rles' RLE of the (H, W) mask that is crop (h, w) at (left, top) and empty elsewhere,
+    from the crop alone: COCO runs go column by column, so they change only where a crop column
+    changes value (a zero row above and below it), two changes at one pixel cancelling (a column's
+    run reaching the image's bottom that the next one's continues from its top)."""
+    from pycocotools import mask as mask_utils
+
+    height, width = image_size
+    padded = np.zeros((crop.shape[0] + 2, crop.shape[1]), bool)
+    padded[1:-1] = crop
+    rows, columns = np.nonzero(padded[1:] != padded[:-1])
+    positions, times = np.unique((left + columns.astype(np.int64)) * height + top + rows, return_counts=True)
+    changes = positions[(times % 2 == 1) & (positions < height * width)]  # the image's end is no change
+    runs = np.diff(np.concatenate([[0], changes, [height * width]]))
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": runs.tolist()}, height, width)
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _records(labels, scores, mask_scores, boxes, rles) -> list[dict]:
+    """to_json's detections: label, score, mask score, box and COCO RLE mask of each object."""
+    return [
+        {
+            "label": label,
+            "score": round(float(score), 6),
+            "mask_score": round(float(mask_score), 6),
+            "box": [round(float(v), 3) for v in box],
+            "mask": rle,
+        }
+        for label, score, mask_score, box, rle in zip(labels, scores, mask_scores, boxes, rles)
+    ]
 
 
 def decode_rle(rle: dict) -> np.ndarray:

@@ -205,21 +205,23 @@ def label_chunk(model, job: LabelJob, names: tuple[str, ...], prepared: list) ->
 
 def label_tiled_chunk(model, job: LabelJob, names: tuple[str, ...]) -> dict[str, Any]:
     """A chunk of rasters (local files) labelled tile by tile with lang_sam.tiling: each read window by
-    window, never decoded whole; records and failures as label_chunk's."""
-    from lang_sam.results import LangSAMResult
-    from lang_sam.tiling import RasterReader, segment_tiles
+    window, never decoded whole, its objects taken as the tiles finish them and kept as COCO RLE
+    (encoded from their crops: never an image-sized mask); records and failures as label_chunk's."""
+    from lang_sam.results import detection_records
+    from lang_sam.tiling import RasterReader, stream_tiles
 
     records, failed = [], []
     for name in names:
         try:
             with RasterReader(Path(job.images_root) / name, job.tiling["bands"]) as reader:
-                found = segment_tiles(model, reader, ", ".join(job.classes), job.tiling["tile"], job.tiling["overlap"],
-                                      box_threshold=job.box_threshold, text_threshold=job.text_threshold,
-                                      max_detections=job.max_detections)
+                detections = [record for chunk in stream_tiles(
+                    model, reader, ", ".join(job.classes), job.tiling["tile"], job.tiling["overlap"],
+                    box_threshold=job.box_threshold, text_threshold=job.text_threshold, max_detections=job.max_detections)
+                    for record in detection_records(chunk)]
         except InvalidImageError as error:
             failed.append({"file_name": name, "error": str(error)})
             continue
-        records.append({"file_name": name, **LangSAMResult.of(found).to_json()})
+        records.append({"file_name": name, "image": {"height": reader.height, "width": reader.width}, "detections": detections})
     return {"records": records, "failed": failed}
 
 

@@ -213,7 +213,8 @@ class ModelPool:
 
     def tiles(self, reader, prompt: str, sam_type: str | None = None, detector: str | None = None, **options) -> Detections:
         """lang_sam.tiling.segment_tiles (reader: a TileReader; options: its tile, overlap, progress
-        and LangSAM.predict's) on the pipeline of sam_type and detector, one call at a time, like predict."""
+        and LangSAM.predict's) on the pipeline of sam_type and detector, one call at a time, like predict.
+        Its objects are gathered in memory (not streamed as the CLI's are): the upload limit bounds them."""
         from lang_sam.tiling import segment_tiles
 
         pipeline = self.get(sam_type, detector)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,6 +58,27 @@ def write_folder_atomically(destination: Path, write: Callable[[Path], object]) 
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
         shutil.rmtree(replaced, ignore_errors=True)
+
+
+@contextmanager
+def write_files_atomically(destination: Path) -> Iterator[Path]:
+    """A path, in a temporary folder beside destination, for a writer that needs a file name (GDAL)
+    or makes several files (a Shapefile's .shx, .dbf, ...): once the block ends, the files made
+    there (destination's name with any suffix) are renamed into place; on an error or Ctrl+C none
+    is, and the folder goes: never a half-written output."""
+    if not destination.parent.is_dir():
+        raise InvalidOptionError(f"Cannot write {destination}: the folder {destination.parent} does not exist.")
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=TEMPORARY_SUFFIX, dir=destination.parent))
+    except OSError as error:
+        raise InvalidOptionError(f"Cannot write {destination} ({error.strerror}); choose a folder you can write to.") from None
+    try:
+        yield folder / destination.name
+        for made in sorted(folder.iterdir()):
+            os.chmod(made, FILE_MODE)
+            os.replace(made, destination.parent / made.name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_leftovers(folder: Path) -> None:

@@ -60,74 +60,165 @@ def check_merge_iou(merge_iou: float) -> None:
 
 
 def merge_tiles(tiles: Sequence[TileDetections], image_size: tuple[int, int], merge_iou: float = MERGE_IOU) -> Detections:
-    """One image's Detections from its tiles' (in image pixels, compact masks): objects joined by the
-    module's rule, in the order first seen (tile by tile, each tile's own order), with
-    data["object_id"] 1..N. A joined object's box is its union mask's, its box score the best of its
-    parts', its mask score that of its largest part (the view that saw most of it)."""
-    check_merge_iou(merge_iou)
-    parts = [tile.detections for tile in tiles]
-    owner = np.concatenate([np.full(len(found), index) for index, found in enumerate(parts)]) if parts else np.zeros(0, int)
-    everything = _concatenate(parts, image_size)
-    groups = _join(everything, owner, [tile.window for tile in tiles], merge_iou)
-    unions = [_union(everything, members) for members in groups if len(members) > 1]
-    combined = _concatenate([everything, *unions], image_size)
-    positions = iter(range(len(everything), len(combined)))  # where each union sits in combined
-    order = np.array([members[0] if len(members) == 1 else next(positions) for members in groups], np.intp)
-    return replace(combined[order], data={OBJECT_ID_KEY: np.arange(1, len(order) + 1, dtype=np.int64)})
+    """One image's Detections from its tiles' (in image pixels, compact masks, in the order they
+    ran): TileMerger's objects, gathered."""
+    merger = TileMerger([tile.window for tile in tiles], image_size, merge_iou)
+    return gather([merger.add(tile.detections) for tile in tiles], image_size)
 
 
-def _join(found: Detections, owner: np.ndarray, windows: Sequence[Window], merge_iou: float) -> list[list[int]]:
-    """Groups of object indices that are one object: the pairs of neighbouring tiles' objects whose
-    band IoU reaches merge_iou, joined best first unless the two groups hold parts from one tile;
-    each group in index order, the groups in the order of their first member."""
-    pairs = []
-    for first, second in _neighbours(windows):
-        band = windows[first].intersection(windows[second])
-        for a, b in _candidates(found.xyxy, owner == first, owner == second, band):
-            iou = _band_iou(found, a, b, band)
-            if iou >= merge_iou:
-                pairs.append((-iou, a, b))
-    group = {index: [index] for index in range(len(found))}  # each object's group (shared lists)
-    for _, a, b in sorted(pairs):
-        if group[a] is not group[b] and not {int(owner[i]) for i in group[a]} & {int(owner[i]) for i in group[b]}:
-            joined = group[a] + group[b]
-            for index in joined:
-                group[index] = joined
-    groups = {id(members): sorted(members) for members in group.values()}
-    return sorted(groups.values(), key=lambda members: members[0])
+def gather(chunks: Sequence[Detections], image_size: tuple[int, int]) -> Detections:
+    """TileMerger's chunks as one Detections (in memory: for images whose objects fit in it), named
+    with the last chunk's classes (those of the whole run)."""
+    chunks = list(chunks)
+    classes = chunks[-1].classes if chunks and chunks[-1].class_ids is not None else None
+    found = _concatenate(chunks, image_size, classes)
+    ids = [chunk.data[OBJECT_ID_KEY] for chunk in chunks]
+    return replace(found, data={OBJECT_ID_KEY: np.concatenate(ids) if ids else np.zeros(0, np.int64)})
 
 
-def _neighbours(windows: Sequence[Window]) -> list[tuple[int, int]]:
-    """Pairs (i, j), i < j, of tiles sharing pixels (one vectorised test of the later tiles per tile)."""
-    if not windows:
-        return []
-    x0, y0, x1, y1 = np.array([window.xyxy for window in windows]).T
-    pairs = []
-    for i in range(len(windows)):
-        later = np.flatnonzero((x0[i + 1:] < x1[i]) & (x1[i + 1:] > x0[i]) & (y0[i + 1:] < y1[i]) & (y1[i + 1:] > y0[i]))
-        pairs.extend((i, i + 1 + int(j)) for j in later)
-    return pairs
+class TileMerger:
+    """Joins the objects of tiles given one at a time, in the order of their windows (row-major), by
+    the module's rule, and gives back each object once it is finished: once no tile still to come
+    can join it or anything joined to it (no later tile's overlap band with its tile reaches its
+    box). So only the objects near the tiles running are held: memory grows with the image's
+    width, not its area. Objects come out numbered 1, 2, ... in data["object_id"] in the order they
+    are finished (those finished by one tile in the order first seen: tile by tile, each tile's own
+    order); a joined object's box is its union mask's, its box score the best of its parts', its
+    mask score that of its largest part (the view that saw most of it)."""
+
+    def __init__(self, windows: Sequence[Window], image_size: tuple[int, int], merge_iou: float = MERGE_IOU) -> None:
+        check_merge_iou(merge_iou)
+        self.windows, self.image_size, self.merge_iou = list(windows), image_size, merge_iou
+        self.added = 0  # tiles given so far
+        self._edges = np.array([window.xyxy for window in self.windows]).reshape(-1, 4)
+        self._held: dict[int, Detections] = {}  # held object number -> the object (alone: a finished one's tile-mates go)
+        self._by_tile: dict[int, list[int]] = {}  # tile index -> the numbers of its held objects
+        self._owner: dict[int, int] = {}  # held object number -> its tile's index
+        self._closes: dict[int, int] = {}  # held object number -> the last tile that may join it
+        self._group: dict[int, list[int]] = {}  # held object number -> the numbers it is joined to (shared lists)
+        self._pairs: dict[int, list[tuple[float, int, int]]] = {}  # first number of a group -> its joinable pairs
+        self._numbered, self._next_id = 0, 1
+        self._empty: Detections | None = None  # no objects, with the fields of the tiles' (None before any)
+
+    def add(self, found: Detections | None) -> Detections:
+        """The next tile's objects (in image pixels, compact masks; None for a tile that did not
+        run) in; the objects finished by it out (often none), with their ids."""
+        if self.added >= len(self.windows):
+            raise ValueError(f"TileMerger was given more tiles than its {len(self.windows)} windows.")
+        index, self.added = self.added, self.added + 1
+        if found is not None:
+            self._empty = found[np.zeros(0, np.intp)]
+            self._hold(index, found)
+        finished = [members for members in self._groups() if max(self._closes[number] for number in members) <= index]
+        return self._emit(finished)
+
+    def _hold(self, index: int, found: Detections) -> None:
+        """Keep a tile's objects, note the last tile that may join each, and join them with the held
+        objects of earlier tiles sharing pixels with this one."""
+        first = self._numbered
+        numbers = range(first, first + len(found))
+        self._numbered += len(found)
+        if not len(found):
+            return
+        self._by_tile[index] = list(numbers)
+        window = self.windows[index]
+        for offset, number in enumerate(numbers):
+            self._held[number], self._owner[number] = found[[offset]], index
+            self._closes[number], self._group[number], self._pairs[number] = index, [number], []
+        for later in self._neighbours(index, after=True):
+            reaches = np.flatnonzero(_reaching(found.xyxy, window.intersection(self.windows[later])))
+            for offset in reaches:
+                self._closes[first + int(offset)] = later
+        for earlier in self._neighbours(index, after=False):
+            held = self._by_tile.get(earlier, [])  # those that reach into this tile are held still
+            band = self.windows[earlier].intersection(window)
+            boxes = np.array([self._held[number].xyxy[0] for number in held], np.float32).reshape(-1, 4)
+            for a, b in _candidates(boxes, found.xyxy, band):
+                iou = _band_iou(self._held[held[a]], 0, found, b, band)
+                if iou >= self.merge_iou:
+                    self._link(held[a], first + b, iou)
+
+    def _neighbours(self, index: int, after: bool) -> list[int]:
+        """The windows after (or before) index that share pixels with it (one vectorised test)."""
+        x0, y0, x1, y1 = self._edges[index]
+        others = self._edges[index + 1:] if after else self._edges[:index]
+        sharing = np.flatnonzero((others[:, 0] < x1) & (others[:, 2] > x0) & (others[:, 1] < y1) & (others[:, 3] > y0))
+        return [int(other) + (index + 1 if after else 0) for other in sharing]
+
+    def _link(self, a: int, b: int, iou: float) -> None:
+        """Note a joinable pair: its two objects are now in one group of pairs to settle together."""
+        first_a, first_b = self._group[a][0], self._group[b][0]
+        pairs = self._pairs.pop(first_a) + ([] if first_a == first_b else self._pairs.pop(first_b))
+        members = sorted(set(self._group[a]) | set(self._group[b]))
+        for number in members:
+            self._group[number] = members
+        self._pairs[members[0]] = [*pairs, (-iou, a, b)]
+
+    def _groups(self) -> list[list[int]]:
+        """The held objects' groups (objects linked by joinable pairs), each sorted, in order of their first."""
+        return sorted({id(members): members for members in self._group.values()}.values(), key=lambda members: members[0])
+
+    def _emit(self, finished: list[list[int]]) -> Detections:
+        """The finished groups' objects (joined by the module's rule), numbered; then no longer held."""
+        objects = sorted((members for group in finished for members in self._settle(group)), key=lambda members: members[0])
+        parts = [self._held[members[0]] if len(members) == 1 else _union(self._objects(members)) for members in objects]
+        for group in finished:
+            del self._pairs[group[0]]
+            for number in group:
+                tile = self._owner.pop(number)
+                del self._held[number], self._closes[number], self._group[number]
+                self._by_tile[tile].remove(number)
+                if not self._by_tile[tile]:
+                    del self._by_tile[tile]
+        found = _concatenate([part for part in (self._empty, *parts) if part is not None], self.image_size, self._classes())
+        ids = np.arange(self._next_id, self._next_id + len(found), dtype=np.int64)
+        self._next_id += len(found)
+        return replace(found, data={OBJECT_ID_KEY: ids})
+
+    def _settle(self, group: list[int]) -> list[list[int]]:
+        """The objects a group of linked objects makes: pairs joined best band IoU first, unless the
+        two sides already hold parts from one tile; each object's numbers sorted."""
+        joined = {number: [number] for number in group}
+        for _, a, b in sorted(self._pairs[group[0]]):
+            if joined[a] is not joined[b] and not {self._owner[i] for i in joined[a]} & {self._owner[i] for i in joined[b]}:
+                merged = joined[a] + joined[b]
+                for number in merged:
+                    joined[number] = merged
+        return [sorted(members) for members in {id(members): members for members in joined.values()}.values()]
+
+    def _objects(self, numbers: list[int]) -> Detections:
+        return _concatenate([self._held[number] for number in numbers], self.image_size, self._classes())
+
+    def _classes(self) -> tuple[str, ...] | None:
+        """The run's classes so far (the latest tile's), None when its objects have none."""
+        return None if self._empty is None or self._empty.class_ids is None else self._empty.classes
 
 
-def _candidates(xyxy: np.ndarray, in_first: np.ndarray, in_second: np.ndarray, band: Window) -> list[tuple[int, int]]:
-    """Pairs (a, b) of objects of two tiles whose boxes both reach into band and overlap each other:
-    the only pairs whose masks can overlap there (a box test, so masks are decoded for these alone)."""
-    reaches = (xyxy[:, 0] < band.left + band.width) & (xyxy[:, 2] > band.left) & \
-              (xyxy[:, 1] < band.top + band.height) & (xyxy[:, 3] > band.top)
-    firsts, seconds = np.flatnonzero(in_first & reaches), np.flatnonzero(in_second & reaches)
-    a, b = xyxy[firsts][:, None], xyxy[seconds][None]
+def _reaching(xyxy: np.ndarray, band: Window) -> np.ndarray:
+    """Which pixel-edge boxes reach into band."""
+    return (xyxy[:, 0] < band.left + band.width) & (xyxy[:, 2] > band.left) & \
+           (xyxy[:, 1] < band.top + band.height) & (xyxy[:, 3] > band.top)
+
+
+def _candidates(first: np.ndarray, second: np.ndarray, band: Window) -> list[tuple[int, int]]:
+    """Pairs (a, b) of objects of two tiles (their boxes first and second) whose boxes both reach
+    into band and overlap each other: the only pairs whose masks can overlap there (a box test, so
+    masks are decoded for these alone)."""
+    firsts, seconds = np.flatnonzero(_reaching(first, band)), np.flatnonzero(_reaching(second, band))
+    a, b = first[firsts][:, None], second[seconds][None]
     overlap = (np.minimum(a[..., 2], b[..., 2]) > np.maximum(a[..., 0], b[..., 0])) & \
               (np.minimum(a[..., 3], b[..., 3]) > np.maximum(a[..., 1], b[..., 1]))
     return [(int(firsts[i]), int(seconds[j])) for i, j in zip(*np.nonzero(overlap))]
 
 
-def _band_iou(found: Detections, a: int, b: int, band: Window) -> float:
-    """The IoU over band of objects a and b (of two tiles sharing band); 0 for objects of two classes."""
-    if found.class_ids is not None and found.class_ids[a] != found.class_ids[b]:
+def _band_iou(first: Detections, a: int, second: Detections, b: int, band: Window) -> float:
+    """The IoU over band of object a of first and object b of second (two tiles sharing band); 0
+    for objects of two classes."""
+    if first.class_ids is not None and first.class_ids[a] != second.class_ids[b]:
         return 0.0
-    first, second = (_mask_in(found.masks, index, band) for index in (a, b))
-    union = np.logical_or(first, second).sum()
-    return float(np.logical_and(first, second).sum() / union) if union else 0.0
+    masks = _mask_in(first.masks, a, band), _mask_in(second.masks, b, band)
+    union = np.logical_or(*masks).sum()
+    return float(np.logical_and(*masks).sum() / union) if union else 0.0
 
 
 def _mask_in(masks, index: int, band: Window) -> np.ndarray:
@@ -142,10 +233,9 @@ def _mask_in(masks, index: int, band: Window) -> np.ndarray:
     return canvas
 
 
-def _union(found: Detections, members: list[int]) -> Detections:
+def _union(parts: Detections) -> Detections:
     """One object of several parts: the union of their masks (on a canvas the size of their joint
     box, never the image's), box from the union, best box score, mask score of the largest part."""
-    parts = found[members]
     masks = parts.masks
     x0, y0 = masks.offsets.min(axis=0)
     x1, y1 = masks.bbox_xyxy[:, 2:].max(axis=0) + 1  # supervision's boxes end on their last pixel
@@ -156,7 +246,7 @@ def _union(found: Detections, members: list[int]) -> Detections:
         canvas[top:top + crop.shape[0], left:left + crop.shape[1]] |= crop
     largest = int(np.argmax(masks.area))
     return replace(parts[[largest]], xyxy=(mask_to_box(canvas) + np.array([x0, y0, x0, y0], np.float32))[None], box_scores=_best(parts.box_scores),
-                   masks=_compact_crop(canvas, int(x0), int(y0), found.image_size))
+                   masks=_compact_crop(canvas, int(x0), int(y0), parts.image_size))
 
 
 def _best(scores: np.ndarray | None) -> np.ndarray | None:
@@ -171,13 +261,12 @@ def _compact_crop(crop: np.ndarray, left: int, top: int, image_size: tuple[int, 
         left, top, image_size)
 
 
-def _concatenate(parts: Sequence[Detections], image_size: tuple[int, int]) -> Detections:
-    """Detections of the same image and classes, one after another (compact masks stay compact)."""
+def _concatenate(parts: Sequence[Detections], image_size: tuple[int, int], classes: tuple[str, ...] | None) -> Detections:
+    """Detections of the same image, one after another (compact masks stay compact), named with
+    classes (the run's: each part's are the first of them; None when the objects have none)."""
     if not parts:
         return Detections(xyxy=np.zeros((0, 4)), image_size=image_size, masks=compact_masks(np.zeros((0, *image_size), bool)))
     from supervision.detection.compact_mask import CompactMask
-
-    first = parts[0]
 
     def joined(name: str):
         values = [getattr(part, name) for part in parts]
@@ -186,4 +275,4 @@ def _concatenate(parts: Sequence[Detections], image_size: tuple[int, int]) -> De
     masks = CompactMask.merge([part.masks for part in parts])
     return Detections(xyxy=np.concatenate([part.xyxy for part in parts]), image_size=image_size, masks=masks,
                       box_scores=joined("box_scores"), mask_scores=joined("mask_scores"), class_ids=joined("class_ids"),
-                      classes=first.classes)
+                      classes=classes or ())

@@ -22,6 +22,10 @@ from lang_sam.tiling.windows import Window
 STRETCH = (2.0, 98.0)  # percentiles mapped to 0 and 255 for data wider than 8 bits (QGIS's default cumulative cut)
 OVERVIEW_SIDE = 2048  # the longest side of the decimated read the stretch is computed from
 GEO_EXTRA = "pip install 'lang-sam[geo]'"
+# Bytes of GDAL's block cache while a raster is read or a label raster written (GDAL's default is 5%
+# of RAM): two rows of 512-pixel RGB blocks of a 20,000-pixel wide raster, so that a tile row's
+# overlap is read from the cache, whatever the raster's size.
+GDAL_CACHE = 64 * 2**20
 
 
 @runtime_checkable
@@ -138,11 +142,14 @@ class RasterReader:
 
     @contextmanager
     def _reading(self, where: str) -> Iterator[None]:
-        """rasterio's errors on a truncated or corrupt block as InvalidImageError naming the file."""
+        """rasterio's errors on a truncated or corrupt block as InvalidImageError naming the file;
+        GDAL's block cache held to GDAL_CACHE meanwhile."""
+        import rasterio
         from rasterio.errors import RasterioError
 
         try:
-            yield
+            with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE):
+                yield
         except RasterioError as error:
             raise InvalidImageError(f"Raster {self.path} cannot be read {where} ({error}); the file may be truncated.") from None
 

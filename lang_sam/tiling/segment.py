@@ -1,16 +1,20 @@
 """Tiled inference: a pipeline run on every tile of a large image at the models' full resolution,
-the tiles' objects shifted into image pixels (compact masks) and joined across tile borders."""
+the tiles' objects shifted into image pixels (compact masks) and joined across tile borders.
+
+``stream_tiles`` and ``stream_everything_tiles`` give the objects as they are finished, a
+Detections chunk after every tile, so that only the objects near the tiles running are held (what
+the CLI's writers consume: memory bounded by the image's width, not its area);
+``segment_tiles`` and ``segment_everything_tiles`` gather those chunks into one Detections."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from lang_sam.errors import InvalidPromptError
-from lang_sam.tiling.merge import MERGE_IOU, TileDetections, check_merge_iou, merge_tiles, to_image
+from lang_sam.tiling.merge import MERGE_IOU, TileMerger, gather, to_image
 from lang_sam.tiling.readers import TileReader
 from lang_sam.tiling.windows import OVERLAP, TILE, Window, tile_windows
 from lang_sam.vocabulary.detections import Detections
@@ -18,19 +22,32 @@ from lang_sam.vocabulary.detections import Detections
 Progress = Callable[[int, int], None]  # (tiles done, tiles in all), called after every tile
 
 
-def segment_tiles(pipeline, reader: TileReader, text: str | None = None, tile: int = TILE, overlap: int = OVERLAP, *,
-                  boxes=None, region=None, label: str = "object", merge_iou: float = MERGE_IOU,
-                  progress: Progress | None = None, **options: Any) -> Detections:
-    """What text names (and the boxes you give) in a large image, tile by tile, as one image's Detections.
+def segment_tiles(pipeline, reader: TileReader, *args: Any, **kwargs: Any) -> Detections:
+    """stream_tiles' objects as one image's Detections (held in memory: for images whose objects fit)."""
+    return gather(stream_tiles(pipeline, reader, *args, **kwargs), (reader.height, reader.width))
+
+
+def segment_everything_tiles(generator, reader: TileReader, *args: Any, **kwargs: Any) -> Detections:
+    """stream_everything_tiles' masks as one image's Detections (held in memory: for images whose masks fit)."""
+    return gather(stream_everything_tiles(generator, reader, *args, **kwargs), (reader.height, reader.width))
+
+
+def stream_tiles(pipeline, reader: TileReader, text: str | None = None, tile: int = TILE, overlap: int = OVERLAP, *,
+                 boxes=None, region=None, label: str = "object", merge_iou: float = MERGE_IOU,
+                 progress: Progress | None = None, **options: Any) -> Iterator[Detections]:
+    """What text names (and the boxes you give) in a large image, tile by tile: after every tile, the
+    objects it finished (a Detections chunk, often empty) in image pixels.
 
     pipeline: a LangSAM; reader: a TileReader (ArrayReader, RasterReader); text: the prompt, as
     LangSAM.predict takes it, or None with boxes only; boxes: (M, 4) pixel-edge xyxy in image
     pixels, each an object named label, each wholly inside one tile (it is segmented in the tile
     whose centre is nearest its own); region: (x0, y0, x1, y1) image pixels: only tiles of this
     region run (text restricted to it). options: LangSAM.predict's (box_threshold, text_threshold,
-    max_detections (per tile), nms_iou_threshold, multimask_output). Returns compact masks, ids in
-    data["object_id"] (see lang_sam.tiling.merge for how cut objects are joined); nodata pixels
-    are in no mask. progress(done, total) after each tile."""
+    max_detections (per tile), nms_iou_threshold, multimask_output). Chunks hold compact masks,
+    ids in data["object_id"] (1, 2, ... across the chunks; see lang_sam.tiling.merge for how cut
+    objects are joined and when an object is finished) and the classes seen so far (each chunk's
+    are the first of the next's); nodata pixels are in no mask. progress(done, total) after each
+    tile. Options are checked at the call, before any tile runs."""
     windows = tile_windows(reader.height, reader.width, tile, overlap, _region(region))
     tile_boxes = assign_boxes(boxes, windows)
     if text is None and boxes is None:
@@ -41,18 +58,19 @@ def segment_tiles(pipeline, reader: TileReader, text: str | None = None, tile: i
             return None
         return pipeline.predict(pixels, text, boxes=tile_boxes[index], label=label, **options).detections
 
-    return _run_tiles(reader, windows, run, merge_iou, progress)
+    return _run_tiles(reader, TileMerger(windows, (reader.height, reader.width), merge_iou), run, progress)
 
 
-def segment_everything_tiles(generator, reader: TileReader, tile: int = TILE, overlap: int = OVERLAP, *, region=None,
-                             merge_iou: float = MERGE_IOU, progress: Progress | None = None) -> Detections:
+def stream_everything_tiles(generator, reader: TileReader, tile: int = TILE, overlap: int = OVERLAP, *, region=None,
+                            merge_iou: float = MERGE_IOU, progress: Progress | None = None) -> Iterator[Detections]:
     """Segment-everything over a large image: the automatic mask generator (a
     lang_sam.segmenter.SamAutomaticMaskGenerator on any promptable segmenter) on every tile, the
-    masks joined as segment_tiles joins them (every mask is the generator's one class, "object")."""
+    masks joined and given as stream_tiles gives them (every mask is the generator's one class, "object")."""
     from lang_sam.everything import segment_everything
 
     windows = tile_windows(reader.height, reader.width, tile, overlap, _region(region))
-    return _run_tiles(reader, windows, lambda pixels, index: segment_everything(pixels, generator), merge_iou, progress)
+    merger = TileMerger(windows, (reader.height, reader.width), merge_iou)
+    return _run_tiles(reader, merger, lambda pixels, index: segment_everything(pixels, generator), progress)
 
 
 def assign_boxes(boxes, windows: Sequence[Window]) -> list[np.ndarray | None]:
@@ -87,26 +105,24 @@ def _region(region) -> Window | None:
     return Window(x0, y0, x1 - x0, y1 - y0)
 
 
-def _run_tiles(reader: TileReader, windows: list[Window], run: Callable[[np.ndarray, int], Detections | None],
-               merge_iou: float, progress: Progress | None) -> Detections:
-    """run(pixels, window index) on every window with data, its objects cut to the data pixels and
-    moved into image pixels, then merged. Only one tile's dense masks exist at a time."""
-    check_merge_iou(merge_iou)
+def _run_tiles(reader: TileReader, merger: TileMerger, run: Callable[[np.ndarray, int], Detections | None],
+               progress: Progress | None) -> Iterator[Detections]:
+    """run(pixels, window index) on every window of merger with data, its objects cut to the data
+    pixels and moved into image pixels, given to merger; after each tile, what merger finished.
+    Only one tile's dense masks exist at a time."""
     image_size = (reader.height, reader.width)
     classes: list[str] = []
-    tiles = []
-    for index, window in enumerate(windows):
+    for index, window in enumerate(merger.windows):
         pixels, valid = reader.read(window)
         found = run(pixels, index) if valid.any() else None
         if found is not None:
             found = _on_data(found, valid)
             classes.extend(name for name in found.classes if name not in classes)
-            tiles.append(TileDetections(window, to_image(found, window, image_size, classes)))
+            found = to_image(found, window, image_size, classes)
+        finished = merger.add(found)
         if progress is not None:
-            progress(index + 1, len(windows))
-    tiles = [replace(tile, detections=replace(tile.detections, classes=tuple(classes)) if tile.detections.class_ids is not None
-                     else tile.detections) for tile in tiles]
-    return merge_tiles(tiles, image_size, merge_iou)
+            progress(index + 1, len(merger.windows))
+        yield finished
 
 
 def _on_data(found: Detections, valid: np.ndarray) -> Detections:

@@ -113,7 +113,7 @@ def test_unwritable_or_unknown_outputs_are_refused_and_nothing_is_left(tmp_path,
         if len(painted) > 2:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(outputs, "_paint", disk_full)
+    monkeypatch.setattr(outputs._LabelPainter, "_paint", disk_full)
     with pytest.raises(OSError, match="No space"):
         write_label_raster(tmp_path / "labels.tif", found)
     assert list(tmp_path.iterdir()) == [], "a failed write leaves no file, half-written or temporary"
@@ -151,9 +151,9 @@ def test_a_mosaic_segmented_in_tiles_gives_georeferenced_outputs_that_agree(mosa
         on_map = np.array([[*TRANSFORM @ (330, 590), *TRANSFORM @ (580, 300)]])  # x_min, y_min, x_max, y_max in metres
         boxes = np.concatenate([pixel, pixel_boxes(on_map, reader.transform)])
         found = segment_tiles(model, reader, None, tile=320, overlap=40, boxes=boxes, label="thing")
-        drawing = preview(reader, found, longest_side=200)
         write_label_raster(tmp_path / "labels.tif", found, reader.transform, reader.crs)
         write_vectors(tmp_path / "objects.gpkg", found, reader.transform, reader.crs)
+        drawing = preview(reader, tmp_path / "labels.tif", longest_side=200)
     assert boxes[-1].tolist() == [330, 300, 580, 590]
     masks = found.dense_masks()
     assert len(found) == 5 and drawing.shape == (200, 200, 3) and (masks.sum(axis=(1, 2)) > 100).all()

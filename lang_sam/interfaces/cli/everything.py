@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     remove_leftovers(args.out)
     if tiles:
-        from lang_sam.tiling import segment_everything_tiles
+        from lang_sam.tiling import stream_everything_tiles
 
-        return tiled.run_tiled(args, images, outputs, lambda reader, progress: segment_everything_tiles(
+        return tiled.run_tiled(args, images, outputs, lambda reader, progress: stream_everything_tiles(
             models.generator, reader, *tiles, progress=progress))
     failures = 0
     for path in images:

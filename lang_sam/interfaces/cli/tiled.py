@@ -1,5 +1,6 @@
 """predict and everything over rasters of any size (--tile): each input read window by window, run
-tile by tile (lang_sam.tiling), written as a label GeoTIFF, polygons and a preview beside a summary."""
+tile by tile (lang_sam.tiling), its objects written as they are finished (memory bounded whatever
+the raster's size) as a label GeoTIFF and polygons, then a preview beside a summary."""
 
 from __future__ import annotations
 
@@ -73,16 +74,16 @@ def bands(args: argparse.Namespace) -> tuple[int, ...] | None:
 
 
 def text_segmenter(args: argparse.Namespace, model, tile: int, overlap: int, boxes) -> Callable[..., object]:
-    """predict's segment(reader, progress): segment_tiles with the prompt, --boxes and --region
+    """predict's segment(reader, progress): stream_tiles with the prompt, --boxes and --region
     (taken through the raster's transform with --map-coordinates) and the threshold flags."""
     from lang_sam.io.prompt_text import parse_coordinates
-    from lang_sam.tiling import pixel_boxes, segment_tiles
+    from lang_sam.tiling import pixel_boxes, stream_tiles
 
     region = parse_coordinates(args.region, 4, "--region")[0] if args.region else None
 
     def segment(reader, progress):
         in_pixels = (lambda given: pixel_boxes(given, reader.transform)) if args.map_coordinates else (lambda given: given)
-        return segment_tiles(
+        return stream_tiles(
             model, reader, args.prompt, tile, overlap, boxes=None if boxes is None else in_pixels(boxes),
             region=None if region is None else in_pixels([region])[0], progress=progress,
             box_threshold=args.box_threshold, text_threshold=args.text_threshold, max_detections=args.max_detections,
@@ -93,8 +94,8 @@ def text_segmenter(args: argparse.Namespace, model, tile: int, overlap: int, box
 
 def run_tiled(args: argparse.Namespace, images: list[Path], outputs: dict[Path, str],
               segment: Callable[..., object]) -> int:
-    """segment(reader, progress) -> Detections on every input raster; its outputs written into args.out.
-    Unreadable inputs are reported and skipped (exit code 1)."""
+    """segment(reader, progress) -> the stream of Detections chunks of every input raster, written
+    into args.out as it comes. Unreadable inputs are reported and skipped (exit code 1)."""
     from lang_sam.tiling import RasterReader
 
     failures = 0
@@ -105,31 +106,31 @@ def run_tiled(args: argparse.Namespace, images: list[Path], outputs: dict[Path, 
                     bar.total = total
                     bar.update(done - bar.n)
 
-                found = segment(reader, advance)
-                _write(args, args.out / outputs[path], path, reader, found)
+                found = _write(args, args.out / outputs[path], path, reader, segment(reader, advance))
         except InvalidImageError as error:
             failures += 1
             tqdm.write(f"lang-sam: skipped {path}: {error}", file=sys.stderr)
             continue
-        print(f"lang-sam: {path}: {len(found)} objects", file=sys.stderr)
+        print(f"lang-sam: {path}: {found} objects", file=sys.stderr)
     print(f"lang-sam: {len(images) - failures} of {len(images)} rasters written to {args.out}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _write(args: argparse.Namespace, stem: Path, path: Path, reader, found) -> None:
-    """STEM.labels.tif, STEM.<vectors>, then STEM.png (the preview) and STEM.json (last: the input is done)."""
-    from lang_sam.tiling.outputs import preview, write_label_raster, write_vectors
+def _write(args: argparse.Namespace, stem: Path, path: Path, reader, chunks) -> int:
+    """STEM.labels.tif and STEM.<vectors> written from chunks as they come (they appear together
+    once the last tile ran), then STEM.png (the preview) and STEM.json (last: the input is done).
+    Returns how many objects were found."""
+    from lang_sam.tiling.outputs import preview, write_tiled
 
     labels = stem.with_name(f"{stem.name}.labels.tif")
-    write_label_raster(labels, found, reader.transform, reader.crs)
     vectors = [stem.with_name(f"{stem.name}{VECTOR_SUFFIXES[name]}") for name in vector_formats(args)]
-    for vector in vectors:
-        write_vectors(vector, found, reader.transform, reader.crs)
+    found = write_tiled(chunks, (reader.height, reader.width), reader.transform, reader.crs, labels=labels, vectors=vectors)
     summary = {"file": path.name, "image": {"height": reader.height, "width": reader.width},
                "crs": None if reader.crs is None else reader.crs.to_string(),
                "transform": None if reader.transform is None else list(reader.transform)[:6],
-               "objects": len(found), "labels": labels.name, "vectors": [vector.name for vector in vectors]}
-    write_outputs(stem, preview(reader, found), summary)
+               "objects": found, "labels": labels.name, "vectors": [vector.name for vector in vectors]}
+    write_outputs(stem, preview(reader, labels), summary)
+    return found
 
 
 def _whole_number(value: str, flag: str) -> int:
