@@ -216,9 +216,21 @@ def _band_iou(first: Detections, a: int, second: Detections, b: int, band: Windo
     for objects of two classes."""
     if first.class_ids is not None and first.class_ids[a] != second.class_ids[b]:
         return 0.0
-    masks = _mask_in(first.masks, a, band), _mask_in(second.masks, b, band)
+    area = band.intersection(_joint_crop(first.masks, a, second.masks, b))  # no mask pixel lies outside it
+    if area is None:
+        return 0.0
+    masks = _mask_in(first.masks, a, area), _mask_in(second.masks, b, area)
     union = np.logical_or(*masks).sum()
     return float(np.logical_and(*masks).sum() / union) if union else 0.0
+
+
+def _joint_crop(first, a: int, second, b: int) -> Window:
+    """The smallest window holding the crops of compact mask a of first and b of second (the IoU
+    over band is the IoU over band's part of it: a small object's pair costs its size, not the band's)."""
+    boxes = np.stack([first.bbox_xyxy[a], second.bbox_xyxy[b]])  # inclusive: each crop's last pixel
+    left, top = boxes[:, :2].min(axis=0)
+    right, bottom = boxes[:, 2:].max(axis=0) + 1
+    return Window(int(left), int(top), int(right - left), int(bottom - top))
 
 
 def _mask_in(masks, index: int, band: Window) -> np.ndarray:
