@@ -767,3 +767,22 @@ def test_a_geotiff_upload_is_answered_with_the_tiling_writers_geojson(server, se
         dataset.write(np.zeros((1, 1500, 2000), np.uint8))
     too_many_pixels = post(large.read_bytes())
     assert too_many_pixels.status_code == 400 and "2000x1500 pixels" in too_many_pixels.json()["detail"], too_many_pixels.text
+
+
+def test_an_api_used_without_build_server_keeps_its_embeddings_in_a_server_folder_of_its_own(
+        service_environment, tmp_path, monkeypatch):
+    """A LangSAMAPI given to a LitServer of the user's own has no run folder from build_server: it
+    makes one, as TrackAPI does, and /embed's store lives in that folder's embeddings/."""
+    import tempfile
+
+    from lang_sam.interfaces.server.api import LangSAMAPI
+    from lang_sam.settings import Settings
+
+    for name in ("LANG_SAM_CHECKPOINTS", "LANG_SAM_DETECTOR", "LANG_SAM_SAM_TYPE", "LANG_SAM_DEVICE", "LANG_SAM_DTYPE"):
+        monkeypatch.setenv(name, service_environment[name])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    api = LangSAMAPI(Settings.from_environment(), Limits())
+    api.setup("cpu")
+    (run,) = tmp_path.iterdir()
+    assert run.name.startswith("lang-sam-server-") and api.files.root == str(run)
+    assert api.store.folder == run / "embeddings" and api.store.folder.is_dir()

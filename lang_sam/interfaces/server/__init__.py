@@ -90,9 +90,8 @@ def build_server(
     report = {"sam_types": list(served_sam_types(settings, sam_types)), "detectors": list(served_detectors(settings, detectors)),
               "semantic_models": served_semantic_models(semantic_models), "device": device.type, "dtype": settings.dtype}
     files = files or ServerFiles.create()  # removed when the server stops, whatever the workers were doing
-    embeddings = files.embeddings_folder()
     server = ls.LitServer(
-        [LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings, embeddings_kept, detectors,
+        [LangSAMAPI(settings, limits, max_batch_size, batch_timeout, sam_types, preload, embeddings_kept, detectors,
                     semantic_models, files),
          TrackAPI(settings, sam_types, detectors, limits, files)],
         accelerator=accelerator,

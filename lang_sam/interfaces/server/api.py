@@ -56,23 +56,22 @@ class LangSAMAPI(ls.LitAPI):
         batch_timeout: float = 0.05,
         sam_types: Sequence[str] | None = None,
         preload: bool = False,
-        embeddings_folder: str | None = None,
         embeddings_kept: int = DEFAULT_CAPACITY,
         detectors: Sequence[str] | None = None,
         semantic_models: Sequence[str] | None = None,
         files: ServerFiles | None = None,
     ):
-        """embeddings_folder: where /embed keeps embeddings for /decode, shared by the workers (the
-        server makes one for its run); embeddings_kept: how many; detectors: those requests may
-        name in a ``detector`` field besides the settings' own; semantic_models: those that
-        mode=everything's ``semantic`` field may name (none by default); files: the server run's
-        folder, where the request guard flags requests whose client left (None: none is stopped)."""
+        """embeddings_kept: how many /embed embeddings are kept for /decode; detectors: those
+        requests may name in a ``detector`` field besides the settings' own; semantic_models: those
+        that mode=everything's ``semantic`` field may name (none by default); files: the server
+        run's folder, shared by the workers: the embeddings, and the flags of requests whose client
+        left (None: one of this worker's own, as a LitAPI used without build_server has)."""
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=PREDICT_PATH)
         self.settings = settings
         self.limits = limits
         self.sam_types = served_sam_types(settings, sam_types)
         self.preload = preload
-        self.embeddings_folder, self.embeddings_kept = embeddings_folder, embeddings_kept
+        self.embeddings_kept = embeddings_kept
         self.detectors = served_detectors(settings, detectors)
         self.semantic_models = served_semantic_models(semantic_models)
         self.files = files
@@ -81,11 +80,9 @@ class LangSAMAPI(ls.LitAPI):
         log_to_stderr()
         self.pool = ModelPool(replace(self.settings, device=self.settings.device or device), allowed=self.sam_types,
                               detectors=self.detectors, semantic_models=self.semantic_models)
-        if self.embeddings_folder is None:  # a LitAPI used without build_server: a folder of this worker's own
-            import tempfile
-
-            self.embeddings_folder = tempfile.mkdtemp(prefix="lang-sam-embeddings-")
-        self.store = EmbeddingStore(self.embeddings_folder, self.embeddings_kept)
+        if self.files is None:  # a LitAPI used without build_server
+            self.files = ServerFiles.create()
+        self.store = EmbeddingStore(self.files.embeddings_folder(), self.embeddings_kept)
         self.pool.get()  # the default SAM is ready before /health says so
         for name in self.pool.sam_types if self.preload else []:
             try:
