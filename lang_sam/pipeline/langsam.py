@@ -84,26 +84,13 @@ class LangSAM(PipelineModels):
               label="object", **options):
         """Track what prompt names through a video, one lang_sam.families.base.TrackedFrame per frame
         read, with this pipeline's detector and a SAM 2.1 video model, or SAM 3 video alone, with no
-        detector loaded (video_segmenter: a loaded one, a SAM 2.1, EdgeTAM or SAM 3 name, a Sam2VideoModel,
-        EdgeTamVideoModel or Sam3VideoModel folder or repo id; default sam2.1-hiera-tiny). options: start, end, stride
-        (lang_sam.video.frames.VideoFrames) and those of lang_sam.video.tracker.track.
+        detector loaded; or, instead of a prompt, follow the objects clicked on the first frame read
+        (points and point_labels as predict takes them, or a list of those, one per object), with the
+        video model alone. video_segmenter and options: those of lang_sam.video.track_video."""
+        from lang_sam.video import track_video
 
-        Or, instead of a prompt, follow the objects you click on the first frame read, with the video
-        model alone (lang_sam.video.clicks): points and point_labels as predict takes them for one
-        object, or a list of those, one per object (ids 1, 2, ...); label: their class name, or one
-        per object; video_segmenter: SAM 3 (the default), SAM 2.1 or EdgeTAM video; options: start,
-        end, stride."""
-        if points is None and point_labels is None:
-            if prompt is None:
-                raise InvalidPromptError("track needs a prompt naming what to track, e.g. \"car, person\", or points clicked on the first frame.")
-            from lang_sam.video.tracker import open_and_track
-
-            return open_and_track(video, prompt, lambda: self.detector, video_segmenter, self.device, self.dtype, **options)
-        if prompt is not None:
-            raise InvalidPromptError("track follows a text prompt or your clicks, one or the other in one call.")
-        from lang_sam.video.clicks import open_and_follow
-
-        return open_and_follow(video, points, point_labels, label, video_segmenter, self.device, self.dtype, **options)
+        return track_video(video, prompt, lambda: self.detector, video_segmenter, self.device, self.dtype,
+                           points=points, point_labels=point_labels, label=label, **options)
 
     def embed(self, image: ImageInput | PreparedImage) -> Any:
         """The segmenter's embedding of one image, kept in the embedding cache under its image_key,
