@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lang_sam.errors import InvalidOptionError
-from lang_sam.geometry import mask_to_box
 from lang_sam.tiling.windows import Window
 from lang_sam.vocabulary.detections import Detections, compact_masks
+from lang_sam.vocabulary.strips import column_spans, encode_strips
 
 MERGE_IOU = 0.5
 OBJECT_ID_KEY = "object_id"  # Detections.data key of the ids 1..N, unique across the image (the label raster's values)
@@ -236,41 +236,56 @@ def _joint_crop(first, a: int, second, b: int) -> Window:
 def _mask_in(masks, index: int, band: Window) -> np.ndarray:
     """(band.height, band.width) bool: the part of compact mask index inside band, decoded from its crop only."""
     canvas = np.zeros((band.height, band.width), bool)
-    x0, y0 = (int(value) for value in masks.offsets[index])
-    crop = masks.crop(index)
-    area = Window(x0, y0, crop.shape[1], crop.shape[0]).intersection(band)
-    if area is not None:
-        canvas[area.top - band.top:area.top - band.top + area.height, area.left - band.left:area.left - band.left + area.width] = \
-            crop[area.top - y0:area.top - y0 + area.height, area.left - x0:area.left - x0 + area.width]
+    _paste(canvas, band, masks, index)
     return canvas
 
 
-def _union(parts: Detections) -> Detections:
-    """One object of several parts: the union of their masks (on a canvas the size of their joint
-    box, never the image's), box from the union, best box score, mask score of the largest part."""
-    masks = parts.masks
-    x0, y0 = masks.offsets.min(axis=0)
-    x1, y1 = masks.bbox_xyxy[:, 2:].max(axis=0) + 1  # supervision's boxes end on their last pixel
-    canvas = np.zeros((int(y1 - y0), int(x1 - x0)), bool)
-    for index in range(len(parts)):
-        left, top = masks.offsets[index] - (x0, y0)
+def _paste(canvas: np.ndarray, at: Window, masks, index: int) -> None:
+    """OR into canvas (the pixels of window at) the part of compact mask index inside it (its crop
+    decoded only when it reaches there)."""
+    x0, y0, x1, y1 = (int(value) for value in masks.bbox_xyxy[index])  # the crop's, inclusive
+    area = Window(x0, y0, x1 - x0 + 1, y1 - y0 + 1).intersection(at)
+    if area is not None:
         crop = masks.crop(index)
-        canvas[top:top + crop.shape[0], left:left + crop.shape[1]] |= crop
+        canvas[area.top - at.top:area.top - at.top + area.height, area.left - at.left:area.left - at.left + area.width] |= \
+            crop[area.top - y0:area.top - y0 + area.height, area.left - x0:area.left - x0 + area.width]
+
+
+def _union(parts: Detections) -> Detections:
+    """One object of several parts: the union of their masks, built a column strip of their joint
+    box at a time (an object joined across a raster has a box the raster's size: memory follows the
+    strip, never the box), its box from the union's pixels, best box score, mask score of the
+    largest part."""
+    masks = parts.masks
+    left, top = (int(value) for value in masks.offsets.min(axis=0))
+    right, bottom = (int(value) + 1 for value in masks.bbox_xyxy[:, 2:].max(axis=0))  # supervision's boxes end on their last pixel
+    filled = []  # (x0, y0, x1, y1) of each strip's pixels, in image pixels
+
+    def strips():
+        for first, columns in column_spans(bottom - top, right - left):
+            strip = _strip_of(masks, left + first, top, bottom - top, columns)
+            rows, used = np.flatnonzero(strip.any(axis=1)), np.flatnonzero(strip.any(axis=0))
+            if len(rows):
+                filled.append((left + first + used[0], top + rows[0], left + first + used[-1] + 1, top + rows[-1] + 1))
+            yield strip
+
+    mask = encode_strips(strips(), (left, top), parts.image_size)
+    edges = np.array(filled)
+    xyxy = np.array([[edges[:, 0].min(), edges[:, 1].min(), edges[:, 2].max(), edges[:, 3].max()]], np.float32)
     largest = int(np.argmax(masks.area))
-    return replace(parts[[largest]], xyxy=(mask_to_box(canvas) + np.array([x0, y0, x0, y0], np.float32))[None], box_scores=_best(parts.box_scores),
-                   masks=_compact_crop(canvas, int(x0), int(y0), parts.image_size))
+    return replace(parts[[largest]], xyxy=xyxy, box_scores=_best(parts.box_scores), masks=mask)
+
+
+def _strip_of(masks, left: int, top: int, height: int, columns: int) -> np.ndarray:
+    """(height, columns) bool: the union of the compact masks over the columns left.. of rows top.."""
+    strip, area = np.zeros((height, columns), bool), Window(left, top, columns, height)
+    for index in range(len(masks)):
+        _paste(strip, area, masks, index)
+    return strip
 
 
 def _best(scores: np.ndarray | None) -> np.ndarray | None:
     return None if scores is None else scores.max(keepdims=True)
-
-
-def _compact_crop(crop: np.ndarray, left: int, top: int, image_size: tuple[int, int]):
-    """A CompactMask of one mask given as a crop at (left, top) of an image_size image."""
-    from supervision.detection.compact_mask import CompactMask
-
-    return CompactMask.from_dense(crop[None], np.array([[0, 0, crop.shape[1] - 1, crop.shape[0] - 1]]), crop.shape).with_offset(
-        left, top, image_size)
 
 
 def _concatenate(parts: Sequence[Detections], image_size: tuple[int, int], classes: tuple[str, ...] | None) -> Detections:

@@ -25,6 +25,7 @@ from lang_sam.tiling.merge import OBJECT_ID_KEY
 from lang_sam.tiling.readers import GDAL_CACHE, TileReader, require_geo
 from lang_sam.tiling.windows import tile_windows
 from lang_sam.vocabulary.detections import Detections
+from lang_sam.vocabulary.strips import column_spans, decode_strips
 
 VECTOR_DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".shp": "ESRI Shapefile"}
 # The layers' geometry type: a later object may have several parts, so the GeoPackage (written first,
@@ -93,12 +94,15 @@ class _LabelPainter:
         self.ids, self.areas = np.concatenate([self.ids, ids])[order], np.concatenate([self.areas, areas])[order]
         for index in range(len(chunk)):
             left, top = (int(value) for value in masks.offsets[index])
-            self._paint(masks.crop(index), left, top, int(ids[index]), int(areas[index]))
+            for first, strip in decode_strips(masks, index):  # an object across the raster: a strip at a time
+                self._paint(strip, left + first, top, int(ids[index]), int(areas[index]))
 
     def _paint(self, crop: np.ndarray, left: int, top: int, value: int, area: int) -> None:
         """Set value where crop (at left, top) is True and the object there is not smaller than this one."""
-        if not crop.any():
+        rows = np.flatnonzero(crop.any(axis=1))
+        if not len(rows):
             return
+        crop, top = crop[rows[0]:rows[-1] + 1], top + int(rows[0])  # only the rows it paints are mapped
         rows = np.memmap(self.scratch, np.uint32, "r+", offset=top * self.width * 4, shape=(crop.shape[0], self.width))
         window = rows[:, left:left + crop.shape[1]]
         under = window[crop]
@@ -123,20 +127,29 @@ class _LabelPainter:
 def polygons(detections: Detections, transform: Any = None) -> list:
     """One shapely Polygon per object (a MultiPolygon for several parts, empty for no pixel): its mask's
     pixel edges (4-connected), holes kept, in map coordinates through transform (pixel corners
-    (column, row) when None); traced from each mask's crop."""
-    rasterio, features, shapely = (require_geo(name) for name in ("rasterio", "rasterio.features", "shapely"))
+    (column, row) when None); traced from each mask's crop, a column strip at a time for a huge one."""
+    rasterio = require_geo("rasterio")
     transform = transform if transform is not None else rasterio.Affine.identity()
     masks = _compact(detections)
-    found = []
-    for index in range(len(detections)):
-        crop = masks.crop(index).astype(np.uint8)
-        left, top = (int(value) for value in masks.offsets[index])
-        pieces = [shapely.geometry.shape(shape) for shape, _ in
-                  features.shapes(crop, mask=crop.astype(bool), transform=transform @ rasterio.Affine.translation(left, top))]
-        # The pieces are the mask's 4-connected parts: disjoint (at most touching at a corner), so they
-        # form a valid MultiPolygon as they are; a union would cost minutes on a speckled mask.
-        found.append(pieces[0] if len(pieces) == 1 else shapely.MultiPolygon(pieces))
-    return found
+    return [_outline(masks, index, transform) for index in range(len(detections))]
+
+
+def _outline(masks, index: int, transform: Any):
+    """Compact mask index's polygon. The mask's 4-connected parts are disjoint (at most touching at
+    a corner): a valid MultiPolygon as they are, where a union would cost minutes on a speckled mask.
+    Traced in strips, only the parts cut by a strip's edge are joined (in pixels, then transformed)."""
+    rasterio, features, shapely = (require_geo(name) for name in ("rasterio", "rasterio.features", "shapely"))
+    x0, y0, x1, y1 = (int(value) for value in masks.bbox_xyxy[index])  # the crop's, inclusive
+    pieces, cuts = [], {float(x0 + first) for first, _ in column_spans(y1 - y0 + 1, x1 - x0 + 1)[1:]}  # decode_strips' cuts
+    for first, strip in decode_strips(masks, index):
+        placed = (transform if not cuts else rasterio.Affine.identity()) @ rasterio.Affine.translation(x0 + first, y0)
+        pieces += [shapely.geometry.shape(shape) for shape, _ in features.shapes(strip.view(np.uint8), mask=strip, transform=placed)]
+    if cuts:
+        cut = [piece.bounds[0] in cuts or piece.bounds[2] in cuts for piece in pieces]
+        joined = shapely.union_all([piece for piece, on_edge in zip(pieces, cut) if on_edge])
+        pieces = [piece for piece, on_edge in zip(pieces, cut) if not on_edge] + list(getattr(joined, "geoms", [joined]))
+    shape = pieces[0] if len(pieces) == 1 else shapely.MultiPolygon(pieces)
+    return require_geo("shapely.affinity").affine_transform(shape, transform.to_shapely()) if cuts else shape
 
 
 def write_vectors(path: str | Path, detections: Detections, transform: Any = None, crs: Any = None) -> None:

@@ -4,7 +4,8 @@ its errors), so that the library, the CLI, the app and the server check, default
 - Thresholds (thresholds.py): what a detection keeps, its defaults written once.
 - ObjectPrompt (prompts.py): one object for a promptable segmenter (a box, points, a mask, or a mix);
   Exemplars: boxes around examples of a concept for SAM 3 ("more like this").
-- Detections (detections.py): the objects found in one image, shaped like supervision's.
+- Detections (detections.py): the objects found in one image, shaped like supervision's; a compact
+  mask of any size decoded and built a column strip at a time (strips.py).
 - SegmenterInput, ImageEmbedding, MaskSet (embedding.py): a promptable segmenter's input, an
   image's embedding, and the raw (B prompts x M candidates) answer of one batched decode.
 """

@@ -179,3 +179,42 @@ def test_no_objects_give_an_empty_label_raster_and_empty_vectors(tmp_path, suffi
     with rasterio.open(tmp_path / "labels.tif") as dataset:
         assert dataset.shape == (70, 90) and not dataset.read(1).any()
     assert len(geopandas.read_file(tmp_path / f"objects{suffix}")) == 0
+
+
+def test_an_object_joined_across_the_raster_is_built_and_written_a_strip_at_a_time(tmp_path, monkeypatch):
+    """A road across the raster's diagonal (with holes and a side branch), seen through 25 tiles, is
+    joined into one object whose box is the raster's: with strips of 3,000 pixels (as a 16 M-pixel
+    strip is to a 20,000-pixel raster) its mask, box, label raster and polygon are those of one strip."""
+    from lang_sam.tiling import merge_tiles, tile_windows
+    from lang_sam.tiling.merge import TileDetections, to_image
+    from lang_sam.vocabulary import strips
+
+    size = (600, 640)
+    rows, columns = np.mgrid[:size[0], :size[1]]
+    road = (np.abs(columns - rows * 1.05) <= 14) | ((np.abs(rows - 300) <= 6) & (columns > 315) & (columns < 520))
+    road &= ~((rows % 97 < 5) & (columns % 89 < 5))  # holes along it
+    tiles = []
+    for window in tile_windows(*size, 160, 40):
+        part = road[window.top:window.top + window.height, window.left:window.left + window.width]
+        if part.any():
+            ys, xs = np.flatnonzero(part.any(1)), np.flatnonzero(part.any(0))
+            found = Detections(xyxy=np.array([[xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]], np.float32), image_size=part.shape,
+                               masks=part[None], box_scores=[0.9], mask_scores=[0.5], class_ids=[0], classes=("road",))
+            tiles.append(TileDetections(window, to_image(found, window, size, ["road"])))
+    assert len(tiles) >= 9
+
+    def written(folder):
+        joined = merge_tiles(tiles, size)
+        write_label_raster(folder / "labels.tif", joined, TRANSFORM, CRS)
+        with rasterio.open(folder / "labels.tif") as dataset:
+            return joined, dataset.read(1), polygons(joined, TRANSFORM)
+
+    (tmp_path / "whole").mkdir(), (tmp_path / "strips").mkdir()
+    whole, whole_labels, whole_shapes = written(tmp_path / "whole")
+    monkeypatch.setattr(strips, "STRIP_PIXELS", 3000)
+    assert len(strips.column_spans(*size)) > 100
+    cut, cut_labels, cut_shapes = written(tmp_path / "strips")
+    assert len(whole) == len(cut) == 1 and np.array_equal(whole.masks.to_dense(), road[None]) and np.array_equal(cut.masks.to_dense(), road[None])
+    assert np.array_equal(cut.xyxy, whole.xyxy) and np.array_equal(cut_labels, whole_labels) and np.array_equal(cut_labels == 1, road)
+    assert cut_shapes[0].is_valid and cut_shapes[0].symmetric_difference(whole_shapes[0]).area < 1e-6 * whole_shapes[0].area
+    assert_polygons_are_the_masks(cut_shapes, road[None], TRANSFORM)
