@@ -60,6 +60,20 @@ def encode_strips(strips: Iterable[np.ndarray], offset: tuple[int, int], image_s
             at = np.concatenate([[0], at])
         changes.append(at.astype(np.int64) + seen)
         seen, previous = seen + len(flat), bool(flat[-1])
-    bounds = np.concatenate([[0], *changes, [seen]])
-    counts = np.diff(bounds).astype(np.int32)
-    return CompactMask([counts], np.array([[height or 0, width]], np.int32), np.array([offset], np.int32), image_size)
+    counts = np.diff(np.concatenate([[0], *changes, [seen]]))
+    return CompactMask([_int32_runs(counts)], np.array([[height or 0, width]], np.int32), np.array([offset], np.int32), image_size)
+
+
+def _int32_runs(counts: np.ndarray) -> np.ndarray:
+    """Run lengths as CompactMask's int32, a run over 2**31 - 1 pixels split by zero-length runs of
+    the other value (as supervision does)."""
+    limit = np.iinfo(np.int32).max
+    if not len(counts) or counts.max() <= limit:
+        return counts.astype(np.int32)
+    split = []
+    for count in counts.tolist():
+        while count > limit:
+            split += [limit, 0]
+            count -= limit
+        split.append(count)
+    return np.array(split, np.int32)

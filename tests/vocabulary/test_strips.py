@@ -40,3 +40,13 @@ def test_a_crop_of_one_strip_is_decoded_whole():
     crop = np.eye(5, 8, dtype=bool)
     ((first, strip),) = decode_strips(compact(crop), 0)
     assert first == 0 and np.array_equal(strip, crop)
+
+
+def test_runs_over_two_to_the_31_pixels_are_split_as_supervision_splits_them():
+    from lang_sam.vocabulary.strips import _int32_runs
+
+    limit = 2**31 - 1
+    runs = _int32_runs(np.array([limit + 5, 3, 2 * limit + 1], np.int64))
+    assert runs.dtype == np.int32 and runs.tolist() == [limit, 0, 5, 3, limit, 0, limit, 0, 1]
+    values = np.arange(len(runs)) % 2  # background first: what each run holds
+    assert [int(runs[values == value].astype(np.int64).sum()) for value in (0, 1)] == [limit + 5 + 2 * limit + 1, 3]
