@@ -216,7 +216,8 @@ def _band_iou(first: Detections, a: int, second: Detections, b: int, band: Windo
     for objects of two classes."""
     if first.class_ids is not None and first.class_ids[a] != second.class_ids[b]:
         return 0.0
-    area = band.intersection(_joint_crop(first.masks, a, second.masks, b))  # no mask pixel lies outside it
+    # Over the band's part holding both crops (no mask pixel lies outside it): a small pair costs its size, not the band's.
+    area = band.intersection(_holding(np.stack([first.masks.bbox_xyxy[a], second.masks.bbox_xyxy[b]])))
     if area is None:
         return 0.0
     masks = _mask_in(first.masks, a, area), _mask_in(second.masks, b, area)
@@ -224,13 +225,11 @@ def _band_iou(first: Detections, a: int, second: Detections, b: int, band: Windo
     return float(np.logical_and(*masks).sum() / union) if union else 0.0
 
 
-def _joint_crop(first, a: int, second, b: int) -> Window:
-    """The smallest window holding the crops of compact mask a of first and b of second (the IoU
-    over band is the IoU over band's part of it: a small object's pair costs its size, not the band's)."""
-    boxes = np.stack([first.bbox_xyxy[a], second.bbox_xyxy[b]])  # inclusive: each crop's last pixel
-    left, top = boxes[:, :2].min(axis=0)
-    right, bottom = boxes[:, 2:].max(axis=0) + 1
-    return Window(int(left), int(top), int(right - left), int(bottom - top))
+def _holding(crops: np.ndarray) -> Window:
+    """The smallest window holding crops, (N, 4) inclusive xyxy (supervision's: each ends on its last pixel)."""
+    left, top = (int(value) for value in crops[:, :2].min(axis=0))
+    right, bottom = (int(value) + 1 for value in crops[:, 2:].max(axis=0))
+    return Window(left, top, right - left, bottom - top)
 
 
 def _mask_in(masks, index: int, band: Window) -> np.ndarray:
@@ -243,12 +242,12 @@ def _mask_in(masks, index: int, band: Window) -> np.ndarray:
 def _paste(canvas: np.ndarray, at: Window, masks, index: int) -> None:
     """OR into canvas (the pixels of window at) the part of compact mask index inside it (its crop
     decoded only when it reaches there)."""
-    x0, y0, x1, y1 = (int(value) for value in masks.bbox_xyxy[index])  # the crop's, inclusive
-    area = Window(x0, y0, x1 - x0 + 1, y1 - y0 + 1).intersection(at)
+    held = _holding(masks.bbox_xyxy[[index]])  # the crop's window
+    area = held.intersection(at)
     if area is not None:
         crop = masks.crop(index)
         canvas[area.top - at.top:area.top - at.top + area.height, area.left - at.left:area.left - at.left + area.width] |= \
-            crop[area.top - y0:area.top - y0 + area.height, area.left - x0:area.left - x0 + area.width]
+            crop[area.top - held.top:area.top - held.top + area.height, area.left - held.left:area.left - held.left + area.width]
 
 
 def _union(parts: Detections) -> Detections:
@@ -257,19 +256,19 @@ def _union(parts: Detections) -> Detections:
     strip, never the box), its box from the union's pixels, best box score, mask score of the
     largest part."""
     masks = parts.masks
-    left, top = (int(value) for value in masks.offsets.min(axis=0))
-    right, bottom = (int(value) + 1 for value in masks.bbox_xyxy[:, 2:].max(axis=0))  # supervision's boxes end on their last pixel
+    box = _holding(masks.bbox_xyxy)  # the parts' crops: the union's crop
     filled = []  # (x0, y0, x1, y1) of each strip's pixels, in image pixels
 
     def strips():
-        for first, columns in column_spans(bottom - top, right - left):
-            strip = _strip_of(masks, left + first, top, bottom - top, columns)
+        for first, columns in column_spans(box.height, box.width):
+            left = box.left + first
+            strip = _strip_of(masks, left, box.top, box.height, columns)
             rows, used = np.flatnonzero(strip.any(axis=1)), np.flatnonzero(strip.any(axis=0))
             if len(rows):
-                filled.append((left + first + used[0], top + rows[0], left + first + used[-1] + 1, top + rows[-1] + 1))
+                filled.append((left + used[0], box.top + rows[0], left + used[-1] + 1, box.top + rows[-1] + 1))
             yield strip
 
-    mask = encode_strips(strips(), (left, top), parts.image_size)
+    mask = encode_strips(strips(), (box.left, box.top), parts.image_size)
     edges = np.array(filled)
     xyxy = np.array([[edges[:, 0].min(), edges[:, 1].min(), edges[:, 2].max(), edges[:, 3].max()]], np.float32)
     largest = int(np.argmax(masks.area))
